@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+
+from tlreport.config import load_config, validate
+from tlreport.errors import ConfigError, UserError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_and_repo_config_are_valid():
+    cfg = load_config(REPO / "tlreport.toml")
+    assert cfg["classify"]["backbone"] == "efficientnet_lite0"
+    assert cfg["post"]["slug"]
+    assert validate({})["seed"] == 42
+
+
+def test_every_bad_field_is_reported_at_once(tmp_path):
+    p = tmp_path / "broken.toml"
+    p.write_text('seed = "x"\n[post]\nslug = "Not A Slug"\n[classify]\nbackbone = "inceptionv3"\ntop_k = 0\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    problems = e.value.problems
+    assert len(problems) == 4
+    joined = "\n".join(problems)
+    assert "seed: must be an integer (got \"x\")" in joined or "seed: must be an integer (got 'x')" in joined
+    assert "post.slug:" in joined and "'Not A Slug'" in joined
+    assert "classify.backbone: unknown backbone" in joined and "did you mean 'inception_v3'" in joined
+    assert "classify.top_k: must be > 0 (got 0)" in joined
+
+
+def test_unknown_key_is_a_warning_with_did_you_mean():
+    cfg = validate({"post": {"titel": "x"}})
+    assert any("post.titel: unknown key" in w and "post.title" in w for w in cfg.warnings)
+
+
+def test_types_and_ranges():
+    with pytest.raises(ConfigError) as e:
+        validate({"train": {"fractions": [0.5, 0.5, 0.5], "momentum": 1.5, "epochs": -3},
+                  "features": {"backbones": []}, "experiments": {"heads": ["svm"]}})
+    joined = "\n".join(e.value.problems)
+    for field in ("train.fractions: must sum to 1", "train.momentum", "train.epochs: must be > 0",
+                  "features.backbones: must list at least one backbone", "experiments.heads: unknown head"):
+        assert field in joined, joined
+    with pytest.raises(ConfigError, match="seed: must be an integer"):
+        validate({"seed": True})
+
+
+def test_missing_and_invalid_toml(tmp_path):
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[post\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_paths_resolve_relative_to_the_config(tmp_path):
+    (tmp_path / "sub").mkdir()
+    p = tmp_path / "sub" / "c.toml"
+    p.write_text('cache_dir = "cache"\nsite_dir = "out/site"\n')
+    cfg = load_config(p)
+    assert cfg.cache_dir == tmp_path / "sub" / "cache"
+    assert cfg.site_dir == tmp_path / "sub" / "out" / "site"

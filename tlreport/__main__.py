@@ -1,0 +1,3 @@
+from tlreport.cli import main
+
+raise SystemExit(main())

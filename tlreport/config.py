@@ -1,0 +1,324 @@
+"""``tlreport.toml``: a declarative schema that reports every bad field at once.
+
+Each field is declared once with its type, default and check (the MkDocs
+idea).  :func:`load_config` collects *all* problems, each as
+``field: problem (got VALUE)``, and raises one :class:`ConfigError`.  Unknown
+keys are warnings with a did-you-mean, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tlreport.errors import ConfigError, UserError
+
+_MISSING = object()
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,80}$")
+
+
+@dataclass(frozen=True)
+class Field:
+    type: type | tuple[type, ...]
+    default: Any = _MISSING
+    check: Callable[[Any], str | None] | None = None
+    item: type | None = None          # element type for lists
+    doc: str = ""
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _fraction(v: Any) -> str | None:
+    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v in choices else "must be one of " + ", ".join(repr(c) for c in choices)
+    return check
+
+
+def _backbone(v: Any) -> str | None:
+    from tlreport.backbones import REGISTRY
+    if v in REGISTRY:
+        return None
+    close = difflib.get_close_matches(v, REGISTRY, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown backbone (known: {', '.join(sorted(REGISTRY))}){hint}"
+
+
+def _backbones(v: list) -> str | None:
+    if not v:
+        return "must list at least one backbone"
+    for b in v:
+        p = _backbone(b)
+        if p:
+            return f"{b!r}: {p}"
+    if len(set(v)) != len(v):
+        return "lists a backbone twice"
+    return None
+
+
+def _split_fractions(v: list) -> str | None:
+    if len(v) != 3:
+        return "must be [train, validation, test]"
+    if any(not isinstance(x, (int, float)) or x <= 0 for x in v):
+        return "each fraction must be > 0"
+    if abs(sum(v) - 1.0) > 1e-6:
+        return f"must sum to 1 (sums to {sum(v):g})"
+    return None
+
+
+def _settings(v: list) -> str | None:
+    if not v:
+        return "must list at least one n_train"
+    if any(not isinstance(x, int) or isinstance(x, bool) or x <= 0 for x in v):
+        return "each n_train must be a positive integer"
+    return None
+
+
+def _date(v: Any) -> str | None:
+    if isinstance(v, _dt.date):
+        return None
+    try:
+        _dt.date.fromisoformat(str(v))
+    except ValueError:
+        return "must be a date YYYY-MM-DD"
+    return None
+
+
+def _slug(v: str) -> str | None:
+    return None if _SLUG.match(v) else "must be lowercase letters, digits and '-' (at most 81)"
+
+
+def _nonempty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+DEMO_IMAGES = [
+    "skimage:chelsea.png",
+    "skimage:coffee.png",
+    "skimage:rocket.jpg",
+    "skimage:astronaut.png",
+    "matplotlib:grace_hopper.jpg",
+    "sklearn:china.jpg",
+    "sklearn:flower.jpg",
+]
+
+SCHEMA: dict[str, Any] = {
+    "seed": Field(int, 42, _non_negative, doc="one seed for splits, training and sampling"),
+    "cache_dir": Field(str, ".tlreport", doc="stage and feature cache, relative to the config"),
+    "site_dir": Field(str, "site", doc="the Jekyll site the post is written into"),
+    "data_root": Field(str, "", doc="where fetched artifacts live (default: TLREPORT_DATA or XDG)"),
+    "post": {
+        "title": Field(str, "Transfer learning, reproduced", _nonempty),
+        "date": Field((str, _dt.date), "2026-11-28", _date),
+        "slug": Field(str, "transfer-learning", _slug),
+        "author": Field(str, "tlreport"),
+        "description": Field(str, "Classifying photos with a pretrained network, caching bottleneck "
+                                  "features and training a new softmax layer, reproduced end to end."),
+        "tags": Field(list, ["transfer-learning", "tensorflow", "keras"], item=str),
+        "templates": Field(str, "", doc="a folder of user templates searched before the packaged ones"),
+    },
+    "classify": {
+        "enabled": Field(bool, True),
+        "backbone": Field(str, "efficientnet_lite0", _backbone),
+        "top_k": Field(int, 5, _positive),
+        "images": Field(list, DEMO_IMAGES, item=str),
+        "out_of_vocabulary": Field(str, "skimage:hubble_deep_field.jpg",
+                                   doc="an image of something ImageNet has no class for ('' to omit)"),
+        "out_of_vocabulary_label": Field(str, "galaxies (the Hubble Deep Field)"),
+    },
+    "dataset": {
+        "path": Field(str, "demo", doc="'demo', 'artifact:NAME' or a folder of class folders"),
+        "include": Field(list, [], item=str),
+        "exclude": Field(list, [], item=str),
+        "max_pixels": Field(int, 40_000_000, _positive),
+    },
+    "features": {
+        "backbones": Field(list, ["efficientnet_lite0"], _backbones, item=str),
+        "batch_size": Field(int, 32, _positive),
+        "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto")),
+    },
+    "train": {
+        "enabled": Field(bool, True),
+        "backbone": Field(str, "efficientnet_lite0", _backbone),
+        "fractions": Field(list, [0.6, 0.2, 0.2], _split_fractions),
+        "learning_rate": Field((int, float), 0.1, _positive),
+        "momentum": Field((int, float), 0.9, lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
+        "schedule": Field(str, "cosine", _one_of("cosine", "constant")),
+        "batch_size": Field(int, 64, _positive),
+        "epochs": Field(int, 100, _positive),
+        "l2": Field((int, float), 1e-4, _non_negative),
+        "patience": Field(int, 15, _non_negative, doc="early stopping on validation loss; 0 disables"),
+        "grid_size": Field(int, 4, lambda v: None if 2 <= v <= 6 else "must be between 2 and 6"),
+    },
+    "experiments": {
+        "enabled": Field(bool, True),
+        "backbones": Field(list, ["efficientnet_lite0"], _backbones, item=str),
+        "heads": Field(list, ["softmax_sgd", "logreg"], item=str),
+        "n_splits": Field(int, 5, _positive),
+        "tables": Field(list, [], item=dict, doc="[[experiments.tables]] entries"),
+    },
+}
+
+TABLE_SCHEMA: dict[str, Field] = {
+    "dataset": Field(str, _MISSING, _nonempty, doc="'demo', 'artifact:NAME' or a folder"),
+    "name": Field(str, "", doc="shown in the post; defaults to the dataset"),
+    "literature": Field(str, "", doc="key into data/literature.toml ('' for none)"),
+    "settings": Field(list, [15, 30], _settings),
+    "test_cap": Field(int, 50, _positive),
+    "exclude": Field(list, [], item=str),
+}
+
+HEADS = ("softmax_sgd", "logreg", "logreg_flip")
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    ts = t if isinstance(t, tuple) else (t,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+             list: "a list", dict: "a table", _dt.date: "a date"}
+    return " or ".join(names.get(x, x.__name__) for x in ts)
+
+
+def _isinstance(v: Any, t: type | tuple[type, ...]) -> bool:
+    ts = t if isinstance(t, tuple) else (t,)
+    if isinstance(v, bool) and bool not in ts:
+        return False
+    if isinstance(v, int) and not isinstance(v, bool) and float in ts:
+        return True
+    return isinstance(v, ts)
+
+
+def _show(v: Any) -> str:
+    s = json.dumps(v, default=str) if not isinstance(v, str) else repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _validate(data: dict, schema: dict, prefix: str, problems: list[str],
+              warnings: list[str]) -> dict:
+    out: dict[str, Any] = {}
+    for key in data:
+        if key not in schema:
+            close = difflib.get_close_matches(key, schema, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            warnings.append(f"{prefix}{key}: unknown key, ignored{hint}")
+    for key, spec in schema.items():
+        name = prefix + key
+        if isinstance(spec, dict):
+            sub = data.get(key, {})
+            if not isinstance(sub, dict):
+                problems.append(f"{name}: must be a table (got {_show(sub)})")
+                sub = {}
+            out[key] = _validate(sub, spec, name + ".", problems, warnings)
+            continue
+        if key not in data:
+            if spec.default is _MISSING:
+                problems.append(f"{name}: required")
+            else:
+                out[key] = spec.default
+            continue
+        v = data[key]
+        if not _isinstance(v, spec.type):
+            problems.append(f"{name}: must be {_type_name(spec.type)} (got {_show(v)})")
+            continue
+        if spec.item is not None and any(not _isinstance(x, spec.item) for x in v):
+            problems.append(f"{name}: every item must be {_type_name(spec.item)} (got {_show(v)})")
+            continue
+        if spec.check is not None:
+            msg = spec.check(v)
+            if msg:
+                problems.append(f"{name}: {msg} (got {_show(v)})")
+                continue
+        out[key] = v
+    return out
+
+
+@dataclass
+class Config:
+    """A validated config; ``raw`` is the merged dict, ``path`` the file it came from."""
+
+    raw: dict
+    path: Path | None
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve(self, p: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else (self.base_dir / q)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.resolve(self.raw["cache_dir"])
+
+    @property
+    def site_dir(self) -> Path:
+        return self.resolve(self.raw["site_dir"])
+
+    def section_hash(self, *keys: str) -> str:
+        """sha256 of the named sections: what a stage's output depends on."""
+        blob = json.dumps({k: self.raw[k] for k in keys}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def validate(data: dict, *, source: str = "config", path: Path | None = None) -> Config:
+    problems: list[str] = []
+    warnings: list[str] = []
+    raw = _validate(data, SCHEMA, "", problems, warnings)
+    if isinstance(raw.get("post", {}).get("date"), _dt.date):
+        raw["post"]["date"] = raw["post"]["date"].isoformat()
+    exp = raw.get("experiments", {})
+    for h in exp.get("heads", []):
+        if h not in HEADS:
+            problems.append(f"experiments.heads: unknown head {h!r}, known: {', '.join(HEADS)} (got {_show(exp['heads'])})")
+    tables = []
+    for i, t in enumerate(exp.get("tables", [])):
+        tables.append(_validate(t, TABLE_SCHEMA, f"experiments.tables[{i}].", problems, warnings))
+    if "tables" in exp:
+        exp["tables"] = tables
+    if raw.get("train", {}).get("backbone") and raw.get("features", {}).get("backbones"):
+        if raw["train"]["enabled"] and raw["train"]["backbone"] not in raw["features"]["backbones"]:
+            raw["features"]["backbones"] = list(raw["features"]["backbones"]) + [raw["train"]["backbone"]]
+    if problems:
+        raise ConfigError(problems, source)
+    return Config(raw=raw, path=path, warnings=warnings)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a config file (``None``: the defaults, no file)."""
+    if path is None:
+        return validate({}, source="defaults")
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {p}")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{p}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not UTF-8 text") from None
+    return validate(data, source=str(p), path=p.resolve())

@@ -1,0 +1,63 @@
+"""One tested escaping helper per output context.
+
+Data-derived text (class names, file names, titles) reaches four languages on
+its way to a reader: YAML front matter, Liquid (Jekyll runs it over the post
+first), Markdown (kramdown, or Python-Markdown for the preview) and HTML.  The
+helpers below make such text inert in each, so that ``{{ site.title }}``,
+``<script>`` or ``a|b*c_d`` reads exactly as the user wrote it.
+
+Markdown text is escaped with numeric character references rather than
+backslashes: both kramdown (with ``entity_output: as_input``) and
+Python-Markdown pass them through untouched, Liquid never sees a ``{{`` or
+``{%`` in them, and a browser shows the original characters.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+# Characters that mean something to Markdown (kramdown or Python-Markdown),
+# Liquid, kramdown math or HTML, replaced by numeric character references.
+# ``_`` is escaped only where it could open or close emphasis (at a word edge);
+# ``snake_case`` names stay readable in the Markdown source.
+_MD_SPECIAL = {c: f"&#{ord(c)};" for c in "\\`*{}[]<>|~$&#"}
+
+
+def md(text: object) -> str:
+    """Escape text for a Markdown paragraph, heading or table cell (also Liquid-safe)."""
+    s = " ".join(str(text).split())            # newlines and tabs become spaces
+    out = []
+    for i, c in enumerate(s):
+        if c == "_":
+            inner = 0 < i < len(s) - 1 and s[i - 1].isalnum() and s[i + 1].isalnum()
+            out.append("_" if inner else "&#95;")
+        else:
+            out.append(_MD_SPECIAL.get(c, c))
+    return "".join(out)
+
+
+def html_text(text: object) -> str:
+    """Escape text for HTML content or a double-quoted attribute (also Liquid-safe)."""
+    s = html.escape(" ".join(str(text).split()), quote=True)
+    return s.replace("{", "&#123;").replace("}", "&#125;")
+
+
+def liquid_arg(text: object) -> str:
+    """A value for a double-quoted Liquid include argument.
+
+    Liquid strings have no escapes and Liquid tokenises ``{%``/``%}`` before it
+    reads quotes, so quotes and braces become character references; the include
+    then prints the value unescaped into HTML (it is already HTML-safe).
+    """
+    return html_text(text)
+
+
+def yaml_str(text: object) -> str:
+    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    return json.dumps(" ".join(str(text).split()), ensure_ascii=False)
+
+
+def code(text: object) -> str:
+    """Text for an indented or fenced code block: only Liquid needs escaping."""
+    return str(text).replace("{{", "{ {").replace("{%", "{ %").replace("%}", "% }")
