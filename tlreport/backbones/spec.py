@@ -79,5 +79,5 @@ class BackboneSpec:
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
-    def with_precision(self, precision: str) -> "BackboneSpec":
+    def with_precision(self, precision: str) -> BackboneSpec:
         return dataclasses.replace(self, precision=precision)
