@@ -7,13 +7,13 @@ classes (``wnid<TAB>name``) in output order.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from tlreport.errors import UserError
 from tlreport.paths import shipped_path
 
 
-@lru_cache(maxsize=None)
+@cache
 def imagenet1k() -> tuple[str, ...]:
     path = shipped_path("data", "imagenet_classes.tsv")
     names = []
