@@ -1,0 +1,169 @@
+"""Benchmark bottleneck-feature extraction.
+
+    python benchmarks/extract.py --data DIR --backbone NAME [--random-weights] [--limit N] [--batch 32]
+
+Measures, interleaved (round-robin, ``--rounds`` times, median reported):
+
+1. the seed's loop: one image at a time (read, decode, preprocess, ``model(x)`` on a batch of 1);
+2. the model-only ceiling: a ``tf.function`` model on preloaded tensors at the pipeline's batch size;
+3. the tlreport pipeline end to end, files -> a fresh temporary FeatureStore;
+4. machine peak: a large float32 GEMM in numpy and in TensorFlow,
+
+and prints images/s, the ratios (3)/(1) and (3)/(2), achieved GFLOP/s from
+``spec.gflops``, peak RSS and the load average (other processes share the CPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tlreport.backbones import get_spec, load_model  # noqa: E402
+from tlreport.datasets import Manifest, load_prepared, scan_dataset  # noqa: E402
+from tlreport.features import FeatureStore, backbone_key, batch_function, extract_features  # noqa: E402
+
+
+def _spread(entries: list, n: int) -> list:
+    """n entries spread evenly over the (class-sorted) list, so every class is represented."""
+    if n >= len(entries):
+        return list(entries)
+    idx = np.linspace(0, len(entries) - 1, n).round().astype(int)
+    return [entries[i] for i in idx]
+
+
+def seed_loop(m: Manifest, entries: list, spec, model) -> float:
+    """(1) one image at a time, eager ``model(x)`` on a batch of one."""
+    t = time.perf_counter()
+    for e in entries:
+        with open(os.path.join(m.root, *e.relpath.split("/")), "rb") as fh:
+            data = fh.read()
+        x = load_prepared(data, spec)[None].astype(np.float32)
+        np.asarray(model(x, training=False)["features"])
+    return len(entries) / (time.perf_counter() - t)
+
+
+def model_only(batches: list, fn, n_images: int) -> float:
+    """(2) the tf.function model on preloaded tensors."""
+    done, i = 0, 0
+    t = time.perf_counter()
+    while done < n_images:
+        b = batches[i % len(batches)]
+        fn(b).numpy()
+        done += int(b.shape[0])
+        i += 1
+    return done / (time.perf_counter() - t)
+
+
+def pipeline(m: Manifest, entries: list, spec, model, batch: int, workers: int | None, loader: str) -> float:
+    """(3) files -> features in a fresh temporary FeatureStore."""
+    sub = Manifest(m.root, m.classes, entries, [])
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        feats = extract_features(sub, spec, FeatureStore(d), model=model, batch_size=batch, progress=False,
+                                 workers=workers, loader=loader, key=backbone_key(spec, weights_sha256="bench"))
+        dt = time.perf_counter() - t
+    assert feats.shape == (len(entries), spec.feature_dim)
+    return len(entries) / dt
+
+
+def gemm_peak(n: int = 2048, reps: int = 3) -> tuple[float, float]:
+    """(4) achieved float32 GFLOP/s of an n x n GEMM in numpy and in TensorFlow (best of reps)."""
+    import tensorflow as tf
+
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    flops = 2.0 * n ** 3
+    a @ b
+    best_np = min(_timed(lambda: a @ b) for _ in range(reps))
+    ta, tb = tf.constant(a), tf.constant(b)
+    mm = tf.function(lambda x, y: tf.matmul(x, y))
+    mm(ta, tb).numpy()
+    best_tf = min(_timed(lambda: mm(ta, tb).numpy()) for _ in range(reps))
+    return flops / best_np / 1e9, flops / best_tf / 1e9
+
+
+def _timed(f) -> float:
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--random-weights", action="store_true")
+    ap.add_argument("--limit", type=int, default=0, help="images per pipeline round (0 = all)")
+    ap.add_argument("--seed-images", type=int, default=64, help="images per seed-loop round")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--loader", choices=["tfdata", "threads"], default="tfdata")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--cache-dir", default=".tlreport")
+    args = ap.parse_args(argv)
+
+    import tensorflow as tf
+
+    load0 = os.getloadavg()
+    spec = get_spec(args.backbone)
+    t = time.perf_counter()
+    m = scan_dataset(args.data, hash_cache_path=Path(args.cache_dir) / "bench-scan.json", progress=False)
+    print(f"dataset: {m.summary()} (scan {time.perf_counter() - t:.2f}s)")
+    t = time.perf_counter()
+    model = load_model(spec, cache_dir=Path(args.cache_dir), random_weights=args.random_weights)
+    print(f"model: {spec.name} ({'random' if args.random_weights else 'pretrained'} weights, "
+          f"{spec.gflops} GFLOP/img) built in {time.perf_counter() - t:.1f}s")
+
+    n = args.limit or len(m.entries)
+    pipe_entries = _spread(m.entries, n)
+    seed_entries = _spread(m.entries[1::2], min(args.seed_images, n))
+    s = spec.input_size
+    pre = [load_prepared(os.path.join(m.root, *e.relpath.split("/")), spec) for e in pipe_entries[:args.batch * 2]]
+    batches = [tf.constant(np.stack(pre[i:i + args.batch])) for i in range(0, len(pre), args.batch)]
+    batches = [b for b in batches if b.shape[0] == args.batch] or batches
+
+    @tf.function(input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8)], reduce_retracing=True)
+    def fn(x):
+        return model(tf.cast(x, tf.float32), training=False)["features"]
+
+    fn(batches[0]).numpy()  # trace once, outside the timings
+    batch_function(model, spec)(batches[0].numpy())  # the pipeline's own tf.function, traced once too
+    model(np.zeros((1, s, s, 3), np.float32), training=False)
+
+    res: dict[str, list[float]] = {"seed": [], "model": [], "pipeline": []}
+    for r in range(args.rounds):
+        res["seed"].append(seed_loop(m, seed_entries, spec, model))
+        res["model"].append(model_only(batches, fn, min(n, args.batch * 8)))
+        res["pipeline"].append(pipeline(m, pipe_entries, spec, model, args.batch, args.workers, args.loader))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} img/s" for k, v in res.items()), flush=True)
+    np_gflops, tf_gflops = gemm_peak()
+
+    med = {k: statistics.median(v) for k, v in res.items()}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print()
+    print(f"backbone {spec.name}, batch {args.batch}, loader {args.loader}, workers {args.workers or os.cpu_count()}, "
+          f"{len(pipe_entries)} images/pipeline round, {len(seed_entries)} images/seed round, {args.rounds} rounds")
+    print(f"(1) seed loop, batch of 1    {med['seed']:8.1f} img/s  {med['seed'] * spec.gflops:7.1f} GFLOP/s")
+    print(f"(2) model only (tf.function) {med['model']:8.1f} img/s  {med['model'] * spec.gflops:7.1f} GFLOP/s")
+    print(f"(3) tlreport pipeline        {med['pipeline']:8.1f} img/s  {med['pipeline'] * spec.gflops:7.1f} GFLOP/s")
+    print(f"(4) GEMM 2048^3 float32 peak: numpy {np_gflops:.1f} GFLOP/s, tensorflow {tf_gflops:.1f} GFLOP/s")
+    print(f"(3)/(1) = {med['pipeline'] / med['seed']:.2f}x   (target >= 2.5x)")
+    print(f"(3)/(2) = {med['pipeline'] / med['model']:.0%}    (target >= 90%)")
+    print(f"model share of GEMM peak: {med['model'] * spec.gflops / tf_gflops:.0%}")
+    print(f"peak RSS {rss:.0f} MiB; load average {load0[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end "
+          f"on {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,462 @@
+"""Bottleneck features: a tf.data input pipeline and a content-addressed cache.
+
+Features are addressed by ``(backbone key) x (image sha256)``; the backbone key
+hashes the spec fingerprint, the weights hash and the precision.  Renaming or
+moving an image therefore costs nothing, adding images computes only the new
+ones and deleting images leaves the rest valid.
+
+On disk (:class:`FeatureStore`)::
+
+    <root>/<backbone key>/backbone.json        what the key stands for
+    <root>/<backbone key>/<shard>.npy          float32 (or float16) rows
+    <root>/<backbone key>/<shard>.json         row order (image sha256s) + checksum
+
+Each shard is written atomically (temporary file + ``os.replace``; the JSON
+index last, as the commit point) so a killed run loses at most the shard in
+flight.  No pickles: ``np.load(..., allow_pickle=False)`` everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import sys
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from tlreport.datasets import DEFAULT_MAX_PIXELS, BadImage, Entry, Manifest, display_name, load_prepared
+from tlreport.errors import UserError
+from tlreport.progress import bar
+
+_FORMAT = 1
+_META = "backbone.json"
+
+
+def backbone_key(spec: Any, *, weights_sha256: str | None = None) -> str:
+    """sha256(spec fingerprint + weights sha256 + precision): the cache namespace of a backbone.
+
+    ``weights_sha256`` overrides the spec's pinned hash (pass e.g. a random
+    seed tag for randomly initialised benchmark models).
+    """
+    w = weights_sha256 if weights_sha256 is not None else (
+        spec.weights.sha256 or spec.weights.md5 or spec.weights.kind)
+    blob = f"{spec.fingerprint()}\n{w}\n{spec.precision}".encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def feature_dtype(spec: Any) -> np.dtype:
+    """Storage dtype of a spec's features (float16 when ``extra['feature_dtype']`` says so)."""
+    return np.dtype(np.float16 if spec.extra.get("feature_dtype") == "float16" else np.float32)
+
+
+class StoreInfo(NamedTuple):
+    key: str
+    images: int
+    bytes: int
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class FeatureStore:
+    """A folder of feature shards per backbone key (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike, *, report: Callable[[str], None] | None = None):
+        self.root = Path(root)
+        self.problems: list[str] = []
+        self._report = report
+
+    def _warn(self, msg: str) -> None:
+        self.problems.append(msg)
+        if self._report is not None:
+            self._report(msg)
+        else:
+            print(f"tlreport: warning: {msg}", file=sys.stderr)
+
+    def key_dir(self, key: str) -> Path:
+        return self.root / key
+
+    def _indexes(self, key: str) -> dict[str, dict[str, Any]]:
+        """shard name -> index dict, for every committed shard of ``key``."""
+        d = self.key_dir(key)
+        out: dict[str, dict[str, Any]] = {}
+        if not d.is_dir():
+            return out
+        for p in sorted(d.glob("*.json")):
+            if p.name == _META or p.name.startswith("."):
+                continue
+            try:
+                idx = json.loads(p.read_text(encoding="utf-8"))
+                if idx.get("format") != _FORMAT or len(idx["shas"]) != idx["rows"]:
+                    raise ValueError("bad index")
+            except (OSError, ValueError, KeyError, TypeError):
+                self._warn(f"feature shard index {p} is unreadable; its rows will be recomputed")
+                self._drop(p.with_suffix(""))
+                continue
+            out[p.stem] = idx
+        return out
+
+    def _drop(self, stem: Path) -> None:
+        for suffix in (".json", ".npy"):
+            stem.with_suffix(suffix).unlink(missing_ok=True)
+
+    def _load_shard(self, key: str, name: str, idx: dict[str, Any]) -> np.ndarray | None:
+        """The verified rows of a shard, or None (reported, deleted) when it is corrupt."""
+        path = self.key_dir(key) / f"{name}.npy"
+        problem = None
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            data, problem = b"", f"unreadable ({e.strerror})"
+        if problem is None and hashlib.sha256(data).hexdigest() != idx["sha256"]:
+            problem = "checksum mismatch (corrupt or truncated)"
+        arr = None
+        if problem is None:
+            try:
+                arr = np.load(io.BytesIO(data), allow_pickle=False)
+                if arr.shape != (idx["rows"], idx["dim"]):
+                    problem, arr = f"shape {arr.shape} != ({idx['rows']}, {idx['dim']})", None
+            except (ValueError, OSError) as e:
+                problem = f"unloadable ({e})"
+        if problem is not None:
+            self._warn(f"feature shard {path} is bad: {problem}; its {idx['rows']} rows will be recomputed")
+            self._drop(path.with_suffix(""))
+            return None
+        return arr
+
+    def lookup(self, key: str, shas: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """-> (found_mask (N,) bool, rows (N, D) float32; rows not found are NaN).
+
+        D is the stored feature width (0 when ``key`` has no shards).  Every
+        shard read is checksum-verified; a bad one is reported, deleted and
+        its rows count as not found.
+        """
+        n = len(shas)
+        indexes = self._indexes(key)
+        want = set(shas)
+        loaded: dict[str, np.ndarray] = {}
+        while True:
+            where: dict[str, tuple[str, int]] = {}
+            for name, idx in indexes.items():
+                for row, sha in enumerate(idx["shas"]):
+                    if sha in want and sha not in where:
+                        where[sha] = (name, row)
+            need = {name for name, _ in where.values()} - set(loaded)
+            bad = False
+            for name in sorted(need):
+                arr = self._load_shard(key, name, indexes[name])
+                if arr is None:
+                    del indexes[name]
+                    bad = True
+                else:
+                    loaded[name] = arr
+            if not bad:
+                break
+        dim = next((int(i["dim"]) for i in indexes.values()), 0)
+        found = np.zeros(n, dtype=bool)
+        rows = np.full((n, dim), np.nan, dtype=np.float32)
+        for i, sha in enumerate(shas):
+            hit = where.get(sha)
+            if hit is not None:
+                found[i] = True
+                rows[i] = loaded[hit[0]][hit[1]]
+        return found, rows
+
+    def add_shard(self, key: str, shas: Sequence[str], array: np.ndarray) -> str:
+        """Write one shard atomically (npy first, then its JSON index); returns its name."""
+        array = np.ascontiguousarray(array)
+        if array.ndim != 2 or array.shape[0] != len(shas):
+            raise ValueError(f"shard of shape {array.shape} for {len(shas)} images")
+        if array.dtype not in (np.float32, np.float16):
+            raise ValueError(f"feature dtype must be float32 or float16, not {array.dtype}")
+        d = self.key_dir(key)
+        d.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():016x}-{os.getpid()}-{secrets.token_hex(3)}"
+        buf = io.BytesIO()
+        np.save(buf, array, allow_pickle=False)
+        data = buf.getvalue()
+        _atomic_write_bytes(d / f"{name}.npy", data)
+        idx = {"format": _FORMAT, "rows": int(array.shape[0]), "dim": int(array.shape[1]),
+               "dtype": str(array.dtype), "sha256": hashlib.sha256(data).hexdigest(), "shas": list(shas)}
+        _atomic_write_bytes(d / f"{name}.json", json.dumps(idx, separators=(",", ":")).encode())
+        return name
+
+    def write_meta(self, key: str, meta: dict[str, Any]) -> None:
+        """Record what a backbone key stands for (name, fingerprint, precision...)."""
+        d = self.key_dir(key)
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / _META).exists():
+            _atomic_write_bytes(d / _META, json.dumps(meta, indent=1, sort_keys=True).encode())
+
+    def meta(self, key: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.key_dir(key) / _META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def info(self) -> list[StoreInfo]:
+        """(backbone key, distinct images, bytes on disk) for every key in the store."""
+        out = []
+        if not self.root.is_dir():
+            return out
+        for d in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            shas: set[str] = set()
+            for idx in self._indexes(d.name).values():
+                shas.update(idx["shas"])
+            size = sum(p.stat().st_size for p in d.iterdir() if p.is_file())
+            out.append(StoreInfo(d.name, len(shas), size))
+        return out
+
+    def prune(self, keep_keys: Sequence[str]) -> int:
+        """Delete every backbone key not in ``keep_keys`` and stray temp files; returns bytes freed."""
+        freed = 0
+        if not self.root.is_dir():
+            return 0
+        keep = set(keep_keys)
+        for d in self.root.iterdir():
+            if not d.is_dir():
+                continue
+            for p in list(d.iterdir()):
+                orphan = p.name.startswith(".") and p.name.endswith(".tmp")
+                if d.name not in keep or orphan or (p.suffix == ".npy" and not p.with_suffix(".json").exists()):
+                    freed += p.stat().st_size
+                    p.unlink()
+            if d.name not in keep:
+                d.rmdir()
+        return freed
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+def _is_keras(model: Any) -> bool:
+    keras = sys.modules.get("keras")  # a Keras model implies Keras is imported already
+    return keras is not None and isinstance(model, keras.Layer)
+
+
+_FN_CACHE: weakref.WeakKeyDictionary[Any, dict[int, Callable[[np.ndarray], np.ndarray]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def batch_function(model: Any, spec: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 (B, S, S, 3) -> float32 (B, D) features.
+
+    A Keras model is wrapped in one ``tf.function`` with a fixed input
+    signature (the cast to float32 happens inside the graph); any other
+    callable gets float32 in [0, 255] and must return a dict with "features".
+    """
+    s = int(spec.input_size)
+    if _is_keras(model):
+        cached = _FN_CACHE.get(model, {}).get(s)
+        if cached is not None:
+            return cached
+        import tensorflow as tf
+
+        ref = weakref.ref(model)  # the cache must not keep the model alive
+
+        @tf.function(input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8)], reduce_retracing=True)
+        def run(x: Any) -> Any:
+            return tf.cast(ref()(tf.cast(x, tf.float32), training=False)["features"], tf.float32)
+
+        def keras_call(x: np.ndarray) -> np.ndarray:
+            return run(x).numpy()
+
+        _FN_CACHE.setdefault(model, {})[s] = keras_call  # trace once per model, not per call
+        return keras_call
+
+    def call(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model(x.astype(np.float32))["features"], dtype=np.float32)
+
+    return call
+
+
+_OK, _MISSING, _CHANGED, _BAD = 0, 1, 2, 3
+_STATUS = {_MISSING: "vanished or unreadable", _CHANGED: "content changed", _BAD: "no longer decodes"}
+
+
+def _decoder(spec: Any, max_pixels: int) -> Callable[[str, str], tuple[np.ndarray, int]]:
+    s = int(spec.input_size)
+
+    def decode(path: str, sha: str) -> tuple[np.ndarray, int]:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return np.zeros((s, s, 3), np.uint8), _MISSING
+        if hashlib.sha256(data).hexdigest() != sha:
+            return np.zeros((s, s, 3), np.uint8), _CHANGED
+        try:
+            return load_prepared(data, spec, max_pixels=max_pixels), _OK
+        except BadImage:
+            return np.zeros((s, s, 3), np.uint8), _BAD
+
+    return decode
+
+
+def _tfdata_batches(paths: Sequence[str], shas: Sequence[str], spec: Any, batch_size: int, workers: int,
+                    max_pixels: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """tf.data: parallel read+decode+prepare (PIL in ``tf.numpy_function``), batch, prefetch."""
+    import tensorflow as tf
+
+    s = int(spec.input_size)
+    decode = _decoder(spec, max_pixels)
+
+    def py(path: bytes, sha: bytes) -> tuple[np.ndarray, np.int32]:
+        img, status = decode(os.fsdecode(path), sha.decode())
+        return img, np.int32(status)
+
+    def tf_map(path: Any, sha: Any) -> tuple[Any, Any]:
+        img, status = tf.numpy_function(py, [path, sha], [tf.uint8, tf.int32], stateful=False)
+        img.set_shape([s, s, 3])
+        status.set_shape([])
+        return img, status
+
+    ds = tf.data.Dataset.from_tensor_slices(([os.fsencode(p) for p in paths], list(shas)))
+    ds = ds.map(tf_map, num_parallel_calls=workers, deterministic=True)
+    ds = ds.batch(batch_size).prefetch(2)
+    opts = tf.data.Options()
+    opts.autotune.enabled = False  # AUTOTUNE can stall 10-40 s on iterator teardown
+    opts.threading.private_threadpool_size = max(2, workers)
+    opts.deterministic = True
+    ds = ds.with_options(opts)
+    yield from ds.as_numpy_iterator()
+
+
+def _thread_batches(paths: Sequence[str], shas: Sequence[str], spec: Any, batch_size: int, workers: int,
+                    max_pixels: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A plain thread pool (PIL releases the GIL in decode/resize), in order, 2 batches ahead."""
+    decode = _decoder(spec, max_pixels)
+    window = batch_size * 3
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[tuple[np.ndarray, int]]] = deque()
+        todo = iter(zip(paths, shas, strict=True))
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < window:
+                nxt = next(todo, None)
+                if nxt is None:
+                    exhausted = True
+                else:
+                    pending.append(pool.submit(decode, *nxt))
+            if not pending:
+                return
+            take = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
+            yield np.stack([t[0] for t in take]), np.array([t[1] for t in take], dtype=np.int32)
+
+
+LOADERS = {"tfdata": _tfdata_batches, "threads": _thread_batches}
+
+
+def _feature_batches(entries: Sequence[Entry], root: str, spec: Any, fn: Callable[[np.ndarray], np.ndarray], *,
+                     batch_size: int, workers: int | None, max_pixels: int,
+                     loader: str) -> Iterator[tuple[list[Entry], np.ndarray]]:
+    paths = [os.path.join(root, *e.relpath.split("/")) for e in entries]
+    batches = LOADERS[loader](paths, [e.sha256 for e in entries], spec, batch_size,
+                              workers or os.cpu_count() or 1, max_pixels)
+    start = 0
+    for imgs, status in batches:
+        chunk = list(entries[start:start + len(imgs)])
+        start += len(imgs)
+        bad = np.flatnonzero(status != _OK)
+        if bad.size:
+            e = chunk[int(bad[0])]
+            raise UserError(f"{display_name(e.relpath)}: {_STATUS[int(status[bad[0]])]} since the dataset "
+                            f"was scanned; rescan it ({bad.size} such file(s) in this batch)")
+        feats = fn(imgs)
+        if feats.shape != (len(imgs), spec.feature_dim):
+            raise ValueError(f"model returned features of shape {feats.shape}; spec {spec.name} "
+                             f"says ({len(imgs)}, {spec.feature_dim})")
+        yield chunk, feats
+
+
+def extract_shard(entries: Sequence[Entry], root: str | os.PathLike, spec: Any, model: Any, *,
+                  batch_size: int = 32, workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  loader: str = "tfdata") -> np.ndarray:
+    """Pure: features (len(entries), D) float32 for a list of manifest entries (no cache)."""
+    fn = batch_function(model, spec)
+    out = np.empty((len(entries), spec.feature_dim), np.float32)
+    i = 0
+    for chunk, feats in _feature_batches(entries, os.fspath(root), spec, fn, batch_size=batch_size,
+                                         workers=workers, max_pixels=max_pixels, loader=loader):
+        out[i:i + len(chunk)] = feats
+        i += len(chunk)
+    return out
+
+
+def extract_features(manifest: Manifest, spec: Any, store: FeatureStore, *, model: Any, batch_size: int = 32,
+                     shard_size: int = 512, progress: bool = True, on_batch: Callable[[int], None] | None = None,
+                     key: str | None = None, workers: int | None = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS, loader: str = "tfdata") -> np.ndarray:
+    """Features (N, D) float32 aligned with ``manifest.entries``, computing only what the store lacks.
+
+    Each ``shard_size`` rows are flushed as one shard as soon as they are
+    computed; an exception or Ctrl-C flushes the completed rows too, so a
+    rerun resumes where this one stopped.  ``on_batch(n)`` is called with the
+    number of images computed in each batch.  ``key`` defaults to
+    :func:`backbone_key` of ``spec``.
+    """
+    key = key or backbone_key(spec)
+    shas = [e.sha256 for e in manifest.entries]
+    found, rows = store.lookup(key, shas)
+    if rows.shape[1] not in (0, spec.feature_dim):
+        raise ValueError(f"store has {rows.shape[1]}-wide features for key {key[:12]}, spec says {spec.feature_dim}")
+    missing: dict[str, Entry] = {}
+    for e, hit in zip(manifest.entries, found, strict=True):
+        if not hit and e.sha256 not in missing:
+            missing[e.sha256] = e
+    computed: dict[str, np.ndarray] = {}
+    if missing:
+        store.write_meta(key, {"name": spec.name, "fingerprint": spec.fingerprint(), "precision": spec.precision,
+                               "weights_sha256": spec.weights.sha256, "feature_dim": spec.feature_dim,
+                               "dtype": str(feature_dtype(spec))})
+        dtype = feature_dtype(spec)
+        fn = batch_function(model, spec)
+        pend_shas: list[str] = []
+        pend_rows: list[np.ndarray] = []
+
+        def flush() -> None:
+            if pend_shas:
+                store.add_shard(key, pend_shas, np.concatenate(pend_rows).astype(dtype))
+                pend_shas.clear()
+                pend_rows.clear()
+
+        with bar(total=len(missing), desc=f"features {spec.name}", enabled=progress) as pbar:
+            try:
+                for chunk, feats in _feature_batches(list(missing.values()), manifest.root, spec, fn,
+                                                     batch_size=batch_size, workers=workers,
+                                                     max_pixels=max_pixels, loader=loader):
+                    stored = feats.astype(dtype).astype(np.float32)  # what a cache hit would return
+                    for e, row in zip(chunk, stored, strict=True):
+                        computed[e.sha256] = row
+                    pend_shas.extend(e.sha256 for e in chunk)
+                    pend_rows.append(feats)
+                    if len(pend_shas) >= shard_size:
+                        flush()
+                    pbar.update(len(chunk))
+                    if on_batch is not None:
+                        on_batch(len(chunk))
+            finally:
+                flush()
+    out = np.empty((len(shas), spec.feature_dim), np.float32)
+    for i, sha in enumerate(shas):
+        out[i] = rows[i] if found[i] else computed[sha]
+    return out
