@@ -81,6 +81,18 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return cache_prune(cfg)
 
 
+def cmd_check_site(args: argparse.Namespace) -> int:
+    from tlreport.sitecheck import check_site
+
+    problems = check_site(Path(args.site))
+    for p in problems:
+        print(p)
+    if problems:
+        raise UserError(f"{len(problems)} problem(s) in {args.site}")
+    print(f"{args.site}: Jekyll build, HTML and browser checks passed")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tlreport", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks for user errors too")
@@ -112,6 +124,10 @@ def make_parser() -> argparse.ArgumentParser:
     ca.add_argument("--config")
     ca.set_defaults(func=cmd_cache)
 
+    cs = sub.add_parser("check-site", help="build site/ with Jekyll and check it in headless Chromium")
+    cs.add_argument("--site", default="site")
+    cs.set_defaults(func=cmd_check_site)
+
     for mod, fn in (("tlreport.fetch", "add_parser"), ("tlreport.serve", "add_parsers")):
         try:
             module = __import__(mod, fromlist=[fn])
@@ -126,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "top", 1) is not None and getattr(args, "top", 1) < 1:
         parser.error("--top must be >= 1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return int(args.func(args) or 0)
     except UserError as e:

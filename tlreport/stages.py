@@ -11,12 +11,11 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
 from tlreport.build import BuildContext, Stage
-from tlreport.cache import atomic_write_json, read_json, sha256_file
+from tlreport.cache import atomic_write_json, atomic_write_text, read_json, sha256_file
 from tlreport.errors import UserError
 
 # ----------------------------------------------------------------------------- helpers
@@ -91,7 +90,8 @@ def classify_images(spec, paths: list[Path], *, cache_dir: Path, data_root: str 
     import numpy as np
 
     from tlreport.datasets import BadImage, load_prepared
-    from tlreport.labels import label_names, top_k as topk
+    from tlreport.labels import label_names
+    from tlreport.labels import top_k as topk
 
     if spec.family == "inception_2015":
         from tlreport import fetch
@@ -240,11 +240,124 @@ def _provenance(ctx: BuildContext) -> dict:
     }
 
 
-SECTION_CONTEXTS = {"classify": _classify_context}
+def _copy_figures(ctx: BuildContext, slug: str, site_out: Path, sub: str) -> dict[str, str]:
+    """Copy the figures stage's files for a section into the site; name -> site-relative URL."""
+    src = ctx.outputs["figures"] / sub
+    dest = site_out / "images" / slug / sub
+    out = {}
+    for f in sorted(src.rglob("*")):
+        if f.is_file():
+            rel = f.relative_to(src)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest / rel)
+            out[rel.with_suffix("").as_posix()] = f"images/{slug}/{sub}/{rel.as_posix()}"
+    return out
+
+
+def _seed_post() -> dict:
+    import tomllib
+
+    from tlreport.paths import shipped_path
+
+    return tomllib.loads(shipped_path("data", "seed_post.toml").read_text(encoding="utf-8"))
+
+
+def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
+    from tlreport import escape
+    from tlreport.demo_dataset import CLASSES, DESCRIPTION
+
+    d = ctx.outputs.get("train")
+    if d is None or "figures" not in ctx.outputs:
+        return None
+    res = read_json(d / "train.json")
+    fig = _copy_figures(ctx, slug, site_out, "transfer")
+    fmeta = read_json(ctx.outputs["figures"] / "transfer.json")
+    counts = [(k, res["counts"][k]) for k in ("train", "validation", "test")]
+    total = sum(n for _, n in counts)
+    demo = None
+    if res["dataset"] == "demo":
+        per = max(res["per_class"]["train"]) if res["per_class"]["train"] else 0
+        demo = DESCRIPTION.format(n=len(CLASSES), per=round(total / max(1, len(CLASSES))))
+        del per
+    seed = _seed_post()["transfer"]
+    diff = res["metrics"]["test"]["accuracy"] - seed["accuracy"]
+    pairs = [{**p, "thumb_true_url": fig[p["thumb_true"]], "thumb_pred_url": fig[p["thumb_pred"]]}
+             for p in fmeta["pairs"]]
+    ex = res["example"]
+    return {
+        "backbone": res["backbone"], "dim": res["features_dim"], "n_classes": len(res["classes"]),
+        "demo": demo, "dataset": res["dataset"], "summary": res["manifest_summary"],
+        "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
+        "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],
+        "test": res["metrics"]["test"], "val": res["metrics"]["validation"], "seed": seed,
+        "diff_text": (f"{abs(diff) * 100:.2f} points {'above' if diff >= 0 else 'below'} the seed, "
+                      "on a split that also holds out a validation set"),
+        "fig": fig, "pairs": pairs,
+        "confusion_caption": fmeta["confusion_caption"], "grid_caption": fmeta["grid_caption"],
+        "bottleneck_caption": fmeta["bottleneck_caption"],
+        "example": {"relpath": ex["relpath"], "src": fig["example"],
+                    "caption": f"A held-out test image of class {ex['label']} ({ex['relpath']})",
+                    "top": [(n, p) for n, p in ex["top"]]},
+        "escape": escape,
+    }
+
+
+HEAD_TEXT = {
+    "softmax_sgd": "the seed's head, a softmax layer trained with SGD with momentum on cross-entropy "
+                   "(standardised features, fixed epochs with a cosine schedule; no validation data is "
+                   "taken from the n training images)",
+    "logreg": "L2-regularised multinomial logistic regression (scikit-learn, lbfgs) on standardised "
+              "features, its C chosen by 3-fold cross-validation on the training images only",
+}
+
+
+def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
+    import pandas as pd
+
+    from tlreport import escape
+    from tlreport.experiments import comparison_sentences, literature_rows, table_rows
+
+    d = ctx.outputs.get("experiments")
+    if d is None or "figures" not in ctx.outputs:
+        return None
+    e = ctx.config["experiments"]
+    agg = pd.read_csv(d / "aggregate.csv")
+    fig = _copy_figures(ctx, slug, site_out, "replication")
+    fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
+    from tlreport import datastage
+
+    tables = []
+    for i, t in enumerate(e["tables"]):
+        ds = f"table{i}"
+        lit = literature_rows(t["literature"]) if t["literature"] else []
+        rows, best = table_rows(agg, lit, t["settings"], dataset=ds)
+        cells = []
+        for row, flags in zip(rows, best, strict=True):
+            out = [escape.md(row[0])]
+            for c, b in zip(row[1:], flags, strict=True):
+                out.append(f"**{escape.md(c)}**" if b else escape.md(c))
+            cells.append(out)
+        name = t["name"] or t["dataset"]
+        job = fjobs.get(datastage.table_use(ctx, t).id, {})
+        tables.append({
+            "name": name, "settings": t["settings"], "test_cap": t["test_cap"],
+            "summary": f"{name}: {job.get('summary', '')}",
+            "header": ["# Train"] + [f"Acc(%) {n}/class" for n in t["settings"]],
+            "rows": cells, "sentences": comparison_sentences(agg, lit, ds) if lit else [],
+            "figure": fig[f"table{i}"],
+            "figure_caption": (f"{name}: mean per-class accuracy against training images per class; "
+                               f"error bars are ± one standard deviation over {e['n_splits']} splits"
+                               + ("; dashed lines are the published rows." if lit else ".")),
+        })
+    heads = [{"name": h, "text": HEAD_TEXT.get(h, h)} for h in e["heads"] if h in HEAD_TEXT]
+    return {"tables": tables, "n_splits": e["n_splits"], "heads": heads}
+
+
+SECTION_CONTEXTS = {"classify": _classify_context, "transfer": _transfer_context,
+                    "replication": _replication_context}
 
 
 def render_run(ctx: BuildContext, out: Path) -> None:
-    from tlreport.cache import atomic_write_text
     from tlreport.render import markdown_to_preview, render_post
 
     post = dict(ctx.config["post"])
@@ -266,10 +379,282 @@ def render_run(ctx: BuildContext, out: Path) -> None:
                       markdown_to_preview(md_preview, title=post["title"], user_dir=user))
 
 
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def features_inputs(ctx: BuildContext) -> dict:
+    from tlreport import datastage
+    from tlreport.features import backbone_key
+
+    jobs = []
+    for use, b in datastage.feature_jobs(ctx):
+        m = datastage.manifest(ctx, use)
+        spec = datastage.resolved_spec(ctx, b)
+        jobs.append({"dataset": use.id, "manifest": m.hash(), "backbone": b, "key": backbone_key(spec)})
+    return {"jobs": jobs, "max_pixels": ctx.config["dataset"]["max_pixels"]}
+
+
+def features_detail(ctx: BuildContext) -> str:
+    from tlreport import datastage
+
+    n = sum(datastage.missing_count(ctx, use, b) for use, b in datastage.feature_jobs(ctx))
+    return f"{n:,} new image(s)" if n else "reindex (all cached)"
+
+
+def features_run(ctx: BuildContext, out: Path) -> None:
+    from tlreport import datastage
+    from tlreport.features import backbone_key
+
+    jobs = []
+    for use, b in datastage.feature_jobs(ctx):
+        m = datastage.manifest(ctx, use)
+        x = datastage.features(ctx, use, b)
+        spec = datastage.resolved_spec(ctx, b)
+        atomic_write_text(out / f"manifest-{use.id}.json", m.to_json())
+        jobs.append({"dataset": use.ref, "id": use.id, "backbone": b, "key": backbone_key(spec),
+                     "precision": spec.precision, "images": int(x.shape[0]), "dim": int(x.shape[1]),
+                     "summary": m.summary(), "manifest_hash": m.hash(),
+                     "skipped": [[s.relpath, s.label, s.reason] for s in m.skipped]})
+    atomic_write_json(out / "features.json", {"jobs": jobs})
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def train_inputs(ctx: BuildContext) -> dict:
+    from tlreport import datastage
+
+    return {"train": ctx.config["train"], "seed": ctx.config["seed"],
+            "dataset": datastage.transfer_use(ctx).id}
+
+
+def train_run(ctx: BuildContext, out: Path) -> None:
+    import numpy as np
+
+    from tlreport import datastage
+    from tlreport.training import (
+        evaluate,
+        export_classifier,
+        predict_proba,
+        seed_everything,
+        split_by_hash,
+        train_softmax,
+    )
+
+    t = ctx.config["train"]
+    seed = ctx.config["seed"]
+    use = datastage.transfer_use(ctx)
+    m = datastage.manifest(ctx, use)
+    x = datastage.features(ctx, use, t["backbone"])
+    y = m.labels()
+    shas = [e.sha256 for e in m.entries]
+    parts = split_by_hash(shas, y, t["fractions"], seed=seed)
+    C = len(m.classes)
+    missing = [m.classes[c] for c in range(C) if not np.any((parts == 0) & (y == c))]
+    if missing:
+        raise UserError(f"train.fractions leaves no training image for class(es) {', '.join(missing[:5])}")
+    seed_everything(seed)
+    head = train_softmax(x[parts == 0], y[parts == 0], x[parts == 1], y[parts == 1], num_classes=C,
+                         lr=float(t["learning_rate"]), momentum=float(t["momentum"]), schedule=t["schedule"],
+                         batch_size=t["batch_size"], epochs=t["epochs"], l2=float(t["l2"]),
+                         patience=t["patience"] or None, seed=seed)
+    test_idx = np.flatnonzero(parts == 2)
+    val_idx = np.flatnonzero(parts == 1)
+    probs = predict_proba(head, x[test_idx]).astype(np.float32)
+    metrics = {"test": evaluate(probs, y[test_idx], C),
+               "validation": evaluate(predict_proba(head, x[val_idx]), y[val_idx], C)}
+    head.history.to_csv(out / "history.csv", index=False, float_format="%.6g")
+    np.savez(out / "predictions.npz", test_idx=test_idx.astype(np.int64), probs=probs,
+             y=y[test_idx].astype(np.int64))
+    np.save(out / "parts.npy", parts.astype(np.int8))
+    counts = {name: int((parts == i).sum()) for i, name in enumerate(("train", "validation", "test"))}
+    # the exported classifier: backbone + new head in one .keras file, then a held-out example
+    spec = datastage.resolved_spec(ctx, t["backbone"])
+    net = datastage.model(ctx, t["backbone"])
+    export_classifier(net, head, m.classes, out / "classifier.keras", backbone=spec.name)
+    rng = np.random.default_rng(seed)
+    ex = int(rng.choice(test_idx))
+    from tlreport.training import classify_files
+
+    (_, top), = classify_files(out / "classifier.keras", [Path(m.paths()[ex])], top_k=5)
+    atomic_write_json(out / "train.json", {
+        "backbone": t["backbone"], "dataset": use.ref, "classes": m.classes, "counts": counts,
+        "per_class": {"train": np.bincount(y[parts == 0], minlength=C).tolist()},
+        "metrics": metrics, "best_epoch": head.best_epoch, "epochs_run": int(len(head.history)),
+        "train_seconds": round(head.seconds, 2), "params": t, "features_dim": int(x.shape[1]),
+        "example": {"index": ex, "relpath": m.entries[ex].relpath, "label": m.entries[ex].label,
+                    "top": [[n, round(p, 6)] for n, p in top]},
+        "manifest_summary": m.summary(), "skipped": len(m.skipped)})
+    ctx.count("train.fits")
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+def experiments_inputs(ctx: BuildContext) -> dict:
+    from tlreport import datastage
+
+    e = ctx.config["experiments"]
+    return {"experiments": e, "seed": ctx.config["seed"],
+            "tables": [datastage.table_use(ctx, t).id for t in e["tables"]]}
+
+
+def experiments_run(ctx: BuildContext, out: Path) -> None:
+    import pandas as pd
+
+    from tlreport import datastage
+    from tlreport.experiments import aggregate, run_grid
+
+    e = ctx.config["experiments"]
+    frames = []
+    for i, t in enumerate(e["tables"]):
+        use = datastage.table_use(ctx, t)
+        m = datastage.manifest(ctx, use)
+        feats = {b: datastage.features(ctx, use, b) for b in e["backbones"]}
+        heads = [h for h in e["heads"] if h != "logreg_flip"]
+        name = t["name"] or t["dataset"]
+
+        def progress(done: int, total: int, desc: str, name: str = name) -> None:
+            ctx.log(f"  experiments {name}: {done}/{total} {desc}")
+
+        df = run_grid(feats, m.labels(), m.classes, settings=t["settings"], test_cap=t["test_cap"],
+                      n_splits=e["n_splits"], seed=ctx.config["seed"], heads=heads,
+                      keys=[x.sha256 for x in m.entries], dataset=f"table{i}",
+                      progress=None if ctx.quiet else progress)
+        ctx.count("experiments.fits", len(df))
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    timing = df.pop("seconds") if "seconds" in df else None
+    df.to_csv(out / "results.csv", index=False, float_format="%.6f")
+    df["seconds"] = timing if timing is not None else 0.0
+    agg = aggregate(df) if len(df) else pd.DataFrame()
+    agg_seconds = agg.pop("seconds") if "seconds" in agg else None
+    agg.to_csv(out / "aggregate.csv", index=False, float_format="%.4f")
+    atomic_write_json(out / "results.json", {"splits": df.drop(columns="seconds").to_dict(orient="records"),
+                                             "aggregate": agg.to_dict(orient="records")})
+    atomic_write_json(out / "timing.json", {
+        "grid_seconds": round(float(timing.sum()), 2) if timing is not None else 0.0,
+        "mean_fit_seconds": agg_seconds.round(3).tolist() if agg_seconds is not None else []})
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def figures_inputs(ctx: BuildContext) -> dict:
+    return {"grid": ctx.config["train"]["grid_size"], "seed": ctx.config["seed"]}
+
+
+def _transfer_figures(ctx: BuildContext, out: Path) -> None:
+    import numpy as np
+
+    from tlreport import datastage, figures
+    from tlreport.datasets import BadImage, load_prepared
+
+    d = ctx.outputs["train"]
+    res = read_json(d / "train.json")
+    pred = np.load(d / "predictions.npz", allow_pickle=False)
+    test_idx, probs, y = pred["test_idx"], pred["probs"], pred["y"]
+    names = res["classes"]
+    use = datastage.transfer_use(ctx)
+    m = datastage.manifest(ctx, use)
+    spec = datastage.resolved_spec(ctx, res["backbone"])
+    paths = m.paths()
+    yhat = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+
+    def image(i: int) -> np.ndarray:
+        try:
+            return load_prepared(paths[int(i)], spec)
+        except BadImage:
+            return np.full((spec.input_size, spec.input_size, 3), 200, np.uint8)
+
+    import pandas as pd
+
+    o = out / "transfer"
+    o.mkdir(parents=True, exist_ok=True)
+    hist = pd.read_csv(d / "history.csv")
+    figures.plot_history(hist, o / "history", best_epoch=res["best_epoch"])
+    (o / "history_loss.png").rename(o / "loss.png")
+    (o / "history_accuracy.png").rename(o / "accuracy.png")
+    figures.plot_confusion(y, yhat, names, o / "confusion")
+    rng = np.random.default_rng(ctx.config["seed"])
+    g = ctx.config["train"]["grid_size"]
+    pick = np.sort(rng.choice(len(test_idx), size=min(g * g, len(test_idx)), replace=False))
+    figures.plot_prediction_grid([image(test_idx[i]) for i in pick], [names[y[i]] for i in pick],
+                                 [names[yhat[i]] for i in pick], conf[pick], o / "grid", cols=g)
+
+    class Lazy:
+        def __getitem__(self, i: int) -> np.ndarray:
+            return image(test_idx[i])
+
+    figures.plot_misclassified(Lazy(), y, yhat, conf, names, o / "misclassified", k=12, cols=4)
+    x = datastage.features(ctx, use, res["backbone"])
+    ex = res["example"]["index"]
+    figures.plot_bottleneck(image(ex), x[ex], o / "bottleneck")
+    figures.thumbnail(image(ex), o / "example.png", size=224)
+    pairs = []
+    labels = m.labels()
+    parts = np.load(d / "parts.npy", allow_pickle=False)
+    train_rows = np.flatnonzero(parts == 0)
+    for k, row in figures.confused_pairs(y, yhat, names, k=15).iterrows():
+        thumbs = {}
+        for side, cname in (("true", row["true"]), ("pred", row["predicted"])):
+            ci = names.index(cname)
+            first = train_rows[labels[train_rows] == ci]
+            rel = f"pairs/{k:02d}-{side}"
+            figures.thumbnail(image(first[0]) if len(first) else image(test_idx[0]), o / f"{rel}.png", size=64)
+            thumbs[side] = rel
+        pairs.append({"true": row["true"], "pred": row["predicted"], "count": int(row["count"]),
+                      "rate": float(row["rate"]), "thumb_true": thumbs["true"], "thumb_pred": thumbs["pred"]})
+    rows, cols = figures.feature_grid_shape(x.shape[1])
+    n_wrong = int((y != yhat).sum())
+    atomic_write_json(out / "transfer.json", {
+        "pairs": pairs,
+        "confusion_caption": (f"Confusion matrix of the {len(y):,} test images over {len(names)} classes, "
+                              "each row normalised to its class; classes are ordered by hierarchical "
+                              f"clustering so that confusions sit near the diagonal. {n_wrong:,} images "
+                              "are off the diagonal."),
+        "grid_caption": (f"{len(pick)} random test images, each with the class the new layer predicted, its "
+                         "probability and the true class; wrong ones have a dashed border and ✗."),
+        "bottleneck_caption": (f"One held-out image and its {x.shape[1]:,}-d bottleneck vector, drawn as a "
+                               f"{rows}×{cols} grid as the seed post does: this vector is all the new layer sees."),
+    })
+
+
+def _replication_figures(ctx: BuildContext, out: Path) -> None:
+    import pandas as pd
+
+    from tlreport.experiments import literature_rows, plot_accuracy_vs_ntrain
+
+    agg = pd.read_csv(ctx.outputs["experiments"] / "aggregate.csv")
+    o = out / "replication"
+    o.mkdir(parents=True, exist_ok=True)
+    for i, t in enumerate(ctx.config["experiments"]["tables"]):
+        lit = literature_rows(t["literature"]) if t["literature"] else None
+        plot_accuracy_vs_ntrain(agg, o / f"table{i}", lit, dataset=f"table{i}")
+
+
+def figures_run(ctx: BuildContext, out: Path) -> None:
+    if "train" in ctx.outputs:
+        _transfer_figures(ctx, out)
+    if "experiments" in ctx.outputs:
+        _replication_figures(ctx, out)
+
+
 STAGES: list[Stage] = [
     Stage("classify", "1", (), classify_inputs, classify_run,
           enabled=lambda ctx: ctx.config["classify"]["enabled"]),
-    Stage("render", "1", ("classify",), render_inputs, render_run),
+    Stage("features", "1", (), features_inputs, features_run,
+          enabled=lambda ctx: ctx.config["train"]["enabled"] or (
+              ctx.config["experiments"]["enabled"] and bool(ctx.config["experiments"]["tables"])),
+          detail=features_detail),
+    Stage("train", "1", ("features",), train_inputs, train_run,
+          enabled=lambda ctx: ctx.config["train"]["enabled"]),
+    Stage("experiments", "1", ("features",), experiments_inputs, experiments_run,
+          enabled=lambda ctx: ctx.config["experiments"]["enabled"] and bool(ctx.config["experiments"]["tables"])),
+    Stage("figures", "1", ("train", "experiments"), figures_inputs, figures_run,
+          enabled=lambda ctx: ctx.config["train"]["enabled"] or ctx.config["experiments"]["enabled"]),
+    Stage("render", "1", ("classify", "train", "experiments", "figures"), render_inputs, render_run),
 ]
-
-del sys

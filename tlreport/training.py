@@ -444,6 +444,9 @@ def _labeled_dense_class() -> Any:
 
 
 def _features_output(backbone: Any) -> Any:
+    struct = getattr(backbone, "output", None)
+    if isinstance(struct, dict) and "features" in struct:   # the registry's {"features", "probs"} models
+        return struct["features"]
     outs = list(backbone.outputs)
     if len(outs) == 1:
         return outs[0]
