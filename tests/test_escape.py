@@ -37,3 +37,9 @@ def test_liquid_arg_has_no_quotes_or_braces():
         out = escape.liquid_arg(s)
         assert '"' not in out and "{" not in out and "}" not in out and "<" not in out
         assert html.unescape(out) == " ".join(s.split())
+
+
+def test_code_keeps_text_and_hides_it_from_liquid():
+    assert escape.code("a {{ b }}", liquid=False) == "a {{ b }}"
+    assert escape.code("a {{ b }}") == "{% raw %}a {{ b }}{% endraw %}"
+    assert escape.code("plain") == "plain"

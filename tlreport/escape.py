@@ -58,6 +58,15 @@ def yaml_str(text: object) -> str:
     return json.dumps(" ".join(str(text).split()), ensure_ascii=False)
 
 
-def code(text: object) -> str:
-    """Text for an indented or fenced code block: only Liquid needs escaping."""
-    return str(text).replace("{{", "{ {").replace("{%", "{ %").replace("%}", "% }")
+def code(text: object, *, liquid: bool = True) -> str:
+    """Text for a code span or fenced code block, shown exactly as written.
+
+    Markdown leaves code alone, so only Liquid (which runs first, in Jekyll)
+    must be kept off it: text with ``{{``/``{%`` is wrapped in ``{% raw %}``.
+    ``liquid=False`` (the Python-Markdown preview) returns the text unchanged.
+    """
+    s = str(text)
+    if liquid and ("{{" in s or "{%" in s):
+        s = s.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}")
+        return "{% raw %}" + s + "{% endraw %}"
+    return s

@@ -76,6 +76,13 @@ def fmt_seconds(s: Any) -> str:
     return f"{int(s // 60)} min {int(round(s % 60))} s"
 
 
+def _shell(arg: object) -> str:
+    """Quote one shell argument (file names with spaces or quotes)."""
+    import shlex
+
+    return shlex.quote(str(arg))
+
+
 def get_env(user_dir: Path | None = None, *, target: str = "jekyll"):
     """The one Jinja2 environment: user templates searched first, filters registered here."""
     import jinja2
@@ -93,7 +100,7 @@ def get_env(user_dir: Path | None = None, *, target: str = "jekyll"):
     )
     env.filters.update({
         "md": escape.md, "html": escape.html_text, "arg": escape.liquid_arg, "yaml": escape.yaml_str,
-        "code": escape.code, "pct": fmt_pct, "prob": fmt_prob, "num": fmt_num, "pm": fmt_pm,
+        "code": lambda s: escape.code(s, liquid=target == "jekyll"), "shell": _shell, "pct": fmt_pct, "prob": fmt_prob, "num": fmt_num, "pm": fmt_pm,
         "seconds": fmt_seconds,
     })
     env.globals["target"] = target

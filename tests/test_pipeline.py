@@ -1,0 +1,178 @@
+"""End to end: features -> train -> experiments -> figures -> render on a small dataset.
+
+The dataset is drawn here (four colour classes, hostile class names included),
+the backbone is the real offline efficientnet_lite0, and each test checks what
+the build recomputed through the counters it exposes, never through timing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tlreport.build import build
+from tlreport.config import load_config
+
+pytestmark = pytest.mark.slow
+
+CLASSES = {
+    "red": (200, 30, 30),
+    "green": (30, 170, 40),
+    "blue": (30, 50, 200),
+    "{{ site.title }} | <i>_x_ *y*": (220, 200, 40),   # a hostile but legal folder name
+}
+
+CONFIG = """
+seed = 7
+[post]
+title = "Pipeline test"
+slug = "pipeline"
+[classify]
+enabled = false
+[dataset]
+path = "data"
+[train]
+epochs = 15
+patience = 5
+batch_size = 16
+grid_size = 3
+[experiments]
+n_splits = 2
+[[experiments.tables]]
+dataset = "data"
+name = "Colours"
+settings = [3, 5]
+test_cap = 4
+"""
+
+
+def draw(root: Path, cls: str, rgb: tuple[int, int, int], i: int) -> Path:
+    rng = np.random.default_rng(abs(hash((cls, i))) % 2**32)
+    a = np.clip(np.array(rgb)[None, None, :] + rng.normal(0, 25, (64, 64, 3)), 0, 255).astype(np.uint8)
+    p = root / cls / f"img_{i:02d}.png"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a).save(p)
+    return p
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pipeline")
+    for c, rgb in CLASSES.items():
+        for i in range(10):
+            draw(root / "data", c, rgb, i)
+    (root / "tlreport.toml").write_text(CONFIG)
+    r = build(load_config(root / "tlreport.toml"), quiet=True)
+    assert r.ran == ["features", "train", "experiments", "figures", "render"]
+    assert r.counters["features.extracted"] == 40
+    return root
+
+
+def _copy(project: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "p"
+    shutil.copytree(project, dest)
+    return dest
+
+
+def _stage_json(root: Path, stage: str, name: str) -> dict:
+    return json.loads(next((root / ".tlreport" / "stages" / stage).glob(f"*/{name}")).read_text())
+
+
+def test_post_has_every_section_and_numbers_from_the_results(project):
+    post = (project / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    res = _stage_json(project, "train", "train.json")
+    assert res["counts"] == {"train": 24, "validation": 8, "test": 8}
+    acc = res["metrics"]["test"]["accuracy"]
+    assert acc >= 0.75                                     # colours are separable
+    assert f"| accuracy | {100 * acc:.2f}% |" in post
+    for fig in ("loss.png", "accuracy.png", "confusion.png", "grid.png", "bottleneck.png", "example.png"):
+        assert (project / "site" / "images" / "pipeline" / "transfer" / fig).is_file()
+        assert f"transfer/{fig}" in post
+    agg = (next((project / ".tlreport" / "stages" / "experiments").glob("*/aggregate.csv"))).read_text()
+    assert "softmax_sgd" in agg and "logreg" in agg
+    assert "## Replicating the Caltech experiment" in post
+    assert "replication/table0.png" in post
+    # the hostile class name is escaped, never live Liquid or HTML (code blocks show it raw)
+    body = post.split("---", 2)[2]
+    prose = "".join(part for i, part in enumerate(body.split("```")) if i % 2 == 0)
+    assert "{{ site.title }}" not in prose and "<i>" not in prose
+    assert "{% raw %}" in body                 # the classify command shows the real path
+
+
+def test_rendered_table_equals_the_csv_aggregates(project):
+    import pandas as pd
+
+    agg = pd.read_csv(next((project / ".tlreport" / "stages" / "experiments").glob("*/aggregate.csv")))
+    post = (project / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    for _, r in agg.iterrows():
+        cell = f"{r['mean']:.1f} ± {r['std']:.1f}"
+        assert cell in post, cell
+
+
+def test_nothing_changed_means_no_work(project, tmp_path):
+    p = _copy(project, tmp_path)
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == [] and r.counters.get("features.extracted", 0) == 0
+
+
+def test_training_hyperparameter_reruns_train_and_downstream_only(project, tmp_path):
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace("epochs = 15", "epochs = 12"))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == ["train", "figures", "render"]
+    assert r.counters.get("features.extracted", 0) == 0
+
+
+def test_title_change_is_render_only(project, tmp_path):
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace('title = "Pipeline test"', 'title = "Renamed"'))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == ["render"]
+
+
+def test_added_images_are_the_only_features_extracted(project, tmp_path):
+    p = _copy(project, tmp_path)
+    for i in range(10, 13):
+        draw(p / "data", "red", CLASSES["red"], i)
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.counters["features.extracted"] == 3
+    assert r.ran == ["features", "train", "experiments", "figures", "render"]
+
+
+def test_renamed_files_cost_nothing(project, tmp_path):
+    p = _copy(project, tmp_path)
+    (p / "data" / "red" / "img_00.png").rename(p / "data" / "red" / "renamed.png")
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.counters.get("features.extracted", 0) == 0
+
+
+def test_same_config_and_seed_give_identical_results(project, tmp_path):
+    p = tmp_path / "fresh"
+    p.mkdir()
+    shutil.copytree(project / "data", p / "data")
+    (p / "tlreport.toml").write_text(CONFIG)
+    build(load_config(p / "tlreport.toml"), quiet=True)
+    for stage, name in (("experiments", "results.csv"), ("experiments", "aggregate.csv"),
+                        ("experiments", "results.json"), ("train", "train.json"), ("train", "history.csv")):
+        a = next((project / ".tlreport" / "stages" / stage).glob(f"*/{name}")).read_bytes()
+        b = next((p / ".tlreport" / "stages" / stage).glob(f"*/{name}")).read_bytes()
+        if name == "train.json":       # wall time is not a result
+            a, b = (json.loads(x) for x in (a, b))
+            a.pop("train_seconds"), b.pop("train_seconds")
+        assert a == b, name
+
+
+def test_exported_classifier_classifies_a_new_photo(project, tmp_path):
+    from conftest import run_cli
+
+    model = next((project / ".tlreport" / "stages" / "train").glob("*/classifier.keras"))
+    photo = draw(tmp_path, "x", CLASSES["blue"], 99)
+    r = run_cli("classify", str(photo), "--model", str(model), "--top", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[1].split(maxsplit=1)[1] == "blue"
