@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlreport.cache import BuildLock, StageStore, atomic_write_json, hash_obj, read_json
+from tlreport.cache import BuildLock, StageStore, atomic_write_json, fault_point, hash_obj, read_json
 from tlreport.config import Config
 from tlreport.errors import UserError
 
@@ -183,6 +183,7 @@ def publish(render_out: Path, site: Path, render_key: str) -> list[str]:
                 shutil.copy2(item, tmp)
                 os.replace(tmp, dest)
             published.append(rel.as_posix())
+            fault_point("publish:mid")
     for rel in old:
         if rel not in published:
             p = site / rel

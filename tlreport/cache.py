@@ -47,6 +47,24 @@ def hash_obj(obj: Any) -> str:
     return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode())
 
 
+def fault_point(name: str) -> None:
+    """Fault injection for the reliability tests (``TLREPORT_FAULT=<name>``).
+
+    ``kill:<point>`` SIGKILLs this process at that point; ``enospc:<point>``
+    raises the OSError a full disk raises.  Unset (always, outside tests), it
+    does nothing.
+    """
+    want = os.environ.get("TLREPORT_FAULT")
+    if not want or want.split(":", 1)[-1] != name:
+        return
+    if want.startswith("kill:"):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    if want.startswith("enospc:"):
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+
 def _disk_error(path: Path, e: OSError) -> UserError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return UserError(f"disk full while writing {path}; nothing half-written was kept")
@@ -146,6 +164,7 @@ class StageStore:
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{key[:12]}-"))
         try:
             yield tmp
+            fault_point(f"{stage}:before-commit")
             files = _listing(tmp)
             sizes = {rel: (tmp / rel).stat().st_size for rel in files}
             atomic_write_json(tmp / COMPLETE, {"key": key, "stage": stage, "files": files, "sizes": sizes})

@@ -201,14 +201,35 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
                 "caption": caption, "width": min(r["size"][0], 360),
                 "top": [(n, p) for n, p in r["top"]]}
 
-    images = [item(r, f"{r['name']} ({r['ref']})") for r in res["images"]]
+    panda = None
+    rows = res["images"]
+    if res["backbone"] == "inception_2015":       # the seed's own model: show its panda beside the seed's list
+        seed_top = {n: p for n, p in _seed_post()["panda"]["top5"]}
+        for r in rows:
+            if r["name"] == "cropped_panda":
+                panda = item(r, f"{r['name']} ({r['ref']}), the image that ships with the 2015 graph")
+                panda["rows"] = [{"name": n, "prob": p, "seed": f"{seed_top[n]:.4f}" if n in seed_top else "–"}
+                                 for n, p in r["top"]]
+        rows = [r for r in rows if r["name"] != "cropped_panda"]
+    images = [item(r, f"{r['name']} ({r['ref']})") for r in rows]
     oov = None
     if res["oov"]:
         oov = item(res["oov"], f"{res['oov_label']} ({res['oov']['ref']})")
         oov["label"] = res["oov_label"]
     return {"spec": spec, "num_classes": 1000 if spec.num_classes in (1000, 1001, 1008) else spec.num_classes,
-            "resize_to": round(spec.input_size / spec.crop_fraction), "top_k": res["top_k"],
-            "images": images, "oov": oov, "panda": None}
+            "preprocess": describe_preprocessing(spec), "top_k": res["top_k"],
+            "images": images, "oov": oov, "panda": panda}
+
+
+def describe_preprocessing(spec) -> str:
+    """How an image reaches the network, in words, from the spec."""
+    s = spec.input_size
+    if spec.resize == "center_crop":
+        return (f"resized ({spec.interpolation}) so its shorter side is {round(s / spec.crop_fraction)} px, "
+                f"centre-cropped to {s}×{s}")
+    if spec.resize == "squash":
+        return f"resized ({spec.interpolation}) to {s}×{s}"
+    return f"fed as JPEG bytes to the graph, which decodes it and resizes it to {s}×{s} itself"
 
 
 def _provenance(ctx: BuildContext) -> dict:

@@ -1,0 +1,155 @@
+"""Interrupted, faulty and hostile builds: real subprocesses, real signals.
+
+Faults are injected with ``TLREPORT_FAULT`` (see ``tlreport.cache.fault_point``):
+``kill:<point>`` SIGKILLs the build there, ``enospc:<point>`` raises the error a
+full disk raises.  After each, a plain rerun must complete, reuse what was
+finished and produce exactly what an uninterrupted build produces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from test_pipeline import CLASSES, draw
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+seed = 3
+[post]
+title = "Reliability"
+slug = "reliability"
+[classify]
+enabled = false
+[dataset]
+path = "data"
+[train]
+epochs = 8
+batch_size = 16
+grid_size = 2
+[experiments]
+enabled = false
+"""
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted build to compare against."""
+    root = tmp_path_factory.mktemp("ref")
+    for c, rgb in list(CLASSES.items())[:3]:
+        for i in range(8):
+            draw(root / "data", c, rgb, i)
+    (root / "tlreport.toml").write_text(CONFIG)
+    r = run_cli("build", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+def _fresh(reference: Path, tmp_path: Path) -> Path:
+    p = tmp_path / "p"
+    p.mkdir()
+    shutil.copytree(reference / "data", p / "data")
+    (p / "tlreport.toml").write_text(CONFIG)
+    return p
+
+
+def _results(root: Path) -> dict:
+    train = json.loads(next((root / ".tlreport" / "stages" / "train").glob("*/train.json")).read_text())
+    train.pop("train_seconds")
+    return train
+
+
+def _no_timings(post: str) -> str:
+    """The post without wall times (they are provenance, not results)."""
+    return re.sub(r"\d+ min \d+ s|\d+(?:\.\d+)? s\b", "<time>", post)
+
+
+def _last(root: Path) -> dict:
+    return json.loads((root / ".tlreport" / "last_build.json").read_text())
+
+
+@pytest.mark.parametrize("point", ["train:before-commit", "publish:mid"])
+def test_sigkill_then_rerun_completes_and_reuses_finished_work(reference, tmp_path, point):
+    p = _fresh(reference, tmp_path)
+    r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": f"kill:{point}"})
+    assert r.returncode == -signal.SIGKILL
+    # nothing half-written is visible as a complete cache entry
+    for entry in (p / ".tlreport" / "stages").glob("*/*"):
+        assert entry.name.startswith(".tmp-") or (entry / "_complete.json").is_file()
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0, r.stderr
+    last = _last(p)
+    assert "features" not in last["ran"]                     # the features survived the kill
+    if point == "publish:mid":
+        assert last["ran"] == []                             # only the publish was redone
+    assert _results(p) == _results(reference)
+    post = "site/_posts/2026-11-28-reliability.md"
+    assert _no_timings((p / post).read_text()) == _no_timings((reference / post).read_text())
+
+
+def test_disk_full_during_render_keeps_the_previous_site(reference, tmp_path):
+    p = tmp_path / "p"
+    shutil.copytree(reference, p)
+    post = p / "site" / "_posts" / "2026-11-28-reliability.md"
+    before = post.read_text()
+    (p / "tlreport.toml").write_text(CONFIG.replace('title = "Reliability"', 'title = "Changed"'))
+    r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": "enospc:render:before-commit"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("tlreport: disk full while writing")
+    assert post.read_text() == before
+    assert not list((p / ".tlreport" / "stages" / "render").glob(".tmp-*"))
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0 and 'title: "Changed"' in post.read_text()
+
+
+def test_unwritable_site_dir_is_one_line(reference, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere; the error path is covered by the disk-full test")
+    p = tmp_path / "p"
+    shutil.copytree(reference, p)
+    (p / "site" / "_posts").chmod(0o500)
+    (p / "tlreport.toml").write_text(CONFIG.replace('title = "Reliability"', 'title = "Changed"'))
+    r = run_cli("build", cwd=p)
+    (p / "site" / "_posts").chmod(0o700)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_bad_files_in_the_dataset_are_skipped_and_counted(reference, tmp_path):
+    p = _fresh(reference, tmp_path)
+    (p / "data" / "red" / "empty.jpg").write_bytes(b"")
+    (p / "data" / "red" / "truncated.jpg").write_bytes((p / "data" / "red" / "img_00.png").read_bytes()[:200])
+    (p / "data" / "red" / "notes.jpg").write_text("not an image")
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0, r.stderr
+    assert "24 images in 3 classes; 3 skipped" in r.stdout
+    assert "Traceback" not in r.stderr
+
+
+def test_empty_class_is_an_error_naming_it(reference, tmp_path):
+    p = _fresh(reference, tmp_path)
+    (p / "data" / "empty class").mkdir()
+    (p / "data" / "empty class" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "empty class" in r.stderr
+
+
+def test_impossible_protocol_setting_names_the_class(reference, tmp_path):
+    p = _fresh(reference, tmp_path)
+    cfg = CONFIG.replace("[experiments]\nenabled = false", """[experiments]
+n_splits = 2
+[[experiments.tables]]
+dataset = "data"
+settings = [8]
+test_cap = 5""")
+    (p / "tlreport.toml").write_text(cfg)
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "red" in r.stderr and "8" in r.stderr
