@@ -159,3 +159,13 @@ def test_second_default_build_recomputes_nothing_without_tensorflow(default_buil
     assert "nothing to do" in r.stdout
     last = _last(proj)
     assert last["ran"] == [] and last["tensorflow_imported"] is False
+
+
+@pytest.mark.slow
+def test_default_site_passes_jekyll_html_and_browser_checks(default_build):
+    """The real rendered post: Jekyll at both baseurls, built HTML, Chromium at 1280 and 400 px."""
+    from tlreport.sitecheck import check_site, find_chromium, find_jekyll
+
+    if find_jekyll() is None or find_chromium() is None:
+        pytest.skip("jekyll and chromium are installed by .ci/run")
+    assert check_site(default_build / "site") == []
