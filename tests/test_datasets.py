@@ -228,9 +228,10 @@ def test_prepare_center_crop_geometry() -> None:
 
 
 def test_prepare_follows_the_real_spec() -> None:
-    spec = get_spec("efficientnet_lite0")  # 224, crop 0.875 -> shorter side 256
+    spec = get_spec("efficientnet_lite0")  # 224, crop 1.0 -> shorter side 224, centre 224x224
+    assert spec.crop_fraction == 1.0
     img = noise_image(4, (300, 200))
-    expect = np.asarray(img.resize((384, 256), Image.Resampling.BICUBIC).crop((80, 16, 304, 240)))
+    expect = np.asarray(img.resize((336, 224), Image.Resampling.BICUBIC).crop((56, 0, 280, 224)))
     assert np.array_equal(prepare(img, spec), expect)
 
 

@@ -229,12 +229,12 @@ def test_literature_rows_match_the_seed_tables() -> None:
     assert c101["Jianchao et al., 2009"]["results"] == {15: {"mean": 73.2, "std": None},
                                                         30: {"mean": 84.3, "std": None}}
     assert c101["Zeiler & Fergus, 2013"]["results"][15] == {"mean": 83.8, "std": 0.5}
-    assert c101["Inception v3"]["kind"] == "seed post"
-    assert c101["Inception-ResNet v2"]["results"][30] == {"mean": 90.1, "std": 0.5}
+    assert c101["Inception v3 (seed post)"]["kind"] == "seed post"
+    assert c101["Inception-ResNet v2 (seed post)"]["results"][30] == {"mean": 90.1, "std": 0.5}
     c256 = {r["label"]: r for r in E.literature_rows("caltech256")}
     assert [c256["Sohn et al., 2011"]["results"][n]["mean"] for n in (15, 30, 45, 60)] == [35.1, 42.1, 45.7, 47.9]
     assert c256["Zeiler & Fergus, 2013"]["results"][60] == {"mean": 74.2, "std": 0.3}
-    assert c256["Inception v4"]["results"][45] == {"mean": 85.2, "std": 0.5}
+    assert c256["Inception v4 (seed post)"]["results"][45] == {"mean": 85.2, "std": 0.5}
     assert all(r["citation"] for r in c256.values())
     with pytest.raises(UserError, match="caltech101"):
         E.literature_rows("mnist")
@@ -264,7 +264,7 @@ def test_table_rows_format_and_best_flags() -> None:
     by_label = {r[0]: (r[1:], b) for r, b in zip(rows, best, strict=True)}
     assert by_label["Bo et al., 2013"][0] == ["-", "81.4 ± 0.33"]
     assert by_label["Jianchao et al., 2009"][0] == ["73.2", "84.3"]
-    assert by_label["Inception v3"][0] == ["87.5 ± 0.5", "89.8 ± 0.4"]
+    assert by_label["Inception v3 (seed post)"][0] == ["87.5 ± 0.5", "89.8 ± 0.4"]
     assert by_label["efficientnet_lite0 + logreg"] == (["90.0 ± 0.3", "91.8 ± 0.6"], [True, True])
     # 91.83 and 91.84 print the same, so both are bold
     assert by_label["efficientnet_lite0 + softmax_sgd"][1] == [False, True]
@@ -296,10 +296,10 @@ def test_comparison_sentences_are_computed_from_the_results() -> None:
                               ("efficientnet_lite0", "softmax_sgd"): {15: (89.0, 0.5), 30: (91.0, 0.4)}})
     text = E.comparison_sentences(agg, lit, "caltech101")
     assert text[0] == ("At 30 training images per class, efficientnet_lite0 + logreg reaches 91.8 ± 0.6%, "
-                       "1.7 points above Inception-ResNet v2 (90.1) and 5.3 points above Zeiler & Fergus, "
+                       "1.7 points above Inception-ResNet v2 (seed post) (90.1) and 5.3 points above Zeiler & Fergus, "
                        "2013 (86.5).")
     assert text[1].startswith("At 15 training images per class, efficientnet_lite0 + logreg reaches 90.0 ± 0.3%, "
-                              "2.2 points above Inception-ResNet v2 (87.8)")
+                              "2.2 points above Inception-ResNet v2 (seed post) (87.8)")
     assert text[2] == ("The largest gain from 15 to 30 training images per class is 2.0 points "
                        "(efficientnet_lite0 + softmax_sgd).")
     worse = _agg("caltech101", {("tiny", "logreg"): {30: (80.0, 1.0)}})
