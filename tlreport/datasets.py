@@ -18,7 +18,6 @@ import io
 import json
 import os
 import stat
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from tlreport.cache import atomic_write_text
 from tlreport.errors import UserError
 from tlreport.progress import bar
 
@@ -461,20 +461,6 @@ def _load_cache(path: Path | None) -> dict[str, list[Any]]:
     except (OSError, ValueError):
         pass
     return {}
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = None,

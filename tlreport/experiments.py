@@ -506,9 +506,9 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _literature_path() -> Path:
-    here = Path(__file__).resolve().parent
-    shipped = here / "_shipped" / "data" / "literature.toml"
-    return shipped if shipped.exists() else here.parent / "data" / "literature.toml"
+    from tlreport.paths import shipped_path
+
+    return shipped_path("data", "literature.toml")
 
 
 def literature_rows(dataset: str, path: Path | None = None) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tlreport.cache import atomic_write_bytes
 from tlreport.datasets import DEFAULT_MAX_PIXELS, BadImage, Entry, Manifest, display_name, load_prepared
 from tlreport.errors import UserError
 from tlreport.progress import bar
@@ -63,19 +64,6 @@ class StoreInfo(NamedTuple):
     key: str
     images: int
     bytes: int
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class FeatureStore:
@@ -195,10 +183,10 @@ class FeatureStore:
         buf = io.BytesIO()
         np.save(buf, array, allow_pickle=False)
         data = buf.getvalue()
-        _atomic_write_bytes(d / f"{name}.npy", data)
+        atomic_write_bytes(d / f"{name}.npy", data)
         idx = {"format": _FORMAT, "rows": int(array.shape[0]), "dim": int(array.shape[1]),
                "dtype": str(array.dtype), "sha256": hashlib.sha256(data).hexdigest(), "shas": list(shas)}
-        _atomic_write_bytes(d / f"{name}.json", json.dumps(idx, separators=(",", ":")).encode())
+        atomic_write_bytes(d / f"{name}.json", json.dumps(idx, separators=(",", ":")).encode())
         return name
 
     def write_meta(self, key: str, meta: dict[str, Any]) -> None:
@@ -206,7 +194,7 @@ class FeatureStore:
         d = self.key_dir(key)
         d.mkdir(parents=True, exist_ok=True)
         if not (d / _META).exists():
-            _atomic_write_bytes(d / _META, json.dumps(meta, indent=1, sort_keys=True).encode())
+            atomic_write_bytes(d / _META, json.dumps(meta, indent=1, sort_keys=True).encode())
 
     def meta(self, key: str) -> dict[str, Any]:
         try:

@@ -37,6 +37,7 @@ from tqdm import tqdm
 import tlreport
 from tlreport.archive import extract_member, is_archive_name, safe_extract
 from tlreport.errors import IntegrityError, UserError
+from tlreport.paths import shipped_path
 
 KINDS = ("dataset", "model", "keras-weights")
 STATES = ("missing", "present-verified", "present-corrupt")
@@ -57,14 +58,6 @@ class RetryPolicy:
 
 
 RETRY = RetryPolicy()  # tests replace this with tiny delays
-
-
-def shipped_path(*parts: str) -> Path:
-    """A file shipped with tlreport: the wheel's ``_shipped/`` or the source checkout."""
-    pkg = Path(tlreport.__file__).parent
-    shipped = pkg / "_shipped"
-    base = shipped if shipped.is_dir() else pkg.parent
-    return base.joinpath(*parts)
 
 
 def data_root(override: str | os.PathLike[str] | None = None) -> Path:

@@ -17,7 +17,6 @@ later builds skip the pickle.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import importlib.util
 import os
@@ -221,11 +220,9 @@ def load_state_dict_into(model, state_dict: Mapping[str, np.ndarray]) -> None:
 # ---------------------------------------------------------------------------
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from tlreport.cache import sha256_file
+
+    return sha256_file(path)
 
 
 def _weights_file(spec: BackboneSpec) -> Path:
