@@ -527,6 +527,7 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
 
     from tlreport import datastage
     from tlreport.experiments import aggregate, run_grid
+    from tlreport.progress import bar
 
     e = ctx.config["experiments"]
     frames = []
@@ -536,14 +537,16 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
         feats = {b: datastage.features(ctx, use, b) for b in e["backbones"]}
         heads = [h for h in e["heads"] if h != "logreg_flip"]
         name = t["name"] or t["dataset"]
+        total = len(feats) * len(heads) * len(t["settings"]) * e["n_splits"]
+        with bar(total=total, desc=f"experiments {name}", unit="fit", enabled=not ctx.quiet) as pbar:
 
-        def progress(done: int, total: int, desc: str, name: str = name) -> None:
-            ctx.log(f"  experiments {name}: {done}/{total} {desc}")
+            def progress(done: int, total: int, desc: str, pbar=pbar) -> None:
+                pbar.set_postfix_str(desc, refresh=False)
+                pbar.update(1)
 
-        df = run_grid(feats, m.labels(), m.classes, settings=t["settings"], test_cap=t["test_cap"],
-                      n_splits=e["n_splits"], seed=ctx.config["seed"], heads=heads,
-                      keys=[x.sha256 for x in m.entries], dataset=f"table{i}",
-                      progress=None if ctx.quiet else progress)
+            df = run_grid(feats, m.labels(), m.classes, settings=t["settings"], test_cap=t["test_cap"],
+                          n_splits=e["n_splits"], seed=ctx.config["seed"], heads=heads,
+                          keys=[x.sha256 for x in m.entries], dataset=f"table{i}", progress=progress)
         ctx.count("experiments.fits", len(df))
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
