@@ -198,7 +198,7 @@ def publish(render_out: Path, site: Path, render_key: str) -> list[str]:
 def _copy_scaffold(scaffold: Path, site: Path) -> None:
     for p in scaffold.rglob("*"):
         rel = p.relative_to(scaffold)
-        if rel.parts[0] in ("_posts", "images", "preview", "_site", ".jekyll-cache"):
+        if rel.parts[0] in ("_posts", "images", "preview", "_site", ".jekyll-cache", ".tlreport-build.json"):
             continue
         dest = site / rel
         if p.is_dir():
