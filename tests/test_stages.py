@@ -60,3 +60,47 @@ def test_preprocessing_is_described_from_the_spec():
     assert describe_preprocessing(get_spec("efficientnet_lite0")) == (
         "resized (bicubic) so its shorter side is 224 px, centre-cropped to 224×224")
     assert "299×299" in describe_preprocessing(get_spec("inception_v3"))
+
+
+def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
+    """Four settings, literature rows from data/, our rows from an aggregate CSV; best values bold."""
+    import pandas as pd
+
+    from tlreport.stages import _replication_context
+
+    cfg = validate({"experiments": {"backbones": ["efficientnet_lite0"], "tables": [
+        {"dataset": "c256", "name": "Caltech-256", "literature": "caltech256",
+         "settings": [15, 30, 45, 60], "test_cap": 25}]}})
+    ctx = BuildContext(config=cfg, store=StageStore(tmp_path / "s"))
+    exp, figs, feats = tmp_path / "exp", tmp_path / "fig", tmp_path / "feat"
+    for d in (exp, figs / "replication", feats):
+        d.mkdir(parents=True)
+    rows = [{"dataset": "table0", "backbone": "efficientnet_lite0", "head": h, "n_train": n,
+             "mean": m + n / 10, "std": 0.3, "n_splits": 5, "accuracy": m}
+            for h, m in (("softmax_sgd", 78.0), ("logreg", 80.0)) for n in (15, 30, 45, 60)]
+    pd.DataFrame(rows).to_csv(exp / "aggregate.csv", index=False)
+    (figs / "replication" / "table0.png").write_bytes(b"png")
+    (feats / "features.json").write_text(json.dumps({"jobs": []}))
+    ctx.outputs.update({"experiments": exp, "figures": figs, "features": feats})
+    rep = _replication_context(ctx, "slug", tmp_path / "site")
+    t = rep["tables"][0]
+    assert t["header"] == ["# Train", "Acc(%) 15/class", "Acc(%) 30/class", "Acc(%) 45/class", "Acc(%) 60/class"]
+    labels = [r[0] for r in t["rows"]]
+    assert "Zeiler &#38; Fergus, 2013" in labels and "efficientnet_lite0 + logreg" in labels
+    ours = t["rows"][labels.index("efficientnet_lite0 + logreg")]
+    # 81.5 beats every row at 15/class (seed's best: 81.0), so the generator bolds it
+    assert ours[1:] == ["**81.5 ± 0.3**", "83.0 ± 0.3", "84.5 ± 0.3", "86.0 ± 0.3"]
+    # Inception-ResNet v2 (seed post) has 86.7 at 60/class, our 86.0 is not the best there
+    resnet = t["rows"][labels.index("Inception-ResNet v2 (seed post)")]
+    assert resnet[4] == "**86.7 ± 0.7**" and ours[4] == "86.0 ± 0.3"
+    assert (tmp_path / "site" / "images" / "slug" / "replication" / "table0.png").is_file()
+    md = render_post({"post": {"title": "t", "date": "2026-01-01", "author": "a", "description": "d",
+                               "excerpt": "e", "tags": [], "intro": "i"},
+                      "classify": None, "transfer": None, "replication": rep,
+                      "prov": {"version": "0", "git": "", "config_hash": "0" * 64, "seed": 1, "python": "3",
+                               "tensorflow": "2", "keras": "3", "numpy": "2", "sklearn": "1",
+                               "backbones": [], "datasets": [], "machine": "m", "timings": []}},
+                     user_dir=None, target="jekyll")
+    assert "| # Train | Acc(%) 15/class | Acc(%) 30/class | Acc(%) 45/class | Acc(%) 60/class |" in md
+    assert "|:---|---:|---:|---:|---:|" in md
+    assert "| efficientnet_lite0 + logreg | **81.5 ± 0.3** | 83.0 ± 0.3 | 84.5 ± 0.3 | 86.0 ± 0.3 |" in md
