@@ -20,6 +20,7 @@ nothing touches the global ``np.random`` state.
 
 from __future__ import annotations
 
+import os
 import time
 import tomllib
 import warnings
@@ -255,7 +256,9 @@ class LogRegHead:
     slow -- one thread was 4-5x faster on 2 cores (benchmarks/grid.py).  It also
     makes the float32 results independent of the machine's core count.
     ``n_jobs > 1`` fits the CV folds of one C in that many threads (each with
-    ``blas_threads`` BLAS threads); results do not change.
+    ``blas_threads`` BLAS threads); results do not change.  ``processes`` is how
+    many of :func:`run_grid`'s folds run at once in worker processes (default:
+    up to 2 cores); each fold is seeded on its own, so results do not change.
     """
 
     C_grid: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0)
@@ -267,6 +270,7 @@ class LogRegHead:
     dtype: Any = np.float32
     blas_threads: int | None = 1
     n_jobs: int = 1
+    processes: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     name: str = "logreg"
 
     def select_C(self, Xs: np.ndarray, y: np.ndarray, *, seed: int
@@ -454,24 +458,42 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
         for head in head_objs:
             # the same seed for every backbone; a head's seed does not depend on the other heads
             head_key = zlib.crc32(head.name.encode())
-            for n in settings:
-                for s, (tr, te) in enumerate(splits[n]):
-                    fit_seed = int(np.random.SeedSequence([seed, head_key, n, s]).generate_state(1)[0])
-                    t0 = time.perf_counter()
-                    predict = head.fit(feats[tr], labels[tr], num_classes=num_classes, seed=fit_seed)
-                    proba = predict(feats[te])
-                    seconds = time.perf_counter() - t0
-                    base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size))
-                    rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
-                    if flip is not None:
-                        t1 = time.perf_counter()
-                        proba_flip = 0.5 * (proba + predict(flip[te]))
-                        rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
-                                         seconds + time.perf_counter() - t1))
-                    done += 1
-                    if progress is not None:
-                        progress(done, total, f"{backbone} {head.name} {n}/class split {s + 1}/{n_splits}")
+            tasks = [(n, s, tr, te, int(np.random.SeedSequence([seed, head_key, n, s]).generate_state(1)[0]))
+                     for n in settings for s, (tr, te) in enumerate(splits[n])]
+            args = [(head, feats[tr], labels[tr], feats[te], None if flip is None else flip[te], num_classes, fs)
+                    for n, s, tr, te, fs in tasks]
+            if getattr(head, "processes", 1) > 1 and len(tasks) > 1:
+                # single-threaded fits (BLAS pinned to one thread) spread over processes;
+                # each fit is seeded on its own, so the results do not depend on the schedule
+                from joblib import Parallel, delayed
+
+                outs = Parallel(n_jobs=head.processes, backend="loky", return_as="generator")(
+                    delayed(_fit_predict)(*a) for a in args)
+            else:
+                outs = (_fit_predict(*a) for a in args)
+            for (n, s, _, te, _), (proba, proba_flip, seconds, seconds_flip) in zip(tasks, outs, strict=True):
+                base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size))
+                rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
+                if proba_flip is not None:
+                    rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
+                                     seconds + seconds_flip))
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"{backbone} {head.name} {n}/class split {s + 1}/{n_splits}")
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _fit_predict(head: Head, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, Xte_flip: np.ndarray | None,
+                 num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, float, float]:
+    """One fold: fit on the training images, predict the test images (and their mirrors)."""
+    t0 = time.perf_counter()
+    predict = head.fit(Xtr, ytr, num_classes=num_classes, seed=seed)
+    proba = predict(Xte)
+    seconds = time.perf_counter() - t0
+    if Xte_flip is None:
+        return proba, None, seconds, 0.0
+    t1 = time.perf_counter()
+    return proba, 0.5 * (proba + predict(Xte_flip)), seconds, time.perf_counter() - t1
 
 
 def _row(base: dict[str, Any], head: str, y: np.ndarray, proba: np.ndarray, num_classes: int,
