@@ -24,7 +24,7 @@ CLASSES = {
     "red": (200, 30, 30),
     "green": (30, 170, 40),
     "blue": (30, 50, 200),
-    "{{ site.title }} | <i>_x_ *y*": (220, 200, 40),   # a hostile but legal folder name
+    "{{ site.title }} | <i>_x_ *y* $z": (220, 200, 40),   # a hostile but legal folder name
 }
 
 CONFIG = """
@@ -102,6 +102,8 @@ def test_post_has_every_section_and_numbers_from_the_results(project):
     prose = "".join(part for i, part in enumerate(body.split("```")) if i % 2 == 0)
     assert "{{ site.title }}" not in prose and "<i>" not in prose
     assert "{% raw %}" in body                 # the classify command shows the real path
+    preview = (project / "site" / "preview" / "pipeline.html").read_text()
+    assert "<i>_x_" not in preview and "&lt;i&gt;" in preview or "&#60;i&#62;" in preview
 
 
 def test_rendered_table_equals_the_csv_aggregates(project):

@@ -94,6 +94,18 @@ def test_sigkill_then_rerun_completes_and_reuses_finished_work(reference, tmp_pa
     assert _no_timings((p / post).read_text()) == _no_timings((reference / post).read_text())
 
 
+def test_ctrl_c_is_one_line_and_the_rerun_reuses_finished_stages(reference, tmp_path):
+    p = _fresh(reference, tmp_path)
+    r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": "int:train:before-commit"})
+    assert r.returncode == 130 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "tlreport: interrupted; completed work is cached and will be reused"
+    assert not list((p / ".tlreport" / "stages" / "train").glob(".tmp-*"))   # cleaned up, not trusted
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0, r.stderr
+    assert _last(p)["ran"] == ["train", "figures", "render"]
+    assert _results(p) == _results(reference)
+
+
 def test_disk_full_during_render_keeps_the_previous_site(reference, tmp_path):
     p = tmp_path / "p"
     shutil.copytree(reference, p)

@@ -50,17 +50,19 @@ def hash_obj(obj: Any) -> str:
 def fault_point(name: str) -> None:
     """Fault injection for the reliability tests (``TLREPORT_FAULT=<name>``).
 
-    ``kill:<point>`` SIGKILLs this process at that point; ``enospc:<point>``
-    raises the OSError a full disk raises.  Unset (always, outside tests), it
-    does nothing.
+    ``kill:<point>`` SIGKILLs this process at that point, ``int:<point>`` sends
+    it SIGINT (as Ctrl-C does); ``enospc:<point>`` raises the OSError a full
+    disk raises.  Unset (always, outside tests), it does nothing.
     """
     want = os.environ.get("TLREPORT_FAULT")
     if not want or want.split(":", 1)[-1] != name:
         return
-    if want.startswith("kill:"):
+    if want.startswith(("kill:", "int:")):
         import signal
+        import time
 
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL if want.startswith("kill:") else signal.SIGINT)
+        time.sleep(1)   # let the signal handler run here, at this point
     if want.startswith("enospc:"):
         raise OSError(errno.ENOSPC, "No space left on device (injected)")
 

@@ -149,8 +149,10 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def _short(name: str, limit: int = 24) -> str:
-    name = str(name).replace("_", " ")
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+    """A class name as a figure label: one line, shortened, ``$`` kept literal (not mathtext)."""
+    name = " ".join(str(name).replace("_", " ").split())
+    name = name if len(name) <= limit else name[: limit - 1] + "…"
+    return name.replace("$", r"\$")
 
 
 # --------------------------------------------------------------------------- history
