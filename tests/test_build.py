@@ -169,3 +169,26 @@ def test_default_site_passes_jekyll_html_and_browser_checks(default_build):
     if find_jekyll() is None or find_chromium() is None:
         pytest.skip("jekyll and chromium are installed by .ci/run")
     assert check_site(default_build / "site") == []
+
+
+def test_editing_a_user_override_of_a_packaged_template_rerenders(tmp_path):
+    tdir = tmp_path / "templates"                      # same folder name as the packaged one
+    (tdir / "sections").mkdir(parents=True)
+    (tdir / "sections" / "provenance.md.j2").write_text("## One\n")
+    cfg = load_config(write_config(tmp_path, RENDER_ONLY.replace("[post]", '[post]\ntemplates = "templates"')))
+    build(cfg)
+    (tdir / "sections" / "provenance.md.j2").write_text("## Two\n")
+    r = build(cfg)
+    assert r.ran == ["render"]
+    assert "## Two" in (tmp_path / "site" / "_posts" / "2026-11-28-render-only.md").read_text()
+
+
+def test_two_configs_can_share_one_site(tmp_path):
+    a = load_config(write_config(tmp_path, RENDER_ONLY))
+    (tmp_path / "b.toml").write_text(RENDER_ONLY.replace('slug = "render-only"', 'slug = "other"'))
+    b = load_config(tmp_path / "b.toml")
+    build(a)
+    build(b)
+    assert build(a).ran == [] and build(b).ran == []
+    for slug in ("render-only", "other"):
+        assert (tmp_path / "site" / "_posts" / f"2026-11-28-{slug}.md").is_file()

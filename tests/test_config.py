@@ -62,3 +62,12 @@ def test_paths_resolve_relative_to_the_config(tmp_path):
     cfg = load_config(p)
     assert cfg.cache_dir == tmp_path / "sub" / "cache"
     assert cfg.site_dir == tmp_path / "sub" / "out" / "site"
+
+
+def test_only_plain_iso_dates_are_accepted():
+    import datetime as dt
+
+    for bad in ("20261128", "2026-W48-6", dt.datetime(2026, 11, 28, 10, 0)):
+        with pytest.raises(ConfigError, match="post.date: must be a date YYYY-MM-DD"):
+            validate({"post": {"date": bad}})
+    assert validate({"post": {"date": dt.date(2026, 1, 2)}})["post"]["date"] == "2026-01-02"

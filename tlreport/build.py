@@ -126,15 +126,24 @@ def _dep_enabled(ctx: BuildContext, stages: list[Stage], name: str) -> bool:
     return False
 
 
-def _site_marker(site: Path) -> Path:
-    return site / ".tlreport-build.json"
+def _site_marker(site: Path, owner: str) -> Path:
+    """What one config published into ``site/``: one marker per config, so two configs sharing a
+    site never delete each other's posts, and a renamed slug still cleans up after itself."""
+    return site / f".tlreport-build-{hash_obj(owner)[:12]}.json"
 
 
-def site_is_current(site: Path, render_key: str | None) -> bool:
+def _owner(config: Config) -> str:
+    """The config's identity for its site marker: its path relative to the site (stable if moved)."""
+    if config.path is None:
+        return "defaults"
+    return os.path.relpath(config.path, config.site_dir.resolve() if config.site_dir.exists() else config.site_dir)
+
+
+def site_is_current(site: Path, render_key: str | None, owner: str) -> bool:
     if render_key is None:
         return True
     try:
-        meta = read_json(_site_marker(site))
+        meta = read_json(_site_marker(site, owner))
     except (OSError, ValueError):
         return False
     if meta.get("render_key") != render_key:
@@ -142,7 +151,7 @@ def site_is_current(site: Path, render_key: str | None) -> bool:
     return all((site / rel).exists() for rel in meta.get("files", []))
 
 
-def publish(render_out: Path, site: Path, render_key: str) -> list[str]:
+def publish(render_out: Path, site: Path, render_key: str, owner: str) -> list[str]:
     """Swap the rendered post, its images and its preview into ``site/``.
 
     Each piece is copied next to its final place under a temporary name and then
@@ -157,7 +166,7 @@ def publish(render_out: Path, site: Path, render_key: str) -> list[str]:
         if scaffold.resolve() != site.resolve():
             _copy_scaffold(scaffold, site)
     try:
-        old = read_json(_site_marker(site)).get("files", [])
+        old = read_json(_site_marker(site, owner)).get("files", [])
     except (OSError, ValueError):
         old = []
     published: list[str] = []
@@ -191,14 +200,15 @@ def publish(render_out: Path, site: Path, render_key: str) -> list[str]:
                 shutil.rmtree(p, ignore_errors=True)
             elif p.exists():
                 p.unlink()
-    atomic_write_json(_site_marker(site), {"render_key": render_key, "files": published})
+    atomic_write_json(_site_marker(site, owner), {"render_key": render_key, "files": published})
     return published
 
 
 def _copy_scaffold(scaffold: Path, site: Path) -> None:
     for p in scaffold.rglob("*"):
         rel = p.relative_to(scaffold)
-        if rel.parts[0] in ("_posts", "images", "preview", "_site", ".jekyll-cache", ".tlreport-build.json"):
+        if rel.parts[0] in ("_posts", "images", "preview", "_site", ".jekyll-cache") or \
+                rel.name.startswith(".tlreport-build"):
             continue
         dest = site / rel
         if p.is_dir():
@@ -221,7 +231,8 @@ def build(config: Config, *, force: bool = False, only: str | None = None, dry_r
     with BuildLock(config.cache_dir) if not dry_run else _nolock():
         rows = plan(ctx, stages)
         render_key = ctx.keys.get("render")
-        site_ok = "render" not in [s.name for s in stages] or site_is_current(config.site_dir, render_key)
+        owner = _owner(config)
+        site_ok = "render" not in [s.name for s in stages] or site_is_current(config.site_dir, render_key, owner)
         summary = []
         todo = []
         for st, key, hit in rows:
@@ -235,7 +246,8 @@ def build(config: Config, *, force: bool = False, only: str | None = None, dry_r
                 todo.append(st)
         if not todo and site_ok:
             ctx.log("nothing to do: every stage is cached and site/ is current")
-            _record(config, summary, [], ctx)
+            if not dry_run:
+                _record(config, summary, [], ctx)
             return BuildResult(summary, [], ctx.counters, _post_path(config), False)
         ctx.log("plan: " + "; ".join(f"{n}: {w}" for n, w in summary)
                 + ("" if site_ok else "; site: publish"))
@@ -256,8 +268,9 @@ def build(config: Config, *, force: bool = False, only: str | None = None, dry_r
             ran.append(st.name)
             ctx.log(f"{st.name}: done in {ctx.timings[st.name]:.1f} s")
         published = False
-        if render_key is not None and "render" in ctx.outputs and not site_is_current(config.site_dir, render_key):
-            publish(ctx.outputs["render"], config.site_dir, render_key)
+        if render_key is not None and "render" in ctx.outputs and \
+                not site_is_current(config.site_dir, render_key, owner):
+            publish(ctx.outputs["render"], config.site_dir, render_key, owner)
             published = True
             ctx.log(f"published {_post_path(config)}")
         _record(config, summary, ran, ctx)

@@ -128,7 +128,12 @@ class StageStore:
         return self.root / stage / key[:24]
 
     def get(self, stage: str, key: str, *, verify: bool = True) -> Path | None:
-        """The output folder if complete and intact; a damaged one is removed."""
+        """The output folder if complete and intact; a damaged one is removed.
+
+        "Intact" is checked cheaply on every build: the marker's key and every
+        listed file present with its recorded size (a truncated or missing file).
+        :meth:`verify_deep` compares the recorded sha256s too.
+        """
         p = self.path(stage, key)
         marker = p / COMPLETE
         if not marker.is_file():

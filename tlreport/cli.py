@@ -30,8 +30,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     from tlreport.build import build
 
     cfg = _load(args)
+    dataset = args.dataset
+    if dataset and dataset != "demo" and not dataset.startswith("artifact:"):
+        dataset = str(Path(dataset).expanduser().resolve())     # relative to where the user typed it
     build(cfg, force=args.force, only=args.only, dry_run=args.dry_run,
-          dataset_override=args.dataset, data_root=args.data_root)
+          dataset_override=dataset, data_root=args.data_root)
     return 0
 
 

@@ -91,14 +91,19 @@ def _settings(v: list) -> str | None:
     return None
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
 def _date(v: Any) -> str | None:
+    if isinstance(v, _dt.datetime):
+        return "must be a date YYYY-MM-DD, without a time"
     if isinstance(v, _dt.date):
         return None
     try:
         _dt.date.fromisoformat(str(v))
     except ValueError:
         return "must be a date YYYY-MM-DD"
-    return None
+    return None if _ISO_DATE.match(str(v)) else "must be a date YYYY-MM-DD"
 
 
 def _slug(v: str) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 
 # Characters that mean something to Markdown (kramdown or Python-Markdown),
 # Liquid, kramdown math or HTML, replaced by numeric character references.
@@ -67,6 +68,10 @@ def code(text: object, *, liquid: bool = True) -> str:
     """
     s = str(text)
     if liquid and ("{{" in s or "{%" in s):
-        s = s.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}")
+        # an endraw tag inside the text would close the raw block early: print it through Liquid
+        s = _ENDRAW.sub(lambda m: "{% endraw %}{{ '" + m.group(0).replace("'", "") + "' }}{% raw %}", s)
         return "{% raw %}" + s + "{% endraw %}"
     return s
+
+
+_ENDRAW = re.compile(r"\{%-?\s*endraw\s*-?%\}")

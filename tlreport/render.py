@@ -33,11 +33,11 @@ def templates_fingerprint(user_dir: Path | None) -> dict[str, str]:
     from tlreport.cache import sha256_file
 
     out = {}
-    for d in template_dirs(user_dir):
+    for i, d in enumerate(template_dirs(user_dir)):      # by position: user and packaged may share a name
         if d.is_dir():
             for p in sorted(d.rglob("*")):
                 if p.is_file():
-                    out[f"{d.name}/{p.relative_to(d).as_posix()}"] = sha256_file(p)
+                    out[f"{i}:{p.relative_to(d).as_posix()}"] = sha256_file(p)
     return out
 
 

@@ -147,7 +147,9 @@ def _safe_name(s: str) -> str:
 def render_inputs(ctx: BuildContext) -> dict:
     from tlreport.render import templates_fingerprint
 
-    return {"post": ctx.config["post"], "templates": templates_fingerprint(_user_templates(ctx))}
+    # the whole config: the post's provenance box prints its hash and the backbone list
+    return {"post": ctx.config["post"], "config": ctx.config.hash(),
+            "templates": templates_fingerprint(_user_templates(ctx))}
 
 
 def _user_templates(ctx: BuildContext) -> Path | None:
@@ -285,7 +287,7 @@ def _seed_post() -> dict:
 
 def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
     from tlreport import escape
-    from tlreport.demo_dataset import CLASSES, DESCRIPTION
+    from tlreport.demo_dataset import DESCRIPTION
 
     d = ctx.outputs.get("train")
     if d is None or "figures" not in ctx.outputs:
@@ -297,9 +299,8 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     total = sum(n for _, n in counts)
     demo = None
     if res["dataset"] == "demo":
-        per = max(res["per_class"]["train"]) if res["per_class"]["train"] else 0
-        demo = DESCRIPTION.format(n=len(CLASSES), per=round(total / max(1, len(CLASSES))))
-        del per
+        n = len(res["classes"])
+        demo = DESCRIPTION.format(n=n, per=round(total / max(1, n)))
     seed = _seed_post()["transfer"]
     diff = res["metrics"]["test"]["accuracy"] - seed["accuracy"]
     pairs = [{**p, "thumb_true_url": fig[p["thumb_true"]], "thumb_pred_url": fig[p["thumb_pred"]]}
