@@ -22,6 +22,17 @@ def _classify_output(tmp_path, backbone: str, rows: list[dict]):
     return d
 
 
+def _render(*, classify=None, replication=None) -> str:
+    """The post for one section context, with placeholder post metadata and provenance."""
+    return render_post({"post": {"title": "t", "date": "2026-01-01", "author": "a", "description": "d",
+                                 "excerpt": "e", "tags": [], "intro": "i"},
+                        "classify": classify, "transfer": None, "replication": replication,
+                        "prov": {"version": "0", "git": "", "config_hash": "0" * 64, "seed": 1, "python": "3",
+                                 "tensorflow": "2", "keras": "3", "numpy": "2", "sklearn": "1",
+                                 "backbones": [], "datasets": [], "machine": "m", "timings": []}},
+                       user_dir=None, target="jekyll")
+
+
 def _row(name: str, top: list) -> dict:
     return {"ref": f"x:{name}.jpg", "name": name, "file": f"{name}.jpg", "size": [100, 80], "sha256": "0",
             "top": top}
@@ -37,13 +48,7 @@ def test_panda_on_the_2015_graph_is_shown_beside_the_seed(tmp_path):
     rows = c["panda"]["rows"]
     assert rows[0] == {"name": "giant panda", "prob": 0.89, "seed": "0.8923"}     # from data/seed_post.toml
     assert rows[2]["seed"] == "–"                                                 # not in the seed's top 5
-    md = render_post({"post": {"title": "t", "date": "2026-01-01", "author": "a", "description": "d",
-                               "excerpt": "e", "tags": [], "intro": "i"},
-                      "classify": c, "transfer": None, "replication": None,
-                      "prov": {"version": "0", "git": "", "config_hash": "0" * 64, "seed": 1, "python": "3",
-                               "tensorflow": "2", "keras": "3", "numpy": "2", "sklearn": "1",
-                               "backbones": [], "datasets": [], "machine": "m", "timings": []}},
-                     user_dir=None, target="jekyll")
+    md = _render(classify=c)
     assert "| 0.8900 | giant panda | 0.8923 |" in md
     assert "fed as JPEG bytes to the graph" in md
 
@@ -94,13 +99,7 @@ def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
     resnet = t["rows"][labels.index("Inception-ResNet v2 (seed post)")]
     assert resnet[4] == "**86.7 ± 0.7**" and ours[4] == "86.0 ± 0.3"
     assert (tmp_path / "site" / "images" / "slug" / "replication" / "table0.png").is_file()
-    md = render_post({"post": {"title": "t", "date": "2026-01-01", "author": "a", "description": "d",
-                               "excerpt": "e", "tags": [], "intro": "i"},
-                      "classify": None, "transfer": None, "replication": rep,
-                      "prov": {"version": "0", "git": "", "config_hash": "0" * 64, "seed": 1, "python": "3",
-                               "tensorflow": "2", "keras": "3", "numpy": "2", "sklearn": "1",
-                               "backbones": [], "datasets": [], "machine": "m", "timings": []}},
-                     user_dir=None, target="jekyll")
+    md = _render(replication=rep)
     assert "| # Train | Acc(%) 15/class | Acc(%) 30/class | Acc(%) 45/class | Acc(%) 60/class |" in md
     assert "|:---|---:|---:|---:|---:|" in md
     assert "| efficientnet_lite0 + logreg | **81.5 ± 0.3** | 83.0 ± 0.3 | 84.5 ± 0.3 | 86.0 ± 0.3 |" in md
