@@ -97,7 +97,8 @@ def cmd_check_site(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tlreport", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="tlreport", description="Build a reproducible transfer-learning report "
+                                "and publish it as a Jekyll post.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for user errors too")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
