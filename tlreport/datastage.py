@@ -136,12 +136,17 @@ def store(ctx: BuildContext):
 
 
 def missing_count(ctx: BuildContext, use: DatasetUse, backbone: str) -> int:
-    from tlreport.features import backbone_key
+    """Images of the dataset whose features the store lacks (looked up once per build)."""
 
-    m = manifest(ctx, use)
-    spec = resolved_spec(ctx, backbone)
-    found, _ = store(ctx).lookup(backbone_key(spec), [e.sha256 for e in m.entries])
-    return int(len(found) - found.sum())
+    def count() -> int:
+        from tlreport.features import backbone_key
+
+        m = manifest(ctx, use)
+        spec = resolved_spec(ctx, backbone)
+        found, _ = store(ctx).lookup(backbone_key(spec), [e.sha256 for e in m.entries])
+        return int(len(found) - found.sum())
+
+    return ctx.once(f"missing:{use.id}:{backbone}", count)
 
 
 def model(ctx: BuildContext, backbone: str):

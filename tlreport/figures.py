@@ -13,9 +13,9 @@ dashed, wrong predictions get a thick dashed border and a "✗ WRONG" title.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -92,16 +92,12 @@ def _with_suffix(stem: Path, suffix: str) -> Path:
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Render into memory, then write through :func:`tlreport.cache.atomic_write_bytes`."""
+    from tlreport.cache import atomic_write_bytes
+
+    buf = io.BytesIO()
+    write(buf)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import importlib.resources
 import importlib.util
-import os
-import tempfile
+import io
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -240,15 +239,11 @@ def _weights_file(spec: BackboneSpec) -> Path:
 
 
 def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from tlreport.cache import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
