@@ -144,6 +144,7 @@ def test_added_images_are_the_only_features_extracted(project, tmp_path):
         draw(p / "data", "red", CLASSES["red"], i)
     r = build(load_config(p / "tlreport.toml"), quiet=True)
     assert r.counters["features.extracted"] == 3
+    assert "efficientnet_lite0 3 new images" in dict(r.plan)["features"]
     assert r.ran == ["features", "train", "experiments", "figures", "render"]
 
 

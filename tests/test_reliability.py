@@ -13,8 +13,11 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_cli
 from test_pipeline import CLASSES, draw
@@ -121,16 +124,49 @@ def test_disk_full_during_render_keeps_the_previous_site(reference, tmp_path):
     assert r.returncode == 0 and 'title: "Changed"' in post.read_text()
 
 
-def test_unwritable_site_dir_is_one_line(reference, tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root can write anywhere; the error path is covered by the disk-full test")
+def _without_root_powers() -> list[str] | None:
+    """A command prefix that makes the build obey file permissions, or None if it cannot."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    # root without CAP_DAC_OVERRIDE/CAP_FOWNER is held to the mode bits like anyone else
+    cmd = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner", "--", "true"]
+    return cmd[:-1] if subprocess.run(cmd, capture_output=True).returncode == 0 else None
+
+
+def test_unwritable_site_dir_is_one_line_before_any_work(reference, tmp_path):
+    prefix = _without_root_powers()
+    if prefix is None:
+        pytest.skip("cannot drop root's permission override here (no setpriv)")
     p = tmp_path / "p"
     shutil.copytree(reference, p)
+    post = p / "site" / "_posts" / "2026-11-28-reliability.md"
+    before = post.read_text()
+    entries = sorted((p / ".tlreport" / "stages").glob("*/*"))
     (p / "site" / "_posts").chmod(0o500)
-    (p / "tlreport.toml").write_text(CONFIG.replace('title = "Reliability"', 'title = "Changed"'))
+    (p / "tlreport.toml").write_text(CONFIG.replace("epochs = 8", "epochs = 9"))
+    try:
+        r = subprocess.run([*prefix, sys.executable, "-m", "tlreport", "build"], cwd=p, capture_output=True,
+                           text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+    finally:
+        (p / "site" / "_posts").chmod(0o700)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().startswith(f"tlreport: site_dir {p / 'site' / '_posts'} is not writable"), r.stderr
+    assert sorted((p / ".tlreport" / "stages").glob("*/*")) == entries   # stopped before training, not after
+    assert post.read_text() == before
+
+
+def test_site_dir_that_cannot_be_created_is_one_line(reference, tmp_path):
+    p = _fresh(reference, tmp_path)
+    (p / "blocker").write_text("a file where a folder should be")
+    (p / "tlreport.toml").write_text('site_dir = "blocker/site"\n' + CONFIG)
     r = run_cli("build", cwd=p)
-    (p / "site" / "_posts").chmod(0o700)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"tlreport: site_dir {p / 'blocker' / 'site'} cannot be created: {p / 'blocker'} " \
+                               "is not a folder"
+    assert not (p / ".tlreport" / "stages").exists()                # no stage ran
 
 
 def test_bad_files_in_the_dataset_are_skipped_and_counted(reference, tmp_path):
@@ -165,3 +201,53 @@ test_cap = 5""")
     r = run_cli("build", cwd=p)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "red" in r.stderr and "8" in r.stderr
+
+
+BACKBONES = CONFIG.replace("[experiments]\nenabled = false", """[experiments]
+backbones = ["efficientnet_lite0"]
+heads = ["logreg"]
+n_splits = 2
+[[experiments.tables]]
+dataset = "data"
+settings = [3]
+test_cap = 4""")
+
+
+def _random_inception_v4(tmp_path: Path) -> Path:
+    """inception_v4_2016_09_09.tar.gz's layout: one V1 checkpoint with every slim variable, random values."""
+    import tarfile
+
+    from test_inception_v4 import SlimReference, aux_values, write_v1
+
+    rng = np.random.default_rng(4)
+    ref = SlimReference(rng)
+    ref(rng.uniform(0, 255, (1, 75, 75, 3)).astype(np.float32))       # draws every main-path variable
+    values = dict(ref.values) | aux_values(rng) | {"global_step": np.array(1, np.int64)}
+    ckpt = write_v1(tmp_path / "inception_v4.ckpt", values)
+    archive = tmp_path / "inception_v4_2016_09_09.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(ckpt, arcname="inception_v4.ckpt")
+    return archive
+
+
+def test_adding_a_backbone_extracts_features_for_it_alone(reference, tmp_path):
+    p = _fresh(reference, tmp_path)
+    (p / "tlreport.toml").write_text(BACKBONES)
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0, r.stderr
+    assert _last(p)["counters"]["features.extracted.efficientnet_lite0"] == 24
+
+    archive = _random_inception_v4(tmp_path)
+    r = run_cli("fetch", "inception_v4", "--from", str(archive), "--data-root", str(tmp_path / "data-root"), cwd=p)
+    assert r.returncode == 0, r.stderr
+    (p / "tlreport.toml").write_text(f'data_root = "{tmp_path / "data-root"}"\n' + BACKBONES.replace(
+        'backbones = ["efficientnet_lite0"]', 'backbones = ["efficientnet_lite0", "inception_v4"]'))
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0, r.stderr
+    assert "features: inception_v4 24 new images" in r.stdout
+    last = _last(p)
+    counters = {k: v for k, v in last["counters"].items() if k.startswith("features.extracted.")}
+    assert counters == {"features.extracted.inception_v4": 24}          # none for the cached backbone
+    assert last["ran"] == ["features", "experiments", "figures", "render"]   # train: cached
+    results = json.loads(next((p / ".tlreport" / "stages" / "experiments").glob("*/results.json")).read_text())
+    assert {row["backbone"] for row in results["aggregate"]} == {"efficientnet_lite0", "inception_v4"}

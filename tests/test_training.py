@@ -18,6 +18,7 @@ from tlreport.training import (
     split_by_hash,
     split_counts,
     train_softmax,
+    train_softmax_many,
 )
 
 
@@ -142,6 +143,29 @@ def test_early_stopping_restores_best_epoch():
     assert len(h) == head.best_epoch + 5
     m = evaluate(predict_proba(head, X[40:]), y[40:], 3)
     assert m["loss"] == pytest.approx(h.val_loss.min(), rel=1e-3)
+
+
+def test_heads_trained_side_by_side_equal_heads_trained_alone():
+    """train_softmax_many is K independent train_softmax runs, early stopping included."""
+    rng = np.random.default_rng(5)
+    problems = []
+    for k in range(3):
+        X = rng.normal(size=(80, 24)).astype(np.float32)
+        y = rng.integers(0, 3, 80)
+        X[:, :3] += 2.0 * np.eye(3, dtype=np.float32)[y] * (k == 0)   # only problem 0 is learnable
+        problems.append((X[:40], y[:40], X[40:], y[40:]))
+    kw = dict(num_classes=3, epochs=60, batch_size=16, lr=0.05, l2=1e-4, schedule="constant", patience=4)
+    together = train_softmax_many(problems, seeds=[3, 4, 5], **kw)
+    alone = [train_softmax(*p, seed=s, **kw) for p, s in zip(problems, [3, 4, 5], strict=True)]
+    assert len({len(h.history) for h in alone}) > 1          # they stop at different epochs
+    for t, a in zip(together, alone, strict=True):
+        assert t.best_epoch == a.best_epoch and len(t.history) == len(a.history)
+        np.testing.assert_allclose(t.W, a.W, atol=1e-5)
+        np.testing.assert_allclose(t.b, a.b, atol=1e-5)
+        np.testing.assert_allclose(t.history.to_numpy(), a.history.to_numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="same train and validation shapes"):
+        train_softmax_many([problems[0], (problems[1][0][:30], problems[1][1][:30], *problems[1][2:])],
+                           seeds=[1, 2], **kw)
 
 
 def test_train_softmax_validates_inputs():

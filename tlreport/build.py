@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlreport.cache import BuildLock, StageStore, atomic_write_json, fault_point, hash_obj, read_json
+from tlreport.cache import (
+    BuildLock,
+    StageStore,
+    atomic_write_json,
+    check_writable,
+    fault_point,
+    hash_obj,
+    read_json,
+)
 from tlreport.config import Config
 from tlreport.errors import UserError
 
@@ -39,6 +47,9 @@ class Stage:
     run: Callable[[BuildContext, Path], None]
     enabled: Callable[[BuildContext], bool] = lambda ctx: True
     detail: Callable[[BuildContext], str] | None = None   # e.g. "12 new images"
+    # Stages that must run first but whose keys stay out of this one's: its inputs name exactly the
+    # part of their output it reads (train: one backbone's features, not every backbone's).
+    after: tuple[str, ...] = ()
 
 
 @dataclass
@@ -93,7 +104,7 @@ def _order(stages: list[Stage], only: str | None) -> list[Stage]:
     def visit(n: str) -> None:
         if n not in needed:
             needed.add(n)
-            for d in by_name[n].deps:
+            for d in (*by_name[n].deps, *by_name[n].after):
                 visit(d)
 
     visit(only)
@@ -149,6 +160,9 @@ def site_is_current(site: Path, render_key: str | None, owner: str) -> bool:
     if meta.get("render_key") != render_key:
         return False
     return all((site / rel).exists() for rel in meta.get("files", []))
+
+
+PUBLISHED_FOLDERS = ("_posts", "images", "preview")  # where render puts the post, its figures, its preview
 
 
 def publish(render_out: Path, site: Path, render_key: str, owner: str) -> list[str]:
@@ -223,11 +237,15 @@ def build(config: Config, *, force: bool = False, only: str | None = None, dry_r
           quiet: bool = False) -> BuildResult:
     from tlreport.stages import STAGES
 
+    if data_root is None and config["data_root"]:
+        data_root = str(config.resolve(config["data_root"]))   # relative to the config file
     ctx = BuildContext(config=config, store=StageStore(config.cache_dir / "stages"), force=force,
                        dataset_override=dataset_override, data_root=data_root, quiet=quiet)
     for w in config.warnings:
         ctx.log(f"warning: {w}")
     stages = _order(STAGES, only)
+    if not dry_run:
+        check_writable(config.cache_dir, "cache_dir")
     with BuildLock(config.cache_dir) if not dry_run else _nolock():
         rows = plan(ctx, stages)
         render_key = ctx.keys.get("render")
@@ -253,6 +271,9 @@ def build(config: Config, *, force: bool = False, only: str | None = None, dry_r
                 + ("" if site_ok else "; site: publish"))
         if dry_run:
             return BuildResult(summary, [], ctx.counters, None, False)
+        if render_key is not None:                  # before hours of work, not after
+            for folder in (config.site_dir, *(config.site_dir / d for d in PUBLISHED_FOLDERS)):
+                check_writable(folder, "site_dir")
         ran = []
         for st, key, hit in rows:
             if key is None or hit is not None:

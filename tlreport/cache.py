@@ -75,6 +75,27 @@ def _disk_error(path: Path, e: OSError) -> UserError:
     return UserError(f"cannot write {path}: {e}")
 
 
+def check_writable(path: str | Path, what: str) -> None:
+    """Fail now, in one line, if ``path`` (a folder, created later if missing) cannot be written.
+
+    Tries what the build will do: create a file in ``path``, or in its nearest
+    existing ancestor when ``path`` does not exist yet.  ``os.access`` alone
+    would pass for root on a read-only mount.
+    """
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {path} cannot be created: {probe} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".tlreport-probe-"):
+            pass
+    except OSError as e:
+        raise UserError(f"{what} {path} is not writable ({e.strerror or e}); fix its permissions or point "
+                        f"{what} in the config somewhere else") from None
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     try:

@@ -73,7 +73,7 @@ def dataset_root(ctx: BuildContext, ref: str) -> Path:
         from tlreport import fetch
 
         name = ref.split(":", 1)[1]
-        root = fetch.data_root(ctx.data_root or ctx.config["data_root"] or None)
+        root = fetch.data_root(ctx.data_root)
         found = fetch.resolve_dataset(name, root)
         if found is None:
             found = fetch.ensure(name, root, allow_download=True)
@@ -156,15 +156,16 @@ def model(ctx: BuildContext, backbone: str):
         from tlreport.backbones import load_model
 
         spec = resolved_spec(ctx, backbone)
+        root = ctx.data_root
         if spec.precision == "bfloat16":
             import keras
 
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
             try:
-                return load_model(spec, cache_dir=ctx.cache_dir)
+                return load_model(spec, cache_dir=ctx.cache_dir, data_root=root)
             finally:
                 keras.mixed_precision.set_global_policy("float32")
-        return load_model(spec, cache_dir=ctx.cache_dir)
+        return load_model(spec, cache_dir=ctx.cache_dir, data_root=root)
 
     return ctx.once(f"model:{backbone}", build)
 
@@ -181,8 +182,13 @@ def features(ctx: BuildContext, use: DatasetUse, backbone: str) -> np.ndarray:
             raise UserError("inception_2015 is the seed's classification demo; use inception_v3 for features")
         n_missing = missing_count(ctx, use, backbone)
         net = model(ctx, backbone) if n_missing else None
+
+        def extracted(n: int) -> None:
+            ctx.count("features.extracted", n)
+            ctx.count(f"features.extracted.{backbone}", n)
+
         x = extract_features(m, spec, store(ctx), model=net, batch_size=ctx.config["features"]["batch_size"],
-                             progress=not ctx.quiet, on_batch=lambda n: ctx.count("features.extracted", n),
+                             progress=not ctx.quiet, on_batch=lambda n: extracted(n),
                              max_pixels=ctx.config["dataset"]["max_pixels"])
         return x
 

@@ -264,7 +264,7 @@ class LogRegHead:
     C_grid: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0)
     cv_folds: int = 3
     patience: int = 2
-    tol_cv: float = 1e-4
+    tol_cv: float = 1e-3
     tol: float = 1e-4
     max_iter: int = 300
     dtype: Any = np.float32
@@ -385,18 +385,28 @@ class SoftmaxSGDHead:
     name: str = "softmax_sgd"
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor:
+        return self.fit_many([X], [y], num_classes=num_classes, seeds=[seed])[0]
+
+    def fit_many(self, Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], *, num_classes: int,
+                 seeds: Sequence[int]) -> list[Predictor]:
+        """Several same-shaped folds at once (:func:`tlreport.training.train_softmax_many`).
+
+        Each fold gets exactly the head :meth:`fit` would give it alone.
+        """
         from tlreport import training
 
-        X = np.asarray(X, dtype=np.float32)
         kwargs = {"schedule": "cosine", "patience": None, **self.train_kwargs}
-        empty_X = np.zeros((0, X.shape[1]), np.float32)
-        head = training.train_softmax(X, y, empty_X, np.zeros(0, np.int32), num_classes=num_classes,
-                                      seed=seed, epochs=self.epochs, **kwargs)
+        problems = []
+        for X, y in zip(Xs, ys, strict=True):
+            X = np.asarray(X, dtype=np.float32)
+            problems.append((X, y, np.zeros((0, X.shape[1]), np.float32), np.zeros(0, np.int32)))
+        heads = training.train_softmax_many(problems, seeds=seeds, num_classes=num_classes, epochs=self.epochs,
+                                            **kwargs)
 
-        def predict(Xq: np.ndarray) -> np.ndarray:
-            return training.predict_proba(head, Xq)
+        def predictor(head: training.TrainedHead) -> Predictor:
+            return lambda Xq: training.predict_proba(head, Xq)
 
-        return predict
+        return [predictor(h) for h in heads]
 
 
 HEADS: dict[str, Callable[[], Head]] = {
@@ -462,7 +472,10 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
                      for n in settings for s, (tr, te) in enumerate(splits[n])]
             args = [(head, feats[tr], labels[tr], feats[te], None if flip is None else flip[te], num_classes, fs)
                     for n, s, tr, te, fs in tasks]
-            if getattr(head, "processes", 1) > 1 and len(tasks) > 1:
+            if hasattr(head, "fit_many"):
+                # the folds of one setting share their shapes: train them side by side
+                outs: Iterator[tuple[np.ndarray, np.ndarray | None, float, float]] = _fit_predict_stacked(args)
+            elif getattr(head, "processes", 1) > 1 and len(tasks) > 1:
                 # single-threaded fits (BLAS pinned to one thread) spread over processes;
                 # each fit is seeded on its own, so the results do not depend on the schedule
                 from joblib import Parallel, delayed
@@ -494,6 +507,37 @@ def _fit_predict(head: Head, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, 
         return proba, None, seconds, 0.0
     t1 = time.perf_counter()
     return proba, 0.5 * (proba + predict(Xte_flip)), seconds, time.perf_counter() - t1
+
+
+STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-by-side run
+
+
+def _fit_predict_stacked(args: list[tuple[Any, ...]]) -> Iterator[tuple[np.ndarray, np.ndarray | None, float, float]]:
+    """:func:`_fit_predict` for each of ``args``, same-shaped folds trained together by ``head.fit_many``."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, a in enumerate(args):
+        groups.setdefault(a[1].shape, []).append(i)
+    results: dict[int, tuple[np.ndarray, np.ndarray | None, float, float]] = {}
+    for shape, members in groups.items():
+        per = max(1, STACK_BYTES // max(1, 4 * int(np.prod(shape))))
+        for j in range(0, len(members), per):
+            chunk = [args[i] for i in members[j:j + per]]
+            head, num_classes = chunk[0][0], chunk[0][5]
+            t0 = time.perf_counter()
+            predicts = head.fit_many([a[1] for a in chunk], [a[2] for a in chunk], num_classes=num_classes,
+                                     seeds=[a[6] for a in chunk])
+            fit_seconds = (time.perf_counter() - t0) / len(chunk)
+            for i, a, predict in zip(members[j:j + per], chunk, predicts, strict=True):
+                t1 = time.perf_counter()
+                proba = predict(a[3])
+                seconds = fit_seconds + time.perf_counter() - t1
+                if a[4] is None:
+                    results[i] = (proba, None, seconds, 0.0)
+                else:
+                    t2 = time.perf_counter()
+                    results[i] = (proba, 0.5 * (proba + predict(a[4])), seconds, time.perf_counter() - t2)
+    for i in range(len(args)):
+        yield results[i]
 
 
 def _row(base: dict[str, Any], head: str, y: np.ndarray, proba: np.ndarray, num_classes: int,

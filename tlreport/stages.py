@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from tlreport.build import BuildContext, Stage
 from tlreport.cache import atomic_write_json, atomic_write_text, read_json, sha256_file
@@ -108,7 +109,7 @@ def classify_images(spec, paths: list[Path], *, cache_dir: Path, data_root: str 
             raise UserError(f"cannot decode image {p}: {e}") from None
     from tlreport.backbones import load_model
 
-    model = load_model(spec, cache_dir=cache_dir)
+    model = load_model(spec, cache_dir=cache_dir, data_root=data_root)
     probs = np.asarray(model(np.stack(batch).astype("float32"), training=False)["probs"])
     names = label_names(spec.label_set)
     return [topk(row, names, top_k) for row in probs]
@@ -408,21 +409,28 @@ def render_run(ctx: BuildContext, out: Path) -> None:
 
 def features_inputs(ctx: BuildContext) -> dict:
     from tlreport import datastage
+
+    return {"jobs": [feature_identity(ctx, use, b) for use, b in datastage.feature_jobs(ctx)]}
+
+
+def feature_identity(ctx: BuildContext, use: Any, backbone: str) -> dict:
+    """What one (dataset, backbone) feature matrix depends on: the manifest and the backbone's cache key."""
+    from tlreport import datastage
     from tlreport.features import backbone_key
 
-    jobs = []
-    for use, b in datastage.feature_jobs(ctx):
-        m = datastage.manifest(ctx, use)
-        spec = datastage.resolved_spec(ctx, b)
-        jobs.append({"dataset": use.id, "manifest": m.hash(), "backbone": b, "key": backbone_key(spec)})
-    return {"jobs": jobs, "max_pixels": ctx.config["dataset"]["max_pixels"]}
+    spec = datastage.resolved_spec(ctx, backbone)
+    return {"dataset": use.id, "manifest": datastage.manifest(ctx, use).hash(), "backbone": backbone,
+            "key": backbone_key(spec), "max_pixels": ctx.config["dataset"]["max_pixels"]}
 
 
 def features_detail(ctx: BuildContext) -> str:
     from tlreport import datastage
 
-    n = sum(datastage.missing_count(ctx, use, b) for use, b in datastage.feature_jobs(ctx))
-    return f"{n:,} new image(s)" if n else "reindex (all cached)"
+    new: dict[str, int] = {}
+    for use, b in datastage.feature_jobs(ctx):
+        new[b] = new.get(b, 0) + datastage.missing_count(ctx, use, b)
+    parts = [f"{b} {n:,} new image{'s' if n != 1 else ''}" for b, n in new.items() if n]
+    return ", ".join(parts) if parts else "reindex (all cached)"
 
 
 def features_run(ctx: BuildContext, out: Path) -> None:
@@ -448,8 +456,9 @@ def features_run(ctx: BuildContext, out: Path) -> None:
 def train_inputs(ctx: BuildContext) -> dict:
     from tlreport import datastage
 
-    return {"train": ctx.config["train"], "seed": ctx.config["seed"],
-            "dataset": datastage.transfer_use(ctx).id}
+    use = datastage.transfer_use(ctx)
+    return {"train": ctx.config["train"], "seed": ctx.config["seed"], "dataset": use.id,
+            "features": feature_identity(ctx, use, ctx.config["train"]["backbone"])}
 
 
 def train_run(ctx: BuildContext, out: Path) -> None:
@@ -519,8 +528,9 @@ def experiments_inputs(ctx: BuildContext) -> dict:
     from tlreport import datastage
 
     e = ctx.config["experiments"]
-    return {"experiments": e, "seed": ctx.config["seed"],
-            "tables": [datastage.table_use(ctx, t).id for t in e["tables"]]}
+    uses = [datastage.table_use(ctx, t) for t in e["tables"]]
+    return {"experiments": e, "seed": ctx.config["seed"], "tables": [u.id for u in uses],
+            "features": [feature_identity(ctx, u, b) for u in uses for b in e["backbones"]]}
 
 
 def experiments_run(ctx: BuildContext, out: Path) -> None:
@@ -675,9 +685,9 @@ STAGES: list[Stage] = [
           enabled=lambda ctx: ctx.config["train"]["enabled"] or (
               ctx.config["experiments"]["enabled"] and bool(ctx.config["experiments"]["tables"])),
           detail=features_detail),
-    Stage("train", "1", ("features",), train_inputs, train_run,
+    Stage("train", "1", (), train_inputs, train_run, after=("features",),
           enabled=lambda ctx: ctx.config["train"]["enabled"]),
-    Stage("experiments", "1", ("features",), experiments_inputs, experiments_run,
+    Stage("experiments", "1", (), experiments_inputs, experiments_run, after=("features",),
           enabled=lambda ctx: ctx.config["experiments"]["enabled"] and bool(ctx.config["experiments"]["tables"])),
     Stage("figures", "1", ("train", "experiments"), figures_inputs, figures_run,
           enabled=lambda ctx: ctx.config["train"]["enabled"] or ctx.config["experiments"]["enabled"]),

@@ -7,7 +7,7 @@ Keras' SGD with momentum, exactly the head of the seed notebook.  What differs
 from the seed is only *how fast* and *how reproducibly* it is trained:
 
 * the whole training set lives in memory as one tensor and each epoch is ONE
-  XLA-compiled ``tf.function`` that loops over mini-batches of a seeded
+  ``tf.function`` that loops over mini-batches of a seeded
   permutation (the reference ``model.fit`` pays Python overhead per batch);
 * one seed, set in one place (:func:`seed_everything`), makes the weights and
   the history byte-identical between runs;
@@ -211,7 +211,7 @@ def train_softmax(
     patience: int | None = 20,
     seed: int = 0,
     standardize: bool = True,
-    jit_compile: bool | None = None,
+    jit_compile: bool = False,
 ) -> TrainedHead:
     """Train ``Dense(num_classes, softmax)`` on features with SGD + momentum.
 
@@ -236,11 +236,50 @@ def train_softmax(
     matrix products efficient, and the cosine decay converges in ~50 epochs
     where the seed's constant rate ran 200.
 
-    Each epoch runs as one ``tf.function``; ``jit_compile=None`` XLA-compiles
-    it when the problem is big enough to repay the ~2 s compilation
-    (``N * D * C > 5e7``, e.g. Caltech-101 at 1280 features).
+    Each epoch runs as one ``tf.function``.  ``jit_compile=True`` compiles it
+    with XLA; on a 2-core CPU that was slower at every size measured, compile
+    time aside (Caltech-101's 5,482 x 1280 training set: 6.5 s vs 4.9 s for
+    40 epochs), so it is off by default.
 
     The same inputs and ``seed`` give byte-identical ``W``, ``b`` and history.
+    This is :func:`train_softmax_many` with one problem.
+    """
+    return train_softmax_many(
+        [(Xtr, ytr, Xva, yva)], seeds=[seed], num_classes=num_classes, lr=lr, momentum=momentum,
+        schedule=schedule, batch_size=batch_size, epochs=epochs, l2=l2, patience=patience,
+        standardize=standardize, jit_compile=jit_compile,
+    )[0]
+
+
+def train_softmax_many(
+    problems: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    seeds: Sequence[int],
+    num_classes: int,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    schedule: str = "cosine",
+    batch_size: int = 128,
+    epochs: int = 60,
+    l2: float = 1e-4,
+    patience: int | None = 20,
+    standardize: bool = True,
+    jit_compile: bool = False,
+) -> list[TrainedHead]:
+    """Train ``K`` independent heads of :func:`train_softmax` side by side, one per problem.
+
+    ``problems[k]`` is ``(Xtr, ytr, Xva, yva)`` and is trained with ``seeds[k]``
+    exactly as :func:`train_softmax` would train it alone: its own initial
+    weights, its own shuffles, its own early stopping and best epoch.  The
+    heads are stacked into one ``(K, D, C)`` kernel so that each step runs one
+    batched matrix product for all of them; the loss is the *sum* of the
+    per-head losses, so every head's gradient is its own, and SGD's update is
+    elementwise, so the heads never interact.  This pays TensorFlow's per-step
+    overhead once for ``K`` heads: the Zeiler & Fergus grid trains its 5 folds
+    of a setting in one run (``benchmarks/grid.py``).
+
+    All training sets must have the same shape, and all validation sets too
+    (the folds of one protocol setting do).
     """
     import keras
     import tensorflow as tf
@@ -251,116 +290,141 @@ def train_softmax(
         raise UserError(f"batch_size and epochs must be >= 1. Received: {batch_size=}, {epochs=}")
     if num_classes < 2:
         raise UserError(f"need at least 2 classes. Received: num_classes={num_classes}")
-    Xtr, ytr = _as_xy(Xtr, ytr, "train", num_classes)
-    Xva, yva = _as_xy(Xva, yva, "validation", num_classes)
-    n, d = Xtr.shape
-    if n == 0:
-        raise UserError("the training set is empty")
-    if len(Xva) and Xva.shape[1] != d:
-        raise ValueError(f"train and validation feature widths differ: {d} != {Xva.shape[1]}")
+    if not problems or len(problems) != len(seeds):
+        raise ValueError(f"need one seed per problem: {len(problems)} problems, {len(seeds)} seeds")
+    data = []
+    for k, (Xtr, ytr, Xva, yva) in enumerate(problems):
+        tag = "" if len(problems) == 1 else f" (problem {k})"
+        Xtr, ytr = _as_xy(Xtr, ytr, "train" + tag, num_classes)
+        Xva, yva = _as_xy(Xva, yva, "validation" + tag, num_classes)
+        if len(Xtr) == 0:
+            raise UserError("the training set is empty" + tag)
+        if len(Xva) and Xva.shape[1] != Xtr.shape[1]:
+            raise ValueError(f"train and validation feature widths differ{tag}: {Xtr.shape[1]} != {Xva.shape[1]}")
+        data.append((Xtr, ytr, Xva, yva))
+    n, d = data[0][0].shape
+    nv = len(data[0][2])
+    if any(p[0].shape != (n, d) or len(p[2]) != nv for p in data):
+        raise ValueError("train_softmax_many: every problem needs the same train and validation shapes")
+    K = len(data)
 
     t0 = time.perf_counter()
-    seed_everything(seed)
-    if standardize:
-        mean = Xtr.mean(axis=0, dtype=np.float64).astype(np.float32)
-        std = Xtr.std(axis=0, dtype=np.float64).astype(np.float32)
-        std[std < 1e-6] = 1.0  # constant features: leave them unscaled
-    else:
-        mean = np.zeros(d, np.float32)
-        std = np.ones(d, np.float32)
-    Xs = (Xtr - mean) / std
-    Xvs = (Xva - mean) / std if len(Xva) else np.zeros((0, d), np.float32)
+    seed_everything(int(seeds[0]))
+    stats = []
+    for Xtr, *_ in data:
+        if standardize:
+            mean = Xtr.mean(axis=0, dtype=np.float64).astype(np.float32)
+            std = Xtr.std(axis=0, dtype=np.float64).astype(np.float32)
+            std[std < 1e-6] = 1.0  # constant features: leave them unscaled
+        else:
+            mean = np.zeros(d, np.float32)
+            std = np.ones(d, np.float32)
+        stats.append((mean, std))
+    Xs = np.stack([(p[0] - m) / s for p, (m, s) in zip(data, stats, strict=True)])
+    Xvs = np.stack([(p[2] - m) / s for p, (m, s) in zip(data, stats, strict=True)]).reshape(K, nv, d)
 
-    if jit_compile is None:
-        jit_compile = n * d * num_classes > 5e7
     bs = min(int(batch_size), n)
     full_steps, rest = divmod(n, bs)
     steps = full_steps + (rest > 0)
 
-    dense = keras.layers.Dense(
-        num_classes,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
-        bias_initializer="zeros",
-        dtype="float32",
-    )
-    dense.build((None, d))
+    init = np.stack([keras.initializers.GlorotUniform(seed=int(s))((d, num_classes), dtype="float32")
+                     for s in seeds])
+    kernel = keras.Variable(init, dtype="float32", name="kernel")
+    bias = keras.Variable(np.zeros((K, 1, num_classes), np.float32), dtype="float32", name="bias")
+    params = [kernel, bias]
     if schedule == "cosine":
         rate: Any = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs)
     else:
         rate = lr
     opt = keras.optimizers.SGD(learning_rate=rate, momentum=momentum)
-    opt.build(dense.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    opt.build(params)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
     X_t = tf.constant(Xs)
-    y_t = tf.constant(ytr)
+    y_t = tf.constant(np.stack([p[1] for p in data]))
     Xv_t = tf.constant(Xvs)
-    yv_t = tf.constant(yva)
+    yv_t = tf.constant(np.stack([p[3] for p in data]).reshape(K, nv))
     l2_t = tf.constant(float(l2), tf.float32)
-    has_val = len(Xva) > 0
+    has_val = nv > 0
+
+    def logits_of(x: Any) -> Any:
+        return tf.matmul(x, kernel.value) + bias.value
 
     def step(idx: Any) -> tuple[Any, Any]:
-        xb = tf.gather(X_t, idx)
-        yb = tf.gather(y_t, idx)
+        xb = tf.gather(X_t, idx, batch_dims=1)          # (K, B, D)
+        yb = tf.gather(y_t, idx, batch_dims=1)          # (K, B)
         with tf.GradientTape() as tape:
-            logits = dense(xb)
-            data_loss = loss_fn(yb, logits)
-            loss = data_loss + l2_t * tf.reduce_sum(tf.square(dense.kernel.value))
-        grads = tape.gradient(loss, dense.trainable_variables)
-        opt.apply(grads, dense.trainable_variables)
-        k = tf.cast(tf.shape(idx)[0], tf.float32)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), yb), tf.float32))
-        return data_loss * k, correct
+            logits = logits_of(xb)
+            data_loss = tf.reduce_mean(loss_fn(yb, logits), axis=1)          # (K,): each head's mean
+            loss = tf.reduce_sum(data_loss) + l2_t * tf.reduce_sum(tf.square(kernel.value))
+        grads = tape.gradient(loss, [kernel.value, bias.value])
+        opt.apply(grads, params)
+        k = tf.cast(tf.shape(idx)[1], tf.float32)
+        hit = tf.equal(tf.argmax(logits, 2, output_type=tf.int32), yb)
+        return data_loss * k, tf.reduce_sum(tf.cast(hit, tf.float32), axis=1)
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def run_epoch(perm: Any) -> tuple[Any, Any, Any, Any]:
-        tot_loss = tf.constant(0.0)
-        tot_correct = tf.constant(0.0)
+        tot_loss = tf.zeros([K])
+        tot_correct = tf.zeros([K])
         for i in tf.range(full_steps):
-            a, c = step(tf.slice(perm, [i * bs], [bs]))  # static batch shape: XLA-friendly
+            a, c = step(tf.slice(perm, [0, i * bs], [K, bs]))  # static batch shape: XLA-friendly
             tot_loss += a
             tot_correct += c
         if rest:
-            a, c = step(perm[full_steps * bs :])
+            a, c = step(perm[:, full_steps * bs :])
             tot_loss += a
             tot_correct += c
         if has_val:
-            vl = dense(Xv_t)
-            val_loss = loss_fn(yv_t, vl)
-            val_acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(vl, 1, output_type=tf.int32), yv_t), tf.float32))
+            vl = logits_of(Xv_t)
+            val_loss = tf.reduce_mean(loss_fn(yv_t, vl), axis=1)
+            val_acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(vl, 2, output_type=tf.int32), yv_t), tf.float32),
+                                     axis=1)
         else:
-            val_loss = tf.constant(float("nan"))
-            val_acc = tf.constant(float("nan"))
+            val_loss = tf.fill([K], float("nan"))
+            val_acc = tf.fill([K], float("nan"))
         return tot_loss / n, tot_correct / n, val_loss, val_acc
 
-    rng = np.random.default_rng(seed)
-    rows: list[tuple[int, float, float, float, float]] = []
-    best = (math.inf, 0, dense.kernel.numpy().copy(), dense.bias.numpy().copy())
-    waited = 0
+    rngs = [np.random.default_rng(int(s)) for s in seeds]
+    rows: list[list[tuple[int, float, float, float, float]]] = [[] for _ in range(K)]
+    best = [(math.inf, 0, init[k].copy(), np.zeros(num_classes, np.float32)) for k in range(K)]
+    waited = [0] * K
+    active = [True] * K
     for epoch in range(1, epochs + 1):
-        perm = tf.constant(rng.permutation(n).astype(np.int32))
-        loss, acc, vloss, vacc = (float(t) for t in run_epoch(perm))
-        rows.append((epoch, loss, acc, vloss, vacc))
-        if not math.isfinite(loss):
-            raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower the learning rate (lr={lr})")
-        monitored = vloss if has_val else loss
-        if monitored < best[0]:
-            best = (monitored, epoch, dense.kernel.numpy().copy(), dense.bias.numpy().copy())
-            waited = 0
-        else:
-            waited += 1
-            if patience is not None and waited >= patience:
-                break
-    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    history["epoch"] = history["epoch"].astype(int)
-    params = dict(
-        lr=lr, momentum=momentum, schedule=schedule, batch_size=bs, epochs=epochs, l2=l2,
-        patience=patience, seed=seed, standardize=standardize, jit_compile=jit_compile,
-    )
-    return TrainedHead(
-        W=best[2], b=best[3], mean=mean, std=std, history=history, best_epoch=int(best[1]),
-        seconds=time.perf_counter() - t0, params=params,
-    )
+        perm = tf.constant(np.stack([r.permutation(n).astype(np.int32) for r in rngs]))
+        out = [t.numpy() for t in run_epoch(perm)]
+        W = b = None
+        for k in range(K):
+            if not active[k]:
+                continue  # stopped early: it trains on with the others, but its result is kept
+            loss, acc, vloss, vacc = (float(o[k]) for o in out)
+            rows[k].append((epoch, loss, acc, vloss, vacc))
+            if not math.isfinite(loss):
+                raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower the learning rate (lr={lr})")
+            monitored = vloss if has_val else loss
+            if monitored < best[k][0]:
+                if W is None:
+                    W, b = kernel.numpy(), bias.numpy()
+                best[k] = (monitored, epoch, W[k].copy(), b[k, 0].copy())
+                waited[k] = 0
+            else:
+                waited[k] += 1
+                if patience is not None and waited[k] >= patience:
+                    active[k] = False
+        if not any(active):
+            break
+    seconds = (time.perf_counter() - t0) / K
+    heads = []
+    for k in range(K):
+        history = pd.DataFrame(rows[k], columns=HISTORY_COLUMNS)
+        history["epoch"] = history["epoch"].astype(int)
+        hp = dict(
+            lr=lr, momentum=momentum, schedule=schedule, batch_size=bs, epochs=epochs, l2=l2,
+            patience=patience, seed=int(seeds[k]), standardize=standardize, jit_compile=jit_compile,
+        )
+        heads.append(TrainedHead(W=best[k][2], b=best[k][3], mean=stats[k][0], std=stats[k][1], history=history,
+                                 best_epoch=int(best[k][1]), seconds=seconds, params=hp))
+    return heads
 
 
 # --------------------------------------------------------------------------- evaluation

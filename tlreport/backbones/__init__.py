@@ -149,12 +149,14 @@ def get_spec(name: str) -> BackboneSpec:
         raise UserError(f"unknown backbone {name!r} (known: {known})") from None
 
 
-def load_model(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False):
+def load_model(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False,
+               data_root: str | None = None):
     """Build the Keras model for ``spec``.
 
     The model takes float32 RGB images in [0, 255] of shape
     ``(N, input_size, input_size, 3)`` and returns ``{"features": (N, D),
-    "probs": (N, num_classes)}``.
+    "probs": (N, num_classes)}``.  Weights fetched as artifacts (``inception_v4``)
+    are looked up under ``data_root`` (see :func:`tlreport.fetch.data_root`).
     """
     module = importlib.import_module(f"tlreport.backbones.{spec.family}")
-    return module.build(spec, cache_dir=Path(cache_dir), random_weights=random_weights)
+    return module.build(spec, cache_dir=Path(cache_dir), random_weights=random_weights, data_root=data_root)

@@ -273,7 +273,8 @@ def load_efficientnet_lite0_state_dict(spec: BackboneSpec, cache_dir: Path) -> d
     return state
 
 
-def build(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False):
+def build(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False,
+          data_root: str | None = None):
     """Registry entry point: the Keras model for ``spec`` (see :func:`build_efficientnet_lite0`)."""
     if spec.input_size != INPUT_SIZE:
         raise UserError(f"{spec.name}: input_size {spec.input_size} is not supported (224 only)")

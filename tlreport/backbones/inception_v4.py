@@ -390,7 +390,8 @@ def load_weights(model: keras.Model, ckpt_prefix: str, cache_dir: Path | None) -
     return cached
 
 
-def build(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False) -> keras.Model:
+def build(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False,
+          data_root: str | None = None) -> keras.Model:
     """Build the model for the ``inception_v4`` spec (the :func:`tlreport.backbones.load_model` hook)."""
     model = build_inception_v4(spec.num_classes, input_size=spec.input_size,
                                mean=spec.mean, std=spec.std, precision=spec.precision)
@@ -399,7 +400,7 @@ def build(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False) 
     import tlreport.fetch as fetch
 
     artifact = spec.weights.artifact or spec.name
-    location = fetch.ensure(artifact, fetch.data_root(), allow_download=True)
+    location = fetch.ensure(artifact, fetch.data_root(data_root), allow_download=True)
     load_weights(model, find_checkpoint(location), Path(cache_dir))
     return model
 

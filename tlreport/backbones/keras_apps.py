@@ -117,7 +117,8 @@ def resolve_weights(spec: BackboneSpec) -> Path:
     return Path(got)
 
 
-def build(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False):
+def build(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False,
+          data_root: str | None = None):
     """Build the feature/probability model for ``spec``.
 
     Returns a Keras model mapping float32 RGB ``(N, S, S, 3)`` in ``[0, 255]``
