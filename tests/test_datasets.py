@@ -235,6 +235,17 @@ def test_prepare_follows_the_real_spec() -> None:
     assert np.array_equal(prepare(img, spec), expect)
 
 
+def test_flipped_spec_mirrors_the_prepared_image_and_has_its_own_key() -> None:
+    from tlreport.features import backbone_key
+
+    spec = get_spec("efficientnet_lite0")
+    img = noise_image(5, (300, 200))
+    assert np.array_equal(prepare(img, spec.with_flip()), prepare(img, spec)[:, ::-1])
+    assert backbone_key(spec.with_flip()) != backbone_key(spec)
+    # adding the hflip field did not move the unflipped key: caches made before it stay valid
+    assert backbone_key(spec) == "778edee8548c2015e0fddf5235c0b3aa34b8e1430f2038005d0eb6769e5df383"
+
+
 def test_load_prepared_drafts_large_jpegs_only(tmp_path: Path) -> None:
     spec = _spec(input_size=16, crop_fraction=1.0)
     big = save(noise_image(8, (200, 160)), tmp_path / "big.jpg", quality=95)

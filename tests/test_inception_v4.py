@@ -342,7 +342,7 @@ def test_build_from_fetched_checkpoint(slim, model, tmp_path, monkeypatch):
         return model
 
     fake.ensure = ensure
-    fake.data_root = lambda: tmp_path / "data"
+    fake.data_root = lambda root=None: Path(root) if root else tmp_path / "data"
     import tlreport
     monkeypatch.setitem(sys.modules, "tlreport.fetch", fake)
     monkeypatch.setattr(tlreport, "fetch", fake, raising=False)
@@ -360,6 +360,9 @@ def test_build_from_fetched_checkpoint(slim, model, tmp_path, monkeypatch):
     spec = get_spec("inception_v4")
     assert iv4.build(spec, cache_dir=tmp_path / "cache") is model
     assert calls == [("inception_v4", tmp_path / "data", True)]
+    assert iv4.build(spec, cache_dir=tmp_path / "cache", data_root=str(tmp_path / "mine")) is model
+    assert calls[-1] == ("inception_v4", tmp_path / "mine", True)          # the config's data_root
+    calls.pop(), loaded.pop(), built.pop()
     assert built == [(1001, {"input_size": 299, "mean": spec.mean, "std": spec.std, "precision": "float32"})]
     assert loaded == [(ckpt, tmp_path / "cache")]
     for name, var in iv4.slim_variables(model).items():

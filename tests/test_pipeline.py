@@ -131,6 +131,28 @@ def test_training_hyperparameter_reruns_train_and_downstream_only(project, tmp_p
     assert r.counters.get("features.extracted", 0) == 0
 
 
+def test_flip_averaging_extracts_the_mirrors_once_and_adds_a_row_per_head(project, tmp_path):
+    import pandas as pd
+
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace("n_splits = 2", "n_splits = 2\nflip = true"))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == ["features", "experiments", "figures", "render"]        # the head's training: cached
+    assert {k: v for k, v in r.counters.items() if k.startswith("features.extracted.")} == \
+        {"features.extracted.efficientnet_lite0+flip": 40}
+    newest = max((p / ".tlreport" / "stages" / "experiments").glob("*/results.csv"), key=lambda f: f.stat().st_mtime_ns)
+    df = pd.read_csv(newest)
+    assert set(df["head"]) == {"softmax_sgd", "logreg", "softmax_sgd+flip", "logreg+flip"}
+    plain = df[df["head"] == "logreg"].set_index(["n_train", "split"])
+    flipped = df[df["head"] == "logreg+flip"].set_index(["n_train", "split"])
+    assert (plain["n_test"] == flipped["n_test"]).all()                     # same fits, same test images
+    post = (p / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    assert "efficientnet&#95;lite0 + logreg+flip" in post or "efficientnet_lite0 + logreg+flip" in post
+    assert "left-right mirror image" in post
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == []                                                       # cached like any other
+
+
 def test_title_change_is_render_only(project, tmp_path):
     p = _copy(project, tmp_path)
     (p / "tlreport.toml").write_text(CONFIG.replace('title = "Pipeline test"', 'title = "Renamed"'))

@@ -169,15 +169,27 @@ def test_site_dir_that_cannot_be_created_is_one_line(reference, tmp_path):
     assert not (p / ".tlreport" / "stages").exists()                # no stage ran
 
 
-def test_bad_files_in_the_dataset_are_skipped_and_counted(reference, tmp_path):
+def test_bad_files_in_the_dataset_are_skipped_counted_and_listed(reference, tmp_path):
+    """Every bad-file kind, through a real build: one reported skip each, listed in the post."""
+    from fixtures_images import make_bad_files
+
+    prefix = _without_root_powers()
     p = _fresh(reference, tmp_path)
+    bad = make_bad_files(p / "data", label="red")         # 10 bad files, 5 ignored, 1 good
     (p / "data" / "red" / "empty.jpg").write_bytes(b"")
-    (p / "data" / "red" / "truncated.jpg").write_bytes((p / "data" / "red" / "img_00.png").read_bytes()[:200])
-    (p / "data" / "red" / "notes.jpg").write_text("not an image")
-    r = run_cli("build", cwd=p)
+    obeys_modes = prefix is not None
+    r = subprocess.run([*(prefix or []), sys.executable, "-m", "tlreport", "build"], cwd=p, capture_output=True,
+                       text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "24 images in 3 classes; 3 skipped" in r.stdout
     assert "Traceback" not in r.stderr
+    skipped = 11 if obeys_modes else 10
+    assert f"{25 + (not obeys_modes)} images in 3 classes; {skipped} skipped" in r.stdout
+    post = (p / "site" / "_posts" / "2026-11-28-reliability.md").read_text()
+    kinds = {kind for name, (_, kind) in bad.items() if kind and (obeys_modes or name != "unreadable")}
+    listed = re.findall(r"^\| red \| (.+?) \| (.+?) \|$", post, flags=re.M)
+    assert len(listed) == skipped
+    assert {reason.split(":")[0] for _, reason in listed} == kinds | {"empty file"}
+    assert any("bomb.png" in f and "20000x20000" in why for f, why in listed)
 
 
 def test_empty_class_is_an_error_naming_it(reference, tmp_path):
@@ -249,5 +261,34 @@ def test_adding_a_backbone_extracts_features_for_it_alone(reference, tmp_path):
     counters = {k: v for k, v in last["counters"].items() if k.startswith("features.extracted.")}
     assert counters == {"features.extracted.inception_v4": 24}          # none for the cached backbone
     assert last["ran"] == ["features", "experiments", "figures", "render"]   # train: cached
-    results = json.loads(next((p / ".tlreport" / "stages" / "experiments").glob("*/results.json")).read_text())
+    newest = max((p / ".tlreport" / "stages" / "experiments").glob("*/results.json"), key=lambda f: f.stat().st_mtime_ns)
+    results = json.loads(newest.read_text())
     assert {row["backbone"] for row in results["aggregate"]} == {"efficientnet_lite0", "inception_v4"}
+
+
+def test_image_vanishing_after_the_scan_is_one_line_and_keeps_the_work(reference, tmp_path, monkeypatch):
+    """Deleted between the scan and its turn in the network: a clear error; the rerun rescans."""
+    from tlreport import datasets
+    from tlreport.build import build
+    from tlreport.config import load_config
+    from tlreport.errors import UserError
+
+    p = _fresh(reference, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace("[train]", "[features]\nbatch_size = 4\n[train]"))
+    real_scan = datasets.scan_dataset
+    victim = p / "data" / "red" / "img_05.png"
+
+    def scan_then_delete(*args, **kwargs):
+        m = real_scan(*args, **kwargs)
+        victim.unlink()
+        return m
+
+    monkeypatch.setattr(datasets, "scan_dataset", scan_then_delete)
+    with pytest.raises(UserError, match=r"red/img_05\.png: vanished or unreadable since the dataset was scanned; "
+                                        r"run the build again"):
+        build(load_config(p / "tlreport.toml"), quiet=True)
+    monkeypatch.setattr(datasets, "scan_dataset", real_scan)
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    # the first 20 images (5 batches of 4 before the victim's) were kept: only 3 are left to extract
+    assert r.counters["features.extracted"] == 23 - 20
+    assert "23 images in 3 classes" in _results(p)["manifest_summary"]

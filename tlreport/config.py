@@ -177,6 +177,7 @@ SCHEMA: dict[str, Any] = {
         "backbones": Field(list, ["efficientnet_lite0"], _backbones, item=str),
         "heads": Field(list, ["softmax_sgd", "logreg"], item=str),
         "n_splits": Field(int, 5, _positive),
+        "flip": Field(bool, False, doc="also report each head with test-time flip averaging"),
         "tables": Field(list, [], item=dict, doc="[[experiments.tables]] entries"),
     },
 }
@@ -190,7 +191,7 @@ TABLE_SCHEMA: dict[str, Field] = {
     "exclude": Field(list, [], item=str),
 }
 
-HEADS = ("softmax_sgd", "logreg", "logreg_flip")
+HEADS = ("softmax_sgd", "logreg")
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:

@@ -214,7 +214,8 @@ def prepare(img: Image.Image, spec: Any) -> np.ndarray:
     """Resize/crop an RGB image for ``spec``; returns uint8 (S, S, 3).
 
     ``center_crop``: shorter side -> round(S / crop_fraction), then a central
-    S x S crop.  ``squash`` (and ``graph``): resize straight to S x S.
+    S x S crop.  ``squash`` (and ``graph``): resize straight to S x S.  A spec
+    with ``hflip`` gets the result mirrored left-right.
     """
     s = int(spec.input_size)
     if img.mode != "RGB":
@@ -227,6 +228,8 @@ def prepare(img: Image.Image, spec: Any) -> np.ndarray:
         img = img.crop((left, top, left + s, top + s))
     out = np.asarray(img, dtype=np.uint8)
     assert out.shape == (s, s, 3), out.shape
+    if getattr(spec, "hflip", False):
+        out = np.ascontiguousarray(out[:, ::-1])
     return out
 
 

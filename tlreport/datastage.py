@@ -46,8 +46,15 @@ def table_use(ctx: BuildContext, table: dict) -> DatasetUse:
     return DatasetUse(ref, (), tuple(table["exclude"]))
 
 
+FLIP = "+flip"  # suffix of a backbone name: the same network on mirrored images
+
+
 def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, str]]:
-    """Every (dataset, backbone) pair whose features the enabled stages need."""
+    """Every (dataset, backbone) pair whose features the enabled stages need.
+
+    With ``experiments.flip`` the tables also need ``<backbone>+flip``: the
+    features of the mirrored images, cached under their own key.
+    """
     jobs: list[tuple[DatasetUse, str]] = []
     cfg = ctx.config
     if cfg["train"]["enabled"]:
@@ -56,6 +63,8 @@ def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, str]]:
         for t in cfg["experiments"]["tables"]:
             for b in cfg["experiments"]["backbones"]:
                 jobs.append((table_use(ctx, t), b))
+                if cfg["experiments"]["flip"]:
+                    jobs.append((table_use(ctx, t), b + FLIP))
     seen, out = set(), []
     for j in jobs:
         if (j[0].id, j[1]) not in seen:
@@ -105,10 +114,13 @@ def manifest(ctx: BuildContext, use: DatasetUse):
 
 
 def resolved_spec(ctx: BuildContext, backbone: str):
-    """The registered spec with the configured precision applied."""
+    """The registered spec with the configured precision (and ``+flip``) applied."""
     from tlreport.backbones import get_spec
 
-    spec = get_spec(backbone)
+    flip = backbone.endswith(FLIP)
+    spec = get_spec(backbone.removesuffix(FLIP))
+    if flip:
+        spec = spec.with_flip()
     precision = ctx.config["features"]["precision"]
     if precision == "auto":
         precision = "bfloat16" if cpu_has_bf16() else "float32"
@@ -150,7 +162,8 @@ def missing_count(ctx: BuildContext, use: DatasetUse, backbone: str) -> int:
 
 
 def model(ctx: BuildContext, backbone: str):
-    """The Keras model for a backbone, built once per build."""
+    """The Keras model for a backbone, built once per build (``+flip`` shares it)."""
+    backbone = backbone.removesuffix(FLIP)
 
     def build():
         from tlreport.backbones import load_model

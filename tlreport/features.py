@@ -368,7 +368,7 @@ def _feature_batches(entries: Sequence[Entry], root: str, spec: Any, fn: Callabl
         if bad.size:
             e = chunk[int(bad[0])]
             raise UserError(f"{display_name(e.relpath)}: {_STATUS[int(status[bad[0]])]} since the dataset "
-                            f"was scanned; rescan it ({bad.size} such file(s) in this batch)")
+                            f"was scanned; run the build again to rescan it (features computed so far are kept)")
         feats = fn(imgs)
         if feats.shape != (len(imgs), spec.feature_dim):
             raise ValueError(f"model returned features of shape {feats.shape}; spec {spec.name} "

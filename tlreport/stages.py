@@ -310,6 +310,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     return {
         "backbone": res["backbone"], "dim": res["features_dim"], "n_classes": len(res["classes"]),
         "demo": demo, "dataset": res["dataset"], "summary": res["manifest_summary"],
+        "skipped": res.get("skipped_files", [])[:SKIPS_SHOWN], "skipped_total": res.get("skipped", 0),
         "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
         "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],
         "test": res["metrics"]["test"], "val": res["metrics"]["validation"], "seed": seed,
@@ -332,6 +333,10 @@ HEAD_TEXT = {
     "logreg": "L2-regularised multinomial logistic regression (scikit-learn, lbfgs) on standardised "
               "features, its C chosen by 3-fold cross-validation on the training images only",
 }
+
+
+FLIP_TEXT = ("the same head and the same fit, tested on the average of its class probabilities for the image "
+             "and for its left-right mirror image (the mirror's features are extracted once and cached)")
 
 
 def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
@@ -373,6 +378,8 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
                                + ("; dashed lines are the published rows." if lit else ".")),
         })
     heads = [{"name": h, "text": HEAD_TEXT.get(h, h)} for h in e["heads"] if h in HEAD_TEXT]
+    if e["flip"]:
+        heads.append({"name": "+flip", "text": FLIP_TEXT})
     return {"tables": tables, "n_splits": e["n_splits"], "heads": heads}
 
 
@@ -465,6 +472,7 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     import numpy as np
 
     from tlreport import datastage
+    from tlreport.datasets import display_name
     from tlreport.training import (
         evaluate,
         export_classifier,
@@ -517,8 +525,12 @@ def train_run(ctx: BuildContext, out: Path) -> None:
         "train_seconds": round(head.seconds, 2), "params": t, "features_dim": int(x.shape[1]),
         "example": {"index": ex, "relpath": m.entries[ex].relpath, "label": m.entries[ex].label,
                     "top": [[n, round(p, 6)] for n, p in top]},
-        "manifest_summary": m.summary(), "skipped": len(m.skipped)})
+        "manifest_summary": m.summary(), "skipped": len(m.skipped),
+        "skipped_files": [[display_name(sk.label), display_name(sk.relpath), sk.reason] for sk in m.skipped]})
     ctx.count("train.fits")
+
+
+SKIPS_SHOWN = 20  # skipped files listed in the post; the manifest in the cache lists them all
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -530,7 +542,8 @@ def experiments_inputs(ctx: BuildContext) -> dict:
     e = ctx.config["experiments"]
     uses = [datastage.table_use(ctx, t) for t in e["tables"]]
     return {"experiments": e, "seed": ctx.config["seed"], "tables": [u.id for u in uses],
-            "features": [feature_identity(ctx, u, b) for u in uses for b in e["backbones"]]}
+            "features": [feature_identity(ctx, u, b + f) for u in uses for b in e["backbones"]
+                         for f in ("", datastage.FLIP)[:1 + e["flip"]]]}
 
 
 def experiments_run(ctx: BuildContext, out: Path) -> None:
@@ -546,7 +559,8 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
         use = datastage.table_use(ctx, t)
         m = datastage.manifest(ctx, use)
         feats = {b: datastage.features(ctx, use, b) for b in e["backbones"]}
-        heads = [h for h in e["heads"] if h != "logreg_flip"]
+        flips = {b: datastage.features(ctx, use, b + datastage.FLIP) for b in e["backbones"]} if e["flip"] else None
+        heads = e["heads"]
         name = t["name"] or t["dataset"]
         total = len(feats) * len(heads) * len(t["settings"]) * e["n_splits"]
         with bar(total=total, desc=f"experiments {name}", unit="fit", enabled=not ctx.quiet) as pbar:
@@ -557,7 +571,8 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
 
             df = run_grid(feats, m.labels(), m.classes, settings=t["settings"], test_cap=t["test_cap"],
                           n_splits=e["n_splits"], seed=ctx.config["seed"], heads=heads,
-                          keys=[x.sha256 for x in m.entries], dataset=f"table{i}", progress=progress)
+                          keys=[x.sha256 for x in m.entries], dataset=f"table{i}", progress=progress,
+                          features_flip=flips)
         ctx.count("experiments.fits", len(df))
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

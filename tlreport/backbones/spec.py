@@ -68,6 +68,7 @@ class BackboneSpec:
     gflops: float                   # multiply-adds x2 per image, for the benchmark
     paper: str = ""
     precision: str = "float32"      # "float32" | "bfloat16"
+    hflip: bool = False             # mirror every image left-right first (test-time flip averaging)
     extra: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
@@ -76,8 +77,14 @@ class BackboneSpec:
         d.pop("licence")
         d.pop("paper")
         d.pop("gflops")
+        if not d["hflip"]:
+            d.pop("hflip")          # unflipped specs keep the keys they had before the field existed
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def with_precision(self, precision: str) -> BackboneSpec:
         return dataclasses.replace(self, precision=precision)
+
+    def with_flip(self) -> BackboneSpec:
+        """The same network on left-right mirrored images (its own feature-cache key)."""
+        return dataclasses.replace(self, hflip=True)
