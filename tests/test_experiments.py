@@ -182,6 +182,30 @@ def test_grid_rows_and_determinism() -> None:
                                   a[a["head"] == "logreg"].drop(columns="seconds").reset_index(drop=True))
 
 
+class OneFoldAtATime:
+    """The softmax head without ``fit_many``: run_grid must fall back to one fit per fold."""
+
+    name = "softmax_sgd"
+
+    def __init__(self) -> None:
+        self.inner = E.SoftmaxSGDHead(epochs=10)
+
+    def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> E.Predictor:
+        return self.inner.fit(X, y, num_classes=num_classes, seed=seed)
+
+
+def test_folds_trained_side_by_side_match_folds_trained_one_by_one() -> None:
+    X, y, names = blobs([20, 24, 22], dim=6, spread=2.0)
+    kwargs = dict(settings=[4, 8], test_cap=6, n_splits=3, seed=5, dataset="toy")
+    calls: list[int] = []
+    stacked = E.run_grid({"x": X}, y, names, heads=[E.SoftmaxSGDHead(epochs=10)],
+                         progress=lambda d, t, _: calls.append(d), **kwargs)
+    single = E.run_grid({"x": X}, y, names, heads=[OneFoldAtATime()], **kwargs)
+    assert calls == list(range(1, 7))                        # progress after every fold, in order
+    assert list(stacked["n_train"]) == [4, 4, 4, 8, 8, 8] and list(stacked["split"]) == [0, 1, 2] * 2
+    np.testing.assert_allclose(stacked["mean_per_class_accuracy"], single["mean_per_class_accuracy"], atol=1e-9)
+
+
 def test_flip_rows_average_the_mirror_predictions() -> None:
     X, y, names = blobs([20, 20, 20], dim=4)
     flip = X + 0.01

@@ -518,6 +518,7 @@ def _fit_predict_stacked(args: list[tuple[Any, ...]]) -> Iterator[tuple[np.ndarr
     for i, a in enumerate(args):
         groups.setdefault(a[1].shape, []).append(i)
     results: dict[int, tuple[np.ndarray, np.ndarray | None, float, float]] = {}
+    ready = 0                                       # results are yielded in order, as soon as they exist
     for shape, members in groups.items():
         per = max(1, STACK_BYTES // max(1, 4 * int(np.prod(shape))))
         for j in range(0, len(members), per):
@@ -536,8 +537,9 @@ def _fit_predict_stacked(args: list[tuple[Any, ...]]) -> Iterator[tuple[np.ndarr
                 else:
                     t2 = time.perf_counter()
                     results[i] = (proba, 0.5 * (proba + predict(a[4])), seconds, time.perf_counter() - t2)
-    for i in range(len(args)):
-        yield results[i]
+            while ready in results:
+                yield results.pop(ready)
+                ready += 1
 
 
 def _row(base: dict[str, Any], head: str, y: np.ndarray, proba: np.ndarray, num_classes: int,
