@@ -71,3 +71,24 @@ def test_only_plain_iso_dates_are_accepted():
         with pytest.raises(ConfigError, match="post.date: must be a date YYYY-MM-DD"):
             validate({"post": {"date": bad}})
     assert validate({"post": {"date": dt.date(2026, 1, 2)}})["post"]["date"] == "2026-01-02"
+
+
+def test_the_old_flip_head_name_points_to_its_replacement():
+    with pytest.raises(ConfigError) as e:
+        validate({"experiments": {"heads": ["logreg", "logreg_flip"]}})
+    assert e.value.problems == ["experiments.heads: 'logreg_flip' is now `experiments.flip = true`, which adds a "
+                                "+flip row for every head"]
+
+
+def test_check_writable_turns_every_os_error_into_one_line(tmp_path, monkeypatch):
+    from tlreport.cache import check_writable
+
+    check_writable(tmp_path / "new" / "site", "site_dir")            # creatable: fine, nothing created
+    assert not (tmp_path / "new").exists()
+
+    def no_entry(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "exists", no_entry)                   # a parent that cannot be entered
+    with pytest.raises(UserError, match=r"^site_dir .* is not writable \(Permission denied\)"):
+        check_writable(tmp_path / "locked" / "site", "site_dir")

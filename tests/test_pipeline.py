@@ -170,6 +170,16 @@ def test_added_images_are_the_only_features_extracted(project, tmp_path):
     assert r.ran == ["features", "train", "experiments", "figures", "render"]
 
 
+def test_a_new_bad_file_is_listed_in_the_post_without_new_features(project, tmp_path):
+    p = _copy(project, tmp_path)
+    (p / "data" / "green" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.counters.get("features.extracted", 0) == 0
+    assert "train" in r.ran and "render" in r.ran                # the post's skip list is current
+    post = (p / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    assert "| green | green/broken.jpg | corrupt" in post
+
+
 def test_renamed_files_cost_nothing(project, tmp_path):
     p = _copy(project, tmp_path)
     (p / "data" / "red" / "img_00.png").rename(p / "data" / "red" / "renamed.png")

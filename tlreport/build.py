@@ -232,13 +232,19 @@ def _copy_scaffold(scaffold: Path, site: Path) -> None:
             shutil.copy2(p, dest)
 
 
+def resolve_data_root(config: Config, override: str | None = None) -> str | None:
+    """``--data-root``, else the config's ``data_root`` (relative to the config file), else None."""
+    if override is None and config["data_root"]:
+        return str(config.resolve(config["data_root"]))
+    return override
+
+
 def build(config: Config, *, force: bool = False, only: str | None = None, dry_run: bool = False,
           dataset_override: str | None = None, data_root: str | None = None,
           quiet: bool = False) -> BuildResult:
     from tlreport.stages import STAGES
 
-    if data_root is None and config["data_root"]:
-        data_root = str(config.resolve(config["data_root"]))   # relative to the config file
+    data_root = resolve_data_root(config, data_root)
     ctx = BuildContext(config=config, store=StageStore(config.cache_dir / "stages"), force=force,
                        dataset_override=dataset_override, data_root=data_root, quiet=quiet)
     for w in config.warnings:

@@ -84,11 +84,11 @@ def check_writable(path: str | Path, what: str) -> None:
     """
     path = Path(path)
     probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserError(f"{what} {path} cannot be created: {probe} is not a folder")
     try:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UserError(f"{what} {path} cannot be created: {probe} is not a folder")
         with tempfile.TemporaryFile(dir=probe, prefix=".tlreport-probe-"):
             pass
     except OSError as e:

@@ -36,14 +36,14 @@ def cache_info(cfg: Config) -> int:
 def cache_prune(cfg: Config) -> int:
     """Remove stage entries and feature namespaces that this config no longer references."""
     from tlreport import datastage
-    from tlreport.build import BuildContext, plan
+    from tlreport.build import BuildContext, plan, resolve_data_root
     from tlreport.cache import BuildLock, StageStore
     from tlreport.features import FeatureStore, backbone_key
     from tlreport.stages import STAGES
 
     store = StageStore(cfg.cache_dir / "stages")
     with BuildLock(cfg.cache_dir):
-        ctx = BuildContext(config=cfg, store=store, quiet=True)
+        ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=resolve_data_root(cfg))
         plan(ctx, STAGES)
         keep = {(name, store.path(name, key).name) for name, key in ctx.keys.items()}
         removed = 0

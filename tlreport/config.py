@@ -299,7 +299,10 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
         raw["post"]["date"] = raw["post"]["date"].isoformat()
     exp = raw.get("experiments", {})
     for h in exp.get("heads", []):
-        if h not in HEADS:
+        if h == "logreg_flip":
+            problems.append("experiments.heads: 'logreg_flip' is now `experiments.flip = true`, which adds a "
+                            "+flip row for every head")
+        elif h not in HEADS:
             problems.append(f"experiments.heads: unknown head {h!r}, known: {', '.join(HEADS)} (got {_show(exp['heads'])})")
     tables = []
     for i, t in enumerate(exp.get("tables", [])):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tlreport.build import BuildContext, Stage
-from tlreport.cache import atomic_write_json, atomic_write_text, read_json, sha256_file
+from tlreport.cache import atomic_write_json, atomic_write_text, hash_obj, read_json, sha256_file
 from tlreport.errors import UserError
 
 # ----------------------------------------------------------------------------- helpers
@@ -464,8 +464,10 @@ def train_inputs(ctx: BuildContext) -> dict:
     from tlreport import datastage
 
     use = datastage.transfer_use(ctx)
+    skipped = [[s.relpath, s.label, s.reason] for s in datastage.manifest(ctx, use).skipped]
     return {"train": ctx.config["train"], "seed": ctx.config["seed"], "dataset": use.id,
-            "features": feature_identity(ctx, use, ctx.config["train"]["backbone"])}
+            "features": feature_identity(ctx, use, ctx.config["train"]["backbone"]),
+            "skipped": hash_obj(skipped)}    # the post lists them
 
 
 def train_run(ctx: BuildContext, out: Path) -> None:

@@ -321,7 +321,8 @@ def train_softmax_many(
             std = np.ones(d, np.float32)
         stats.append((mean, std))
     Xs = np.stack([(p[0] - m) / s for p, (m, s) in zip(data, stats, strict=True)])
-    Xvs = np.stack([(p[2] - m) / s for p, (m, s) in zip(data, stats, strict=True)]).reshape(K, nv, d)
+    Xvs = (np.stack([(p[2] - m) / s for p, (m, s) in zip(data, stats, strict=True)]) if nv
+           else np.zeros((K, 0, d), np.float32))
 
     bs = min(int(batch_size), n)
     full_steps, rest = divmod(n, bs)
