@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tlreport.backbones.spec import FLIP
 from tlreport.build import BuildContext
 from tlreport.errors import UserError
 
@@ -46,7 +47,11 @@ def table_use(ctx: BuildContext, table: dict) -> DatasetUse:
     return DatasetUse(ref, (), tuple(table["exclude"]))
 
 
-FLIP = "+flip"  # suffix of a backbone name: the same network on mirrored images
+def table_backbones(ctx: BuildContext) -> list[str]:
+    """The feature variants every replication table reads: each backbone, and ``<backbone>+flip``
+    too with ``experiments.flip``."""
+    e = ctx.config["experiments"]
+    return [b + f for b in e["backbones"] for f in ("", FLIP) if not f or e["flip"]]
 
 
 def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, str]]:
@@ -61,10 +66,8 @@ def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, str]]:
         jobs.append((transfer_use(ctx), cfg["train"]["backbone"]))
     if cfg["experiments"]["enabled"]:
         for t in cfg["experiments"]["tables"]:
-            for b in cfg["experiments"]["backbones"]:
+            for b in table_backbones(ctx):
                 jobs.append((table_use(ctx, t), b))
-                if cfg["experiments"]["flip"]:
-                    jobs.append((table_use(ctx, t), b + FLIP))
     seen, out = set(), []
     for j in jobs:
         if (j[0].id, j[1]) not in seen:

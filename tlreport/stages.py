@@ -544,8 +544,7 @@ def experiments_inputs(ctx: BuildContext) -> dict:
     e = ctx.config["experiments"]
     uses = [datastage.table_use(ctx, t) for t in e["tables"]]
     return {"experiments": e, "seed": ctx.config["seed"], "tables": [u.id for u in uses],
-            "features": [feature_identity(ctx, u, b + f) for u in uses for b in e["backbones"]
-                         for f in ("", datastage.FLIP)[:1 + e["flip"]]]}
+            "features": [feature_identity(ctx, u, b) for u in uses for b in datastage.table_backbones(ctx)]}
 
 
 def experiments_run(ctx: BuildContext, out: Path) -> None:

@@ -19,6 +19,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+FLIP = "+flip"  # suffix of a backbone name: the same network on mirrored images
+
 
 @dataclass(frozen=True)
 class WeightsSource:
@@ -88,3 +90,8 @@ class BackboneSpec:
     def with_flip(self) -> BackboneSpec:
         """The same network on left-right mirrored images (its own feature-cache key)."""
         return dataclasses.replace(self, hflip=True)
+
+    @property
+    def variant(self) -> str:
+        """The name the build uses for these features: ``name``, or ``name+flip`` for mirrored images."""
+        return self.name + (FLIP if self.hflip else "")
