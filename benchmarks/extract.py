@@ -29,8 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tlreport.backbones import get_spec, load_model  # noqa: E402
-from tlreport.datasets import Manifest, load_prepared, scan_dataset  # noqa: E402
-from tlreport.features import FeatureStore, backbone_key, batch_function, extract_features  # noqa: E402
+from tlreport.datasets.images import load_prepared
+from tlreport.datasets.scan import Manifest, scan_dataset
+from tlreport.features.extract import batch_function, extract_features
+from tlreport.features.store import FeatureStore, backbone_key
 
 
 def _spread(entries: list, n: int) -> list:

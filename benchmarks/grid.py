@@ -13,9 +13,9 @@ a low-rank subspace, non-negative like pooled post-activation features.
 Printed, in one run:
 
 1. logistic regression, one fold: a naive ``LogisticRegressionCV`` (same C grid,
-   3 folds, float64, no early exit) vs :class:`tlreport.experiments.LogRegHead`;
+   3 folds, float64, no early exit) vs :class:`tlreport.heads.logreg.LogRegHead`;
 2. the softmax head, one fold: a plain Keras ``model.fit`` vs
-   :func:`tlreport.training.train_softmax` (same epochs, batch, optimiser);
+   :func:`tlreport.heads.softmax.train_softmax` (same epochs, batch, optimiser);
 3. the whole grid for one backbone and both heads (2 settings x 5 splits x 2
    heads = 20 fits), against the 2-minute target.
 """
@@ -32,7 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tlreport import experiments  # noqa: E402
+from tlreport.datasets.protocol import protocol_splits
+from tlreport.heads.grid import aggregate, run_grid
+from tlreport.heads.logreg import LogRegHead
+from tlreport.heads.metrics import mean_per_class_accuracy
+from tlreport.heads.softmax import SoftmaxSGDHead
 
 # Images per class in Caltech-101's 101_ObjectCategories (BACKGROUND_Google included), sorted.
 CALTECH101_SIZES = [
@@ -92,22 +96,22 @@ def load_features(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def bench_logreg(X: np.ndarray, y: np.ndarray, names: list[str], n_train: int, seed: int) -> None:
-    tr, te = experiments.protocol_splits(y, names, n_train=n_train, test_cap=50, n_splits=1, seed=seed)[0]
-    head = experiments.LogRegHead()
+    tr, te = protocol_splits(y, names, n_train=n_train, test_cap=50, n_splits=1, seed=seed)[0]
+    head = LogRegHead()
     with Timer() as t_naive:
         pred_naive, C_naive = _naive_logreg(X, y, tr, te, head, seed)
     with Timer() as t_fast:
         predict = head.fit(X[tr], y[tr], num_classes=len(names), seed=seed)
         pred_fast = predict(X[te]).argmax(1)
-    acc_n = experiments.mean_per_class_accuracy(y[te], pred_naive, len(names)) * 100
-    acc_f = experiments.mean_per_class_accuracy(y[te], pred_fast, len(names)) * 100
+    acc_n = mean_per_class_accuracy(y[te], pred_naive, len(names)) * 100
+    acc_f = mean_per_class_accuracy(y[te], pred_fast, len(names)) * 100
     print(f"logreg {n_train:>2}/class: LogisticRegressionCV {t_naive} (C={C_naive:g}, {acc_n:.1f}%)"
           f" | LogRegHead {t_fast} (C={predict.C:g}, {acc_f:.1f}%)"
           f" | speed-up x{t_naive.wall / t_fast.wall:.1f} wall, x{t_naive.cpu / t_fast.cpu:.1f} cpu")
 
 
 def _naive_logreg(X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray,
-                  head: experiments.LogRegHead, seed: int) -> tuple[np.ndarray, float]:
+                  head: LogRegHead, seed: int) -> tuple[np.ndarray, float]:
     """The textbook way: LogisticRegressionCV over the whole grid, float64."""
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
@@ -128,7 +132,7 @@ def bench_softmax(X: np.ndarray, y: np.ndarray, names: list[str], n_train: int, 
                   ) -> None:
     import keras
 
-    tr, te = experiments.protocol_splits(y, names, n_train=n_train, test_cap=50, n_splits=1, seed=seed)[0]
+    tr, te = protocol_splits(y, names, n_train=n_train, test_cap=50, n_splits=1, seed=seed)[0]
     mean, std = X[tr].mean(0), X[tr].std(0) + 1e-6
     Xs, Xt = (X[tr] - mean) / std, (X[te] - mean) / std
     k = len(names)
@@ -144,10 +148,10 @@ def bench_softmax(X: np.ndarray, y: np.ndarray, names: list[str], n_train: int, 
         model.fit(Xs, y[tr], batch_size=64, epochs=epochs, verbose=0, shuffle=True)
         pred_keras = model.predict(Xt, verbose=0).argmax(1)
     with Timer() as t_fast:
-        predict = experiments.SoftmaxSGDHead(epochs=epochs).fit(X[tr], y[tr], num_classes=k, seed=seed)
+        predict = SoftmaxSGDHead(epochs=epochs).fit(X[tr], y[tr], num_classes=k, seed=seed)
         pred_fast = predict(X[te]).argmax(1)
-    acc_k = experiments.mean_per_class_accuracy(y[te], pred_keras, k) * 100
-    acc_f = experiments.mean_per_class_accuracy(y[te], pred_fast, k) * 100
+    acc_k = mean_per_class_accuracy(y[te], pred_keras, k) * 100
+    acc_f = mean_per_class_accuracy(y[te], pred_fast, k) * 100
     print(f"softmax {n_train:>2}/class, {epochs} epochs: keras model.fit {t_keras} ({acc_k:.1f}%)"
           f" | train_softmax {t_fast} ({acc_f:.1f}%)"
           f" | speed-up x{t_keras.wall / t_fast.wall:.1f} wall, x{t_keras.cpu / t_fast.cpu:.1f} cpu")
@@ -155,9 +159,9 @@ def bench_softmax(X: np.ndarray, y: np.ndarray, names: list[str], n_train: int, 
 
 def bench_grid(X: np.ndarray, y: np.ndarray, names: list[str], seed: int, target_s: float) -> None:
     with Timer() as t:
-        df = experiments.run_grid({"backbone": X}, y, names, settings=[15, 30], test_cap=50, n_splits=5,
+        df = run_grid({"backbone": X}, y, names, settings=[15, 30], test_cap=50, n_splits=5,
                                   seed=seed, heads=["softmax_sgd", "logreg"], dataset="caltech101")
-    agg = experiments.aggregate(df)
+    agg = aggregate(df)
     for r in agg.itertuples():
         print(f"  {r.head:<12} {r.n_train:>2}/class  {r.mean:5.1f} ± {r.std:.1f}  ({r.seconds:.1f} s/fit)")
     verdict = "within" if t.wall <= target_s else "OVER"

@@ -46,7 +46,7 @@ def synthetic(
 
 def load_npz(path: str, seed: int) -> tuple[np.ndarray, ...]:
     """``X``, ``y`` (and optional ``split`` 0/1/2) from an .npz; else a 60/20/20 split."""
-    from tlreport.training import split_by_hash
+    from tlreport.datasets.splits import split_by_hash
 
     d = np.load(path)
     X, y = d["X"].astype(np.float32), d["y"].astype(np.int32)
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-fit", action="store_true", help="only time the fast trainer")
     args = ap.parse_args(argv)
 
-    from tlreport.training import evaluate, predict_proba, train_softmax
+    from tlreport.heads.metrics import evaluate
+    from tlreport.heads.softmax import predict_proba, train_softmax
 
     if args.features:
         Xtr, ytr, Xva, yva, Xte, yte = load_npz(args.features, args.seed)

@@ -81,7 +81,7 @@ def test_the_old_flip_head_name_points_to_its_replacement():
 
 
 def test_check_writable_turns_every_os_error_into_one_line(tmp_path, monkeypatch):
-    from tlreport.cache import check_writable
+    from tlreport.util.files import check_writable
 
     check_writable(tmp_path / "new" / "site", "site_dir")            # creatable: fine, nothing created
     assert not (tmp_path / "new").exists()

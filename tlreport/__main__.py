@@ -1,3 +1,5 @@
+"""``python -m tlreport``: the CLI."""
+
 from tlreport.cli import main
 
 raise SystemExit(main())

@@ -8,7 +8,6 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from tlreport.build import build
+    from tlreport.pipeline import build
 
     cfg = _load(args)
     dataset = args.dataset
@@ -40,13 +39,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     if args.model:
-        from tlreport.training import classify_files
+        from tlreport.heads.export import classify_files
 
         for path, top in classify_files(Path(args.model), [Path(p) for p in args.images], top_k=args.top):
             _print_top(path, top)
         return 0
     from tlreport.backbones import get_spec
-    from tlreport.stages import classify_images
+    from tlreport.pipeline.classify import classify_images
 
     spec = get_spec(args.backbone)
     paths = [Path(p) for p in args.images]
@@ -76,7 +75,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from tlreport.cachecmd import cache_info, cache_prune
+    from tlreport.pipeline.cache_commands import cache_info, cache_prune
 
     cfg = _load(args)
     if args.action == "info":
@@ -85,7 +84,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_check_site(args: argparse.Namespace) -> int:
-    from tlreport.sitecheck import check_site
+    from tlreport.site.check import check_site
 
     problems = check_site(Path(args.site))
     for p in problems:
@@ -94,6 +93,79 @@ def cmd_check_site(args: argparse.Namespace) -> int:
         raise UserError(f"{len(problems)} problem(s) in {args.site}")
     print(f"{args.site}: Jekyll build, HTML and browser checks passed")
     return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from tlreport.artifacts.install import run_fetch
+
+    return run_fetch(args)
+
+
+def add_fetch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``tlreport fetch NAME... [--data-root DIR] [--from PATH] [--list]``."""
+    p = subparsers.add_parser(
+        "fetch",
+        help="download, verify and install datasets and weights",
+        description="Download, verify (sha256/md5) and install datasets and pretrained weights. "
+                    "Downloads resume; a verified artifact is never fetched twice.",
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help="artifacts to install (see --list)")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="where artifacts live (default: $TLREPORT_DATA or $XDG_DATA_HOME/tlreport)")
+    p.add_argument("--from", dest="from_path", metavar="PATH", type=Path,
+                   help="install from a file you downloaded yourself (verified first)")
+    p.add_argument("--list", action="store_true", help="list artifacts, their state, size and licence")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_fetch)
+    return p
+
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tlreport.site.serve import serve
+
+    return serve(args.site, host=args.host, port=args.port)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from tlreport.site.serve import _preview_serve, _site, preview_screenshot
+
+    site = _site(args.site)
+    if args.screenshot:
+        out = preview_screenshot(site, args.screenshot, width=args.width)
+        print(f"wrote {out}")
+        return 0
+    return _preview_serve(site, host=args.host, port=args.port)
+
+
+def _width(text: str) -> int:
+    value = int(text)
+    if value < 100:
+        raise argparse.ArgumentTypeError("must be at least 100")
+    return value
+
+
+def add_site_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``serve`` and ``preview`` subcommands (each sets ``func`` -> exit code)."""
+    p = subparsers.add_parser(
+        "serve", help="serve the Jekyll site locally (jekyll serve, or the static preview)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=4000, help="port (default 4000)")
+    p.add_argument("--site", default="site", help="site directory (default: site)")
+    p.set_defaults(func=cmd_serve)
+
+    p = subparsers.add_parser(
+        "preview", help="build the site once and serve it, or screenshot the newest post with --screenshot"
+    )
+    p.add_argument("--screenshot", metavar="OUT.png", help="save a full-page PNG of the newest post and exit")
+    p.add_argument(
+        "--width", type=_width, default=1280, help="viewport width for --screenshot (default 1280)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=4000, help="port (default 4000)")
+    p.add_argument("--site", default="site", help="site directory (default: site)")
+    p.set_defaults(func=cmd_preview)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -132,12 +204,8 @@ def make_parser() -> argparse.ArgumentParser:
     cs.add_argument("--site", default="site")
     cs.set_defaults(func=cmd_check_site)
 
-    for mod, fn in (("tlreport.fetch", "add_parser"), ("tlreport.serve", "add_parsers")):
-        try:
-            module = __import__(mod, fromlist=[fn])
-        except ImportError:
-            continue
-        getattr(module, fn)(sub)
+    add_fetch_parser(sub)
+    add_site_parsers(sub)
     return p
 
 
@@ -146,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "top", 1) is not None and getattr(args, "top", 1) < 1:
         parser.error("--top must be >= 1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return int(args.func(args) or 0)
     except UserError as e:

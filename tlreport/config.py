@@ -31,7 +31,6 @@ class Field:
     default: Any = _MISSING
     check: Callable[[Any], str | None] | None = None
     item: type | None = None          # element type for lists
-    doc: str = ""
 
 
 def _positive(v: Any) -> str | None:
@@ -125,10 +124,10 @@ DEMO_IMAGES = [
 ]
 
 SCHEMA: dict[str, Any] = {
-    "seed": Field(int, 42, _non_negative, doc="one seed for splits, training and sampling"),
-    "cache_dir": Field(str, ".tlreport", doc="stage and feature cache, relative to the config"),
-    "site_dir": Field(str, "site", doc="the Jekyll site the post is written into"),
-    "data_root": Field(str, "", doc="where fetched artifacts live (default: TLREPORT_DATA or XDG)"),
+    "seed": Field(int, 42, _non_negative),  # one seed for splits, training and sampling
+    "cache_dir": Field(str, ".tlreport"),  # stage and feature cache, relative to the config
+    "site_dir": Field(str, "site"),  # the Jekyll site the post is written into
+    "data_root": Field(str, ""),  # where fetched artifacts live (default: TLREPORT_DATA or XDG)
     "post": {
         "title": Field(str, "Transfer learning, reproduced", _nonempty),
         "date": Field((str, _dt.date), "2026-11-28", _date),
@@ -137,19 +136,19 @@ SCHEMA: dict[str, Any] = {
         "description": Field(str, "Classifying photos with a pretrained network, caching bottleneck "
                                   "features and training a new softmax layer, reproduced end to end."),
         "tags": Field(list, ["transfer-learning", "tensorflow", "keras"], item=str),
-        "templates": Field(str, "", doc="a folder of user templates searched before the packaged ones"),
+        "templates": Field(str, ""),  # a folder of user templates searched before the packaged ones
     },
     "classify": {
         "enabled": Field(bool, True),
         "backbone": Field(str, "efficientnet_lite0", _backbone),
         "top_k": Field(int, 5, _positive),
         "images": Field(list, DEMO_IMAGES, item=str),
-        "out_of_vocabulary": Field(str, "skimage:hubble_deep_field.jpg",
-                                   doc="an image of something ImageNet has no class for ('' to omit)"),
+        # an image of something ImageNet has no class for ('' to omit)
+        "out_of_vocabulary": Field(str, "skimage:hubble_deep_field.jpg"),
         "out_of_vocabulary_label": Field(str, "galaxies (the Hubble Deep Field)"),
     },
     "dataset": {
-        "path": Field(str, "demo", doc="'demo', 'artifact:NAME' or a folder of class folders"),
+        "path": Field(str, "demo"),  # 'demo', 'artifact:NAME' or a folder of class folders
         "include": Field(list, [], item=str),
         "exclude": Field(list, [], item=str),
         "max_pixels": Field(int, 40_000_000, _positive),
@@ -169,7 +168,7 @@ SCHEMA: dict[str, Any] = {
         "batch_size": Field(int, 128, _positive),
         "epochs": Field(int, 150, _positive),
         "l2": Field((int, float), 1e-3, _non_negative),
-        "patience": Field(int, 30, _non_negative, doc="early stopping on validation loss; 0 disables"),
+        "patience": Field(int, 30, _non_negative),  # early stopping on validation loss; 0 disables
         "grid_size": Field(int, 4, lambda v: None if 2 <= v <= 6 else "must be between 2 and 6"),
     },
     "experiments": {
@@ -177,22 +176,19 @@ SCHEMA: dict[str, Any] = {
         "backbones": Field(list, ["efficientnet_lite0"], _backbones, item=str),
         "heads": Field(list, ["softmax_sgd", "logreg"], item=str),
         "n_splits": Field(int, 5, _positive),
-        "flip": Field(bool, False, doc="also report each head with test-time flip averaging"),
-        "tables": Field(list, [], item=dict, doc="[[experiments.tables]] entries"),
+        "flip": Field(bool, False),  # also report each head with test-time flip averaging
+        "tables": Field(list, [], item=dict),  # [[experiments.tables]] entries
     },
 }
 
 TABLE_SCHEMA: dict[str, Field] = {
-    "dataset": Field(str, _MISSING, _nonempty, doc="'demo', 'artifact:NAME' or a folder"),
-    "name": Field(str, "", doc="shown in the post; defaults to the dataset"),
-    "literature": Field(str, "", doc="key into data/literature.toml ('' for none)"),
+    "dataset": Field(str, _MISSING, _nonempty),  # 'demo', 'artifact:NAME' or a folder
+    "name": Field(str, ""),  # shown in the post; defaults to the dataset
+    "literature": Field(str, ""),  # key into data/literature.toml ('' for none)
     "settings": Field(list, [15, 30], _settings),
     "test_cap": Field(int, 50, _positive),
     "exclude": Field(list, [], item=str),
 }
-
-HEADS = ("softmax_sgd", "logreg")
-
 
 def _type_name(t: type | tuple[type, ...]) -> str:
     ts = t if isinstance(t, tuple) else (t,)
@@ -282,11 +278,6 @@ class Config:
     def site_dir(self) -> Path:
         return self.resolve(self.raw["site_dir"])
 
-    def section_hash(self, *keys: str) -> str:
-        """sha256 of the named sections: what a stage's output depends on."""
-        blob = json.dumps({k: self.raw[k] for k in keys}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
-
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -297,13 +288,16 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
     raw = _validate(data, SCHEMA, "", problems, warnings)
     if isinstance(raw.get("post", {}).get("date"), _dt.date):
         raw["post"]["date"] = raw["post"]["date"].isoformat()
+    from tlreport.heads import HEADS
+
     exp = raw.get("experiments", {})
     for h in exp.get("heads", []):
         if h == "logreg_flip":
             problems.append("experiments.heads: 'logreg_flip' is now `experiments.flip = true`, which adds a "
                             "+flip row for every head")
         elif h not in HEADS:
-            problems.append(f"experiments.heads: unknown head {h!r}, known: {', '.join(HEADS)} (got {_show(exp['heads'])})")
+            problems.append(f"experiments.heads: unknown head {h!r}, known: {', '.join(HEADS)} "
+                            f"(got {_show(exp['heads'])})")
     tables = []
     for i, t in enumerate(exp.get("tables", [])):
         tables.append(_validate(t, TABLE_SCHEMA, f"experiments.tables[{i}].", problems, warnings))

@@ -27,3 +27,14 @@ class ConfigError(UserError):
 
 class IntegrityError(UserError):
     """A downloaded or cached file does not match its pinned hash."""
+
+
+class NeedsDownload(UserError):
+    """An input that a real build would download first; a read-only plan reports it instead.
+
+    ``downloads`` are human-readable, e.g. ``"inception_v3 (92 MB download)"``.
+    """
+
+    def __init__(self, downloads: list[str]):
+        self.downloads = list(downloads)
+        super().__init__("needs " + ", ".join(self.downloads))

@@ -140,6 +140,26 @@ register(BackboneSpec(
     paper="Szegedy et al. 2016, Rethinking the Inception Architecture (2015 frozen graph)",
 ))
 
+# A test backbone (random weights, 64 px, 32-d): the engine, pipeline and reliability tests run on it.
+register(BackboneSpec(
+    name="tiny_random",
+    family="tiny_random",
+    input_size=64,
+    resize="center_crop",
+    crop_fraction=1.0,
+    interpolation="bilinear",
+    mean=(127.5, 127.5, 127.5),
+    std=(127.5, 127.5, 127.5),
+    feature_layer="channel means + 29 random 3x3 filters, globally averaged",
+    feature_dim=32,
+    label_set="imagenet1k",
+    num_classes=1000,
+    weights=WeightsSource(kind="random"),
+    licence="no weights (seeded random initialisation; for tests and benchmarks, meaningless predictions)",
+    gflops=0.0002,
+    extra={"seed": 20261202},
+))
+
 
 def get_spec(name: str) -> BackboneSpec:
     try:
@@ -156,7 +176,7 @@ def load_model(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = Fa
     The model takes float32 RGB images in [0, 255] of shape
     ``(N, input_size, input_size, 3)`` and returns ``{"features": (N, D),
     "probs": (N, num_classes)}``.  Weights fetched as artifacts (``inception_v4``)
-    are looked up under ``data_root`` (see :func:`tlreport.fetch.data_root`).
+    are looked up under ``data_root`` (see :func:`tlreport.artifacts.registry.data_root`).
     """
     module = importlib.import_module(f"tlreport.backbones.{spec.family}")
     return module.build(spec, cache_dir=Path(cache_dir), random_weights=random_weights, data_root=data_root)

@@ -219,7 +219,7 @@ def load_state_dict_into(model, state_dict: Mapping[str, np.ndarray]) -> None:
 # ---------------------------------------------------------------------------
 
 def _sha256(path: Path) -> str:
-    from tlreport.cache import sha256_file
+    from tlreport.util.hashing import sha256_file
 
     return sha256_file(path)
 
@@ -239,7 +239,7 @@ def _weights_file(spec: BackboneSpec) -> Path:
 
 
 def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    from tlreport.cache import atomic_write_bytes
+    from tlreport.util.files import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)

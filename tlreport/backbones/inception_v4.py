@@ -397,10 +397,11 @@ def build(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False,
                                mean=spec.mean, std=spec.std, precision=spec.precision)
     if random_weights:
         return model
-    import tlreport.fetch as fetch
+    from tlreport.artifacts.install import ensure
+    from tlreport.artifacts.registry import data_root as default_data_root
 
     artifact = spec.weights.artifact or spec.name
-    location = fetch.ensure(artifact, fetch.data_root(data_root), allow_download=True)
+    location = ensure(artifact, default_data_root(data_root), allow_download=True)
     load_weights(model, find_checkpoint(location), Path(cache_dir))
     return model
 

@@ -8,7 +8,7 @@ licence.  The input pipeline is derived from the spec, never from constants.
 
 Pixel contract shared by every builder: the pipeline hands the model RGB images
 as float32 in ``[0, 255]``, already resized/cropped to ``input_size`` by
-:func:`tlreport.datasets.prepare` according to ``resize`` and
+:func:`tlreport.datasets.images.prepare` according to ``resize`` and
 ``crop_fraction``.  The model applies ``(x - mean) / std`` itself.
 """
 

@@ -1,0 +1,269 @@
+"""Dataset scanning, validation, decoding and preprocessing (offline fixtures)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers.images import make_bad_files, make_dataset, make_zoo, noise_image, save
+from PIL import Image
+
+from tlreport.backbones import get_spec
+from tlreport.datasets import scan as datasets
+from tlreport.datasets.images import BadImage, display_name, load_prepared, load_rgb, prepare, validate
+from tlreport.datasets.scan import Manifest, _Found, _read_file, _validate_file, scan_dataset
+from tlreport.errors import UserError
+
+CALTECH = Path("/work/shared/datasets/caltech101/101_ObjectCategories")
+
+
+def _skips(m: Manifest) -> dict[str, str]:
+    return {s.relpath: s.kind for s in m.skipped}
+
+
+def test_zoo_formats_are_all_accepted(tmp_path: Path) -> None:
+    zoo = make_zoo(tmp_path)
+    m = scan_dataset(tmp_path, progress=False)
+    assert m.skipped == []
+    rel = {e.relpath for e in m.entries}
+    for path in zoo.values():
+        assert path.relative_to(tmp_path).as_posix() in rel
+    assert "zoo/nested/deeper/inner.jpg" in rel  # nested files belong to the top-level class
+    assert {e.label for e in m.entries} == {"zoo"}
+
+
+def test_decoding_conversions(tmp_path: Path) -> None:
+    zoo = make_zoo(tmp_path)
+    for name, path in zoo.items():
+        img = load_rgb(str(path))
+        assert img.mode == "RGB", name
+    rgba = load_rgb(str(zoo["rgba"]))
+    assert rgba.getpixel((0, 0)) == (255, 255, 255)  # transparent composited on white
+    assert rgba.getpixel((5, 5)) == (255, 0, 0)
+    assert load_rgb(str(zoo["palette_transparent"])).getpixel((3, 3)) == (255, 255, 255)
+    assert Image.open(zoo["exif6"]).size == (20, 40)  # stored tall
+    assert load_rgb(str(zoo["exif6"])).size == (40, 20)  # orientation 6 applied -> wide
+    assert load_rgb(str(zoo["gif"])).getpixel((0, 0)) == (0, 255, 0)  # first frame
+    assert load_rgb(str(zoo["png16"])).getpixel((0, 0)) == (255, 255, 255)  # 16-bit scaled, not clipped
+    gray = np.asarray(load_rgb(str(zoo["gray"])))
+    assert np.array_equal(gray[..., 0], gray[..., 2])
+    cmyk = load_rgb(zoo["cmyk"].read_bytes())  # bytes work too
+    assert cmyk.size == (40, 32)
+
+
+def test_every_bad_file_is_reported_and_junk_is_ignored(tmp_path: Path) -> None:
+    bad = make_bad_files(tmp_path)
+    make_dataset(tmp_path, {"good": 2})
+    m = scan_dataset(tmp_path, progress=False)
+    skips = _skips(m)
+    root_reads_anything = os.access(bad["unreadable"][0], os.R_OK)
+    for name, (path, kind) in bad.items():
+        rel = path.relative_to(tmp_path).as_posix()
+        if kind is None:
+            assert rel not in skips and rel not in {e.relpath for e in m.entries}, name
+        elif name == "unreadable" and root_reads_anything:
+            continue  # running as root: mode 000 does not stop reads
+        elif name == "dir_loop":
+            assert skips.get(rel + "/") == kind, (name, skips)
+        else:
+            assert skips.get(rel) == kind, (name, skips.get(rel), skips)
+    usable = ["bad/fine.jpg"] + (["bad/locked.jpg"] if root_reads_anything else [])
+    assert [e.relpath for e in m.entries if e.label == "bad"] == usable
+    assert m.classes == ["bad", "good"]
+    bomb = next(s for s in m.skipped if s.relpath == "bad/bomb.png")
+    assert "20000x20000" in bomb.reason and "40,000,000" in bomb.reason
+    assert "skipped (" in m.summary()
+
+
+def test_vanished_between_listing_and_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_dataset(tmp_path, {"a": 3})
+    real = _read_file
+
+    def vanish(path: str) -> bytes:
+        if path.endswith("img_001.jpg"):
+            os.remove(path)
+        return real(path)
+
+    monkeypatch.setattr(datasets, "_read_file", vanish)
+    m = scan_dataset(tmp_path, progress=False)
+    assert _skips(m) == {"a/img_001.jpg": "vanished"}
+    assert len(m.entries) == 2
+
+
+def test_permission_denied_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mode-000 case, forced through the same code path (root can read mode-000 files)."""
+    make_dataset(tmp_path, {"a": 2})
+    real = _read_file
+
+    def deny(path: str) -> bytes:
+        if path.endswith("img_000.jpg"):
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+
+    monkeypatch.setattr(datasets, "_read_file", deny)
+    m = scan_dataset(tmp_path, progress=False)
+    assert [(s.relpath, s.reason) for s in m.skipped] == [("a/img_000.jpg", "unreadable: Permission denied")]
+
+
+def test_truncated_jpeg_passes_verify_but_is_caught(tmp_path: Path) -> None:
+    bad = make_bad_files(tmp_path)
+    data = bad["truncated"][0].read_bytes()
+    Image.open(bad["truncated"][0]).verify()  # the header check is fooled ...
+    with pytest.raises(BadImage, match="truncated"):
+        validate(data)  # ... the decode is not
+
+
+def test_max_pixels_is_configurable_and_cached_results_follow_it(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"a": 2}, size=(100, 100))
+    save(noise_image(5, (20, 20)), tmp_path / "a" / "small.jpg")
+    cache = tmp_path.parent / f"{tmp_path.name}-cache.json"
+    m = scan_dataset(tmp_path, max_pixels=5000, hash_cache_path=cache, progress=False)
+    assert [e.relpath for e in m.entries] == ["a/small.jpg"]
+    assert {s.kind for s in m.skipped} == {"too large"}
+    m2 = scan_dataset(tmp_path, max_pixels=20_000, hash_cache_path=cache, progress=False)
+    assert len(m2.entries) == 3 and not m2.skipped
+    m3 = scan_dataset(tmp_path, max_pixels=5000, hash_cache_path=cache, progress=False)
+    assert len(m3.entries) == 1
+
+
+def test_rescan_uses_the_cache_and_notices_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    make_dataset(data, {"a": 3, "b": 2})
+    cache = tmp_path / "scan.json"
+    m1 = scan_dataset(data, hash_cache_path=cache, progress=False)
+    validated: list[str] = []
+    real = _validate_file
+
+    def counting(f: _Found, max_pixels: int) -> list:
+        validated.append(f.relpath)
+        return real(f, max_pixels)
+
+    monkeypatch.setattr(datasets, "_validate_file", counting)
+    m2 = scan_dataset(data, hash_cache_path=cache, progress=False)
+    assert validated == [] and m2.hash() == m1.hash() and m2.entries == m1.entries
+    p = data / "a" / "img_000.jpg"
+    save(noise_image(999), p)
+    os.utime(p, ns=(time.time_ns(), time.time_ns() + 5_000_000))
+    m3 = scan_dataset(data, hash_cache_path=cache, progress=False)
+    assert validated == ["a/img_000.jpg"]
+    assert m3.hash() != m1.hash()
+
+
+def test_manifest_identity_labels_and_json(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"zebra": 2, "ant": 3, "Moth": 1})
+    m = scan_dataset(tmp_path, progress=False)
+    assert m.classes == ["Moth", "ant", "zebra"]
+    assert m.labels().tolist() == [0, 1, 1, 1, 2, 2]
+    assert m.summary() == "6 images in 3 classes; 0 skipped"
+    back = Manifest.from_json(m.to_json())
+    assert back == m and back.hash() == m.hash()
+    (tmp_path / "ant" / "img_000.jpg").rename(tmp_path / "ant" / "renamed.jpg")
+    assert scan_dataset(tmp_path, progress=False).hash() != m.hash()  # relpath is part of the identity
+
+
+def test_include_exclude_and_did_you_mean(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"cats": 1, "dogs": 1, "birds": 1})
+    assert scan_dataset(tmp_path, include=["dogs", "cats"], progress=False).classes == ["cats", "dogs"]
+    assert scan_dataset(tmp_path, exclude=["cats"], progress=False).classes == ["birds", "dogs"]
+    with pytest.raises(UserError, match="did you mean 'dogs'"):
+        scan_dataset(tmp_path, include=["dgos"], progress=False)
+    with pytest.raises(UserError, match="unknown class 'fish' in exclude"):
+        scan_dataset(tmp_path, exclude=["fish"], progress=False)
+
+
+def test_missing_root_and_empty_class(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        scan_dataset(tmp_path / "nope", progress=False)
+    make_dataset(tmp_path, {"ok": 1})
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(b"")
+    (d / "b.jpg").write_text("nope")
+    (d / "c.jpg").write_bytes(b"")
+    with pytest.raises(UserError) as ei:
+        scan_dataset(tmp_path, progress=False)
+    msg = str(ei.value)
+    assert "class 'broken' has no usable images (3 files, 3 skipped:" in msg
+    assert "empty file 2" in msg and "not an image 1" in msg
+    assert scan_dataset(tmp_path, exclude=["broken"], progress=False).classes == ["ok"]
+
+
+def test_non_utf8_file_name_does_not_crash(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"a": 1})
+    raw = os.fsencode(str(tmp_path / "a")) + b"/caf\xe9.jpg"
+    with open(raw, "wb") as fh:
+        fh.write((tmp_path / "a" / "img_000.jpg").read_bytes()[:-1] + b"\xd9")
+    m = scan_dataset(tmp_path, progress=False)
+    odd = [e for e in m.entries if e.relpath.startswith("a/caf")]
+    assert len(odd) == 1 and isinstance(odd[0].relpath, str)
+    assert display_name(odd[0].relpath) == "a/caf\\xe9.jpg"
+    assert Manifest.from_json(m.to_json()).hash() == m.hash()
+    assert load_rgb(m.paths()[[e.relpath for e in m.entries].index(odd[0].relpath)]).size == (40, 32)
+
+
+def _spec(**kw: object):
+    return dataclasses.replace(get_spec("efficientnet_lite0"), **kw)
+
+
+def test_prepare_center_crop_geometry() -> None:
+    # 400x200: left half red, right half blue; S=32, crop 0.5 -> shorter side 64 -> 128x64 -> crop 32x32
+    a = np.zeros((200, 400, 3), np.uint8)
+    a[:, :200] = (255, 0, 0)
+    a[:, 200:] = (0, 0, 255)
+    out = prepare(Image.fromarray(a), _spec(input_size=32, crop_fraction=0.5, interpolation="bilinear"))
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    assert tuple(out[16, 2]) == (255, 0, 0) and tuple(out[16, 29]) == (0, 0, 255)
+    # squash keeps the whole picture: the left quarter is red, the right quarter blue
+    sq = prepare(Image.fromarray(a), _spec(input_size=32, resize="squash", interpolation="bilinear"))
+    assert tuple(sq[5, 3]) == (255, 0, 0) and tuple(sq[5, 28]) == (0, 0, 255)
+    # crop_fraction 1.0 on a square image is a plain resize with the spec's interpolation
+    img = noise_image(3, (64, 64))
+    spec = _spec(input_size=32, crop_fraction=1.0, interpolation="bicubic")
+    assert np.array_equal(prepare(img, spec), np.asarray(img.resize((32, 32), Image.Resampling.BICUBIC)))
+    with pytest.raises(ValueError, match="unknown resize"):
+        prepare(img, _spec(resize="sideways"))
+
+
+def test_prepare_follows_the_real_spec() -> None:
+    spec = get_spec("efficientnet_lite0")  # 224, crop 1.0 -> shorter side 224, centre 224x224
+    assert spec.crop_fraction == 1.0
+    img = noise_image(4, (300, 200))
+    expect = np.asarray(img.resize((336, 224), Image.Resampling.BICUBIC).crop((56, 0, 280, 224)))
+    assert np.array_equal(prepare(img, spec), expect)
+
+
+def test_flipped_spec_mirrors_the_prepared_image_and_has_its_own_key() -> None:
+    from tlreport.features.store import backbone_key
+
+    spec = get_spec("efficientnet_lite0")
+    img = noise_image(5, (300, 200))
+    assert np.array_equal(prepare(img, spec.with_flip()), prepare(img, spec)[:, ::-1])
+    assert backbone_key(spec.with_flip()) != backbone_key(spec)
+    # adding the hflip field did not move the unflipped key: caches made before it stay valid
+    assert backbone_key(spec) == "778edee8548c2015e0fddf5235c0b3aa34b8e1430f2038005d0eb6769e5df383"
+
+
+def test_load_prepared_drafts_large_jpegs_only(tmp_path: Path) -> None:
+    spec = _spec(input_size=16, crop_fraction=1.0)
+    big = save(noise_image(8, (200, 160)), tmp_path / "big.jpg", quality=95)
+    out = load_prepared(str(big), spec)
+    assert out.shape == (16, 16, 3)
+    full = prepare(load_rgb(str(big)), spec)  # draft decode stays close to a full decode
+    assert np.abs(out.astype(int) - full.astype(int)).mean() < 40
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not CALTECH.is_dir(), reason="Caltech-101 not present")
+def test_caltech101_scan(tmp_path: Path) -> None:
+    cache = tmp_path / "scan.json"
+    m = scan_dataset(CALTECH, hash_cache_path=cache, progress=False)
+    assert (len(m.entries), len(m.classes), len(m.skipped)) == (9145, 102, 0)
+    assert "BACKGROUND_Google/tmp" in {e.relpath for e in m.entries}
+    t = time.perf_counter()
+    again = scan_dataset(CALTECH, hash_cache_path=cache, progress=False)
+    assert time.perf_counter() - t < 3.0  # "well under a second" on an idle machine
+    assert again.hash() == m.hash()

@@ -1,0 +1,58 @@
+"""A stage's code identity changes with its own code and with what it imports, and only then."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tlreport.engine import code
+
+
+@pytest.fixture
+def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``fakepkg`` with a stage module that imports a helper lazily and a module nobody imports."""
+    pkg = tmp_path / "fakepkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('"""fake"""\n')
+    (pkg / "sub" / "__init__.py").write_text('"""fake sub"""\n')
+    (pkg / "stage.py").write_text(textwrap.dedent('''
+        """a stage"""
+        def run():
+            from fakepkg.sub import helper
+            return helper.VALUE
+    '''))
+    (pkg / "sub" / "helper.py").write_text('"""helper"""\nVALUE = 1\n')
+    (pkg / "unrelated.py").write_text('"""unrelated"""\nX = 1\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("fakepkg")
+    yield pkg
+    for name in [m for m in sys.modules if m.split(".")[0] == "fakepkg"]:
+        del sys.modules[name]
+
+
+def _fingerprint() -> str:
+    for f in (code.package_modules, code.module_imports, code.code_fingerprint):
+        f.cache_clear()     # a new build process reads the sources afresh
+    return code.code_fingerprint("fakepkg.stage")
+
+
+def test_fingerprint_follows_lazy_imports_and_ignores_the_rest(fake_package: Path) -> None:
+    assert code.module_imports("fakepkg.stage") == {"fakepkg.sub", "fakepkg.sub.helper"}   # not fakepkg itself
+    first = _fingerprint()
+    assert _fingerprint() == first
+    (fake_package / "unrelated.py").write_text('"""unrelated"""\nX = 2\n')
+    assert _fingerprint() == first
+    (fake_package / "sub" / "helper.py").write_text('"""helper"""\nVALUE = 2\n')
+    second = _fingerprint()
+    assert second != first
+    (fake_package / "stage.py").write_text((fake_package / "stage.py").read_text() + "\n# a comment\n")
+    assert _fingerprint() not in (first, second)
+
+
+def test_the_real_stages_differ_in_what_they_read() -> None:
+    train = code.module_imports("tlreport.pipeline.train")
+    assert "tlreport.report.figures" not in train      # editing a figure never retrains

@@ -1,0 +1,262 @@
+"""Feature extraction and the content-addressed feature cache (offline, fake models)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers.images import jpeg_bytes, make_dataset, make_zoo, noise_image, save
+
+from tlreport.backbones import get_spec
+from tlreport.backbones.spec import WeightsSource
+from tlreport.datasets.images import load_rgb, prepare
+from tlreport.datasets.scan import scan_dataset
+from tlreport.errors import UserError
+from tlreport.features.extract import batch_function, extract_features, extract_shard
+from tlreport.features.store import FeatureStore, backbone_key
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+# crop 0.875 of 16 px -> shorter side 18: the 32-px fixtures are too small for a JPEG draft decode,
+# so the pipeline's pixels equal a full decode + prepare() exactly
+SPEC = dataclasses.replace(get_spec("efficientnet_lite0"), name="fake", input_size=16, feature_dim=4,
+                           crop_fraction=0.875, weights=WeightsSource(kind="random", sha256="fake-weights"))
+
+
+def fake_model(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Deterministic features of the pixels: per-channel means and the overall std."""
+    assert x.dtype == np.float32 and x.shape[1:] == (16, 16, 3)
+    return {"features": np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2, 3))[:, None]], axis=1)}
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, k: int) -> None:
+        self.n += k
+
+
+def run(data: Path, store: FeatureStore, spec=SPEC, **kw) -> tuple[np.ndarray, int]:
+    m = scan_dataset(data, progress=False)
+    c = Counter()
+    kw.setdefault("batch_size", 4)
+    kw.setdefault("shard_size", 8)
+    feats = extract_features(m, spec, store, model=fake_model, progress=False, on_batch=c, **kw)
+    return feats, c.n
+
+
+def expected(data: Path, spec=SPEC) -> np.ndarray:
+    m = scan_dataset(data, progress=False)
+    imgs = np.stack([prepare(load_rgb(p), spec) for p in m.paths()]).astype(np.float32)
+    return fake_model(imgs)["features"]
+
+
+def test_features_match_the_spec_preprocessing_and_loaders_agree(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 5, "b": 4})
+    make_zoo(data)
+    store = FeatureStore(tmp_path / "store")
+    feats, n = run(data, store)
+    assert n == 22 - 1  # the zoo's symlink duplicates pic.bmp: computed once
+    np.testing.assert_allclose(feats, expected(data), rtol=1e-6)
+    m = scan_dataset(data, progress=False)
+    for loader in ("threads", "tfdata"):
+        np.testing.assert_allclose(extract_shard(m.entries, m.root, SPEC, fake_model, batch_size=5, loader=loader),
+                                   feats, rtol=1e-6)
+
+
+def test_cache_hits_when_files_are_added_renamed_and_removed(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 6, "b": 5})
+    store = FeatureStore(tmp_path / "store")
+    first, n = run(data, store)
+    assert n == 11
+    again, n = run(data, store)
+    assert n == 0 and np.array_equal(again, first)
+    for i in range(3):  # add 3 -> exactly 3
+        save(noise_image(500 + i), data / "b" / f"new_{i}.jpg")
+    _, n = run(data, store)
+    assert n == 3
+    (data / "a" / "img_002.jpg").rename(data / "b" / "moved.jpg")  # rename/move -> nothing
+    (data / "a" / "img_003.jpg").rename(data / "a" / "renamed.jpg")
+    feats, n = run(data, store)
+    assert n == 0
+    np.testing.assert_allclose(feats, expected(data), rtol=1e-6)
+    for p in list((data / "b").glob("img_*.jpg"))[:2]:  # delete -> the rest stays valid
+        p.unlink()
+    feats, n = run(data, store)
+    assert n == 0 and feats.shape == (12, 4)
+    np.testing.assert_allclose(feats, expected(data), rtol=1e-6)
+    (info,) = store.info()
+    assert info.key == backbone_key(SPEC) and info.images == 14 and info.bytes > 0
+    assert store.meta(info.key)["name"] == "fake"
+
+
+def test_backbone_key_covers_precision_weights_and_dtype() -> None:
+    keys = {backbone_key(SPEC), backbone_key(SPEC.with_precision("bfloat16")),
+            backbone_key(SPEC, weights_sha256="random-seed-1"),
+            backbone_key(dataclasses.replace(SPEC, extra={"feature_dtype": "float16"}))}
+    assert len(keys) == 4
+    assert backbone_key(SPEC) == backbone_key(dataclasses.replace(SPEC, licence="other", gflops=9.0))
+
+
+def test_float16_storage(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 3})
+    spec = dataclasses.replace(SPEC, extra={"feature_dtype": "float16"})
+    store = FeatureStore(tmp_path / "store")
+    first, n = run(data, store, spec)
+    assert first.dtype == np.float32 and n == 3
+    (npy,) = (tmp_path / "store" / backbone_key(spec)).glob("*.npy")
+    assert np.load(npy, allow_pickle=False).dtype == np.float16
+    again, n = run(data, store, spec)
+    assert n == 0 and np.array_equal(first, again)  # a hit returns exactly what the miss returned
+    np.testing.assert_allclose(first, expected(data, spec), rtol=2e-3)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "drop_npy"])
+def test_corrupt_shard_is_reported_and_recomputed(tmp_path: Path, damage: str) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 10})
+    store = FeatureStore(tmp_path / "store", report=lambda msg: None)
+    first, n = run(data, store)
+    assert n == 10
+    shards = sorted((tmp_path / "store" / backbone_key(SPEC)).glob("*.npy"))
+    assert len(shards) == 2  # shard_size 8, batch 4: rows 8 + 2
+    victim = shards[0]
+    raw = bytearray(victim.read_bytes())
+    if damage == "flip":
+        raw[-5] ^= 0x40
+        victim.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        victim.write_bytes(bytes(raw[: len(raw) // 2]))
+    else:
+        victim.unlink()
+    fresh = FeatureStore(tmp_path / "store", report=lambda msg: None)
+    feats, n = run(data, fresh)
+    assert n == 8
+    assert len(fresh.problems) == 1 and victim.name[:-4] in fresh.problems[0]
+    assert "recomputed" in fresh.problems[0]
+    np.testing.assert_allclose(feats, first, rtol=1e-6)
+    _, n = run(data, FeatureStore(tmp_path / "store"))
+    assert n == 0
+
+
+def test_corrupt_shard_warning_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 3})
+    run(data, FeatureStore(tmp_path / "store"))
+    (npy,) = (tmp_path / "store" / backbone_key(SPEC)).glob("*.npy")
+    npy.write_bytes(npy.read_bytes()[:-1] + b"\x00")
+    _, n = run(data, FeatureStore(tmp_path / "store"))
+    assert n == 3
+    assert "warning: feature shard" in capsys.readouterr().err
+
+
+def test_file_changed_after_scan_is_a_user_error_and_done_rows_are_kept(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 9})
+    m = scan_dataset(data, progress=False)
+    (data / "a" / "img_006.jpg").write_bytes(jpeg_bytes(4242))
+    store = FeatureStore(tmp_path / "store")
+    with pytest.raises(UserError, match="img_006.jpg: content changed since the dataset was scanned"):
+        extract_features(m, SPEC, store, model=fake_model, batch_size=3, shard_size=100, progress=False)
+    found, _ = store.lookup(backbone_key(SPEC), [e.sha256 for e in m.entries])
+    assert found.tolist() == [True] * 6 + [False] * 3  # the two finished batches were flushed
+
+
+def test_lookup_and_prune(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    rows = np.arange(6, dtype=np.float32).reshape(3, 2)
+    store.add_shard("k1", ["s1", "s2", "s3"], rows)
+    store.add_shard("k2", ["s1"], rows[:1])
+    found, got = store.lookup("k1", ["s3", "nope", "s1"])
+    assert found.tolist() == [True, False, True]
+    assert got[0].tolist() == [4, 5] and np.isnan(got[1]).all() and got[2].tolist() == [0, 1]
+    found, got = store.lookup("missing", ["s1"])
+    assert found.tolist() == [False] and got.shape == (1, 0)
+    with pytest.raises(ValueError):
+        store.add_shard("k1", ["a"], rows)
+    (tmp_path / "k1" / ".x.npy.dead.tmp").write_bytes(b"junk")  # a killed writer's leftover
+    assert store.prune(["k1"]) > 0
+    assert [i.key for i in store.info()] == ["k1"]
+    assert not list((tmp_path / "k1").glob(".*.tmp"))
+
+
+def test_keras_model_is_wrapped_in_a_tf_function(tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+    inp = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inp))
+    feats = keras.layers.Dense(4, name="feat")(pooled)
+    model = keras.Model(inp, {"features": feats, "probs": keras.layers.Softmax()(feats)})
+    data = make_dataset(tmp_path / "data", {"a": 5})
+    m = scan_dataset(data, progress=False)
+    got = extract_features(m, SPEC, FeatureStore(tmp_path / "store"), model=model, batch_size=2, progress=False)
+    imgs = np.stack([prepare(load_rgb(p), SPEC) for p in m.paths()]).astype(np.float32)
+    np.testing.assert_allclose(got, model.predict(imgs, verbose=0)["features"], rtol=1e-5, atol=1e-6)
+    assert batch_function(model, SPEC) is batch_function(model, SPEC)  # traced once, reused
+
+
+KILL_SCRIPT = """
+import sys, time
+import numpy as np
+from tlreport.datasets.scan import scan_dataset
+from tlreport.features.extract import extract_features
+from tlreport.features.store import FeatureStore
+
+def slow_model(x):
+    time.sleep(0.4)
+    return {"features": np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2, 3))[:, None]], axis=1)}
+
+sys.path.insert(0, sys.argv[3])
+from test_features import SPEC
+m = scan_dataset(sys.argv[1], progress=False)
+extract_features(m, SPEC, FeatureStore(sys.argv[2]), model=slow_model, batch_size=4, shard_size=8,
+                 progress=False)
+print("finished")
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 20, "b": 20})
+    store_dir = tmp_path / "store"
+    script = tmp_path / "extract_slowly.py"
+    script.write_text(textwrap.dedent(KILL_SCRIPT))
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    proc = subprocess.Popen([sys.executable, str(script), str(data), str(store_dir), str(TESTS)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    key_dir = store_dir / backbone_key(SPEC)
+    deadline = time.monotonic() + 180
+    try:
+        while not [p for p in key_dir.glob("*.json") if p.name != "backbone.json"]:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no shard flushed in time"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and b"finished" not in out
+    m = scan_dataset(data, progress=False)
+    store = FeatureStore(store_dir)
+    found, _ = store.lookup(backbone_key(SPEC), [e.sha256 for e in m.entries])
+    done = int(found.sum())
+    assert 8 <= done < 40 and done % 8 == 0, done
+    feats, n = run(data, store)
+    assert n == 40 - done  # only the remainder is computed
+    np.testing.assert_allclose(feats, expected(data), rtol=1e-6)
+    assert not store.problems
+
+
+def test_store_files_hold_no_pickles(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 2})
+    run(data, FeatureStore(tmp_path / "store"))
+    for npy in (tmp_path / "store").rglob("*.npy"):
+        arr = np.load(npy, allow_pickle=False)
+        assert arr.dtype.kind == "f"
+    shutil.rmtree(tmp_path / "store")

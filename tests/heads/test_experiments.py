@@ -1,0 +1,346 @@
+"""The Zeiler & Fergus protocol: splits, metric, heads, grid, aggregation and report helpers."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tlreport.datasets.protocol import PROTOCOLS, protocol_splits
+from tlreport.errors import UserError
+from tlreport.heads import get_head
+from tlreport.heads.base import Predictor
+from tlreport.heads.grid import COLUMNS, aggregate, run_grid
+from tlreport.heads.logreg import LogRegHead
+from tlreport.heads.metrics import mean_per_class_accuracy
+from tlreport.heads.softmax import SoftmaxSGDHead
+from tlreport.report.figures import plot_accuracy_vs_ntrain
+from tlreport.report.tables import _literature_path, comparison_sentences, literature_rows, table_rows
+
+FAST_LOGREG = LogRegHead(C_grid=(0.01, 0.1, 1.0))
+
+
+def blobs(sizes: list[int], dim: int = 8, *, spread: float = 0.3, seed: int = 0
+          ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Well-separated Gaussian blobs, one per class, with the given class sizes."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    centres = rng.normal(size=(len(sizes), dim)) * 3.0
+    X = (centres[labels] + spread * rng.normal(size=(labels.size, dim))).astype(np.float32)
+    return X, labels, [f"c{i}" for i in range(len(sizes))]
+
+
+class CentroidHead:
+    """Nearest class mean: a fast stand-in head for grid-shape tests."""
+
+    name = "centroid"
+
+    def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor:
+        means = np.stack([X[y == c].mean(0) for c in range(num_classes)])
+
+        def predict(Xq: np.ndarray) -> np.ndarray:
+            d = ((Xq[:, None, :] - means[None]) ** 2).sum(-1)
+            return np.exp(-(d - d.min(1, keepdims=True)))
+
+        return predict
+
+
+# ------------------------------------------------------------------ splits
+
+SIZES = [31, 40, 55, 120, 800, 33]
+
+
+def test_exact_n_train_per_class_and_test_cap() -> None:
+    labels = np.repeat(np.arange(len(SIZES)), SIZES)
+    for tr, te in protocol_splits(labels, None, n_train=30, test_cap=50, n_splits=5, seed=1):
+        assert np.bincount(labels[tr], minlength=len(SIZES)).tolist() == [30] * len(SIZES)
+        # the rest of each class, capped at 50
+        assert np.bincount(labels[te], minlength=len(SIZES)).tolist() == [1, 10, 25, 50, 50, 3]
+
+
+def test_no_overlap_and_no_cap() -> None:
+    labels = np.repeat(np.arange(len(SIZES)), SIZES)
+    for tr, te in protocol_splits(labels, None, n_train=15, test_cap=None, n_splits=3, seed=2):
+        assert np.intersect1d(tr, te).size == 0
+        assert np.unique(tr).size == tr.size and np.unique(te).size == te.size
+        assert tr.size + te.size == labels.size  # uncapped: every image is used
+
+
+def test_folds_differ_but_calls_repeat() -> None:
+    labels = np.repeat(np.arange(len(SIZES)), SIZES)
+    a = protocol_splits(labels, None, n_train=15, test_cap=50, n_splits=5, seed=3)
+    b = protocol_splits(labels, None, n_train=15, test_cap=50, n_splits=5, seed=3)
+    c = protocol_splits(labels, None, n_train=15, test_cap=50, n_splits=5, seed=4)
+    for (tr1, te1), (tr2, te2) in zip(a, b, strict=True):
+        assert np.array_equal(tr1, tr2) and np.array_equal(te1, te2)
+    assert len({tuple(tr) for tr, _ in a}) == 5  # five different folds
+    assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, c, strict=True))
+    # asking for more folds keeps the first ones
+    more = protocol_splits(labels, None, n_train=15, test_cap=50, n_splits=7, seed=3)
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, more, strict=False))
+
+
+def test_keys_make_splits_independent_of_manifest_order() -> None:
+    labels = np.repeat(np.arange(4), [20, 25, 30, 22])
+    keys = [f"{i:064x}" for i in range(labels.size)]  # stand-ins for image sha256
+    perm = np.random.default_rng(0).permutation(labels.size)
+    a = protocol_splits(labels, None, n_train=10, test_cap=5, seed=0, keys=keys)
+    b = protocol_splits(labels[perm], None, n_train=10, test_cap=5, seed=0, keys=[keys[i] for i in perm])
+    for (tr1, te1), (tr2, te2) in zip(a, b, strict=True):
+        assert sorted(keys[i] for i in tr1) == sorted(keys[perm[i]] for i in tr2)
+        assert sorted(keys[i] for i in te1) == sorted(keys[perm[i]] for i in te2)
+
+
+def test_same_splits_for_every_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y, names = blobs([20, 24, 30], dim=4)
+    seen: list[tuple[bytes, bytes]] = []
+
+    class Recorder:
+        name = "recorder"
+
+        def fit(self, Xtr, ytr, *, num_classes, seed):  # noqa: ANN001, ANN202
+            seen.append(Xtr.tobytes())
+            return lambda Xq: np.tile(np.eye(num_classes)[0], (len(Xq), 1))
+
+    feats = {"a": X, "b": X * 2.0 + 1.0}  # different feature matrices, same rows
+    run_grid(feats, y, names, settings=[5], test_cap=4, n_splits=3, seed=7, heads=[Recorder()])
+    a, b = seen[:3], seen[3:]
+    for sa, sb in zip(a, b, strict=True):
+        rows_a = np.frombuffer(sa, np.float32).reshape(-1, 4)
+        rows_b = np.frombuffer(sb, np.float32).reshape(-1, 4)
+        np.testing.assert_allclose(rows_b, rows_a * 2.0 + 1.0)
+
+
+def test_too_small_classes_are_named_with_counts() -> None:
+    labels = np.repeat(np.arange(4), [31, 12, 40, 30])
+    names = ["airplanes", "platypus", "wild_cat", "garfield"]
+    with pytest.raises(UserError) as err:
+        protocol_splits(labels, names, n_train=30, test_cap=50, seed=0)
+    msg = str(err.value)
+    assert "'platypus' has 12" in msg and "'garfield' has 30" in msg and "31 needed" in msg
+    assert "airplanes" not in msg and "wild_cat" not in msg
+    # exactly n_train + 1 is enough
+    protocol_splits(labels, names, n_train=11, test_cap=50, seed=0)
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_train=0, test_cap=5), dict(n_train=3, test_cap=0),
+                                    dict(n_train=3, test_cap=5, n_splits=0)])
+def test_bad_protocol_values(kwargs: dict) -> None:
+    with pytest.raises(UserError):
+        protocol_splits(np.repeat([0, 1], 10), None, seed=0, **kwargs)
+
+
+# ------------------------------------------------------------------ metric
+
+
+def test_mean_per_class_accuracy_by_hand() -> None:
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2])
+    y_pred = np.array([0, 0, 0, 1, 1, 0, 2, 2, 2, 0, 0, 0])
+    # class 0: 3/4, class 1: 1/2, class 2: 3/6; class 3 has no test image and is left out
+    assert mean_per_class_accuracy(y_true, y_pred, 4) == pytest.approx((0.75 + 0.5 + 0.5) / 3)
+    assert np.mean(y_true == y_pred) == pytest.approx(7 / 12)  # plain accuracy differs
+
+
+# ------------------------------------------------------------------ heads and grid
+
+
+def test_both_heads_learn_a_separable_problem_deterministically() -> None:
+    X, y, names = blobs([30, 35, 40, 32, 50, 31], dim=16)
+    kwargs = dict(settings=[10], test_cap=15, n_splits=1, seed=0, dataset="toy",
+                  heads=[SoftmaxSGDHead(epochs=30), LogRegHead()])
+    df = run_grid({"toy": X}, y, names, **kwargs)
+    assert df["head"].tolist() == ["softmax_sgd", "logreg"]
+    assert (df["mean_per_class_accuracy"] >= 0.95).all(), df
+    assert (df["n_test"] == 6 * 15).all()
+    again = run_grid({"toy": X}, y, names, **kwargs)
+    pd.testing.assert_frame_equal(df.drop(columns="seconds"), again.drop(columns="seconds"))
+
+
+def test_logreg_chooses_C_on_the_training_split_only() -> None:
+    X, y, _ = blobs([12] * 5, dim=6, spread=2.0)
+    head = LogRegHead(C_grid=(1e-4, 1e-2, 1.0), patience=5)
+    Xs = (X - X.mean(0)) / X.std(0)
+    C, scores, sols = head.select_C(Xs, y, seed=0)
+    assert C in head.C_grid and set(scores) == set(head.C_grid)
+    assert scores[C] == max(scores.values())
+    assert sols is not None and len(sols) == 3 and sols[0][0].shape == (5, 6)
+    threaded = LogRegHead(C_grid=head.C_grid, patience=5, n_jobs=2).select_C(Xs, y, seed=0)
+    assert threaded[:2] == (C, scores)
+
+
+def test_grid_rows_and_determinism() -> None:
+    X, y, names = blobs([25, 30, 28, 40], dim=6, spread=2.5)
+    kwargs = dict(settings=[5, 10], test_cap=8, n_splits=3, seed=11, dataset="toy",
+                  heads=[FAST_LOGREG, LogRegHead(C_grid=(1.0,), name="logreg_C1")])
+    calls: list[tuple[int, int]] = []
+    a = run_grid({"x": X, "y": X[:, ::-1].copy()}, y, names, progress=lambda d, t, _: calls.append((d, t)),
+                   **kwargs)
+    b = run_grid({"x": X, "y": X[:, ::-1].copy()}, y, names, **kwargs)
+    assert list(a.columns) == COLUMNS
+    assert len(a) == 2 * 2 * 2 * 3
+    assert calls[-1] == (24, 24)
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    assert (a["seconds"] > 0).all()
+    # a head's results do not depend on which other heads run alongside it
+    alone = run_grid({"x": X, "y": X[:, ::-1].copy()}, y, names, **{**kwargs, "heads": [FAST_LOGREG]})
+    pd.testing.assert_frame_equal(alone.drop(columns="seconds"),
+                                  a[a["head"] == "logreg"].drop(columns="seconds").reset_index(drop=True))
+
+
+class OneFoldAtATime:
+    """The softmax head without ``fit_many``: run_grid must fall back to one fit per fold."""
+
+    name = "softmax_sgd"
+
+    def __init__(self) -> None:
+        self.inner = SoftmaxSGDHead(epochs=10)
+
+    def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor:
+        return self.inner.fit(X, y, num_classes=num_classes, seed=seed)
+
+
+def test_folds_trained_side_by_side_match_folds_trained_one_by_one() -> None:
+    X, y, names = blobs([20, 24, 22], dim=6, spread=2.0)
+    kwargs = dict(settings=[4, 8], test_cap=6, n_splits=3, seed=5, dataset="toy")
+    calls: list[int] = []
+    stacked = run_grid({"x": X}, y, names, heads=[SoftmaxSGDHead(epochs=10)],
+                         progress=lambda d, t, _: calls.append(d), **kwargs)
+    single = run_grid({"x": X}, y, names, heads=[OneFoldAtATime()], **kwargs)
+    assert calls == list(range(1, 7))                        # progress after every fold, in order
+    assert list(stacked["n_train"]) == [4, 4, 4, 8, 8, 8] and list(stacked["split"]) == [0, 1, 2] * 2
+    np.testing.assert_allclose(stacked["mean_per_class_accuracy"], single["mean_per_class_accuracy"], atol=1e-9)
+
+
+def test_flip_rows_average_the_mirror_predictions() -> None:
+    X, y, names = blobs([20, 20, 20], dim=4)
+    flip = X + 0.01
+    df = run_grid({"x": X}, y, names, settings=[5], test_cap=10, n_splits=2, seed=0, heads=[FAST_LOGREG],
+                    features_flip={"x": flip})
+    assert sorted(set(df["head"])) == ["logreg", "logreg+flip"]
+    assert (df.groupby("head").size() == 2).all()
+    with pytest.raises(UserError, match="flipped features"):
+        run_grid({"x": X}, y, names, settings=[5], test_cap=10, n_splits=1, seed=0, heads=[FAST_LOGREG],
+                   features_flip={"x": flip[:, :2]})
+
+
+def test_unknown_head() -> None:
+    with pytest.raises(UserError, match="Unknown head 'svm'"):
+        get_head("svm")
+
+
+# ------------------------------------------------------------------ aggregation
+
+
+def test_aggregate_matches_the_fold_rows() -> None:
+    rows = []
+    for head, accs in {"logreg": [0.90, 0.92, 0.91, 0.89, 0.93], "softmax_sgd": [0.80, 0.84, 0.82, 0.86, 0.83]}.items():
+        for s, a in enumerate(accs):
+            rows.append(dict(dataset="caltech101", backbone="b", head=head, n_train=30, split=s,
+                             mean_per_class_accuracy=a, accuracy=a - 0.01, n_test=100, seconds=1.0 + s))
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    agg = aggregate(df).set_index("head")
+    acc = np.array([0.90, 0.92, 0.91, 0.89, 0.93]) * 100
+    assert agg.loc["logreg", "mean"] == pytest.approx(acc.mean())
+    assert agg.loc["logreg", "std"] == pytest.approx(acc.std(ddof=1))  # sample std, ddof=1
+    assert agg.loc["logreg", "std"] != pytest.approx(acc.std(ddof=0))
+    assert agg.loc["softmax_sgd", "mean"] == pytest.approx(83.0)
+    assert agg.loc["logreg", "n_splits"] == 5
+    assert agg.loc["logreg", "accuracy"] == pytest.approx(acc.mean() - 1.0)
+    assert agg.loc["logreg", "seconds"] == pytest.approx(3.0)
+
+
+# ------------------------------------------------------------------ literature and report helpers
+
+
+def test_literature_rows_match_the_seed_tables() -> None:
+    c101 = {r["label"]: r for r in literature_rows("caltech101")}
+    assert c101["Bo et al., 2013"]["results"] == {30: {"mean": 81.4, "std": 0.33}}
+    assert c101["Jianchao et al., 2009"]["results"] == {15: {"mean": 73.2, "std": None},
+                                                        30: {"mean": 84.3, "std": None}}
+    assert c101["Zeiler & Fergus, 2013"]["results"][15] == {"mean": 83.8, "std": 0.5}
+    assert c101["Inception v3 (seed post)"]["kind"] == "seed post"
+    assert c101["Inception-ResNet v2 (seed post)"]["results"][30] == {"mean": 90.1, "std": 0.5}
+    c256 = {r["label"]: r for r in literature_rows("caltech256")}
+    assert [c256["Sohn et al., 2011"]["results"][n]["mean"] for n in (15, 30, 45, 60)] == [35.1, 42.1, 45.7, 47.9]
+    assert c256["Zeiler & Fergus, 2013"]["results"][60] == {"mean": 74.2, "std": 0.3}
+    assert c256["Inception v4 (seed post)"]["results"][45] == {"mean": 85.2, "std": 0.5}
+    assert all(r["citation"] for r in c256.values())
+    with pytest.raises(UserError, match="caltech101"):
+        literature_rows("mnist")
+
+
+def test_literature_file_parses_and_every_row_has_a_citation() -> None:
+    path = _literature_path()
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    assert len(data["row"]) == 12
+    assert all(r["citation"] and r["results"] for r in data["row"])
+
+
+def _agg(dataset: str, rows: dict[tuple[str, str], dict[int, tuple[float, float]]]) -> pd.DataFrame:
+    out = []
+    for (backbone, head), res in rows.items():
+        for n, (m, s) in res.items():
+            out.append(dict(dataset=dataset, backbone=backbone, head=head, n_train=n, mean=m, std=s,
+                            n_splits=5, accuracy=m, seconds=1.0))
+    return pd.DataFrame(out)
+
+
+def test_table_rows_format_and_best_flags() -> None:
+    lit = literature_rows("caltech101")
+    agg = _agg("caltech101", {("efficientnet_lite0", "logreg"): {15: (90.04, 0.31), 30: (91.84, 0.62)},
+                              ("efficientnet_lite0", "softmax_sgd"): {15: (86.0, 0.5), 30: (91.83, 0.4)}})
+    rows, best = table_rows(agg, lit, [15, 30])
+    by_label = {r[0]: (r[1:], b) for r, b in zip(rows, best, strict=True)}
+    assert by_label["Bo et al., 2013"][0] == ["-", "81.4 ± 0.33"]
+    assert by_label["Jianchao et al., 2009"][0] == ["73.2", "84.3"]
+    assert by_label["Inception v3 (seed post)"][0] == ["87.5 ± 0.5", "89.8 ± 0.4"]
+    assert by_label["efficientnet_lite0 + logreg"] == (["90.0 ± 0.3", "91.8 ± 0.6"], [True, True])
+    # 91.83 and 91.84 print the same, so both are bold
+    assert by_label["efficientnet_lite0 + softmax_sgd"][1] == [False, True]
+    assert sum(b[0] for b in best) == 1
+
+
+def test_caltech256_stand_in_runs_all_four_settings() -> None:
+    proto = PROTOCOLS["caltech256"]
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(proto.settings[-1] + 2, proto.settings[-1] + 40, size=proto.num_classes).tolist()
+    X, y, names = blobs(sizes, dim=6, spread=0.5)
+    head = CentroidHead()  # sklearn's 257-class softmax loss is slow on 2 cores; the grid is what is tested
+    df = run_grid({"tiny": X}, y, names, settings=list(proto.settings), test_cap=proto.test_cap, n_splits=2,
+                    seed=0, heads=[head], dataset=proto.dataset)
+    assert len(df) == 4 * 2
+    assert (df.groupby("n_train")["n_test"].max() <= proto.test_cap * proto.num_classes).all()
+    agg = aggregate(df)
+    rows, best = table_rows(agg, literature_rows("caltech256"), list(proto.settings))
+    assert all(len(r) == 5 for r in rows) and all(len(b) == 4 for b in best)
+    assert (agg["mean"] > 90).all()
+    ours = rows[-1]
+    assert ours[0] == "tiny + centroid" and all("±" in c for c in ours[1:])
+    assert [r[0] for r in rows[:3]] == ["Sohn et al., 2011", "Bo et al., 2013", "Zeiler & Fergus, 2013"]
+
+
+def test_comparison_sentences_are_computed_from_the_results() -> None:
+    lit = literature_rows("caltech101")
+    agg = _agg("caltech101", {("efficientnet_lite0", "logreg"): {15: (90.04, 0.31), 30: (91.84, 0.62)},
+                              ("efficientnet_lite0", "softmax_sgd"): {15: (89.0, 0.5), 30: (91.0, 0.4)}})
+    text = comparison_sentences(agg, lit, "caltech101")
+    assert text[0] == ("At 30 training images per class, efficientnet_lite0 + logreg reaches 91.8 ± 0.6%, "
+                       "1.7 points above Inception-ResNet v2 (seed post) (90.1) and 5.3 points above Zeiler & Fergus, "
+                       "2013 (86.5).")
+    assert text[1].startswith("At 15 training images per class, efficientnet_lite0 + logreg reaches 90.0 ± 0.3%, "
+                              "2.2 points above Inception-ResNet v2 (seed post) (87.8)")
+    assert text[2] == ("The largest gain from 15 to 30 training images per class is 2.0 points "
+                       "(efficientnet_lite0 + softmax_sgd).")
+    worse = _agg("caltech101", {("tiny", "logreg"): {30: (80.0, 1.0)}})
+    assert "10.1 points below Inception-ResNet v2" in comparison_sentences(worse, lit, "caltech101")[0]
+
+
+def test_plot_writes_a_png(tmp_path) -> None:  # noqa: ANN001
+    agg = _agg("caltech101", {("b", "logreg"): {15: (90.0, 0.3), 30: (91.8, 0.6)}})
+    agg.loc[0, "std"] = math.nan  # a single fold has no std; the plot must cope
+    paths = plot_accuracy_vs_ntrain(agg, tmp_path / "acc", literature_rows("caltech101"))
+    assert [p.name for p in paths] == ["acc.png"]
+    assert paths[0].stat().st_size > 5000

@@ -1,0 +1,236 @@
+"""Tests for splits, the softmax trainer, evaluation and the exported classifier."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from tlreport.datasets.splits import split_by_hash, split_counts
+from tlreport.errors import UserError
+from tlreport.heads.export import classify_with, export_classifier, load_classifier
+from tlreport.heads.metrics import evaluate
+from tlreport.heads.softmax import HISTORY_COLUMNS, predict_proba, train_softmax, train_softmax_many
+
+
+def _shas(n, prefix="img"):
+    return [hashlib.sha256(f"{prefix}{i}".encode()).hexdigest() for i in range(n)]
+
+
+# --------------------------------------------------------------------------- split
+
+
+def test_split_counts_exact_and_within_one():
+    for n in range(0, 200):
+        counts = split_counts(n, (0.6, 0.2, 0.2))
+        assert sum(counts) == n
+        assert all(abs(c - n * f) <= 1 for c, f in zip(counts, (0.6, 0.2, 0.2), strict=True))
+    assert split_counts(10, (0.6, 0.2, 0.2)) == [6, 2, 2]
+    assert split_counts(31, (0.6, 0.2, 0.2)) == [19, 6, 6]
+    assert split_counts(7, (0.5, 0.5)) == [4, 3]
+
+
+def test_split_covers_every_image_once_with_stratified_counts():
+    rng = np.random.default_rng(0)
+    sizes = [31, 45, 800, 62, 7, 100]
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    rng.shuffle(labels)
+    shas = _shas(len(labels))
+    parts = split_by_hash(shas, labels, (0.6, 0.2, 0.2), seed=3)
+    assert parts.shape == labels.shape and set(np.unique(parts)) <= {0, 1, 2}
+    for cls, n in enumerate(sizes):
+        got = [int(np.sum((labels == cls) & (parts == p))) for p in range(3)]
+        assert got == split_counts(n, (0.6, 0.2, 0.2)), cls
+    # deterministic, independent of manifest order, and the seed matters
+    assert np.array_equal(parts, split_by_hash(shas, labels, seed=3))
+    perm = rng.permutation(len(labels))
+    assert np.array_equal(split_by_hash([shas[i] for i in perm], labels[perm], seed=3), parts[perm])
+    assert not np.array_equal(parts, split_by_hash(shas, labels, seed=4))
+
+
+def test_split_is_stable_when_images_are_added():
+    labels = np.repeat(np.arange(4), [30, 41, 55, 12])
+    shas = _shas(len(labels))
+    parts = split_by_hash(shas, labels, seed=0)
+    extra = _shas(25, prefix="new")
+    for k, sha in enumerate(extra):
+        cls = k % 4
+        new_labels = np.append(labels, cls)
+        new_parts = split_by_hash([*shas, sha], new_labels, seed=0)
+        moved = int(np.sum(new_parts[:-1] != parts))
+        assert moved <= 2, (k, moved)
+        # images of other classes never move
+        assert np.array_equal(new_parts[:-1][labels != cls], parts[labels != cls])
+        # counts stay exact
+        n = int(np.sum(new_labels == cls))
+        assert [int(np.sum((new_labels == cls) & (new_parts == p))) for p in range(3)] == split_counts(
+            n, (0.6, 0.2, 0.2)
+        )
+        labels, shas, parts = new_labels, [*shas, sha], new_parts
+
+
+def test_split_rejects_bad_fractions():
+    with pytest.raises(UserError, match="fractions"):
+        split_by_hash(_shas(3), np.zeros(3), (0.7, 0.2, 0.2), seed=0)
+    with pytest.raises(ValueError):
+        split_by_hash(_shas(3), np.zeros(4), seed=0)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _blobs(n_per_class=60, classes=5, dim=32, sep=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim)) * sep
+    y = np.repeat(np.arange(classes), n_per_class)
+    X = (centres[y] + rng.normal(size=(len(y), dim)) + 5.0).astype(np.float32)  # offset: standardisation matters
+    perm = rng.permutation(len(y))
+    return X[perm], y[perm]
+
+
+def test_train_softmax_learns_separable_data():
+    X, y = _blobs()
+    Xtr, ytr, Xva, yva = X[:200], y[:200], X[200:], y[200:]
+    head = train_softmax(Xtr, ytr, Xva, yva, num_classes=5, epochs=30, batch_size=32, seed=0, patience=None)
+    h = head.history
+    assert list(h.columns) == HISTORY_COLUMNS and list(h.epoch) == list(range(1, 31))
+    assert h.loss.iloc[-1] < 0.5 * h.loss.iloc[0]
+    assert h.val_loss.iloc[-1] < h.val_loss.iloc[0]
+    m = evaluate(predict_proba(head, Xva), yva, 5)
+    assert m["accuracy"] > 0.95 and m["n"] == len(yva)
+    assert head.W.shape == (32, 5) and head.b.shape == (5,)
+    # folded weights act on raw features exactly like the standardised head
+    W, b = head.folded()
+    z = X @ W + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(p, predict_proba(head, X), atol=1e-4)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_train_softmax_is_deterministic(jit):
+    X, y = _blobs(n_per_class=30, classes=4, dim=16, sep=1.0, seed=1)
+    kw = dict(num_classes=4, epochs=8, batch_size=16, seed=7, patience=None, jit_compile=jit)
+    a = train_softmax(X[:90], y[:90], X[90:], y[90:], **kw)
+    b = train_softmax(X[:90], y[:90], X[90:], y[90:], **kw)
+    assert a.W.tobytes() == b.W.tobytes() and a.b.tobytes() == b.b.tobytes()
+    assert a.history.equals(b.history)
+    c = train_softmax(X[:90], y[:90], X[90:], y[90:], **{**kw, "seed": 8})
+    assert c.W.tobytes() != a.W.tobytes()
+
+
+def test_early_stopping_restores_best_epoch():
+    # random labels: the head can only memorise, so validation loss turns up early
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 64)).astype(np.float32)
+    y = rng.integers(0, 3, 80)
+    head = train_softmax(
+        X[:40], y[:40], X[40:], y[40:], num_classes=3, epochs=200, batch_size=8, lr=0.05, l2=0.0,
+        schedule="constant", patience=5, seed=0,
+    )
+    h = head.history
+    assert len(h) < 200
+    assert head.best_epoch == int(h.epoch[h.val_loss.idxmin()])
+    assert len(h) == head.best_epoch + 5
+    m = evaluate(predict_proba(head, X[40:]), y[40:], 3)
+    assert m["loss"] == pytest.approx(h.val_loss.min(), rel=1e-3)
+
+
+def test_heads_trained_side_by_side_equal_heads_trained_alone():
+    """train_softmax_many is K independent train_softmax runs, early stopping included."""
+    rng = np.random.default_rng(5)
+    problems = []
+    for k in range(3):
+        X = rng.normal(size=(80, 24)).astype(np.float32)
+        y = rng.integers(0, 3, 80)
+        X[:, :3] += 2.0 * np.eye(3, dtype=np.float32)[y] * (k == 0)   # only problem 0 is learnable
+        problems.append((X[:40], y[:40], X[40:], y[40:]))
+    kw = dict(num_classes=3, epochs=60, batch_size=16, lr=0.05, l2=1e-4, schedule="constant", patience=4)
+    together = train_softmax_many(problems, seeds=[3, 4, 5], **kw)
+    alone = [train_softmax(*p, seed=s, **kw) for p, s in zip(problems, [3, 4, 5], strict=True)]
+    assert len({len(h.history) for h in alone}) > 1          # they stop at different epochs
+    for t, a in zip(together, alone, strict=True):
+        assert t.best_epoch == a.best_epoch and len(t.history) == len(a.history)
+        np.testing.assert_allclose(t.W, a.W, atol=1e-5)
+        np.testing.assert_allclose(t.b, a.b, atol=1e-5)
+        np.testing.assert_allclose(t.history.to_numpy(), a.history.to_numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="same train and validation shapes"):
+        train_softmax_many([problems[0], (problems[1][0][:30], problems[1][1][:30], *problems[1][2:])],
+                           seeds=[1, 2], **kw)
+
+
+def test_train_softmax_validates_inputs():
+    X, y = _blobs(n_per_class=5, classes=2, dim=4)
+    with pytest.raises(UserError, match="schedule"):
+        train_softmax(X, y, X, y, num_classes=2, schedule="step")
+    with pytest.raises(ValueError, match="labels"):
+        train_softmax(X, y + 5, X, y, num_classes=2)
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(UserError, match="NaN"):
+        train_softmax(bad, y, X, y, num_classes=2)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_hand_computed():
+    probs = np.array(
+        [
+            [0.7, 0.2, 0.1],  # y=0 right
+            [0.5, 0.4, 0.1],  # y=1 wrong
+            [0.1, 0.1, 0.8],  # y=2 right
+            [0.2, 0.7, 0.1],  # y=1 right
+        ]
+    )
+    y = np.array([0, 1, 2, 1])
+    m = evaluate(probs, y, 3)
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["mean_per_class_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert m["loss"] == pytest.approx(-np.mean(np.log([0.7, 0.4, 0.8, 0.7])))
+    assert m["top5_accuracy"] == 1.0 and m["n"] == 4
+    wide = np.full((2, 10), 0.01)
+    wide[0, 9], wide[1, 0] = 0.91, 0.91
+    wide[0, 3] = 0.0  # row 0's true class is the least likely: outside the top 5
+    assert evaluate(wide / wide.sum(1, keepdims=True), np.array([3, 0]), 10)["top5_accuracy"] == 0.5
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _fake_backbone(dim=8):
+    import keras
+
+    inp = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Conv2D(dim, 3, padding="same", activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed=1))(x)
+    feats = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    return keras.Model(inp, feats, name="fake_backbone")
+
+
+def test_export_reload_and_classify(tmp_path):
+    backbone = _fake_backbone()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    images[20:, :, :, 0] = 255  # class 1 is redder
+    y = np.repeat([0, 1], 20)
+    feats = np.asarray(backbone.predict(images.astype(np.float32), verbose=0))
+    head = train_softmax(feats, y, feats, y, num_classes=2, epochs=20, batch_size=8, seed=0, patience=None)
+    names = ["plain", "red things"]
+    path = export_classifier(backbone, head, names, tmp_path / "clf.keras")
+    assert path.exists() and [p.name for p in tmp_path.iterdir()] == ["clf.keras"]
+
+    model, loaded_names = load_classifier(path)
+    assert loaded_names == names
+    got = classify_with(model, loaded_names, images[:4], top_k=2)
+    assert len(got) == 4 and all(len(r) == 2 for r in got)
+    want = predict_proba(head, feats[:4])
+    for row, p in zip(got, want, strict=True):
+        (n1, p1), (n2, p2) = row
+        assert p1 >= p2 and n1 == names[int(np.argmax(p))]
+        assert p1 == pytest.approx(float(p.max()), abs=1e-4)
+    with pytest.raises(UserError, match="expects 16x16"):
+        classify_with(model, loaded_names, np.zeros((1, 8, 8, 3), np.uint8))
+    with pytest.raises(UserError):
+        load_classifier(tmp_path / "missing.keras")

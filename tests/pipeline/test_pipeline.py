@@ -1,0 +1,201 @@
+"""End to end: features -> train -> experiments -> figures -> render on a small dataset.
+
+The dataset is drawn here (four colour classes, hostile class names included),
+the backbone is the tiny random test backbone (``tiny_random``), and each test checks what
+the build recomputed through the counters it exposes, never through timing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers.drawn import CLASSES, draw
+
+from tlreport.config import load_config
+from tlreport.pipeline import build
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+seed = 7
+[post]
+title = "Pipeline test"
+slug = "pipeline"
+[classify]
+enabled = false
+[dataset]
+path = "data"
+[features]
+backbones = ["tiny_random"]
+[train]
+backbone = "tiny_random"
+epochs = 15
+patience = 5
+batch_size = 16
+grid_size = 3
+[experiments]
+backbones = ["tiny_random"]
+n_splits = 2
+[[experiments.tables]]
+dataset = "data"
+name = "Colours"
+settings = [3, 5]
+test_cap = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pipeline")
+    for c, rgb in CLASSES.items():
+        for i in range(10):
+            draw(root / "data", c, rgb, i)
+    (root / "tlreport.toml").write_text(CONFIG)
+    r = build(load_config(root / "tlreport.toml"), quiet=True)
+    assert r.ran == ["features", "train", "experiments", "figures", "render"]
+    assert r.counters["features.extracted"] == 40
+    return root
+
+
+def _copy(project: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "p"
+    shutil.copytree(project, dest)
+    return dest
+
+
+def _stage_json(root: Path, stage: str, name: str) -> dict:
+    return json.loads(next((root / ".tlreport" / "stages" / stage).glob(f"*/{name}")).read_text())
+
+
+def test_post_has_every_section_and_numbers_from_the_results(project):
+    post = (project / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    res = _stage_json(project, "train", "train.json")
+    assert res["counts"] == {"train": 24, "validation": 8, "test": 8}
+    acc = res["metrics"]["test"]["accuracy"]
+    assert acc >= 0.75                                     # colours are separable
+    assert f"| accuracy | {100 * acc:.2f}% |" in post
+    for fig in ("loss.png", "accuracy.png", "confusion.png", "grid.png", "bottleneck.png", "example.png"):
+        assert (project / "site" / "images" / "pipeline" / "transfer" / fig).is_file()
+        assert f"transfer/{fig}" in post
+    agg = (next((project / ".tlreport" / "stages" / "experiments").glob("*/aggregate.csv"))).read_text()
+    assert "softmax_sgd" in agg and "logreg" in agg
+    assert "## Replicating the Caltech experiment" in post
+    assert "replication/table0.png" in post
+    # the hostile class name is escaped, never live Liquid or HTML (code blocks show it raw)
+    body = post.split("---", 2)[2]
+    prose = "".join(part for i, part in enumerate(body.split("```")) if i % 2 == 0)
+    assert "{{ site.title }}" not in prose and "<i>" not in prose
+    assert "{% raw %}" in body                 # the classify command shows the real path
+    preview = (project / "site" / "preview" / "pipeline.html").read_text()
+    assert "<i>_x_" not in preview
+    assert "&lt;i&gt;" in preview or "&#60;i&#62;" in preview
+
+
+def test_rendered_table_equals_the_csv_aggregates(project):
+    import pandas as pd
+
+    agg = pd.read_csv(next((project / ".tlreport" / "stages" / "experiments").glob("*/aggregate.csv")))
+    post = (project / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    for _, r in agg.iterrows():
+        cell = f"{r['mean']:.1f} ± {r['std']:.1f}"
+        assert cell in post, cell
+
+
+def test_nothing_changed_means_no_work(project, tmp_path):
+    p = _copy(project, tmp_path)
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == [] and r.counters.get("features.extracted", 0) == 0
+
+
+def test_training_hyperparameter_reruns_train_and_downstream_only(project, tmp_path):
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace("epochs = 15", "epochs = 12"))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == ["train", "figures", "render"]
+    assert r.counters.get("features.extracted", 0) == 0
+
+
+def test_flip_averaging_extracts_the_mirrors_once_and_adds_a_row_per_head(project, tmp_path):
+    import pandas as pd
+
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace("n_splits = 2", "n_splits = 2\nflip = true"))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == ["features", "experiments", "figures", "render"]        # the head's training: cached
+    assert {k: v for k, v in r.counters.items() if k.startswith("features.extracted.")} == \
+        {"features.extracted.tiny_random+flip": 40}
+    newest = max((p / ".tlreport" / "stages" / "experiments").glob("*/results.csv"), key=lambda f: f.stat().st_mtime_ns)
+    df = pd.read_csv(newest)
+    assert set(df["head"]) == {"softmax_sgd", "logreg", "softmax_sgd+flip", "logreg+flip"}
+    plain = df[df["head"] == "logreg"].set_index(["n_train", "split"])
+    flipped = df[df["head"] == "logreg+flip"].set_index(["n_train", "split"])
+    assert (plain["n_test"] == flipped["n_test"]).all()                     # same fits, same test images
+    post = (p / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    assert "tiny&#95;random + logreg+flip" in post or "tiny_random + logreg+flip" in post
+    assert "left-right mirror image" in post
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == []                                                       # cached like any other
+
+
+def test_title_change_is_render_only(project, tmp_path):
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace('title = "Pipeline test"', 'title = "Renamed"'))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == ["render"]
+
+
+def test_added_images_are_the_only_features_extracted(project, tmp_path):
+    p = _copy(project, tmp_path)
+    for i in range(10, 13):
+        draw(p / "data", "red", CLASSES["red"], i)
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.counters["features.extracted"] == 3
+    assert "tiny_random 3 new images" in dict(r.plan)["features"]
+    assert r.ran == ["features", "train", "experiments", "figures", "render"]
+
+
+def test_a_new_bad_file_is_listed_in_the_post_without_new_features(project, tmp_path):
+    p = _copy(project, tmp_path)
+    (p / "data" / "green" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.counters.get("features.extracted", 0) == 0
+    assert "train" in r.ran and "render" in r.ran                # the post's skip list is current
+    post = (p / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    assert "| green | green/broken.jpg | corrupt" in post
+
+
+def test_renamed_files_cost_nothing(project, tmp_path):
+    p = _copy(project, tmp_path)
+    (p / "data" / "red" / "img_00.png").rename(p / "data" / "red" / "renamed.png")
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.counters.get("features.extracted", 0) == 0
+
+
+def test_same_config_and_seed_give_identical_results(project, tmp_path):
+    p = tmp_path / "fresh"
+    p.mkdir()
+    shutil.copytree(project / "data", p / "data")
+    (p / "tlreport.toml").write_text(CONFIG)
+    build(load_config(p / "tlreport.toml"), quiet=True)
+    for stage, name in (("experiments", "results.csv"), ("experiments", "aggregate.csv"),
+                        ("experiments", "results.json"), ("train", "train.json"), ("train", "history.csv")):
+        a = next((project / ".tlreport" / "stages" / stage).glob(f"*/{name}")).read_bytes()
+        b = next((p / ".tlreport" / "stages" / stage).glob(f"*/{name}")).read_bytes()
+        if name == "train.json":       # wall time is not a result
+            a, b = (json.loads(x) for x in (a, b))
+            a.pop("train_seconds"), b.pop("train_seconds")
+        assert a == b, name
+
+
+def test_exported_classifier_classifies_a_new_photo(project, tmp_path):
+    from conftest import run_cli
+
+    model = next((project / ".tlreport" / "stages" / "train").glob("*/classifier.keras"))
+    photo = draw(tmp_path, "x", CLASSES["blue"], 99)
+    r = run_cli("classify", str(photo), "--model", str(model), "--top", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[1].split(maxsplit=1)[1] == "blue"

@@ -1,0 +1,105 @@
+"""Section contexts built from stage outputs (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+
+from tlreport.backbones import get_spec
+from tlreport.config import validate
+from tlreport.engine.stage import BuildContext
+from tlreport.engine.store import StageStore
+from tlreport.pipeline.render import _classify_context, describe_preprocessing
+from tlreport.report.render import render_post
+
+
+def _classify_output(tmp_path, backbone: str, rows: list[dict]):
+    d = tmp_path / "classify"
+    (d / "img").mkdir(parents=True)
+    for r in rows:
+        (d / "img" / r["file"]).write_bytes(b"jpeg")
+    (d / "classify.json").write_text(json.dumps({"backbone": backbone, "top_k": 5, "images": rows,
+                                                 "oov": None, "oov_label": ""}))
+    return d
+
+
+def _render(*, classify=None, replication=None) -> str:
+    """The post for one section context, with placeholder post metadata and provenance."""
+    return render_post({"post": {"title": "t", "date": "2026-01-01", "author": "a", "description": "d",
+                                 "excerpt": "e", "tags": [], "intro": "i"},
+                        "classify": classify, "transfer": None, "replication": replication,
+                        "prov": {"version": "0", "git": "", "config_hash": "0" * 64, "seed": 1, "python": "3",
+                                 "tensorflow": "2", "keras": "3", "numpy": "2", "sklearn": "1",
+                                 "backbones": [], "datasets": [], "machine": "m", "timings": []}},
+                       user_dir=None, target="jekyll")
+
+
+def _row(name: str, top: list) -> dict:
+    return {"ref": f"x:{name}.jpg", "name": name, "file": f"{name}.jpg", "size": [100, 80], "sha256": "0",
+            "top": top}
+
+
+def test_panda_on_the_2015_graph_is_shown_beside_the_seed(tmp_path):
+    top = [["giant panda", 0.89], ["indri", 0.009], ["sloth bear", 0.002]]
+    d = _classify_output(tmp_path, "inception_2015", [_row("cropped_panda", top), _row("cat", top)])
+    ctx = BuildContext(config=validate({}), store=StageStore(tmp_path / "s"))
+    ctx.outputs["classify"] = d
+    c = _classify_context(ctx, "slug", tmp_path / "site")
+    assert [i["title"] for i in c["images"]] == ["cat"]
+    rows = c["panda"]["rows"]
+    assert rows[0] == {"name": "giant panda", "prob": 0.89, "seed": "0.8923"}     # from data/seed_post.toml
+    assert rows[2]["seed"] == "–"                                                 # not in the seed's top 5
+    md = _render(classify=c)
+    assert "| 0.8900 | giant panda | 0.8923 |" in md
+    assert "fed as JPEG bytes to the graph" in md
+
+
+def test_other_backbones_show_no_panda_row(tmp_path):
+    d = _classify_output(tmp_path, "efficientnet_lite0", [_row("cropped_panda", [["giant panda", 0.9]])])
+    ctx = BuildContext(config=validate({}), store=StageStore(tmp_path / "s"))
+    ctx.outputs["classify"] = d
+    c = _classify_context(ctx, "slug", tmp_path / "site")
+    assert c["panda"] is None and len(c["images"]) == 1
+
+
+def test_preprocessing_is_described_from_the_spec():
+    assert describe_preprocessing(get_spec("efficientnet_lite0")) == (
+        "resized (bicubic) so its shorter side is 224 px, centre-cropped to 224×224")
+    assert "299×299" in describe_preprocessing(get_spec("inception_v3"))
+
+
+def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
+    """Four settings, literature rows from data/, our rows from an aggregate CSV; best values bold."""
+    import pandas as pd
+
+    from tlreport.pipeline.render import _replication_context
+
+    cfg = validate({"experiments": {"backbones": ["efficientnet_lite0"], "tables": [
+        {"dataset": "c256", "name": "Caltech-256", "literature": "caltech256",
+         "settings": [15, 30, 45, 60], "test_cap": 25}]}})
+    ctx = BuildContext(config=cfg, store=StageStore(tmp_path / "s"))
+    exp, figs, feats = tmp_path / "exp", tmp_path / "fig", tmp_path / "feat"
+    for d in (exp, figs / "replication", feats):
+        d.mkdir(parents=True)
+    rows = [{"dataset": "table0", "backbone": "efficientnet_lite0", "head": h, "n_train": n,
+             "mean": m + n / 10, "std": 0.3, "n_splits": 5, "accuracy": m}
+            for h, m in (("softmax_sgd", 78.0), ("logreg", 80.0)) for n in (15, 30, 45, 60)]
+    pd.DataFrame(rows).to_csv(exp / "aggregate.csv", index=False)
+    (figs / "replication" / "table0.png").write_bytes(b"png")
+    (feats / "features.json").write_text(json.dumps({"jobs": []}))
+    ctx.outputs.update({"experiments": exp, "figures": figs, "features": feats})
+    rep = _replication_context(ctx, "slug", tmp_path / "site")
+    t = rep["tables"][0]
+    assert t["header"] == ["# Train", "Acc(%) 15/class", "Acc(%) 30/class", "Acc(%) 45/class", "Acc(%) 60/class"]
+    labels = [r[0] for r in t["rows"]]
+    assert "Zeiler &#38; Fergus, 2013" in labels and "efficientnet_lite0 + logreg" in labels
+    ours = t["rows"][labels.index("efficientnet_lite0 + logreg")]
+    # 81.5 beats every row at 15/class (seed's best: 81.0), so the generator bolds it
+    assert ours[1:] == ["**81.5 ± 0.3**", "83.0 ± 0.3", "84.5 ± 0.3", "86.0 ± 0.3"]
+    # Inception-ResNet v2 (seed post) has 86.7 at 60/class, our 86.0 is not the best there
+    resnet = t["rows"][labels.index("Inception-ResNet v2 (seed post)")]
+    assert resnet[4] == "**86.7 ± 0.7**" and ours[4] == "86.0 ± 0.3"
+    assert (tmp_path / "site" / "images" / "slug" / "replication" / "table0.png").is_file()
+    md = _render(replication=rep)
+    assert "| # Train | Acc(%) 15/class | Acc(%) 30/class | Acc(%) 45/class | Acc(%) 60/class |" in md
+    assert "|:---|---:|---:|---:|---:|" in md
+    assert "| efficientnet_lite0 + logreg | **81.5 ± 0.3** | 83.0 ± 0.3 | 84.5 ± 0.3 | 86.0 ± 0.3 |" in md

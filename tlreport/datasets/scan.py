@@ -1,0 +1,358 @@
+"""Image-folder datasets: scanning, validation, decoding and spec-driven preprocessing.
+
+A dataset is a folder whose immediate subfolders are the classes; files nested
+deeper belong to their top-level class.  Files are recognised by content
+(magic bytes), not by extension.  Every file that looks like an image but
+cannot be used is reported as a :class:`Skip` with a reason; a scan never stops
+on a bad file.  Hashing and validation results are cached by
+``(relpath, size, mtime_ns, inode)`` so rescanning an unchanged folder only
+costs a directory walk.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import hashlib
+import json
+import os
+import stat
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlreport.datasets.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTS,
+    IMAGE_FORMATS,
+    BadImage,
+    _header_size,
+    _unsupported_format,
+    display_name,
+    sniff,
+    validate,
+)
+from tlreport.errors import UserError
+from tlreport.util.files import atomic_write_text
+from tlreport.util.progress import bar
+
+JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store", "ehthumbs.db", "icon\r"})
+_CACHE_VERSION = 1
+
+
+# --------------------------------------------------------------------------- manifest
+
+@dataclass(frozen=True)
+class Entry:
+    relpath: str   # POSIX, relative to the dataset root; may hold surrogate escapes
+    label: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    relpath: str
+    label: str
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        """Short category of the reason ("truncated", "corrupt", ...)."""
+        return self.reason.split(":", 1)[0]
+
+
+@dataclass
+class Manifest:
+    root: str
+    classes: list[str]
+    entries: list[Entry]
+    skipped: list[Skip] = field(default_factory=list)
+
+    def labels(self) -> np.ndarray:
+        """Integer label of every entry (index into :attr:`classes`)."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.fromiter((index[e.label] for e in self.entries), dtype=np.int64, count=len(self.entries))
+
+    def paths(self) -> list[str]:
+        """Absolute path of every entry."""
+        return [os.path.join(self.root, *e.relpath.split("/")) for e in self.entries]
+
+    def hash(self) -> str:
+        """The dataset identity: sha256 over sorted (relpath, label, size, sha256)."""
+        h = hashlib.sha256()
+        for e in sorted(self.entries, key=lambda e: (os.fsencode(e.relpath), os.fsencode(e.label))):
+            h.update(b"\0".join((os.fsencode(e.relpath), os.fsencode(e.label),
+                                 str(e.size).encode(), e.sha256.encode())) + b"\n")
+        return h.hexdigest()
+
+    def summary(self) -> str:
+        """One line, e.g. ``9,145 images in 102 classes; 0 skipped``."""
+        line = f"{len(self.entries):,} images in {len(self.classes):,} classes; {len(self.skipped):,} skipped"
+        if self.skipped:
+            kinds = Counter(s.kind for s in self.skipped)
+            line += " (" + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + ")"
+        return line
+
+    def to_json(self) -> str:
+        return json.dumps({"version": 1, "root": self.root, "classes": self.classes,
+                           "entries": [asdict(e) for e in self.entries],
+                           "skipped": [asdict(s) for s in self.skipped]}, indent=None)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        d = json.loads(text)
+        return cls(root=d["root"], classes=list(d["classes"]),
+                   entries=[Entry(**e) for e in d["entries"]],
+                   skipped=[Skip(**s) for s in d["skipped"]])
+
+
+# --------------------------------------------------------------------------- scanning
+
+def _read_file(path: str) -> bytes:
+    """Read a whole file (a seam for tests that simulate files vanishing)."""
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _is_hidden_or_junk(name: str) -> bool:
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
+@dataclass
+class _Found:
+    relpath: str
+    path: str
+    label: str
+    st: os.stat_result | None = None
+    skip: str | None = None
+
+
+def _walk_class(root: str, label: str, found: list[_Found]) -> None:
+    """Collect every file under ``root/label`` (following dir symlinks, refusing loops)."""
+    top = os.path.join(root, label)
+    try:
+        top_st = os.stat(top)
+    except OSError as e:
+        found.append(_Found(label, top, label, skip=f"unreadable: {e.strerror}"))
+        return
+    stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
+        (top, label, frozenset({(top_st.st_dev, top_st.st_ino)}))]
+    while stack:
+        dpath, drel, ancestors = stack.pop()
+        try:
+            with os.scandir(dpath) as it:
+                items = sorted(it, key=lambda d: d.name)
+        except OSError as e:
+            found.append(_Found(drel + "/", dpath, label, skip=f"unreadable folder: {e.strerror}"))
+            continue
+        for d in items:
+            if _is_hidden_or_junk(d.name):
+                continue
+            rel = f"{drel}/{d.name}"
+            try:
+                st = os.stat(d.path)  # follows symlinks
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    found.append(_Found(rel, d.path, label, skip="symlink loop"))
+                elif e.errno == errno.ENOENT:
+                    reason = "broken symlink" if d.is_symlink() else "vanished: deleted while scanning"
+                    found.append(_Found(rel, d.path, label, skip=reason))
+                else:
+                    found.append(_Found(rel, d.path, label, skip=f"unreadable: {e.strerror}"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    found.append(_Found(rel + "/", d.path, label, skip="symlink loop: folder links to its parent"))
+                else:
+                    stack.append((d.path, rel, ancestors | {key}))
+            elif stat.S_ISREG(st.st_mode):
+                found.append(_Found(rel, d.path, label, st=st))
+            else:
+                found.append(_Found(rel, d.path, label, skip="not a regular file"))
+
+
+def _did_you_mean(name: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _select_classes(all_classes: list[str], include: Iterable[str] | None,
+                    exclude: Iterable[str] | None) -> list[str]:
+    known = set(all_classes)
+    problems = []
+    for what, names in (("include", include), ("exclude", exclude)):
+        for n in names or ():
+            if n not in known:
+                problems.append(f"unknown class {n!r} in {what}{_did_you_mean(n, all_classes)}")
+    if problems:
+        raise UserError("; ".join(problems))
+    chosen = [c for c in all_classes if include is None or c in set(include)]
+    return [c for c in chosen if c not in set(exclude or ())]
+
+
+def _validate_file(f: _Found, max_pixels: int) -> list[Any]:
+    """-> cache record [size, mtime_ns, ino, sha256, w, h, status, reason]."""
+    st = f.st
+    assert st is not None
+    rec: list[Any] = [st.st_size, st.st_mtime_ns, st.st_ino, "", 0, 0, "skip", ""]
+    ext = os.path.splitext(f.relpath)[1].lower()
+    if st.st_size == 0:
+        rec[7] = "empty file: 0 bytes"
+        return rec
+    try:
+        data = _read_file(f.path)
+    except FileNotFoundError:
+        rec[7] = "vanished: deleted while scanning"
+        return rec
+    except PermissionError as e:
+        rec[7] = f"unreadable: {e.strerror}"
+        return rec
+    except OSError as e:
+        rec[7] = ("symlink loop" if e.errno == errno.ELOOP else f"unreadable: {e.strerror}")
+        return rec
+    if not data:
+        rec[7] = "empty file: 0 bytes"
+        return rec
+    rec[0] = len(data)
+    rec[3] = hashlib.sha256(data).hexdigest()
+    fmt = sniff(data[:32])
+    if fmt is None:
+        other = _unsupported_format(data[:32])
+        if other:
+            rec[7] = f"unsupported format: {other}"
+        elif ext in IMAGE_EXTS:
+            rec[7] = f"not an image: content is not {'/'.join(IMAGE_FORMATS)} despite the {ext} name"
+        else:
+            rec[6] = "ignore"
+        return rec
+    try:
+        w, h = validate(data, max_pixels=max_pixels)
+    except BadImage as e:
+        rec[7] = str(e)
+        if str(e).startswith("too large"):
+            w, h = rec[4], rec[5] = _header_size(data)
+            if w and h:
+                rec[7] = f"too large: {w}x{h} = {w * h:,} pixels > limit {max_pixels:,}"
+        return rec
+    rec[4], rec[5], rec[6] = w, h, "ok"
+    return rec
+
+
+def _load_cache(path: Path | None) -> dict[str, list[Any]]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d.get("version") == _CACHE_VERSION and isinstance(d.get("files"), dict):
+            return d["files"]
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
+def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = None,
+                 exclude: Iterable[str] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 hash_cache_path: str | os.PathLike | None = None, progress: bool = True,
+                 workers: int | None = None, update_hash_cache: bool = True) -> Manifest:
+    """Scan an image-folder dataset into a :class:`Manifest`.
+
+    New or changed files are hashed and fully decoded once (in ``workers``
+    threads); results are cached at ``hash_cache_path`` keyed by
+    ``(relpath, size, mtime_ns, inode)``, which a read-only scan
+    (``update_hash_cache=False``) reads but does not write.  Raises :class:`UserError` for a
+    missing root, unknown include/exclude names, or a class with no usable images.
+    """
+    root_s = os.fspath(root)
+    if not os.path.isdir(root_s):
+        what = "is not a folder" if os.path.exists(root_s) else "does not exist"
+        raise UserError(f"dataset folder {display_name(root_s)} {what}")
+    root_s = os.path.abspath(root_s)
+    with os.scandir(root_s) as it:
+        all_classes = sorted(d.name for d in it if not _is_hidden_or_junk(d.name) and d.is_dir())
+    if not all_classes:
+        raise UserError(f"dataset folder {display_name(root_s)} has no class subfolders")
+    classes = _select_classes(all_classes, include, exclude)
+    if not classes:
+        raise UserError("include/exclude leave no classes to use")
+
+    found: list[_Found] = []
+    for c in classes:
+        _walk_class(root_s, c, found)
+
+    cache_path = Path(hash_cache_path) if hash_cache_path is not None else None
+    cache = _load_cache(cache_path)
+    records: dict[str, list[Any]] = {}
+    todo: list[_Found] = []
+    for f in found:
+        if f.st is None:
+            continue
+        rec = cache.get(f.relpath)
+        st = f.st
+        if rec and rec[0] == st.st_size and rec[1] == st.st_mtime_ns and rec[2] == st.st_ino:
+            too_large = rec[6] == "skip" and rec[7].startswith("too large")
+            if too_large and 0 < rec[4] * rec[5] <= max_pixels:
+                todo.append(f)  # the limit was raised: decode it now
+                continue
+            records[f.relpath] = rec
+        else:
+            todo.append(f)
+    if todo:
+        n_workers = workers or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(n_workers) as pool, \
+                bar(total=len(todo), desc="scanning", enabled=progress) as pbar:
+            for f, rec in zip(todo, pool.map(lambda f: _validate_file(f, max_pixels), todo), strict=True):
+                records[f.relpath] = rec
+                pbar.update(1)
+
+    entries: list[Entry] = []
+    skipped: list[Skip] = []
+    per_class_files: Counter[str] = Counter()
+    per_class_skips: dict[str, Counter[str]] = {c: Counter() for c in classes}
+    for f in found:
+        if f.st is None:
+            skipped.append(Skip(f.relpath, f.label, f.skip or "unreadable"))
+            per_class_files[f.label] += 1
+            per_class_skips[f.label][skipped[-1].kind] += 1
+            continue
+        size, _mt, _ino, sha, w, h, status, reason = records[f.relpath]
+        if status == "ignore":
+            continue
+        per_class_files[f.label] += 1
+        if status == "ok" and w * h > max_pixels:
+            status, reason = "skip", f"too large: {w}x{h} = {w * h:,} pixels > limit {max_pixels:,}"
+        if status == "ok":
+            entries.append(Entry(f.relpath, f.label, int(size), sha))
+        else:
+            skipped.append(Skip(f.relpath, f.label, reason))
+            per_class_skips[f.label][skipped[-1].kind] += 1
+
+    if cache_path is not None and update_hash_cache and (todo or set(cache) != set(records)):
+        walked = set(classes)
+        keep = {k: v for k, v in cache.items() if k.split("/", 1)[0] not in walked}
+        keep.update(records)
+        atomic_write_text(cache_path, json.dumps({"version": _CACHE_VERSION, "files": keep},
+                                                 separators=(",", ":")))
+
+    have = Counter(e.label for e in entries)
+    empty = [c for c in classes if have[c] == 0]
+    if empty:
+        msgs = []
+        for c in empty:
+            n, sk = per_class_files[c], per_class_skips[c]
+            detail = f"{n} file{'s' if n != 1 else ''}"
+            if sk:
+                detail += f", {sum(sk.values())} skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(sk.items()))
+            msgs.append(f"class {display_name(c)!r} has no usable images ({detail})")
+        raise UserError("; ".join(msgs))
+
+    order = {c: i for i, c in enumerate(classes)}
+    entries.sort(key=lambda e: (order[e.label], e.relpath))
+    skipped.sort(key=lambda s: s.relpath)
+    return Manifest(root=root_s, classes=classes, entries=entries, skipped=skipped)

@@ -1,0 +1,107 @@
+"""Publishing a rendered post into site/ by swapping files into place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tlreport.config import Config
+from tlreport.util.faults import fault_point
+from tlreport.util.files import atomic_write_json, read_json
+from tlreport.util.hashing import hash_obj
+
+
+def _site_marker(site: Path, owner: str) -> Path:
+    """What one config published into ``site/``: one marker per config, so two configs sharing a
+    site never delete each other's posts, and a renamed slug still cleans up after itself."""
+    return site / f".tlreport-build-{hash_obj(owner)[:12]}.json"
+
+
+def owner_of(config: Config) -> str:
+    """The config's identity for its site marker: its path relative to the site (stable if moved)."""
+    if config.path is None:
+        return "defaults"
+    return os.path.relpath(config.path, config.site_dir.resolve() if config.site_dir.exists() else config.site_dir)
+
+
+def site_is_current(site: Path, render_key: str | None, owner: str) -> bool:
+    if render_key is None:
+        return True
+    try:
+        meta = read_json(_site_marker(site, owner))
+    except (OSError, ValueError):
+        return False
+    if meta.get("render_key") != render_key:
+        return False
+    return all((site / rel).exists() for rel in meta.get("files", []))
+
+
+PUBLISHED_FOLDERS = ("_posts", "images", "preview")  # where render puts the post, its figures, its preview
+
+
+def publish(render_out: Path, site: Path, render_key: str, owner: str) -> list[str]:
+    """Swap the rendered post, its images and its preview into ``site/``.
+
+    Each piece is copied next to its final place under a temporary name and then
+    renamed, so an interrupted publish leaves either the old or the new version.
+    Files this post published before and no longer produces are removed.
+    """
+    src = render_out / "site"
+    if not (site / "_config.yml").is_file():
+        from tlreport.util.paths import shipped_path
+
+        scaffold = shipped_path("site")
+        if scaffold.resolve() != site.resolve():
+            _copy_scaffold(scaffold, site)
+    try:
+        old = read_json(_site_marker(site, owner)).get("files", [])
+    except (OSError, ValueError):
+        old = []
+    published: list[str] = []
+    for top in sorted(src.iterdir()):
+        for item in sorted(top.iterdir()):
+            rel = item.relative_to(src)
+            dest = site / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.tlreport-new")
+            if tmp.exists():
+                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+            if item.is_dir():
+                shutil.copytree(item, tmp)
+                if dest.exists():
+                    trash = dest.with_name(f".{dest.name}.tlreport-old")
+                    shutil.rmtree(trash, ignore_errors=True)
+                    os.replace(dest, trash)
+                    os.replace(tmp, dest)
+                    shutil.rmtree(trash, ignore_errors=True)
+                else:
+                    os.replace(tmp, dest)
+            else:
+                shutil.copy2(item, tmp)
+                os.replace(tmp, dest)
+            published.append(rel.as_posix())
+            fault_point("publish:mid")
+    for rel in old:
+        if rel not in published:
+            p = site / rel
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists():
+                p.unlink()
+    atomic_write_json(_site_marker(site, owner), {"render_key": render_key, "files": published})
+    return published
+
+
+def _copy_scaffold(scaffold: Path, site: Path) -> None:
+    for p in scaffold.rglob("*"):
+        rel = p.relative_to(scaffold)
+        if rel.parts[0] in ("_posts", "images", "preview", "_site", ".jekyll-cache") or \
+                rel.name.startswith(".tlreport-build"):
+            continue
+        dest = site / rel
+        if p.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        elif not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dest)

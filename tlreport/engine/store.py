@@ -1,0 +1,110 @@
+"""Atomic files, content hashes and the stage store.
+
+Every file tlreport writes goes to a temporary name in the same folder and is
+moved into place with :func:`os.replace`, so a killed build never leaves a
+half-written file under a name a later build trusts.  A stage's output folder
+is built under a temporary name and renamed into place only after its
+``_complete.json`` (listing every file with its sha256) is written; an entry
+without it, or whose files do not match it, is reported and recomputed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tlreport.util.faults import fault_point
+from tlreport.util.files import atomic_write_json, disk_error, read_json
+from tlreport.util.hashing import sha256_file
+from tlreport.util.locks import FileLock
+
+COMPLETE = "_complete.json"
+
+
+def _listing(folder: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != COMPLETE:
+            out[p.relative_to(folder).as_posix()] = sha256_file(p)
+    return out
+
+
+class StageStore:
+    """``root/<stage>/<key>/``: one complete, verified folder per stage output."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key[:24]
+
+    def get(self, stage: str, key: str, *, repair: bool = True) -> Path | None:
+        """The output folder if complete and intact; a damaged one is removed (unless ``repair=False``).
+
+        "Intact" is checked cheaply on every build: the marker's key and every
+        listed file present with its recorded size (a truncated or missing file).
+        """
+        p = self.path(stage, key)
+        marker = p / COMPLETE
+        if not marker.is_file():
+            if p.exists() and repair:
+                shutil.rmtree(p, ignore_errors=True)
+            return None
+        try:
+            meta = read_json(marker)
+            ok = meta.get("key") == key and all(
+                (p / rel).is_file() and (p / rel).stat().st_size == size
+                for rel, size in meta["sizes"].items())
+        except (OSError, ValueError, KeyError, AttributeError):
+            ok = False
+        if not ok:
+            if repair:
+                print(f"warning: cache entry {p} is damaged; recomputing it")
+                shutil.rmtree(p, ignore_errors=True)
+            return None
+        return p
+
+    @contextlib.contextmanager
+    def put(self, stage: str, key: str) -> Iterator[Path]:
+        """Yield a fresh temporary folder; on success it becomes the entry for ``key``."""
+        final = self.path(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{key[:12]}-"))
+        try:
+            yield tmp
+            fault_point(f"{stage}:before-commit")
+            files = _listing(tmp)
+            sizes = {rel: (tmp / rel).stat().st_size for rel in files}
+            atomic_write_json(tmp / COMPLETE, {"key": key, "stage": stage, "files": files, "sizes": sizes})
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise disk_error(final, e) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def entries(self) -> list[tuple[str, str, int]]:
+        out = []
+        if not self.root.is_dir():
+            return out
+        for stage_dir in sorted(self.root.iterdir()):
+            if not stage_dir.is_dir():
+                continue
+            for e in sorted(stage_dir.iterdir()):
+                if (e / COMPLETE).is_file():
+                    size = sum(f.stat().st_size for f in e.rglob("*") if f.is_file())
+                    out.append((stage_dir.name, e.name, size))
+        return out
+
+
+def cache_lock(cache_dir: Path) -> FileLock:
+    """The lock one build holds on its cache: a second build on the same cache stops at once."""
+    return FileLock(Path(cache_dir) / "build.lock",
+                    busy=f"another tlreport build (pid {{pid}}) is using the cache {cache_dir}; wait for it to finish")

@@ -1,0 +1,32 @@
+"""What a head is: something fitted on features that predicts class probabilities."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+# --------------------------------------------------------------------- heads
+
+
+class Predictor(Protocol):
+    """A fitted head: class probabilities, ``(n, num_classes)``, columns in label order."""
+
+    def __call__(self, X: np.ndarray) -> np.ndarray: ...
+
+
+class Head(Protocol):
+    """A classifier trained on one fold's training features."""
+
+    name: str
+    description: str    # one sentence for the post
+
+    def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor: ...
+
+
+def _full_proba(proba: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:
+    if proba.shape[1] == num_classes and np.array_equal(classes, np.arange(num_classes)):
+        return proba
+    out = np.zeros((proba.shape[0], num_classes), dtype=proba.dtype)
+    out[:, classes] = proba
+    return out

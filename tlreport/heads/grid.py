@@ -1,0 +1,161 @@
+"""The grid of backbone x head x setting x split, and its aggregation."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlreport.datasets.protocol import protocol_splits
+from tlreport.errors import UserError
+from tlreport.heads import get_head
+from tlreport.heads.base import Head
+from tlreport.heads.metrics import mean_per_class_accuracy
+
+# ---------------------------------------------------------------------- grid
+
+ProgressFn = Callable[[int, int, str], None]
+
+COLUMNS = ["dataset", "backbone", "head", "n_train", "split", "mean_per_class_accuracy", "accuracy",
+           "n_test", "seconds"]
+
+
+def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, class_names: Sequence[str],
+             *, settings: Sequence[int], test_cap: int | None, n_splits: int = 5, seed: int = 0,
+             heads: Sequence[str | Head] = ("softmax_sgd", "logreg"), keys: Sequence[str] | None = None,
+             progress: ProgressFn | None = None, dataset: str = "",
+             features_flip: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Run every backbone x head x ``n_train`` x fold and return one row per fit.
+
+    The folds come from :func:`protocol_splits` and are identical for all
+    backbones and heads.  With ``features_flip[backbone]`` (features of the
+    horizontally flipped images, same row order) each fit gets a second row,
+    head ``"<head>+flip"``, whose test predictions average the probabilities of
+    the image and its mirror (test-time augmentation only; training is the same
+    fit).  ``progress(done, total, description)`` is called after every fit.
+    ``seconds`` is the wall time of the fit plus prediction; every other column
+    is deterministic in the inputs and ``seed``.
+    """
+    labels = np.asarray(labels)
+    num_classes = len(class_names)
+    head_objs = [get_head(h) for h in heads]
+    for name, feats in features_by_backbone.items():
+        if len(feats) != len(labels):
+            raise UserError(f"backbone {name!r}: {len(feats)} feature rows for {len(labels)} labels.")
+        if features_flip and name in features_flip and features_flip[name].shape != feats.shape:
+            raise UserError(f"backbone {name!r}: flipped features have shape {features_flip[name].shape}, "
+                            f"expected {feats.shape}.")
+    splits = {n: protocol_splits(labels, class_names, n_train=n, test_cap=test_cap, n_splits=n_splits,
+                                 seed=seed, keys=keys) for n in settings}
+    total = len(features_by_backbone) * len(head_objs) * len(settings) * n_splits
+    rows: list[dict[str, Any]] = []
+    done = 0
+    for backbone, feats in features_by_backbone.items():
+        flip = features_flip.get(backbone) if features_flip else None
+        for head in head_objs:
+            # the same seed for every backbone; a head's seed does not depend on the other heads
+            head_key = zlib.crc32(head.name.encode())
+            tasks = [(n, s, tr, te, int(np.random.SeedSequence([seed, head_key, n, s]).generate_state(1)[0]))
+                     for n in settings for s, (tr, te) in enumerate(splits[n])]
+            args = [(head, feats[tr], labels[tr], feats[te], None if flip is None else flip[te], num_classes, fs)
+                    for n, s, tr, te, fs in tasks]
+            if hasattr(head, "fit_many"):
+                # the folds of one setting share their shapes: train them side by side
+                outs: Iterator[tuple[np.ndarray, np.ndarray | None, float, float]] = _fit_predict_stacked(args)
+            elif getattr(head, "processes", 1) > 1 and len(tasks) > 1:
+                # single-threaded fits (BLAS pinned to one thread) spread over processes;
+                # each fit is seeded on its own, so the results do not depend on the schedule
+                from joblib import Parallel, delayed
+
+                outs = Parallel(n_jobs=head.processes, backend="loky", return_as="generator")(
+                    delayed(_fit_predict)(*a) for a in args)
+            else:
+                outs = (_fit_predict(*a) for a in args)
+            for (n, s, _, te, _), (proba, proba_flip, seconds, seconds_flip) in zip(tasks, outs, strict=True):
+                base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size))
+                rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
+                if proba_flip is not None:
+                    rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
+                                     seconds + seconds_flip))
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"{backbone} {head.name} {n}/class split {s + 1}/{n_splits}")
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _fit_predict(head: Head, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, Xte_flip: np.ndarray | None,
+                 num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, float, float]:
+    """One fold: fit on the training images, predict the test images (and their mirrors)."""
+    t0 = time.perf_counter()
+    predict = head.fit(Xtr, ytr, num_classes=num_classes, seed=seed)
+    proba = predict(Xte)
+    seconds = time.perf_counter() - t0
+    if Xte_flip is None:
+        return proba, None, seconds, 0.0
+    t1 = time.perf_counter()
+    return proba, 0.5 * (proba + predict(Xte_flip)), seconds, time.perf_counter() - t1
+
+
+STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-by-side run
+
+
+def _fit_predict_stacked(args: list[tuple[Any, ...]]) -> Iterator[tuple[np.ndarray, np.ndarray | None, float, float]]:
+    """:func:`_fit_predict` for each of ``args``, same-shaped folds trained together by ``head.fit_many``."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, a in enumerate(args):
+        groups.setdefault(a[1].shape, []).append(i)
+    results: dict[int, tuple[np.ndarray, np.ndarray | None, float, float]] = {}
+    ready = 0                                       # results are yielded in order, as soon as they exist
+    for shape, members in groups.items():
+        per = max(1, STACK_BYTES // max(1, 4 * int(np.prod(shape))))
+        for j in range(0, len(members), per):
+            chunk = [args[i] for i in members[j:j + per]]
+            head, num_classes = chunk[0][0], chunk[0][5]
+            t0 = time.perf_counter()
+            predicts = head.fit_many([a[1] for a in chunk], [a[2] for a in chunk], num_classes=num_classes,
+                                     seeds=[a[6] for a in chunk])
+            fit_seconds = (time.perf_counter() - t0) / len(chunk)
+            for i, a, predict in zip(members[j:j + per], chunk, predicts, strict=True):
+                t1 = time.perf_counter()
+                proba = predict(a[3])
+                seconds = fit_seconds + time.perf_counter() - t1
+                if a[4] is None:
+                    results[i] = (proba, None, seconds, 0.0)
+                else:
+                    t2 = time.perf_counter()
+                    results[i] = (proba, 0.5 * (proba + predict(a[4])), seconds, time.perf_counter() - t2)
+            while ready in results:
+                yield results.pop(ready)
+                ready += 1
+
+
+def _row(base: dict[str, Any], head: str, y: np.ndarray, proba: np.ndarray, num_classes: int,
+         seconds: float) -> dict[str, Any]:
+    pred = proba.argmax(axis=1)
+    return {**base, "head": head, "mean_per_class_accuracy": mean_per_class_accuracy(y, pred, num_classes),
+            "accuracy": float(np.mean(pred == y)), "seconds": seconds}
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread over folds per dataset x backbone x head x ``n_train``.
+
+    ``mean`` and ``std`` are the mean per-class accuracy in percent; ``std`` is
+    the *sample* standard deviation over folds (``ddof=1``), the usual reading
+    of the literature's "mean ± std over 5 splits" (it is ``NaN`` for a single
+    fold).  ``accuracy`` is the mean overall accuracy in percent, ``seconds`` the
+    mean time per fit.
+    """
+    keys = ["dataset", "backbone", "head", "n_train"]
+    g = df.groupby(keys, sort=False)
+    out = pd.DataFrame({
+        "mean": g["mean_per_class_accuracy"].mean() * 100.0,
+        "std": g["mean_per_class_accuracy"].std(ddof=1) * 100.0,
+        "n_splits": g["split"].count(),
+        "accuracy": g["accuracy"].mean() * 100.0,
+        "seconds": g["seconds"].mean(),
+    }).reset_index()
+    return out

@@ -1,0 +1,64 @@
+"""Accuracy metrics of predicted probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tlreport.heads.softmax import _EPS
+
+# -------------------------------------------------------------------- metric
+
+
+def mean_per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """Average over classes of the fraction of that class's test images predicted correctly.
+
+    Classes with no test image are left out of the average (their recall is
+    undefined).  Returns a fraction in ``[0, 1]``.
+
+    Examples
+    --------
+    >>> mean_per_class_accuracy(np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1]), 2)
+    0.8333333333333333
+    """
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in shape: {y_true.shape} vs {y_pred.shape}")
+    total = np.bincount(y_true, minlength=num_classes)
+    right = np.bincount(y_true[y_true == y_pred], minlength=num_classes)
+    present = total > 0
+    if not present.any():
+        raise ValueError("y_true is empty")
+    return float(np.mean(right[present] / total[present]))
+
+
+def evaluate(probs: np.ndarray, y: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Accuracy, mean per-class accuracy, cross-entropy, top-5 accuracy and ``n``.
+
+    Mean per-class accuracy averages the recall of the classes present in ``y``
+    (the Caltech protocol's number).  The loss clips probabilities at 1e-7 as
+    Keras does.  Top-5 becomes top-``num_classes`` when there are fewer classes.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y).astype(np.int64)
+    if probs.ndim != 2 or probs.shape != (len(y), num_classes):
+        raise ValueError(f"probs must be ({len(y)}, {num_classes}); got {probs.shape}")
+    n = len(y)
+    if n == 0:
+        nan = float("nan")
+        return dict(accuracy=nan, mean_per_class_accuracy=nan, loss=nan, top5_accuracy=nan, n=0)
+    pred = probs.argmax(axis=1)
+    hit = pred == y
+    present = np.unique(y)
+    per_class = np.array([hit[y == c].mean() for c in present])
+    p_true = np.clip(probs[np.arange(n), y], _EPS, 1.0 - _EPS)
+    k = min(5, num_classes)
+    topk = np.argpartition(-probs, k - 1, axis=1)[:, :k] if k < num_classes else np.tile(np.arange(num_classes), (n, 1))
+    top5 = (topk == y[:, None]).any(axis=1)
+    return dict(
+        accuracy=float(hit.mean()),
+        mean_per_class_accuracy=float(per_class.mean()),
+        loss=float(-np.log(p_true).mean()),
+        top5_accuracy=float(top5.mean()),
+        n=int(n),
+    )

@@ -1,0 +1,58 @@
+"""``tlreport cache info`` and ``tlreport cache prune``."""
+
+from __future__ import annotations
+
+import shutil
+
+from tlreport.config import Config
+from tlreport.errors import NeedsDownload
+from tlreport.util.humanize import human_size
+
+
+def cache_info(cfg: Config) -> int:
+    from tlreport.engine.store import StageStore
+    from tlreport.features.store import FeatureStore
+
+    root = cfg.cache_dir
+    print(f"cache: {root}")
+    total = 0
+    for stage, key, size in StageStore(root / "stages").entries():
+        print(f"  stage {stage:12s} {key}  {human_size(size)}")
+        total += size
+    for info in FeatureStore(root / "features").info():
+        name = FeatureStore(root / "features").meta(info[0]).get("name", "?")
+        print(f"  features {name:20s} {info[0][:16]}  {info[1]:,} images  {human_size(info[2])}")
+        total += info[2]
+    print(f"total: {human_size(total)}")
+    return 0
+
+
+def cache_prune(cfg: Config) -> int:
+    """Remove stage entries and feature namespaces that this config no longer references."""
+    from tlreport.engine.plan import plan
+    from tlreport.engine.stage import BuildContext
+    from tlreport.engine.store import StageStore, cache_lock
+    from tlreport.features.store import FeatureStore
+    from tlreport.pipeline import STAGES
+    from tlreport.pipeline import resources as datastage
+
+    store = StageStore(cfg.cache_dir / "stages")
+    with cache_lock(cfg.cache_dir):
+        ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=datastage.resolve_data_root(cfg),
+                           read_only=True)
+        rows = plan(ctx, STAGES)
+        keep = {(name, store.path(name, key).name) for name, key in ctx.keys.items()}
+        # a stage this plan could not key (its inputs need a download) keeps every entry it has
+        unkeyed = {r.stage.name for r in rows if r.enabled and r.key is None}
+        removed = 0
+        for stage, key, _ in store.entries():
+            if (stage, key) not in keep and stage not in unkeyed:
+                shutil.rmtree(store.root / stage / key, ignore_errors=True)
+                removed += 1
+        try:
+            keys = {datastage.feature_key(ctx, v) for _, v in datastage.feature_jobs(ctx)}
+        except NeedsDownload:       # some backbone's weights are not installed: its namespace is unknown
+            keys = None
+        removed_f = FeatureStore(cfg.cache_dir / "features").prune(sorted(keys)) if keys is not None else 0
+    print(f"pruned {removed} stage entr{'y' if removed == 1 else 'ies'} and {removed_f} feature namespace(s)")
+    return 0

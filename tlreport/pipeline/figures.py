@@ -1,0 +1,121 @@
+"""The figures stage: the transfer section's and the tables' figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tlreport.engine.stage import BuildContext
+from tlreport.util.files import atomic_write_json, read_json
+
+# ----------------------------------------------------------------------------- figures
+
+
+def figures_inputs(ctx: BuildContext) -> dict:
+    return {"grid": ctx.config["train"]["grid_size"], "seed": ctx.config["seed"]}
+
+
+def _transfer_figures(ctx: BuildContext, out: Path) -> None:
+    import numpy as np
+
+    from tlreport.datasets.images import BadImage, load_prepared
+    from tlreport.pipeline import resources as datastage
+    from tlreport.report.confusion import confused_pairs, plot_confusion
+    from tlreport.report.figures import (
+        feature_grid_shape,
+        plot_bottleneck,
+        plot_history,
+        plot_misclassified,
+        plot_prediction_grid,
+        thumbnail,
+    )
+
+    d = ctx.outputs["train"]
+    res = read_json(d / "train.json")
+    pred = np.load(d / "predictions.npz", allow_pickle=False)
+    test_idx, probs, y = pred["test_idx"], pred["probs"], pred["y"]
+    names = res["classes"]
+    use = datastage.transfer_use(ctx)
+    m = datastage.manifest(ctx, use)
+    spec = datastage.resolved_spec(ctx, res["backbone"])
+    paths = m.paths()
+    yhat = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+
+    def image(i: int) -> np.ndarray:
+        try:
+            return load_prepared(paths[int(i)], spec)
+        except BadImage:
+            return np.full((spec.input_size, spec.input_size, 3), 200, np.uint8)
+
+    import pandas as pd
+
+    o = out / "transfer"
+    o.mkdir(parents=True, exist_ok=True)
+    hist = pd.read_csv(d / "history.csv")
+    plot_history(hist, o / "history", best_epoch=res["best_epoch"])
+    (o / "history_loss.png").rename(o / "loss.png")
+    (o / "history_accuracy.png").rename(o / "accuracy.png")
+    plot_confusion(y, yhat, names, o / "confusion")
+    rng = np.random.default_rng(ctx.config["seed"])
+    g = ctx.config["train"]["grid_size"]
+    pick = np.sort(rng.choice(len(test_idx), size=min(g * g, len(test_idx)), replace=False))
+    plot_prediction_grid([image(test_idx[i]) for i in pick], [names[y[i]] for i in pick],
+                                 [names[yhat[i]] for i in pick], conf[pick], o / "grid", cols=g)
+
+    class Lazy:
+        def __getitem__(self, i: int) -> np.ndarray:
+            return image(test_idx[i])
+
+    plot_misclassified(Lazy(), y, yhat, conf, names, o / "misclassified", k=12, cols=4)
+    x = datastage.features(ctx, use, datastage.FeatureVariant(res["backbone"]))
+    ex = res["example"]["index"]
+    plot_bottleneck(image(ex), x[ex], o / "bottleneck")
+    thumbnail(image(ex), o / "example.png", size=224)
+    pairs = []
+    labels = m.labels()
+    parts = np.load(d / "parts.npy", allow_pickle=False)
+    train_rows = np.flatnonzero(parts == 0)
+    for k, row in confused_pairs(y, yhat, names, k=15).iterrows():
+        thumbs = {}
+        for side, cname in (("true", row["true"]), ("pred", row["predicted"])):
+            ci = names.index(cname)
+            first = train_rows[labels[train_rows] == ci]
+            rel = f"pairs/{k:02d}-{side}"
+            thumbnail(image(first[0]) if len(first) else image(test_idx[0]), o / f"{rel}.png", size=64)
+            thumbs[side] = rel
+        pairs.append({"true": row["true"], "pred": row["predicted"], "count": int(row["count"]),
+                      "rate": float(row["rate"]), "thumb_true": thumbs["true"], "thumb_pred": thumbs["pred"]})
+    rows, cols = feature_grid_shape(x.shape[1])
+    n_wrong = int((y != yhat).sum())
+    atomic_write_json(out / "transfer.json", {
+        "pairs": pairs,
+        "confusion_caption": (f"Confusion matrix of the {len(y):,} test images over {len(names)} classes, "
+                              "each row normalised to its class; classes are ordered by hierarchical "
+                              f"clustering so that confusions sit near the diagonal. {n_wrong:,} images "
+                              "are off the diagonal."),
+        "grid_caption": (f"{len(pick)} random test images, each with the class the new layer predicted, its "
+                         "probability and the true class; wrong ones have a dashed border and ✗."),
+        "bottleneck_caption": (f"One held-out image and its {x.shape[1]:,}-d bottleneck vector, drawn as a "
+                               f"{rows}×{cols} grid as the seed post does: this vector is all the new layer sees."),
+    })
+
+
+def _replication_figures(ctx: BuildContext, out: Path) -> None:
+    import pandas as pd
+
+    from tlreport.report.figures import plot_accuracy_vs_ntrain
+    from tlreport.report.tables import literature_rows
+
+    agg = pd.read_csv(ctx.outputs["experiments"] / "aggregate.csv")
+    o = out / "replication"
+    o.mkdir(parents=True, exist_ok=True)
+    for i, t in enumerate(ctx.config["experiments"]["tables"]):
+        lit = literature_rows(t["literature"]) if t["literature"] else None
+        plot_accuracy_vs_ntrain(agg, o / f"table{i}", lit, dataset=f"table{i}")
+
+
+def figures_run(ctx: BuildContext, out: Path) -> None:
+    if "train" in ctx.outputs:
+        _transfer_figures(ctx, out)
+    if "experiments" in ctx.outputs:
+        _replication_figures(ctx, out)

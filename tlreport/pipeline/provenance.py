@@ -1,0 +1,75 @@
+"""What the post's provenance box prints: versions, machine, hashes, timings."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from tlreport.engine.stage import BuildContext
+from tlreport.pipeline.resources import weights_id
+from tlreport.util.files import read_json
+
+
+def _version(dist: str, *alts: str) -> str:
+    for d in (dist, *alts):
+        try:
+            return metadata.version(d)
+        except metadata.PackageNotFoundError:
+            continue
+    return "not installed"
+
+
+def _git_commit() -> str:
+    here = Path(__file__).resolve().parents[2]     # the checkout holding tlreport/
+    if not (here / ".git").exists():
+        return ""
+    try:
+        r = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+                           capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def _provenance(ctx: BuildContext) -> dict:
+    from tlreport import __version__
+    from tlreport.backbones import get_spec
+
+    names = []
+    if ctx.config["classify"]["enabled"]:
+        names.append(ctx.config["classify"]["backbone"])
+    for b in ctx.config["features"]["backbones"]:
+        if b not in names:
+            names.append(b)
+    backbones = []
+    for n in names:
+        s = get_spec(n)
+        backbones.append({"name": n, "sha256": weights_id(ctx, n), "source": s.weights.describe(), "licence": s.licence})
+    timings = []
+    for name, d in ctx.outputs.items():
+        meta = d / "_meta.json"
+        if meta.is_file():
+            timings.append((name, read_json(meta)["seconds"]))
+    return {
+        "version": __version__, "git": _git_commit(), "config_hash": ctx.config.hash(),
+        "seed": ctx.config["seed"], "python": platform.python_version(),
+        "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),
+        "numpy": _version("numpy"), "sklearn": _version("scikit-learn"),
+        "backbones": backbones, "datasets": ctx.memo.get("provenance.datasets", []),
+        "machine": _machine(), "timings": timings,
+    }

@@ -1,0 +1,211 @@
+"""The render stage: section contexts from the stages' outputs, then the post and its preview."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tlreport.engine.stage import BuildContext
+from tlreport.errors import UserError
+from tlreport.pipeline.provenance import _provenance
+from tlreport.util.files import atomic_write_text, read_json
+
+# ----------------------------------------------------------------------------- render
+
+
+def render_inputs(ctx: BuildContext) -> dict:
+    from tlreport.report.render import templates_fingerprint
+
+    # the whole config: the post's provenance box prints its hash and the backbone list
+    return {"post": ctx.config["post"], "config": ctx.config.hash(),
+            "templates": templates_fingerprint(_user_templates(ctx))}
+
+
+def _user_templates(ctx: BuildContext) -> Path | None:
+    t = ctx.config["post"]["templates"]
+    if not t:
+        return None
+    p = ctx.config.resolve(t)
+    if not p.is_dir():
+        raise UserError(f"post.templates: folder not found (got {t!r})")
+    return p
+
+
+def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
+    from tlreport.backbones import get_spec
+
+    d = ctx.outputs.get("classify")
+    if d is None:
+        return None
+    res = read_json(d / "classify.json")
+    spec = get_spec(res["backbone"])
+    img_dir = site_out / "images" / slug / "classify"
+    img_dir.mkdir(parents=True, exist_ok=True)
+
+    def item(r: dict, caption: str) -> dict:
+        shutil.copy2(d / "img" / r["file"], img_dir / r["file"])
+        return {"title": r["name"].replace("_", " "), "src": f"images/{slug}/classify/{r['file']}",
+                "caption": caption, "width": min(r["size"][0], 360),
+                "top": [(n, p) for n, p in r["top"]]}
+
+    panda = None
+    rows = res["images"]
+    if res["backbone"] == "inception_2015":       # the seed's own model: show its panda beside the seed's list
+        seed_top = {n: p for n, p in _seed_post()["panda"]["top5"]}
+        for r in rows:
+            if r["name"] == "cropped_panda":
+                panda = item(r, f"{r['name']} ({r['ref']}), the image that ships with the 2015 graph")
+                panda["rows"] = [{"name": n, "prob": p, "seed": f"{seed_top[n]:.4f}" if n in seed_top else "–"}
+                                 for n, p in r["top"]]
+        rows = [r for r in rows if r["name"] != "cropped_panda"]
+    images = [item(r, f"{r['name']} ({r['ref']})") for r in rows]
+    oov = None
+    if res["oov"]:
+        oov = item(res["oov"], f"{res['oov_label']} ({res['oov']['ref']})")
+        oov["label"] = res["oov_label"]
+    return {"spec": spec, "num_classes": 1000 if spec.num_classes in (1000, 1001, 1008) else spec.num_classes,
+            "preprocess": describe_preprocessing(spec), "top_k": res["top_k"],
+            "images": images, "oov": oov, "panda": panda}
+
+
+def describe_preprocessing(spec) -> str:
+    """How an image reaches the network, in words, from the spec."""
+    s = spec.input_size
+    if spec.resize == "center_crop":
+        return (f"resized ({spec.interpolation}) so its shorter side is {round(s / spec.crop_fraction)} px, "
+                f"centre-cropped to {s}×{s}")
+    if spec.resize == "squash":
+        return f"resized ({spec.interpolation}) to {s}×{s}"
+    return f"fed as JPEG bytes to the graph, which decodes it and resizes it to {s}×{s} itself"
+
+
+def _copy_figures(ctx: BuildContext, slug: str, site_out: Path, sub: str) -> dict[str, str]:
+    """Copy the figures stage's files for a section into the site; name -> site-relative URL."""
+    src = ctx.outputs["figures"] / sub
+    dest = site_out / "images" / slug / sub
+    out = {}
+    for f in sorted(src.rglob("*")):
+        if f.is_file():
+            rel = f.relative_to(src)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest / rel)
+            out[rel.with_suffix("").as_posix()] = f"images/{slug}/{sub}/{rel.as_posix()}"
+    return out
+
+
+def _seed_post() -> dict:
+    import tomllib
+
+    from tlreport.util.paths import shipped_path
+
+    return tomllib.loads(shipped_path("data", "seed_post.toml").read_text(encoding="utf-8"))
+
+
+def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
+    from tlreport.datasets.demo import DESCRIPTION
+    from tlreport.report import escape
+
+    d = ctx.outputs.get("train")
+    if d is None or "figures" not in ctx.outputs:
+        return None
+    res = read_json(d / "train.json")
+    fig = _copy_figures(ctx, slug, site_out, "transfer")
+    fmeta = read_json(ctx.outputs["figures"] / "transfer.json")
+    counts = [(k, res["counts"][k]) for k in ("train", "validation", "test")]
+    total = sum(n for _, n in counts)
+    demo = None
+    if res["dataset"] == "demo":
+        n = len(res["classes"])
+        demo = DESCRIPTION.format(n=n, per=round(total / max(1, n)))
+    seed = _seed_post()["transfer"]
+    diff = res["metrics"]["test"]["accuracy"] - seed["accuracy"]
+    pairs = [{**p, "thumb_true_url": fig[p["thumb_true"]], "thumb_pred_url": fig[p["thumb_pred"]]}
+             for p in fmeta["pairs"]]
+    ex = res["example"]
+    return {
+        "backbone": res["backbone"], "dim": res["features_dim"], "n_classes": len(res["classes"]),
+        "demo": demo, "dataset": res["dataset"], "summary": res["manifest_summary"],
+        "skipped": res.get("skipped_files", [])[:SKIPS_SHOWN], "skipped_total": res.get("skipped", 0),
+        "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
+        "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],
+        "test": res["metrics"]["test"], "val": res["metrics"]["validation"], "seed": seed,
+        "diff_text": (f"{abs(diff) * 100:.2f} points {'above' if diff >= 0 else 'below'} the seed, "
+                      "on a split that also holds out a validation set"),
+        "fig": fig, "pairs": pairs,
+        "confusion_caption": fmeta["confusion_caption"], "grid_caption": fmeta["grid_caption"],
+        "bottleneck_caption": fmeta["bottleneck_caption"],
+        "example": {"relpath": ex["relpath"], "src": fig["example"],
+                    "caption": f"A held-out test image of class {ex['label']} ({ex['relpath']})",
+                    "top": [(n, p) for n, p in ex["top"]]},
+        "escape": escape,
+    }
+
+
+def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
+    import pandas as pd
+
+    from tlreport.report import escape
+    from tlreport.report.tables import comparison_sentences, literature_rows, table_rows
+
+    d = ctx.outputs.get("experiments")
+    if d is None or "figures" not in ctx.outputs:
+        return None
+    e = ctx.config["experiments"]
+    agg = pd.read_csv(d / "aggregate.csv")
+    fig = _copy_figures(ctx, slug, site_out, "replication")
+    fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
+    from tlreport.pipeline import resources as datastage
+
+    tables = []
+    for i, t in enumerate(e["tables"]):
+        ds = f"table{i}"
+        lit = literature_rows(t["literature"]) if t["literature"] else []
+        rows, best = table_rows(agg, lit, t["settings"], dataset=ds)
+        cells = []
+        for row, flags in zip(rows, best, strict=True):
+            out = [escape.md(row[0])]
+            for c, b in zip(row[1:], flags, strict=True):
+                out.append(f"**{escape.md(c)}**" if b else escape.md(c))
+            cells.append(out)
+        name = t["name"] or t["dataset"]
+        job = fjobs.get(datastage.table_use(ctx, t).id, {})
+        tables.append({
+            "name": name, "settings": t["settings"], "test_cap": t["test_cap"],
+            "summary": f"{name}: {job.get('summary', '')}",
+            "header": ["# Train"] + [f"Acc(%) {n}/class" for n in t["settings"]],
+            "rows": cells, "sentences": comparison_sentences(agg, lit, ds) if lit else [],
+            "figure": fig[f"table{i}"],
+            "figure_caption": (f"{name}: mean per-class accuracy against training images per class; "
+                               f"error bars are ± one standard deviation over {e['n_splits']} splits"
+                               + ("; dashed lines are the published rows." if lit else ".")),
+        })
+    from tlreport.heads import get_head
+
+    heads = [{"name": h, "text": get_head(h).description} for h in e["heads"]]
+    return {"tables": tables, "n_splits": e["n_splits"], "heads": heads, "flip": e["flip"]}
+
+
+SECTION_CONTEXTS = {"classify": _classify_context, "transfer": _transfer_context,
+                    "replication": _replication_context}
+
+
+def render_run(ctx: BuildContext, out: Path) -> None:
+    from tlreport.report.render import markdown_to_preview, render_post
+
+    post = dict(ctx.config["post"])
+    slug = post["slug"]
+    site_out = out / "site"
+    sections = {name: fn(ctx, slug, site_out) for name, fn in SECTION_CONTEXTS.items()}
+    for name in ("transfer", "replication"):
+        sections.setdefault(name, None)
+    post["excerpt"] = post["description"]
+    context = {"post": post, "prov": _provenance(ctx), **sections}
+    user = _user_templates(ctx)
+    md_jekyll = render_post(context, user_dir=user, target="jekyll")
+    md_preview = render_post(context, user_dir=user, target="preview")
+    atomic_write_text(site_out / "_posts" / f"{post['date']}-{slug}.md", md_jekyll)
+    atomic_write_text(site_out / "preview" / f"{slug}.html",
+                      markdown_to_preview(md_preview, title=post["title"], user_dir=user))
+
+
+SKIPS_SHOWN = 20  # skipped files listed in the post; the manifest in the cache lists them all

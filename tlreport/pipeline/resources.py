@@ -1,0 +1,288 @@
+"""Datasets, backbones and features as the stages see them.
+
+A build may use several datasets (the transfer section's and one per results
+table) and several backbones.  :func:`feature_jobs` lists the (dataset, feature
+variant) pairs the enabled stages read, :func:`manifest` scans each dataset
+once per build (with a hash cache, so a rescan of an unchanged folder is fast)
+and :func:`features` returns a feature matrix from the content-addressed store,
+extracting only what is missing.
+
+In a read-only build (``ctx.read_only``: a dry run, ``cache prune``) nothing
+here writes outside a temporary folder or downloads: an artifact that is not
+installed raises :class:`~tlreport.errors.NeedsDownload`, which the plan shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tlreport.backbones.spec import FLIP
+from tlreport.config import Config
+from tlreport.engine.stage import BuildContext
+from tlreport.errors import NeedsDownload, UserError
+from tlreport.util.hashing import sha256_file
+
+
+@dataclass(frozen=True)
+class DatasetUse:
+    ref: str                      # "demo", "artifact:NAME" or a path, as configured
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        blob = f"{self.ref}\0{','.join(self.include)}\0{','.join(self.exclude)}"
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, order=True)
+class FeatureVariant:
+    """Which features of a dataset: a backbone's, on the images as they are or mirrored left-right.
+
+    The mirrored images' features (``flip=True``) feed test-time flip averaging
+    and are cached under a key of their own.
+    """
+
+    backbone: str
+    flip: bool = False
+
+    @property
+    def name(self) -> str:
+        """How the plan, the counters and the cache listing show it: ``efficientnet_lite0+flip``."""
+        return self.backbone + (FLIP if self.flip else "")
+
+
+def resolve_data_root(config: Config, override: str | None = None) -> str | None:
+    """``--data-root``, else the config's ``data_root`` (relative to the config file), else None."""
+    if override is None and config["data_root"]:
+        return str(config.resolve(config["data_root"]))
+    return override
+
+
+def transfer_use(ctx: BuildContext) -> DatasetUse:
+    d = ctx.config["dataset"]
+    ref = ctx.dataset_override or d["path"]
+    return DatasetUse(ref, tuple(d["include"]), tuple(d["exclude"]))
+
+
+def table_use(ctx: BuildContext, table: dict) -> DatasetUse:
+    ref = table["dataset"]
+    if ctx.dataset_override and ref == ctx.config["dataset"]["path"]:
+        ref = ctx.dataset_override          # --dataset points the same dataset elsewhere
+    return DatasetUse(ref, (), tuple(table["exclude"]))
+
+
+def table_variants(ctx: BuildContext) -> list[FeatureVariant]:
+    """The feature variants every replication table reads: each backbone's, and with
+    ``experiments.flip`` each backbone's on the mirrored images too."""
+    e = ctx.config["experiments"]
+    return [FeatureVariant(b, flip) for b in e["backbones"] for flip in (False, True) if not flip or e["flip"]]
+
+
+def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, FeatureVariant]]:
+    """Every (dataset, feature variant) pair whose features the enabled stages need, once each."""
+    jobs: list[tuple[DatasetUse, FeatureVariant]] = []
+    cfg = ctx.config
+    if cfg["train"]["enabled"]:
+        jobs.append((transfer_use(ctx), FeatureVariant(cfg["train"]["backbone"])))
+    if cfg["experiments"]["enabled"]:
+        for t in cfg["experiments"]["tables"]:
+            for v in table_variants(ctx):
+                jobs.append((table_use(ctx, t), v))
+    seen, out = set(), []
+    for use, v in jobs:
+        if (use.id, v) not in seen:
+            seen.add((use.id, v))
+            out.append((use, v))
+    return out
+
+
+def dataset_root(ctx: BuildContext, ref: str) -> Path:
+    if ref == "demo":
+        from tlreport.datasets.demo import demo_dataset_path, make_demo_dataset
+
+        seed = ctx.config["seed"]
+        if ctx.read_only:
+            return demo_dataset_path(ctx.cache_dir, seed=seed) or make_demo_dataset(Path(scratch_dir(ctx)), seed=seed)
+        return make_demo_dataset(ctx.cache_dir, seed=seed)
+    if ref.startswith("artifact:"):
+        from tlreport.artifacts.install import download_note, ensure, resolve_dataset
+        from tlreport.artifacts.registry import data_root
+
+        name = ref.split(":", 1)[1]
+        root = data_root(ctx.data_root)
+        found = resolve_dataset(name, root)
+        if found is None:
+            if ctx.read_only:
+                raise NeedsDownload([download_note(name)])
+            found = ensure(name, root, allow_download=True)
+        return Path(found)
+    return ctx.config.resolve(ref)
+
+
+def scratch_dir(ctx: BuildContext) -> str:
+    """A temporary folder for what a read-only build must make to plan (the demo dataset), removed at exit."""
+    return ctx.once("scratch", lambda: tempfile.TemporaryDirectory(prefix="tlreport-plan-")).name
+
+
+def manifest(ctx: BuildContext, use: DatasetUse):
+    """The scanned manifest of a dataset, once per build."""
+
+    def scan():
+        from tlreport.datasets.scan import scan_dataset
+
+        root = dataset_root(ctx, use.ref)
+        cache = ctx.cache_dir / "manifests" / (hashlib.sha256(os.fsencode(str(root.resolve()))).hexdigest()[:16] + ".json")
+        m = scan_dataset(root, include=use.include or None, exclude=use.exclude or None,
+                         max_pixels=ctx.config["dataset"]["max_pixels"], hash_cache_path=cache,
+                         progress=not ctx.quiet, update_hash_cache=not ctx.read_only)
+        ctx.log(f"dataset {use.ref}: {m.summary()}")
+        for s in m.skipped[:20]:
+            ctx.log(f"  skipped {s.label}/{s.relpath}: {s.reason}")
+        if len(m.skipped) > 20:
+            ctx.log(f"  ... and {len(m.skipped) - 20} more (listed in the manifest)")
+        prov = ctx.memo.setdefault("provenance.datasets", [])
+        prov.append({"name": use.ref, "hash": m.hash(), "summary": m.summary()})
+        return m
+
+    return ctx.once(f"manifest:{use.id}", scan)
+
+
+def resolved_spec(ctx: BuildContext, variant: FeatureVariant | str):
+    """The registered spec with the configured precision (and the mirroring) applied."""
+    from tlreport.backbones import get_spec
+
+    if isinstance(variant, str):
+        variant = FeatureVariant(variant)
+    spec = get_spec(variant.backbone)
+    if variant.flip:
+        spec = spec.with_flip()
+    precision = ctx.config["features"]["precision"]
+    if precision == "auto":
+        precision = "bfloat16" if cpu_has_bf16() else "float32"
+    return spec.with_precision(precision) if precision != spec.precision else spec
+
+
+def weights_id(ctx: BuildContext, backbone: str) -> str:
+    """The backbone's weights identity (:mod:`tlreport.backbones.identity`), once per build."""
+    from tlreport.backbones import get_spec
+    from tlreport.backbones.identity import weights_identity
+
+    return ctx.once(f"weights:{backbone}", lambda: weights_identity(
+        get_spec(backbone), data_root=ctx.data_root, download=not ctx.read_only))
+
+
+def feature_key(ctx: BuildContext, variant: FeatureVariant) -> str:
+    """The feature store namespace of a variant: spec, weights identity and precision."""
+    from tlreport.features.store import backbone_key
+
+    return backbone_key(resolved_spec(ctx, variant), weights_sha256=weights_id(ctx, variant.backbone))
+
+
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX on this CPU (Linux ``/proc/cpuinfo`` flags)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def store(ctx: BuildContext):
+    from tlreport.features.store import FeatureStore
+
+    return ctx.once("feature_store", lambda: FeatureStore(ctx.cache_dir / "features", report=ctx.log))
+
+
+def missing_count(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> int:
+    """Images of the dataset whose features the store lacks (looked up once per build)."""
+
+    def count() -> int:
+        m = manifest(ctx, use)
+        found, _ = store(ctx).lookup(feature_key(ctx, variant), [e.sha256 for e in m.entries])
+        return int(len(found) - found.sum())
+
+    return ctx.once(f"missing:{use.id}:{variant.name}", count)
+
+
+def model(ctx: BuildContext, backbone: str):
+    """The Keras model for a backbone, built once per build (its mirrored variant shares it)."""
+
+    def build():
+        from tlreport.backbones import load_model
+
+        spec = resolved_spec(ctx, backbone)
+        root = ctx.data_root
+        if spec.precision == "bfloat16":
+            import keras
+
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+            try:
+                return load_model(spec, cache_dir=ctx.cache_dir, data_root=root)
+            finally:
+                keras.mixed_precision.set_global_policy("float32")
+        return load_model(spec, cache_dir=ctx.cache_dir, data_root=root)
+
+    return ctx.once(f"model:{backbone}", build)
+
+
+def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.ndarray:
+    """Features (N, D) float32 aligned with the manifest; computes only what the store lacks."""
+
+    def get():
+        from tlreport.features.extract import extract_features
+
+        m = manifest(ctx, use)
+        spec = resolved_spec(ctx, variant)
+        if spec.family == "inception_2015":
+            raise UserError("inception_2015 is the seed's classification demo; use inception_v3 for features")
+        n_missing = missing_count(ctx, use, variant)
+        net = model(ctx, variant.backbone) if n_missing else None
+
+        def extracted(n: int) -> None:
+            ctx.count("features.extracted", n)
+            ctx.count(f"features.extracted.{variant.name}", n)
+
+        return extract_features(m, spec, store(ctx), model=net, batch_size=ctx.config["features"]["batch_size"],
+                                progress=not ctx.quiet, on_batch=extracted, key=feature_key(ctx, variant),
+                                max_pixels=ctx.config["dataset"]["max_pixels"])
+
+    return ctx.once(f"features:{use.id}:{variant.name}", get)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _file_hash(ctx: BuildContext, path: Path) -> str:
+    """sha256 of a file, memoised per build by (path, size, mtime)."""
+    st = path.stat()
+    return ctx.once(f"sha:{path}:{st.st_size}:{st.st_mtime_ns}", lambda: sha256_file(path))
+
+
+def feature_identity(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> dict:
+    """What one (dataset, variant) feature matrix depends on: the manifest and the variant's cache key.
+
+    Read-only, both are looked up before either's :class:`NeedsDownload` is raised, so the plan names both.
+    """
+    needs: list[str] = []
+    found = {}
+    for name, get in (("manifest", lambda: manifest(ctx, use).hash()), ("key", lambda: feature_key(ctx, variant))):
+        try:
+            found[name] = get()
+        except NeedsDownload as e:
+            needs += e.downloads
+    if needs:
+        raise NeedsDownload(needs)
+    return {"dataset": use.id, "manifest": found["manifest"], "backbone": variant.name,
+            "key": found["key"], "max_pixels": ctx.config["dataset"]["max_pixels"]}

@@ -1,0 +1,158 @@
+"""The confusion matrix, clustered so confusions sit near the diagonal, and the most-confused pairs."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
+
+from tlreport.report.style import WIDTH, _short, house_style, new_figure, save_figure
+
+# --------------------------------------------------------------------------- confusion
+
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(C, C)`` counts; row = true class, column = predicted class."""
+    yt = np.asarray(y_true, dtype=np.int64)
+    yp = np.asarray(y_pred, dtype=np.int64)
+    if yt.shape != yp.shape:
+        raise ValueError(f"y_true and y_pred differ in shape: {yt.shape} != {yp.shape}")
+    return np.bincount(yt * num_classes + yp, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _row_normalise(cm: np.ndarray) -> np.ndarray:
+    rows = cm.sum(axis=1, keepdims=True).astype(np.float64)
+    return np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float64), where=rows > 0)
+
+
+def confusion_order(cm: np.ndarray) -> np.ndarray:
+    """A class order that puts classes confused with each other next to each other.
+
+    Average-linkage hierarchical clustering on ``1 - S / max(S)``, where ``S``
+    is the symmetrised row-normalised confusion without its diagonal, followed
+    by optimal leaf ordering.  Classes never confused keep their relative order
+    at the end.  Deterministic.
+    """
+    from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+    from scipy.spatial.distance import squareform
+
+    c = cm.shape[0]
+    r = _row_normalise(cm)
+    s = r + r.T
+    np.fill_diagonal(s, 0.0)
+    confused = np.flatnonzero(s.sum(axis=1) > 0)
+    lonely = np.flatnonzero(s.sum(axis=1) == 0)
+    if len(confused) < 3:
+        return np.concatenate([confused, lonely]).astype(int) if c else np.arange(0)
+    sub = s[np.ix_(confused, confused)]
+    dist = 1.0 - sub / sub.max()
+    np.fill_diagonal(dist, 0.0)
+    condensed = squareform(dist, checks=False)
+    z = optimal_leaf_ordering(linkage(condensed, method="average"), condensed)
+    return np.concatenate([confused[leaves_list(z)], lonely]).astype(int)
+
+
+def _tick_plan(c: int, side_in: float) -> tuple[float, int]:
+    """(font size in pt, label every k-th class) for ``c`` classes on ``side_in`` inches."""
+    per_class_pt = side_in * 0.78 * 72 / max(c, 1)
+    size = min(8.0, 0.9 * per_class_pt)
+    if size >= 3.5:
+        return size, 1
+    return 3.5, math.ceil(3.5 / (0.9 * per_class_pt))
+
+
+def confusion_figure(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *, order: str = "cluster"
+) -> tuple[Figure, Any, np.ndarray]:
+    """Build (not save) the confusion heatmap; returns ``(fig, ax, class_order)``."""
+    c = len(class_names)
+    cm = confusion_counts(y_true, y_pred, c)
+    if order == "cluster":
+        idx = confusion_order(cm)
+    elif order == "given":
+        idx = np.arange(c)
+    else:
+        raise ValueError(f"order must be 'cluster' or 'given'. Received: order={order!r}")
+    r = _row_normalise(cm)[np.ix_(idx, idx)]
+    side = WIDTH if c <= 30 else 10.0
+    with house_style():
+        fig = new_figure(side, side * 0.94)
+        ax = fig.add_subplot()
+        ax.grid(False)
+        im = ax.imshow(r, cmap="Blues", norm=PowerNorm(0.5, vmin=0.0, vmax=1.0), interpolation="nearest", aspect="equal")
+        cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.01)
+        cb.set_label("fraction of the true class (square-root scale)")
+        cb.set_ticks([0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0])
+        cb.ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        names = [_short(class_names[i], 22) for i in idx]
+        size, step = _tick_plan(c, side)
+        ticks = np.arange(0, c, step)
+        ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=size)
+        ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=size)
+        ax.tick_params(length=0 if c > 30 else 2, pad=1)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        for spine in ax.spines.values():
+            spine.set_visible(True)
+            spine.set_color("#999999")
+        if c <= 30:
+            for i in range(c):
+                for j in range(c):
+                    if cm[idx[i], idx[j]]:
+                        ax.text(j, i, f"{r[i, j] * 100:.0f}", ha="center", va="center", fontsize=7,
+                                color="white" if r[i, j] > 0.45 else "#222222")
+    return fig, ax, idx
+
+
+def plot_confusion(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    order: str = "cluster",
+    svg: bool = False,
+) -> list[Path]:
+    """Row-normalised confusion heatmap, classes ordered so confusions cluster.
+
+    Up to 30 classes every cell shows its percentage; above that only colour,
+    with tick labels that shrink and, past ~200 classes, label every k-th class.
+    ``order="given"`` keeps the class order.
+    """
+    fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order)
+    return save_figure(fig, path, svg=svg)
+
+
+def confused_pairs(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], k: int = 15
+) -> pd.DataFrame:
+    """The ``k`` most-confused ordered pairs (true -> predicted), off the diagonal.
+
+    Columns ``true, predicted, count, rate``; ``rate`` is ``count`` over the
+    number of images of the true class.  Sorted by count (descending), then by
+    true and predicted name.  Pairs never confused are left out.
+    """
+    c = len(class_names)
+    cm = confusion_counts(y_true, y_pred, c)
+    totals = cm.sum(axis=1)
+    i, j = np.nonzero(cm)
+    keep = i != j
+    i, j = i[keep], j[keep]
+    df = pd.DataFrame(
+        {
+            "true": [str(class_names[a]) for a in i],
+            "predicted": [str(class_names[b]) for b in j],
+            "count": cm[i, j].astype(int),
+            "rate": cm[i, j] / totals[i],
+        }
+    )
+    df = df.sort_values(["count", "true", "predicted"], ascending=[False, True, True], kind="mergesort")
+    return df.head(k).reset_index(drop=True)

@@ -1,0 +1,137 @@
+"""Rendering the post: one Jinja2 environment, two targets.
+
+Templates use ``<% %>`` / ``<< >>`` delimiters so that the Liquid tags they
+emit for Jekyll (``{% include figure.html %}``) are plain text to Jinja2.  The
+same templates render twice: for Jekyll (``target == "jekyll"``: Liquid
+includes, ``relative_url``, ``{: .tablelines}``) and for the self-contained
+preview (``target == "preview"``: plain HTML figures, then Python-Markdown).
+Every number comes from the results passed in; the filters below format it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from tlreport.report import escape
+from tlreport.util.paths import shipped_path
+
+TEMPLATE_SUFFIXES = (".j2", ".md", ".html", ".css")
+
+
+def template_dirs(user_dir: Path | None) -> list[Path]:
+    dirs = []
+    if user_dir is not None:
+        dirs.append(Path(user_dir))
+    dirs.append(shipped_path("templates"))
+    return dirs
+
+
+def templates_fingerprint(user_dir: Path | None) -> dict[str, str]:
+    """Hash of every template file: a template edit re-renders, nothing else."""
+    from tlreport.util.hashing import sha256_file
+
+    out = {}
+    for i, d in enumerate(template_dirs(user_dir)):      # by position: user and packaged may share a name
+        if d.is_dir():
+            for p in sorted(d.rglob("*")):
+                if p.is_file():
+                    out[f"{i}:{p.relative_to(d).as_posix()}"] = sha256_file(p)
+    return out
+
+
+def fmt_pct(x: Any, digits: int = 2) -> str:
+    """0.9247 -> '92.47%'."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{100 * float(x):.{digits}f}%"
+
+
+def fmt_prob(x: Any, digits: int = 4) -> str:
+    """0.89231 -> '0.8923', as the seed's top-5 lists."""
+    return f"{float(x):.{digits}f}"
+
+
+def fmt_num(x: Any, digits: int = 0) -> str:
+    """9145 -> '9,145'; 0.36951 (digits=4) -> '0.3695'."""
+    if isinstance(x, int) or digits == 0:
+        return f"{int(round(float(x))):,}"
+    return f"{float(x):,.{digits}f}"
+
+
+def fmt_seconds(s: Any) -> str:
+    s = float(s)
+    if s < 60:
+        return f"{s:.1f} s"
+    return f"{int(s // 60)} min {int(round(s % 60))} s"
+
+
+def _shell(arg: object) -> str:
+    """Quote one shell argument (file names with spaces or quotes)."""
+    import shlex
+
+    return shlex.quote(str(arg))
+
+
+def get_env(user_dir: Path | None = None, *, target: str = "jekyll"):
+    """The one Jinja2 environment: user templates searched first, filters registered here."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(user_dir)]),
+        block_start_string="<%", block_end_string="%>",
+        variable_start_string="<<", variable_end_string=">>",
+        comment_start_string="<#", comment_end_string="#>",
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update({
+        "md": escape.md, "html": escape.html_text, "arg": escape.liquid_arg, "yaml": escape.yaml_str,
+        "code": lambda s: escape.code(s, liquid=target == "jekyll"), "shell": _shell, "pct": fmt_pct, "prob": fmt_prob, "num": fmt_num,
+        "seconds": fmt_seconds,
+    })
+    env.globals["target"] = target
+    return env
+
+
+def render_post(context: dict, *, user_dir: Path | None, target: str) -> str:
+    import jinja2
+
+    from tlreport.errors import UserError
+
+    try:
+        return get_env(user_dir, target=target).get_template("post.md.j2").render(**context)
+    except jinja2.TemplateSyntaxError as e:
+        raise UserError(f"template {e.filename or e.name}:{e.lineno}: {e.message}") from None
+    except jinja2.TemplateError as e:
+        raise UserError(f"template error: {e}") from None
+
+
+PREVIEW_CSS_NAME = "preview.css"
+
+
+def markdown_to_preview(md_text: str, *, title: str, user_dir: Path | None) -> str:
+    """A self-contained HTML page from the preview-target Markdown."""
+    import markdown
+
+    body_md = md_text
+    if body_md.startswith("---\n"):
+        body_md = body_md.split("\n---\n", 1)[1]
+    body = markdown.markdown(body_md, extensions=["tables", "fenced_code", "md_in_html", "attr_list"],
+                             output_format="html")
+    css = ""
+    for d in template_dirs(user_dir):
+        p = d / PREVIEW_CSS_NAME
+        if p.is_file():
+            css = p.read_text(encoding="utf-8")
+            break
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{escape.html_text(title)} (preview)</title>\n<style>\n{css}</style>\n</head>\n"
+            "<body>\n<p class=\"preview-banner\">Static preview rendered by Python-Markdown; "
+            "the published post is rendered by Jekyll.</p>\n<article>\n"
+            f"<h1>{escape.html_text(title)}</h1>\n{body}\n</article>\n</body>\n</html>\n")

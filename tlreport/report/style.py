@@ -1,0 +1,134 @@
+"""The house style of every figure and deterministic saving (PNG and SVG)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import matplotlib
+import numpy as np
+from cycler import cycler
+from matplotlib.figure import Figure
+
+DPI = 160
+WIDTH = 7.5  # inches: 1200 px at DPI, a blog column at 2x
+#: Okabe-Ito: distinguishable with colour-vision deficiencies and in greyscale order
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+WRONG_COLOR = "#B2182B"
+RIGHT_COLOR = "#1A6B3A"
+_SVG_SALT = "tlreport"
+
+matplotlib.use("Agg")   # figures are files; never open a window
+
+HOUSE_RC: dict[str, Any] = {
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "figure.constrained_layout.use": True,
+    "font.family": "DejaVu Sans",
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#d0d0d0",
+    "grid.linewidth": 0.6,
+    "grid.linestyle": ":",
+    "axes.prop_cycle": cycler(color=PALETTE),
+    "lines.linewidth": 1.8,
+    "image.cmap": "viridis",
+    "image.interpolation": "nearest",
+    "svg.hashsalt": _SVG_SALT,
+    "svg.fonttype": "path",
+    "path.simplify": True,
+}
+
+
+@contextlib.contextmanager
+def house_style() -> Iterator[dict[str, Any]]:
+    """Context manager applying :data:`HOUSE_RC`; yields the rc dict.
+
+    >>> with house_style():
+    ...     fig = Figure(figsize=(WIDTH, 4))
+    """
+    with matplotlib.rc_context(HOUSE_RC):
+        yield HOUSE_RC
+
+
+def _stem(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix.lower() in (".png", ".svg") else p
+
+
+def _with_suffix(stem: Path, suffix: str) -> Path:
+    return stem.parent / (stem.name + suffix)  # names may contain dots
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Render into memory, then write through :func:`tlreport.util.files.atomic_write_bytes`."""
+    from tlreport.util.files import atomic_write_bytes
+
+    buf = io.BytesIO()
+    write(buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def new_figure(width: float = WIDTH, height: float = 4.0) -> Figure:
+    """A pyplot-free figure in the house style (call inside :func:`house_style`)."""
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, *, svg: bool = False) -> list[Path]:
+    """Write ``fig`` as ``<path>.png`` (and ``<path>.svg``); return the paths written.
+
+    ``path`` is given without a suffix (a ``.png``/``.svg`` suffix is dropped).
+    PNG at :data:`DPI` dpi with no ``Software`` chunk; SVG with a fixed hash
+    salt and no date, so both are byte-reproducible.  Pixel size is exactly
+    ``figsize * DPI`` (no tight bounding box).
+    """
+    stem = _stem(path)
+    out = [
+        _atomic_write(
+            _with_suffix(stem, ".png"),
+            lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None}),
+        )
+    ]
+    if svg:
+        with matplotlib.rc_context({"svg.hashsalt": _SVG_SALT, "svg.fonttype": "path"}):
+            out.append(
+                _atomic_write(
+                    _with_suffix(stem, ".svg"),
+                    lambda f: fig.savefig(f, format="svg", metadata={"Date": None, "Creator": None}),
+                )
+            )
+    return out
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        img = img.astype(np.float64)
+        if img.size and np.nanmax(img) <= 1.5:
+            img = img * 255.0
+        img = np.clip(np.nan_to_num(img), 0, 255).round().astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    return img
+
+
+def _short(name: str, limit: int = 24) -> str:
+    """A class name as a figure label: one line, shortened, ``$`` kept literal (not mathtext)."""
+    name = " ".join(str(name).replace("_", " ").split())
+    name = name if len(name) <= limit else name[: limit - 1] + "…"
+    return name.replace("$", r"\$")

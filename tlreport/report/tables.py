@@ -1,0 +1,153 @@
+"""The results tables: literature rows, formatted cells, bold best values, sentences."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlreport.errors import UserError
+
+# ---------------------------------------------------------------- literature
+
+
+def _literature_path() -> Path:
+    from tlreport.util.paths import shipped_path
+
+    return shipped_path("data", "literature.toml")
+
+
+def literature_rows(dataset: str, path: Path | None = None) -> list[dict[str, Any]]:
+    """The published and seed-post rows for ``dataset`` (``caltech101`` or ``caltech256``).
+
+    Each row is ``{"label", "kind", "citation", "note", "dataset", "results"}``
+    where ``results`` maps ``n_train`` to ``{"mean": ..., "std": ... or None}``
+    in percent, exactly as the seed post prints them.
+    """
+    path = path or _literature_path()
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    rows = []
+    for raw in data.get("row", []):
+        if raw["dataset"] != dataset:
+            continue
+        results = {int(r["n_train"]): {"mean": float(r["mean"]),
+                                       "std": float(r["std"]) if "std" in r else None}
+                   for r in raw["results"]}
+        rows.append({"dataset": raw["dataset"], "label": raw["label"], "kind": raw.get("kind", "literature"),
+                     "citation": raw.get("citation", ""), "note": raw.get("note", ""), "results": results})
+    if not rows:
+        known = sorted({r["dataset"] for r in data.get("row", [])})
+        raise UserError(f"No literature rows for dataset {dataset!r} in {path}; known: {', '.join(known)}.")
+    return rows
+
+
+# ----------------------------------------------------------- report helpers
+
+
+def _decimals(value: float, exact: bool) -> int:
+    """One decimal, as the seed prints; literature values keep a printed second decimal (0.33)."""
+    if exact and abs(round(value, 1) - value) > 1e-9:
+        return 2
+    return 1
+
+
+def format_cell(mean: float | None, std: float | None, *, exact: bool = False) -> str:
+    """``"87.5 ± 0.5"``, ``"73.2"`` without a std, ``"-"`` when there is no result."""
+    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+        return "-"
+    text = f"{mean:.{_decimals(mean, exact)}f}"
+    if std is not None and not (isinstance(std, float) and np.isnan(std)):
+        text += f" ± {std:.{_decimals(std, exact)}f}"
+    return text
+
+
+def _ours(agg: pd.DataFrame, dataset: str | None) -> list[tuple[str, dict[int, dict[str, float]]]]:
+    """``[(label, {n_train: {mean, std}})]`` for every backbone/head in ``agg``."""
+    if dataset is not None and "dataset" in agg:
+        agg = agg[agg["dataset"] == dataset]
+    out = []
+    for (backbone, head), g in agg.groupby(["backbone", "head"], sort=False):
+        res = {int(r.n_train): {"mean": float(r.mean), "std": float(r.std)} for r in g.itertuples()}
+        out.append((f"{backbone} + {head}", res))
+    return out
+
+
+def table_rows(agg: pd.DataFrame, literature: Sequence[dict[str, Any]], settings: Sequence[int], *,
+               dataset: str | None = None) -> tuple[list[list[str]], list[list[bool]]]:
+    """Cells for the results table and which of them to bold.
+
+    Returns ``(rows, best)``: ``rows[i] = [label, cell for settings[0], ...]``
+    (literature rows first, then ours; a cell is ``"mean ± std"`` with one
+    decimal, as the seed), and ``best[i][j]`` is true where row ``i`` has the
+    highest mean in column ``settings[j]`` (ties all flagged).  ``best`` has no
+    entry for the label column.
+    """
+    entries: list[tuple[str, dict[int, dict[str, Any]], bool]] = [
+        (r["label"], r["results"], True) for r in literature]
+    entries += [(label, res, False) for label, res in _ours(agg, dataset)]
+    rows, means = [], []
+    for label, res, exact in entries:
+        cells, row_means = [label], []
+        for n in settings:
+            r = res.get(n)
+            cells.append(format_cell(r["mean"], r["std"], exact=exact) if r else "-")
+            row_means.append(r["mean"] if r else np.nan)
+        rows.append(cells)
+        means.append(row_means)
+    m = np.asarray(means, dtype=float).reshape(len(rows), len(settings))
+    best = np.zeros_like(m, dtype=bool)
+    for j in range(m.shape[1]):
+        col = m[:, j]
+        if np.isfinite(col).any():
+            # compare at the printed precision so two cells that read the same are both bold
+            best[:, j] = np.round(col, 1) == np.nanmax(np.round(col, 1))
+    return rows, best.tolist()
+
+
+def comparison_sentences(agg: pd.DataFrame, literature: Sequence[dict[str, Any]], dataset: str
+                         ) -> list[str]:
+    """A few sentences of facts computed from ``agg`` against the literature rows.
+
+    For the largest and smallest training setting: the best backbone/head, and
+    its gap to the seed's best row and to Zeiler & Fergus; then how much the
+    best result gains from the smallest to the largest setting.
+    """
+    ours = _ours(agg, dataset)
+    if not ours:
+        return []
+    settings = sorted({n for _, res in ours for n in res})
+    sentences = []
+    seed_rows = [r for r in literature if r.get("kind") == "seed post"]
+    paper_rows = [r for r in literature if r.get("kind") != "seed post"]
+    for n in sorted({settings[0], settings[-1]}, reverse=True):
+        scored = [(res[n]["mean"], res[n]["std"], label) for label, res in ours if n in res]
+        mean, std, label = max(scored)
+        text = f"At {n} training images per class, {label} reaches {format_cell(mean, std)}%"
+        refs = []
+        for group in (seed_rows, paper_rows):
+            cand = [(r["results"][n]["mean"], r["label"]) for r in group if n in r["results"]]
+            if cand:
+                ref_mean, ref_label = max(cand)
+                refs.append(f"{_points(mean - ref_mean)} {ref_label} ({ref_mean:.1f})")
+        if refs:
+            text += ", " + " and ".join(refs)
+        sentences.append(text + ".")
+    if len(settings) > 1:
+        lo, hi = settings[0], settings[-1]
+        gains = [(res[hi]["mean"] - res[lo]["mean"], label) for label, res in ours if lo in res and hi in res]
+        if gains:
+            gain, label = max(gains)
+            sentences.append(f"The largest gain from {lo} to {hi} training images per class is "
+                             f"{gain:.1f} points ({label}).")
+    return sentences
+
+
+def _points(diff: float) -> str:
+    if abs(diff) < 0.05:
+        return "level with"
+    return f"{abs(diff):.1f} points {'above' if diff > 0 else 'below'}"

@@ -1,0 +1,207 @@
+"""Headless Chromium: the in-page layout check and screenshots."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from tlreport.errors import UserError
+
+CHROMIUM_FLAGS: tuple[str, ...] = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--no-default-browser-check",
+)
+CHECK_QUERY = "tlreport-check"
+_CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+_BROWSER_TIMEOUT_S = 90
+_MAX_SCREENSHOT_HEIGHT = 16000
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium/Chrome executable (``$TLREPORT_CHROMIUM`` wins), or None."""
+    env = os.environ.get("TLREPORT_CHROMIUM")
+    if env:
+        return shutil.which(env)
+    for name in _CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _need_chromium() -> str:
+    chrome = find_chromium()
+    if chrome is None:
+        raise UserError(
+            "Chromium not found: install chromium (or set TLREPORT_CHROMIUM) to check or screenshot the site"
+        )
+    return chrome
+
+
+# --------------------------------------------------------------------------- serving
+
+# Runs on load, waits for every image to finish (or fail), then writes its findings
+# as JSON into <pre id="tlreport-check"> for --dump-dom to print.
+CHECK_JS = r"""
+(function () {
+  function box(el) { var r = el.getBoundingClientRect(); return {left: r.left, right: r.right, width: r.width, height: r.height}; }
+  function describe(el) {
+    var s = el.tagName.toLowerCase();
+    if (el.id) s += "#" + el.id;
+    if (typeof el.className === "string" && el.className.trim()) s += "." + el.className.trim().split(/\s+/).join(".");
+    return s;
+  }
+  function clipped(el) {
+    for (var p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      var ox = getComputedStyle(p).overflowX;
+      if (ox === "auto" || ox === "scroll" || ox === "hidden" || ox === "clip") return true;
+    }
+    return false;
+  }
+  function collect() {
+    var de = document.documentElement, vw = de.clientWidth;
+    var images = Array.prototype.map.call(document.images, function (im) {
+      var b = box(im);
+      return {src: im.currentSrc || im.src, naturalWidth: im.naturalWidth, naturalHeight: im.naturalHeight,
+              complete: im.complete, width: b.width, height: b.height, right: b.right};
+    });
+    var tables = Array.prototype.map.call(document.querySelectorAll("table"), function (t) {
+      var b = box(t);
+      return {className: t.className, visible: t.offsetWidth > 0 && t.offsetHeight > 0,
+              width: b.width, height: b.height, right: b.right, clipped: clipped(t),
+              scrollContainer: !!(t.closest && t.closest(".table-scroll"))};
+    });
+    var offenders = [];
+    var all = document.body ? document.body.querySelectorAll("*") : [];
+    for (var i = 0; i < all.length && offenders.length < 20; i++) {
+      var el = all[i], b = box(el);
+      if (b.width > 0 && (b.right > vw + 0.5 || b.left < -0.5) && !clipped(el)) offenders.push({element: describe(el), left: b.left, right: b.right});
+    }
+    var out = {url: location.href, title: document.title, innerWidth: window.innerWidth,
+               innerHeight: window.innerHeight, clientWidth: vw, scrollWidth: de.scrollWidth,
+               scrollHeight: Math.max(de.scrollHeight, document.body ? document.body.scrollHeight : 0),
+               overflow: de.scrollWidth > vw, images: images, tables: tables, offenders: offenders};
+    var pre = document.createElement("pre");
+    pre.id = "tlreport-check";
+    pre.style.display = "none";
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+    if (window.parent !== window) window.parent.document.body.appendChild(window.parent.document.importNode(pre, true));
+  }
+  function afterImages(cb) {
+    var pending = Array.prototype.filter.call(document.images, function (im) { return !im.complete; });
+    var n = pending.length;
+    if (!n) { cb(); return; }
+    pending.forEach(function (im) {
+      function done() { if (--n === 0) cb(); }
+      im.addEventListener("load", done); im.addEventListener("error", done);
+    });
+  }
+  function run() { afterImages(function () { setTimeout(collect, 50); }); }
+  if (document.readyState === "complete") run(); else window.addEventListener("load", run);
+})();
+"""
+
+
+# --------------------------------------------------------------------------- browser
+
+
+def _with_check_query(url: str, value: str) -> str:
+    parts = urlsplit(url)
+    query = f"{parts.query}&{CHECK_QUERY}={value}" if parts.query else f"{CHECK_QUERY}={value}"
+    return urlunsplit(parts._replace(query=query))
+
+
+def _run_chromium(args: list[str], *, timeout: int = _BROWSER_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    chrome = _need_chromium()
+    with tempfile.TemporaryDirectory(prefix="tlreport-chromium-") as profile:
+        cmd = [chrome, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise UserError(f"Chromium did not finish within {timeout}s: {' '.join(cmd)}") from exc
+
+
+_RESULT_RE = re.compile(r'<pre id="tlreport-check"[^>]*>(.*?)</pre>', re.DOTALL)
+
+
+def browser_check(url: str, *, width: int, height: int = 900) -> dict[str, Any]:
+    """Load ``url`` (served by :class:`SiteServer`) in headless Chromium and measure it.
+
+    Returns the check script's findings: ``images`` (src, naturalWidth, ...),
+    ``tables`` (visible, width, ...), ``overflow`` (page wider than the window),
+    ``offenders`` (elements sticking out of the viewport), ``scrollWidth``,
+    ``scrollHeight``, ``innerWidth`` and ``clientWidth``.
+    """
+    if width < 100 or height < 100:
+        raise ValueError(f"viewport {width}x{height} is too small")
+    window = f"--window-size={max(width, 800)},{height + 200}"
+    target = _with_check_query(url, f"{width}x{height}")
+    proc = _run_chromium([window, "--virtual-time-budget=15000", "--dump-dom", target])
+    m = _RESULT_RE.search(proc.stdout)
+    if not m:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise UserError(
+            f"browser check got no result for {url} (is it served by SiteServer?); "
+            f"chromium exit {proc.returncode}:\n{tail}"
+        )
+    result: dict[str, Any] = json.loads(html.unescape(m.group(1)))
+    result["requestedWidth"] = width
+    return result
+
+
+def browser_problems(result: dict[str, Any]) -> list[str]:
+    """Problems in a :func:`browser_check` result: broken images, hidden tables, overflow."""
+    where = f"{result.get('url', '?')} @ {result.get('requestedWidth', result.get('innerWidth'))}px"
+    problems = [
+        f"{where}: image did not load: {im['src']}" for im in result["images"] if not im["naturalWidth"]
+    ]
+    problems += [
+        f"{where}: table {i} ({t['className'] or 'no class'}) is not visible"
+        for i, t in enumerate(result["tables"])
+        if not t["visible"]
+    ]
+    if result["overflow"]:
+        who = ", ".join(o["element"] for o in result["offenders"][:5]) or "unknown element"
+        problems.append(
+            f"{where}: page scrolls horizontally (scrollWidth {result['scrollWidth']} > "
+            f"{result['clientWidth']}); widest: {who}"
+        )
+    return problems
+
+
+def screenshot(
+    url: str, out_png: str | os.PathLike[str], *, width: int = 1280, height: int | None = None
+) -> Path:
+    """Save a full-page PNG of ``url``; the page height is measured first unless given."""
+    if height is None:
+        height = int(browser_check(url, width=width)["scrollHeight"])
+    height = max(200, min(int(height), _MAX_SCREENSHOT_HEIGHT))
+    out = Path(out_png).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    proc = _run_chromium(
+        [f"--window-size={width},{height}", "--virtual-time-budget=15000", f"--screenshot={out}", url]
+    )
+    if not out.is_file() or out.stat().st_size == 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise UserError(f"Chromium wrote no screenshot for {url} (exit {proc.returncode}):\n{tail}")
+    return out

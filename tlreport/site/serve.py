@@ -1,0 +1,118 @@
+"""Look at the generated site locally: ``tlreport serve`` and ``tlreport preview``.
+
+``serve`` runs ``jekyll serve`` when Jekyll is installed; otherwise it serves the
+self-contained ``site/preview/`` pages with Python's http.server and says so.
+``preview`` builds the site into a temporary directory (or falls back to the
+preview page), serves it on 127.0.0.1 and, with ``--screenshot``, saves a
+full-page PNG of the newest post taken with headless Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tlreport.errors import UserError
+from tlreport.site.browser import find_chromium, screenshot
+from tlreport.site.check import built_page
+from tlreport.site.jekyll import find_jekyll, jekyll_build, newest_post, post_slug
+from tlreport.site.server import SiteServer
+
+
+def _site(site_dir: str | os.PathLike[str]) -> Path:
+    site = Path(site_dir)
+    if not (site / "_config.yml").is_file():
+        raise UserError(f"{site} is not a tlreport site (no _config.yml)")
+    return site
+
+
+def _preview_page(site: Path) -> Path:
+    """The static preview HTML of the newest post (``site/preview/<slug>.html``)."""
+    page = site / "preview" / f"{post_slug(newest_post(site))}.html"
+    if not page.is_file():
+        raise UserError(f"no static preview at {page}: run `tlreport build` first")
+    return page
+
+
+def serve(site_dir: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 4000) -> int:
+    """Serve the site until Ctrl-C; return an exit code.
+
+    With ``jekyll`` on PATH this is ``jekyll serve`` (layout, live rebuilds);
+    without it, a static server over ``site/preview/`` (no Jekyll layout).
+    """
+    site = _site(site_dir)
+    jekyll = find_jekyll()
+    if jekyll is not None:
+        cmd = [jekyll, "serve", "--source", str(site), "--destination", str(site / "_site")]
+        cmd += ["--host", host, "--port", str(port)]
+        print(f"jekyll serve: http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+        try:
+            return subprocess.call(cmd)
+        except KeyboardInterrupt:
+            return 0
+    page = _preview_page(site)
+    server = SiteServer(page.parent, host=host, port=port)
+    print(
+        "jekyll not found on PATH: serving the STATIC PREVIEW from "
+        f"{page.parent} (no Jekyll layout) at {server.url}{page.name} (Ctrl-C to stop)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def preview_screenshot(
+    site_dir: str | os.PathLike[str], out_png: str | os.PathLike[str], *, width: int = 1280
+) -> Path:
+    """Full-page PNG of the newest post as a browser shows it; returns the PNG path.
+
+    Builds with Jekyll into a temporary directory when Jekyll is installed,
+    otherwise shoots the static preview page.
+    """
+    site = _site(site_dir)
+    if find_chromium() is None:
+        raise UserError(
+            "Chromium not found: install chromium (or set TLREPORT_CHROMIUM) to take a screenshot"
+        )
+    post = newest_post(site)
+    if find_jekyll() is None:
+        page = _preview_page(site)
+        print(f"jekyll not found on PATH: screenshot of the static preview {page}", file=sys.stderr)
+        with SiteServer(page.parent) as server:
+            return screenshot(server.page_url(page.name), out_png, width=width)
+    with tempfile.TemporaryDirectory(prefix="tlreport-preview-") as tmp:
+        dest = Path(tmp) / "_site"
+        jekyll_build(site, dest)
+        rel = built_page(dest, post_slug(post))
+        if rel is None:
+            raise UserError(f"jekyll built no page for {post.name} (check its front matter)")
+        with SiteServer(dest) as server:
+            return screenshot(server.page_url(rel), out_png, width=width)
+
+
+def _preview_serve(site: Path, *, host: str, port: int) -> int:
+    """Build once into a temp dir (or use the static preview) and serve it until Ctrl-C."""
+    post = newest_post(site)
+    with tempfile.TemporaryDirectory(prefix="tlreport-preview-") as tmp:
+        if find_jekyll() is not None:
+            root = Path(tmp) / "_site"
+            jekyll_build(site, root)
+            rel = built_page(root, post_slug(post)) or ""
+            note = "built with Jekyll (no live rebuild; use `tlreport serve` for that)"
+        else:
+            page = _preview_page(site)
+            root, rel = page.parent, page.name
+            note = "jekyll not found on PATH: STATIC PREVIEW (no Jekyll layout)"
+        server = SiteServer(root, host=host, port=port)
+        print(f"{note}: {server.url}{rel} (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
