@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO
 from helpers.images import make_bad_files, make_dataset, make_zoo, noise_image, save
 from PIL import Image
 
@@ -18,7 +19,8 @@ from tlreport.datasets.images import BadImage, display_name, load_prepared, load
 from tlreport.datasets.scan import Manifest, _Found, _read_file, _validate_file, scan_dataset
 from tlreport.errors import UserError
 
-CALTECH = Path("/work/shared/datasets/caltech101/101_ObjectCategories")
+# the real Caltech-101 beside the checkout, where a machine has it (../shared); skipped elsewhere
+CALTECH = REPO.parent / "shared" / "datasets" / "caltech101" / "101_ObjectCategories"
 
 
 def _skips(m: Manifest) -> dict[str, str]:

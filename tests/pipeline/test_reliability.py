@@ -8,6 +8,7 @@ finished and produce exactly what an uninterrupted build produces.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -230,13 +231,14 @@ settings = [3]
 test_cap = 4""")
 
 
-def _random_inception_v4(tmp_path: Path) -> Path:
+def _random_inception_v4(tmp_path: Path, seed: int = 4) -> Path:
     """inception_v4_2016_09_09.tar.gz's layout: one V1 checkpoint with every slim variable, random values."""
     import tarfile
 
     from helpers.slim_reference import SlimReference, aux_values, write_v1
 
-    rng = np.random.default_rng(4)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
     ref = SlimReference(rng)
     ref(rng.uniform(0, 255, (1, 75, 75, 3)).astype(np.float32))       # draws every main-path variable
     values = dict(ref.values) | aux_values(rng) | {"global_step": np.array(1, np.int64)}
@@ -269,6 +271,20 @@ def test_adding_a_backbone_extracts_features_for_it_alone(reference, tmp_path):
     newest = max((p / ".tlreport" / "stages" / "experiments").glob("*/results.json"), key=lambda f: f.stat().st_mtime_ns)
     results = json.loads(newest.read_text())
     assert {row["backbone"] for row in results["aggregate"]} == {"tiny_random", "inception_v4"}
+    post = (p / "site" / "_posts" / "2026-11-28-reliability.md").read_text()
+    first_sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert first_sha[:16] in post                                       # the provenance box names the weights
+
+    # another unpinned checkpoint under the same name: a new identity, so its features are extracted anew
+    other = _random_inception_v4(tmp_path / "other", seed=5)
+    r = run_cli("fetch", "inception_v4", "--from", str(other), "--data-root", str(tmp_path / "data-root"), cwd=p)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0, r.stderr
+    assert "features: inception_v4 24 new images" in r.stdout
+    post = (p / "site" / "_posts" / "2026-11-28-reliability.md").read_text()
+    second_sha = hashlib.sha256(other.read_bytes()).hexdigest()
+    assert second_sha != first_sha and second_sha[:16] in post and first_sha[:16] not in post
 
 
 def test_image_vanishing_after_the_scan_is_one_line_and_keeps_the_work(reference, tmp_path, monkeypatch):

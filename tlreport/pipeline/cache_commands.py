@@ -53,6 +53,10 @@ def cache_prune(cfg: Config) -> int:
             keys = {datastage.feature_key(ctx, v) for _, v in datastage.feature_jobs(ctx)}
         except NeedsDownload:       # some backbone's weights are not installed: its namespace is unknown
             keys = None
-        removed_f = FeatureStore(cfg.cache_dir / "features").prune(sorted(keys)) if keys is not None else 0
-    print(f"pruned {removed} stage entr{'y' if removed == 1 else 'ies'} and {removed_f} feature namespace(s)")
+        features = FeatureStore(cfg.cache_dir / "features")
+        before = {i.key for i in features.info()}
+        freed = features.prune(sorted(keys)) if keys is not None else 0
+        removed_f = len(before - {i.key for i in features.info()})
+    print(f"pruned {removed} stage entr{'y' if removed == 1 else 'ies'} and {removed_f} feature namespace(s)"
+          + (f", {human_size(freed)} of features freed" if freed else ""))
     return 0

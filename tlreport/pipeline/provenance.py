@@ -50,16 +50,16 @@ def _provenance(ctx: BuildContext) -> dict:
     from tlreport import __version__
     from tlreport.backbones import get_spec
 
-    names = []
-    if ctx.config["classify"]["enabled"]:
-        names.append(ctx.config["classify"]["backbone"])
-    for b in ctx.config["features"]["backbones"]:
-        if b not in names:
-            names.append(b)
+    cfg = ctx.config
+    names = [cfg["classify"]["backbone"]] if cfg["classify"]["enabled"] else []
+    names += cfg["features"]["backbones"]       # the train backbone is among them (the schema adds it)
+    if cfg["experiments"]["enabled"]:
+        names += cfg["experiments"]["backbones"]
+    names = list(dict.fromkeys(names))
     backbones = []
     for n in names:
         s = get_spec(n)
-        backbones.append({"name": n, "sha256": weights_id(ctx, n), "source": s.weights.describe(), "licence": s.licence})
+        backbones.append({"name": n, "weights": weights_id(ctx, n), "source": s.weights.describe(), "licence": s.licence})
     timings = []
     for name, d in ctx.outputs.items():
         meta = d / "_meta.json"

@@ -1,0 +1,94 @@
+"""``tlreport cache prune`` deletes files, so it gets tests: what it removes, what it keeps, what it never does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import write_config
+from helpers.drawn import CLASSES, draw
+
+from tlreport.config import load_config
+from tlreport.features.store import FeatureStore
+from tlreport.pipeline import build
+from tlreport.pipeline.cache_commands import cache_info, cache_prune
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+seed = 1
+[post]
+slug = "prune"
+[classify]
+enabled = false
+[dataset]
+path = "data"
+[features]
+backbones = ["tiny_random"]
+[train]
+backbone = "tiny_random"
+epochs = 4
+[experiments]
+enabled = false
+"""
+
+
+def _entries(root: Path, stage: str) -> set[str]:
+    return {p.name for p in (root / ".tlreport" / "stages" / stage).iterdir() if not p.name.startswith(".")}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    for c, rgb in list(CLASSES.items())[:2]:
+        for i in range(6):
+            draw(tmp_path / "data", c, rgb, i)
+    return tmp_path
+
+
+def test_prune_removes_what_the_config_no_longer_uses_and_keeps_the_rest(project: Path, capsys) -> None:
+    build(load_config(write_config(project, CONFIG)), quiet=True)
+    first_train = _entries(project, "train")
+    cfg = load_config(write_config(project, CONFIG.replace("epochs = 4", "epochs = 5")))
+    build(cfg, quiet=True)
+    assert len(_entries(project, "train")) == 2
+    keys_before = {i.key for i in FeatureStore(project / ".tlreport" / "features").info()}
+
+    assert cache_prune(cfg) == 0
+    assert "pruned 3 stage entries and 0 feature namespace(s)\n" == capsys.readouterr().out  # train, figures, render
+    kept = _entries(project, "train")
+    assert len(kept) == 1 and kept != first_train
+    assert {i.key for i in FeatureStore(project / ".tlreport" / "features").info()} == keys_before
+    assert build(cfg, quiet=True).ran == []                     # what the config uses is all still there
+
+    cache_info(cfg)
+    assert "features tiny_random" in capsys.readouterr().out
+
+
+def test_prune_drops_a_backbone_nobody_uses_any_more(project: Path, capsys) -> None:
+    two = CONFIG.replace("[experiments]\nenabled = false", """[experiments]
+backbones = ["tiny_random", "efficientnet_lite0"]
+heads = ["logreg"]
+n_splits = 1
+[[experiments.tables]]
+dataset = "data"
+settings = [2]
+test_cap = 2""")
+    build(load_config(write_config(project, two)), quiet=True)
+    assert len(FeatureStore(project / ".tlreport" / "features").info()) == 2
+    cfg = load_config(write_config(project, CONFIG))
+    cache_prune(cfg)
+    assert "and 1 feature namespace(s)" in capsys.readouterr().out
+    (info,) = FeatureStore(project / ".tlreport" / "features").info()
+    assert FeatureStore(project / ".tlreport" / "features").meta(info.key)["name"] == "tiny_random"
+
+
+def test_prune_never_downloads_and_keeps_entries_it_cannot_key(project: Path, tmp_path: Path, capsys) -> None:
+    build(load_config(write_config(project, CONFIG)), quiet=True)
+    before = {stage: _entries(project, stage) for stage in ("features", "train", "figures", "render")}
+    # the same project now asks for a dataset that is not installed: prune must not fetch it
+    cfg = load_config(write_config(project, f'data_root = "{tmp_path / "no-data"}"\n' +
+                                   CONFIG.replace('path = "data"', 'path = "artifact:caltech101"')))
+    assert cache_prune(cfg) == 0
+    assert not (tmp_path / "no-data").exists()
+    assert {stage: _entries(project, stage) for stage in before} == before
+    assert len(FeatureStore(project / ".tlreport" / "features").info()) == 1
