@@ -10,9 +10,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_defaults_and_repo_config_are_valid():
     cfg = load_config(REPO / "tlreport.toml")
-    assert cfg["classify"]["backbone"] == "efficientnet_lite0"
-    assert cfg["post"]["slug"]
-    assert validate({})["seed"] == 42
+    assert cfg.classify.backbone == "efficientnet_lite0"
+    assert cfg.post.slug
+    assert validate({}).seed == 42
 
 
 def test_every_bad_field_is_reported_at_once(tmp_path):
@@ -70,7 +70,7 @@ def test_only_plain_iso_dates_are_accepted():
     for bad in ("20261128", "2026-W48-6", dt.datetime(2026, 11, 28, 10, 0)):
         with pytest.raises(ConfigError, match="post.date: must be a date YYYY-MM-DD"):
             validate({"post": {"date": bad}})
-    assert validate({"post": {"date": dt.date(2026, 1, 2)}})["post"]["date"] == "2026-01-02"
+    assert validate({"post": {"date": dt.date(2026, 1, 2)}}).post.date == "2026-01-02"
 
 
 def test_the_old_flip_head_name_points_to_its_replacement():
@@ -92,3 +92,22 @@ def test_check_writable_turns_every_os_error_into_one_line(tmp_path, monkeypatch
     monkeypatch.setattr(Path, "exists", no_entry)                   # a parent that cannot be entered
     with pytest.raises(UserError, match=r"^site_dir .* is not writable \(Permission denied\)"):
         check_writable(tmp_path / "locked" / "site", "site_dir")
+
+
+def test_the_config_is_typed_and_frozen() -> None:
+    import dataclasses
+
+    cfg = validate({"experiments": {"tables": [{"dataset": "demo", "settings": [3, 5]}]}})
+    assert cfg.train.epochs == 150 and cfg.features.backbones == ("efficientnet_lite0",)
+    (table,) = cfg.experiments.tables
+    assert table.settings == (3, 5) and table.test_cap == 50
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.epochs = 1   # type: ignore[misc]
+
+
+def test_a_section_hashes_like_the_dict_it_came_from() -> None:
+    from tlreport.util.hashing import hash_obj
+
+    cfg = validate({})
+    assert hash_obj(cfg.train) == hash_obj(cfg.raw["train"])
+    assert hash_obj({"experiments": cfg.experiments}) == hash_obj({"experiments": cfg.raw["experiments"]})

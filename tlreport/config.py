@@ -8,6 +8,7 @@ keys are warnings with a did-you-mean, so a typo never silently does nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import difflib
 import hashlib
@@ -250,16 +251,117 @@ def _validate(data: dict, schema: dict, prefix: str, problems: list[str],
     return out
 
 
-@dataclass
+# ----------------------------------------------------------------------------- the typed, frozen config
+# The schema above validates; these types are what the rest of tlreport reads (``config.train.epochs``).
+# Lists become tuples, so a config cannot change under a build.
+
+
+@dataclass(frozen=True)
+class PostConfig:
+    title: str
+    date: str                       # YYYY-MM-DD
+    slug: str
+    author: str
+    description: str
+    tags: tuple[str, ...]
+    templates: str                  # a folder of user templates searched first ('' for none)
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    enabled: bool
+    backbone: str
+    top_k: int
+    images: tuple[str, ...]
+    out_of_vocabulary: str
+    out_of_vocabulary_label: str
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    path: str                       # 'demo', 'artifact:NAME' or a folder of class folders
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    backbones: tuple[str, ...]
+    batch_size: int
+    precision: str                  # float32 | bfloat16 | auto
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    enabled: bool
+    backbone: str
+    fractions: tuple[float, ...]    # train, validation, test
+    learning_rate: float
+    momentum: float
+    schedule: str
+    batch_size: int
+    epochs: int
+    l2: float
+    patience: int                   # 0: no early stopping
+    grid_size: int
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    dataset: str
+    name: str
+    literature: str                 # key into data/literature.toml ('' for none)
+    settings: tuple[int, ...]       # training images per class
+    test_cap: int
+    exclude: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExperimentsConfig:
+    enabled: bool
+    backbones: tuple[str, ...]
+    heads: tuple[str, ...]
+    n_splits: int
+    flip: bool
+    tables: tuple[TableConfig, ...]
+
+
+_SECTIONS = {"post": PostConfig, "classify": ClassifyConfig, "dataset": DatasetConfig,
+             "features": FeaturesConfig, "train": TrainConfig, "experiments": ExperimentsConfig}
+
+
+def _frozen(cls: type, d: dict) -> Any:
+    """A section type from its validated dict: lists as tuples, tables as :class:`TableConfig`."""
+    def conv(name: str, v: Any) -> Any:
+        if name == "tables":
+            return tuple(_frozen(TableConfig, t) for t in v)
+        return tuple(v) if isinstance(v, list) else v
+    return cls(**{f.name: conv(f.name, d[f.name]) for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
 class Config:
-    """A validated config; ``raw`` is the merged dict, ``path`` the file it came from."""
+    """A validated config: typed sections, the file it came from, and the merged dict it hashes."""
 
-    raw: dict
+    raw: dict = field(repr=False)
     path: Path | None
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    seed: int = field(init=False)
+    data_root: str = field(init=False)      # as written ('' for the default); see pipeline.resolve_data_root
+    post: PostConfig = field(init=False)
+    classify: ClassifyConfig = field(init=False)
+    dataset: DatasetConfig = field(init=False)
+    features: FeaturesConfig = field(init=False)
+    train: TrainConfig = field(init=False)
+    experiments: ExperimentsConfig = field(init=False)
 
-    def __getitem__(self, key: str) -> Any:
-        return self.raw[key]
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__      # frozen: fields derived once, here
+        set_(self, "seed", self.raw["seed"])
+        set_(self, "data_root", self.raw["data_root"])
+        for name, cls in _SECTIONS.items():
+            set_(self, name, _frozen(cls, self.raw[name]))
 
     @property
     def base_dir(self) -> Path:
@@ -308,7 +410,7 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
             raw["features"]["backbones"] = list(raw["features"]["backbones"]) + [raw["train"]["backbone"]]
     if problems:
         raise ConfigError(problems, source)
-    return Config(raw=raw, path=path, warnings=warnings)
+    return Config(raw=raw, path=path, warnings=tuple(warnings))
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -24,8 +24,8 @@ from tlreport.util.files import atomic_write_json, check_writable
 
 
 def post_path(config: Config) -> Path:
-    post = config["post"]
-    return config.site_dir / "_posts" / f"{post['date']}-{post['slug']}.md"
+    post = config.post
+    return config.site_dir / "_posts" / f"{post.date}-{post.slug}.md"
 
 
 def run_build(config: Config, stages: list[Stage], *, force: bool = False, only: str | None = None,

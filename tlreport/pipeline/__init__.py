@@ -22,19 +22,19 @@ from tlreport.pipeline.train import train_inputs, train_run
 
 
 def _tables_enabled(ctx: BuildContext) -> bool:
-    e = ctx.config["experiments"]
-    return e["enabled"] and bool(e["tables"])
+    e = ctx.config.experiments
+    return e.enabled and bool(e.tables)
 
 
 STAGES: list[Stage] = [
-    Stage("classify", classify_inputs, classify_run, enabled=lambda ctx: ctx.config["classify"]["enabled"]),
+    Stage("classify", classify_inputs, classify_run, enabled=lambda ctx: ctx.config.classify.enabled),
     Stage("features", features_inputs, features_run, detail=features_detail,
-          enabled=lambda ctx: ctx.config["train"]["enabled"] or _tables_enabled(ctx)),
+          enabled=lambda ctx: ctx.config.train.enabled or _tables_enabled(ctx)),
     Stage("train", train_inputs, train_run, after=("features",),
-          enabled=lambda ctx: ctx.config["train"]["enabled"]),
+          enabled=lambda ctx: ctx.config.train.enabled),
     Stage("experiments", experiments_inputs, experiments_run, after=("features",), enabled=_tables_enabled),
     Stage("figures", figures_inputs, figures_run, deps=("train", "experiments"),
-          enabled=lambda ctx: ctx.config["train"]["enabled"] or ctx.config["experiments"]["enabled"]),
+          enabled=lambda ctx: ctx.config.train.enabled or ctx.config.experiments.enabled),
     # render reads features.json (the datasets' summaries) besides the sections' outputs
     Stage("render", render_inputs, render_run, deps=("features", "classify", "train", "experiments", "figures"),
           publishes=True),

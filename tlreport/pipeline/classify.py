@@ -13,12 +13,12 @@ from tlreport.util.files import atomic_write_json
 def _classify_sources(ctx: BuildContext):
     from tlreport.datasets.sources import resolve_image
 
-    c = ctx.config["classify"]
+    c = ctx.config.classify
     base = ctx.config.base_dir
     download = not ctx.read_only
-    imgs = [resolve_image(r, base_dir=base, data_root=ctx.data_root, download=download) for r in c["images"]]
-    oov = (resolve_image(c["out_of_vocabulary"], base_dir=base, data_root=ctx.data_root, download=download)
-           if c["out_of_vocabulary"] else None)
+    imgs = [resolve_image(r, base_dir=base, data_root=ctx.data_root, download=download) for r in c.images]
+    oov = (resolve_image(c.out_of_vocabulary, base_dir=base, data_root=ctx.data_root, download=download)
+           if c.out_of_vocabulary else None)
     return imgs, oov
 
 
@@ -28,13 +28,13 @@ def _classify_sources(ctx: BuildContext):
 def classify_inputs(ctx: BuildContext) -> dict:
     from tlreport.backbones import get_spec
 
-    c = ctx.config["classify"]
-    spec = get_spec(c["backbone"])
+    c = ctx.config.classify
+    spec = get_spec(c.backbone)
     imgs, oov = ctx.once("classify.sources", lambda: _classify_sources(ctx))
     return {
-        "spec": spec.fingerprint(), "weights": weights_id(ctx, spec.name), "top_k": c["top_k"],
+        "spec": spec.fingerprint(), "weights": weights_id(ctx, spec.name), "top_k": c.top_k,
         "images": [(s.ref, _file_hash(ctx, s.path)) for s in imgs],
-        "oov": (oov.ref, _file_hash(ctx, oov.path), c["out_of_vocabulary_label"]) if oov else None,
+        "oov": (oov.ref, _file_hash(ctx, oov.path), c.out_of_vocabulary_label) if oov else None,
     }
 
 
@@ -88,12 +88,12 @@ def classify_images(spec, paths: list[Path], *, cache_dir: Path, data_root: str 
 def classify_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.backbones import get_spec
 
-    c = ctx.config["classify"]
-    spec = get_spec(c["backbone"])
+    c = ctx.config.classify
+    spec = get_spec(c.backbone)
     imgs, oov = ctx.once("classify.sources", lambda: _classify_sources(ctx))
     allsrc = imgs + ([oov] if oov else [])
     tops = classify_images(spec, [s.path for s in allsrc], cache_dir=ctx.cache_dir,
-                           data_root=ctx.data_root, top_k=c["top_k"])
+                           data_root=ctx.data_root, top_k=c.top_k)
     rows = []
     for i, (s, top) in enumerate(zip(allsrc, tops, strict=True)):
         fname = f"{i:02d}-{_safe_name(s.name)}.jpg"
@@ -102,9 +102,9 @@ def classify_run(ctx: BuildContext, out: Path) -> None:
                      "sha256": _file_hash(ctx, s.path), "top": [[n, round(p, 6)] for n, p in top]})
         ctx.count("classify.images")
     atomic_write_json(out / "classify.json", {
-        "backbone": spec.name, "top_k": c["top_k"],
+        "backbone": spec.name, "top_k": c.top_k,
         "images": rows[: len(imgs)], "oov": rows[-1] if oov else None,
-        "oov_label": c["out_of_vocabulary_label"]})
+        "oov_label": c.out_of_vocabulary_label})
 
 
 def _safe_name(s: str) -> str:

@@ -14,9 +14,9 @@ from tlreport.util.files import atomic_write_json
 def experiments_inputs(ctx: BuildContext) -> dict:
     from tlreport.pipeline import resources as datastage
 
-    e = ctx.config["experiments"]
-    uses = [datastage.table_use(ctx, t) for t in e["tables"]]
-    return {"experiments": e, "seed": ctx.config["seed"], "tables": [u.id for u in uses],
+    e = ctx.config.experiments
+    uses = [datastage.table_use(ctx, t) for t in e.tables]
+    return {"experiments": e, "seed": ctx.config.seed, "tables": [u.id for u in uses],
             "features": [feature_identity(ctx, u, v) for u in uses for v in datastage.table_variants(ctx)]}
 
 
@@ -27,25 +27,25 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.pipeline import resources as datastage
     from tlreport.util.progress import bar
 
-    e = ctx.config["experiments"]
+    e = ctx.config.experiments
     frames = []
-    for i, t in enumerate(e["tables"]):
+    for i, t in enumerate(e.tables):
         use = datastage.table_use(ctx, t)
         m = datastage.manifest(ctx, use)
-        feats = {b: datastage.features(ctx, use, datastage.FeatureVariant(b)) for b in e["backbones"]}
-        flips = ({b: datastage.features(ctx, use, datastage.FeatureVariant(b, flip=True)) for b in e["backbones"]}
-                 if e["flip"] else None)
-        heads = e["heads"]
-        name = t["name"] or t["dataset"]
-        total = len(feats) * len(heads) * len(t["settings"]) * e["n_splits"]
+        feats = {b: datastage.features(ctx, use, datastage.FeatureVariant(b)) for b in e.backbones}
+        flips = ({b: datastage.features(ctx, use, datastage.FeatureVariant(b, flip=True)) for b in e.backbones}
+                 if e.flip else None)
+        heads = e.heads
+        name = t.name or t.dataset
+        total = len(feats) * len(heads) * len(t.settings) * e.n_splits
         with bar(total=total, desc=f"experiments {name}", unit="fit", enabled=not ctx.quiet) as pbar:
 
             def progress(done: int, total: int, desc: str, pbar=pbar) -> None:
                 pbar.set_postfix_str(desc, refresh=False)
                 pbar.update(1)
 
-            df = run_grid(feats, m.labels(), m.classes, settings=t["settings"], test_cap=t["test_cap"],
-                          n_splits=e["n_splits"], seed=ctx.config["seed"], heads=heads,
+            df = run_grid(feats, m.labels(), m.classes, settings=t.settings, test_cap=t.test_cap,
+                          n_splits=e.n_splits, seed=ctx.config.seed, heads=heads,
                           keys=[x.sha256 for x in m.entries], dataset=f"table{i}", progress=progress,
                           features_flip=flips)
         ctx.count("experiments.fits", len(df))

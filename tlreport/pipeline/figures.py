@@ -11,7 +11,7 @@ from tlreport.util.files import atomic_write_json, read_json
 
 
 def figures_inputs(ctx: BuildContext) -> dict:
-    return {"grid": ctx.config["train"]["grid_size"], "seed": ctx.config["seed"]}
+    return {"grid": ctx.config.train.grid_size, "seed": ctx.config.seed}
 
 
 def _transfer_figures(ctx: BuildContext, out: Path) -> None:
@@ -56,8 +56,8 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     (o / "history_loss.png").rename(o / "loss.png")
     (o / "history_accuracy.png").rename(o / "accuracy.png")
     plot_confusion(y, yhat, names, o / "confusion")
-    rng = np.random.default_rng(ctx.config["seed"])
-    g = ctx.config["train"]["grid_size"]
+    rng = np.random.default_rng(ctx.config.seed)
+    g = ctx.config.train.grid_size
     pick = np.sort(rng.choice(len(test_idx), size=min(g * g, len(test_idx)), replace=False))
     plot_prediction_grid([image(test_idx[i]) for i in pick], [names[y[i]] for i in pick],
                                  [names[yhat[i]] for i in pick], conf[pick], o / "grid", cols=g)
@@ -109,8 +109,8 @@ def _replication_figures(ctx: BuildContext, out: Path) -> None:
     agg = pd.read_csv(ctx.outputs["experiments"] / "aggregate.csv")
     o = out / "replication"
     o.mkdir(parents=True, exist_ok=True)
-    for i, t in enumerate(ctx.config["experiments"]["tables"]):
-        lit = literature_rows(t["literature"]) if t["literature"] else None
+    for i, t in enumerate(ctx.config.experiments.tables):
+        lit = literature_rows(t.literature) if t.literature else None
         plot_accuracy_vs_ntrain(agg, o / f"table{i}", lit, dataset=f"table{i}")
 
 

@@ -51,10 +51,10 @@ def _provenance(ctx: BuildContext) -> dict:
     from tlreport.backbones import get_spec
 
     cfg = ctx.config
-    names = [cfg["classify"]["backbone"]] if cfg["classify"]["enabled"] else []
-    names += cfg["features"]["backbones"]       # the train backbone is among them (the schema adds it)
-    if cfg["experiments"]["enabled"]:
-        names += cfg["experiments"]["backbones"]
+    names = [cfg.classify.backbone] if cfg.classify.enabled else []
+    names += cfg.features.backbones       # the train backbone is among them (the schema adds it)
+    if cfg.experiments.enabled:
+        names += cfg.experiments.backbones
     names = list(dict.fromkeys(names))
     backbones = []
     for n in names:
@@ -67,7 +67,7 @@ def _provenance(ctx: BuildContext) -> dict:
             timings.append((name, read_json(meta)["seconds"]))
     return {
         "version": __version__, "git": _git_commit(), "config_hash": ctx.config.hash(),
-        "seed": ctx.config["seed"], "python": platform.python_version(),
+        "seed": ctx.config.seed, "python": platform.python_version(),
         "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),
         "numpy": _version("numpy"), "sklearn": _version("scikit-learn"),
         "backbones": backbones, "datasets": ctx.memo.get("provenance.datasets", []),

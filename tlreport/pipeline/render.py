@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -17,12 +18,12 @@ def render_inputs(ctx: BuildContext) -> dict:
     from tlreport.report.render import templates_fingerprint
 
     # the whole config: the post's provenance box prints its hash and the backbone list
-    return {"post": ctx.config["post"], "config": ctx.config.hash(),
+    return {"post": ctx.config.post, "config": ctx.config.hash(),
             "templates": templates_fingerprint(_user_templates(ctx))}
 
 
 def _user_templates(ctx: BuildContext) -> Path | None:
-    t = ctx.config["post"]["templates"]
+    t = ctx.config.post.templates
     if not t:
         return None
     p = ctx.config.resolve(t)
@@ -150,39 +151,39 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     d = ctx.outputs.get("experiments")
     if d is None or "figures" not in ctx.outputs:
         return None
-    e = ctx.config["experiments"]
+    e = ctx.config.experiments
     agg = pd.read_csv(d / "aggregate.csv")
     fig = _copy_figures(ctx, slug, site_out, "replication")
     fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
     from tlreport.pipeline import resources as datastage
 
     tables = []
-    for i, t in enumerate(e["tables"]):
+    for i, t in enumerate(e.tables):
         ds = f"table{i}"
-        lit = literature_rows(t["literature"]) if t["literature"] else []
-        rows, best = table_rows(agg, lit, t["settings"], dataset=ds)
+        lit = literature_rows(t.literature) if t.literature else []
+        rows, best = table_rows(agg, lit, t.settings, dataset=ds)
         cells = []
         for row, flags in zip(rows, best, strict=True):
             out = [escape.md(row[0])]
             for c, b in zip(row[1:], flags, strict=True):
                 out.append(f"**{escape.md(c)}**" if b else escape.md(c))
             cells.append(out)
-        name = t["name"] or t["dataset"]
+        name = t.name or t.dataset
         job = fjobs.get(datastage.table_use(ctx, t).id, {})
         tables.append({
-            "name": name, "settings": t["settings"], "test_cap": t["test_cap"],
+            "name": name, "settings": t.settings, "test_cap": t.test_cap,
             "summary": f"{name}: {job.get('summary', '')}",
-            "header": ["# Train"] + [f"Acc(%) {n}/class" for n in t["settings"]],
+            "header": ["# Train"] + [f"Acc(%) {n}/class" for n in t.settings],
             "rows": cells, "sentences": comparison_sentences(agg, lit, ds) if lit else [],
             "figure": fig[f"table{i}"],
             "figure_caption": (f"{name}: mean per-class accuracy against training images per class; "
-                               f"error bars are ± one standard deviation over {e['n_splits']} splits"
+                               f"error bars are ± one standard deviation over {e.n_splits} splits"
                                + ("; dashed lines are the published rows." if lit else ".")),
         })
     from tlreport.heads import get_head
 
-    heads = [{"name": h, "text": get_head(h).description} for h in e["heads"]]
-    return {"tables": tables, "n_splits": e["n_splits"], "heads": heads, "flip": e["flip"]}
+    heads = [{"name": h, "text": get_head(h).description} for h in e.heads]
+    return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip}
 
 
 SECTION_CONTEXTS = {"classify": _classify_context, "transfer": _transfer_context,
@@ -192,7 +193,7 @@ SECTION_CONTEXTS = {"classify": _classify_context, "transfer": _transfer_context
 def render_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.report.render import markdown_to_preview, render_post
 
-    post = dict(ctx.config["post"])
+    post = dataclasses.asdict(ctx.config.post)   # a dict: the post gets its excerpt below
     slug = post["slug"]
     site_out = out / "site"
     sections = {name: fn(ctx, slug, site_out) for name, fn in SECTION_CONTEXTS.items()}

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tlreport.backbones.spec import FLIP
-from tlreport.config import Config
+from tlreport.config import Config, TableConfig
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import NeedsDownload, UserError
 from tlreport.util.hashing import sha256_file
@@ -60,39 +60,39 @@ class FeatureVariant:
 
 def resolve_data_root(config: Config, override: str | None = None) -> str | None:
     """``--data-root``, else the config's ``data_root`` (relative to the config file), else None."""
-    if override is None and config["data_root"]:
-        return str(config.resolve(config["data_root"]))
+    if override is None and config.data_root:
+        return str(config.resolve(config.data_root))
     return override
 
 
 def transfer_use(ctx: BuildContext) -> DatasetUse:
-    d = ctx.config["dataset"]
-    ref = ctx.dataset_override or d["path"]
-    return DatasetUse(ref, tuple(d["include"]), tuple(d["exclude"]))
+    d = ctx.config.dataset
+    ref = ctx.dataset_override or d.path
+    return DatasetUse(ref, tuple(d.include), tuple(d.exclude))
 
 
-def table_use(ctx: BuildContext, table: dict) -> DatasetUse:
-    ref = table["dataset"]
-    if ctx.dataset_override and ref == ctx.config["dataset"]["path"]:
+def table_use(ctx: BuildContext, table: TableConfig) -> DatasetUse:
+    ref = table.dataset
+    if ctx.dataset_override and ref == ctx.config.dataset.path:
         ref = ctx.dataset_override          # --dataset points the same dataset elsewhere
-    return DatasetUse(ref, (), tuple(table["exclude"]))
+    return DatasetUse(ref, (), table.exclude)
 
 
 def table_variants(ctx: BuildContext) -> list[FeatureVariant]:
     """The feature variants every replication table reads: each backbone's, and with
     ``experiments.flip`` each backbone's on the mirrored images too."""
-    e = ctx.config["experiments"]
-    return [FeatureVariant(b, flip) for b in e["backbones"] for flip in (False, True) if not flip or e["flip"]]
+    e = ctx.config.experiments
+    return [FeatureVariant(b, flip) for b in e.backbones for flip in (False, True) if not flip or e.flip]
 
 
 def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, FeatureVariant]]:
     """Every (dataset, feature variant) pair whose features the enabled stages need, once each."""
     jobs: list[tuple[DatasetUse, FeatureVariant]] = []
     cfg = ctx.config
-    if cfg["train"]["enabled"]:
-        jobs.append((transfer_use(ctx), FeatureVariant(cfg["train"]["backbone"])))
-    if cfg["experiments"]["enabled"]:
-        for t in cfg["experiments"]["tables"]:
+    if cfg.train.enabled:
+        jobs.append((transfer_use(ctx), FeatureVariant(cfg.train.backbone)))
+    if cfg.experiments.enabled:
+        for t in cfg.experiments.tables:
             for v in table_variants(ctx):
                 jobs.append((table_use(ctx, t), v))
     seen, out = set(), []
@@ -107,7 +107,7 @@ def dataset_root(ctx: BuildContext, ref: str) -> Path:
     if ref == "demo":
         from tlreport.datasets.demo import demo_dataset_path, make_demo_dataset
 
-        seed = ctx.config["seed"]
+        seed = ctx.config.seed
         if ctx.read_only:
             return demo_dataset_path(ctx.cache_dir, seed=seed) or make_demo_dataset(Path(scratch_dir(ctx)), seed=seed)
         return make_demo_dataset(ctx.cache_dir, seed=seed)
@@ -140,7 +140,7 @@ def manifest(ctx: BuildContext, use: DatasetUse):
         root = dataset_root(ctx, use.ref)
         cache = ctx.cache_dir / "manifests" / (hashlib.sha256(os.fsencode(str(root.resolve()))).hexdigest()[:16] + ".json")
         m = scan_dataset(root, include=use.include or None, exclude=use.exclude or None,
-                         max_pixels=ctx.config["dataset"]["max_pixels"], hash_cache_path=cache,
+                         max_pixels=ctx.config.dataset.max_pixels, hash_cache_path=cache,
                          progress=not ctx.quiet, update_hash_cache=not ctx.read_only)
         ctx.log(f"dataset {use.ref}: {m.summary()}")
         for s in m.skipped[:20]:
@@ -163,7 +163,7 @@ def resolved_spec(ctx: BuildContext, variant: FeatureVariant | str):
     spec = get_spec(variant.backbone)
     if variant.flip:
         spec = spec.with_flip()
-    precision = ctx.config["features"]["precision"]
+    precision = ctx.config.features.precision
     if precision == "auto":
         precision = "bfloat16" if cpu_has_bf16() else "float32"
     return spec.with_precision(precision) if precision != spec.precision else spec
@@ -254,9 +254,9 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
             ctx.count("features.extracted", n)
             ctx.count(f"features.extracted.{variant.name}", n)
 
-        return extract_features(m, spec, store(ctx), model=net, batch_size=ctx.config["features"]["batch_size"],
+        return extract_features(m, spec, store(ctx), model=net, batch_size=ctx.config.features.batch_size,
                                 progress=not ctx.quiet, on_batch=extracted, key=feature_key(ctx, variant),
-                                max_pixels=ctx.config["dataset"]["max_pixels"])
+                                max_pixels=ctx.config.dataset.max_pixels)
 
     return ctx.once(f"features:{use.id}:{variant.name}", get)
 
@@ -285,4 +285,4 @@ def feature_identity(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant
     if needs:
         raise NeedsDownload(needs)
     return {"dataset": use.id, "manifest": found["manifest"], "backbone": variant.name,
-            "key": found["key"], "max_pixels": ctx.config["dataset"]["max_pixels"]}
+            "key": found["key"], "max_pixels": ctx.config.dataset.max_pixels}

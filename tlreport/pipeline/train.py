@@ -18,8 +18,8 @@ def train_inputs(ctx: BuildContext) -> dict:
 
     use = datastage.transfer_use(ctx)
     skipped = [[s.relpath, s.label, s.reason] for s in datastage.manifest(ctx, use).skipped]
-    return {"train": ctx.config["train"], "seed": ctx.config["seed"], "dataset": use.id,
-            "features": feature_identity(ctx, use, datastage.FeatureVariant(ctx.config["train"]["backbone"])),
+    return {"train": ctx.config.train, "seed": ctx.config.seed, "dataset": use.id,
+            "features": feature_identity(ctx, use, datastage.FeatureVariant(ctx.config.train.backbone)),
             "skipped": hash_obj(skipped)}    # the post lists them
 
 
@@ -33,23 +33,23 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.heads.softmax import predict_proba, seed_everything, train_softmax
     from tlreport.pipeline import resources as datastage
 
-    t = ctx.config["train"]
-    seed = ctx.config["seed"]
+    t = ctx.config.train
+    seed = ctx.config.seed
     use = datastage.transfer_use(ctx)
     m = datastage.manifest(ctx, use)
-    x = datastage.features(ctx, use, datastage.FeatureVariant(t["backbone"]))
+    x = datastage.features(ctx, use, datastage.FeatureVariant(t.backbone))
     y = m.labels()
     shas = [e.sha256 for e in m.entries]
-    parts = split_by_hash(shas, y, t["fractions"], seed=seed)
+    parts = split_by_hash(shas, y, t.fractions, seed=seed)
     C = len(m.classes)
     missing = [m.classes[c] for c in range(C) if not np.any((parts == 0) & (y == c))]
     if missing:
         raise UserError(f"train.fractions leaves no training image for class(es) {', '.join(missing[:5])}")
     seed_everything(seed)
     head = train_softmax(x[parts == 0], y[parts == 0], x[parts == 1], y[parts == 1], num_classes=C,
-                         lr=float(t["learning_rate"]), momentum=float(t["momentum"]), schedule=t["schedule"],
-                         batch_size=t["batch_size"], epochs=t["epochs"], l2=float(t["l2"]),
-                         patience=t["patience"] or None, seed=seed)
+                         lr=float(t.learning_rate), momentum=float(t.momentum), schedule=t.schedule,
+                         batch_size=t.batch_size, epochs=t.epochs, l2=float(t.l2),
+                         patience=t.patience or None, seed=seed)
     test_idx = np.flatnonzero(parts == 2)
     val_idx = np.flatnonzero(parts == 1)
     probs = predict_proba(head, x[test_idx]).astype(np.float32)
@@ -61,8 +61,8 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     np.save(out / "parts.npy", parts.astype(np.int8))
     counts = {name: int((parts == i).sum()) for i, name in enumerate(("train", "validation", "test"))}
     # the exported classifier: backbone + new head in one .keras file, then a held-out example
-    spec = datastage.resolved_spec(ctx, t["backbone"])
-    net = datastage.model(ctx, t["backbone"])
+    spec = datastage.resolved_spec(ctx, t.backbone)
+    net = datastage.model(ctx, t.backbone)
     export_classifier(net, head, m.classes, out / "classifier.keras", backbone=spec.name)
     rng = np.random.default_rng(seed)
     ex = int(rng.choice(test_idx))
@@ -70,7 +70,7 @@ def train_run(ctx: BuildContext, out: Path) -> None:
 
     (_, top), = classify_files(out / "classifier.keras", [Path(m.paths()[ex])], top_k=5)
     atomic_write_json(out / "train.json", {
-        "backbone": t["backbone"], "dataset": use.ref, "classes": m.classes, "counts": counts,
+        "backbone": t.backbone, "dataset": use.ref, "classes": m.classes, "counts": counts,
         "per_class": {"train": np.bincount(y[parts == 0], minlength=C).tolist()},
         "metrics": metrics, "best_epoch": head.best_epoch, "epochs_run": int(len(head.history)),
         "train_seconds": round(head.seconds, 2), "params": t, "features_dim": int(x.shape[1]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -20,10 +21,22 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _plain(obj: Any) -> Any:
+    """What JSON cannot say directly: a dataclass (a config section) as its fields, anything else as text."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return str(obj)
+
+
 def stable_json(obj: Any) -> str:
     """JSON with sorted keys and fixed separators: the same object, the same bytes."""
-    return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, default=str) + "\n"
+    return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, default=_plain) + "\n"
 
 
 def hash_obj(obj: Any) -> str:
-    return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode())
+    """sha256 of an object's stable JSON: a config section hashes like the dict it was validated from.
+
+    >>> hash_obj({"a": [1, 2]}) == hash_obj({"a": (1, 2)})
+    True
+    """
+    return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_plain).encode())
