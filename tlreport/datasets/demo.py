@@ -35,10 +35,6 @@ CLASSES = {
     "gravel": "skimage:gravel.png",
 }
 MIN_AREA, MAX_AREA = 0.01, 0.12
-DESCRIPTION = ("{n} classes × {per} images, each a random crop (1–12% of the area, aspect 3:4 to 4:3), "
-               "possibly mirrored, rotated by up to 10° and jittered in brightness and contrast, "
-               "of one photo that ships with scikit-image, matplotlib or scikit-learn")
-
 
 def demo_dataset_key(seed: int, per_class: int) -> str:
     return hash_obj({"v": VERSION, "classes": CLASSES, "area": [MIN_AREA, MAX_AREA], "seed": seed,

@@ -87,16 +87,10 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
                       "rate": float(row["rate"]), "thumb_true": thumbs["true"], "thumb_pred": thumbs["pred"]})
     rows, cols = feature_grid_shape(x.shape[1])
     n_wrong = int((y != yhat).sum())
+    # the numbers the figures' captions quote; the captions themselves are prose, in the templates
     atomic_write_json(out / "transfer.json", {
-        "pairs": pairs,
-        "confusion_caption": (f"Confusion matrix of the {len(y):,} test images over {len(names)} classes, "
-                              "each row normalised to its class; classes are ordered by hierarchical "
-                              f"clustering so that confusions sit near the diagonal. {n_wrong:,} images "
-                              "are off the diagonal."),
-        "grid_caption": (f"{len(pick)} random test images, each with the class the new layer predicted, its "
-                         "probability and the true class; wrong ones have a dashed border and ✗."),
-        "bottleneck_caption": (f"One held-out image and its {x.shape[1]:,}-d bottleneck vector, drawn as a "
-                               f"{rows}×{cols} grid as the seed post does: this vector is all the new layer sees."),
+        "pairs": pairs, "n_test": len(y), "n_classes": len(names), "n_wrong": n_wrong, "n_grid": len(pick),
+        "dim": int(x.shape[1]), "grid_rows": rows, "grid_cols": cols,
     })
 
 

@@ -103,7 +103,6 @@ def _seed_post() -> dict:
 
 
 def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
-    from tlreport.datasets.demo import DESCRIPTION
     from tlreport.report import escape
 
     d = ctx.outputs.get("train")
@@ -116,10 +115,8 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     total = sum(n for _, n in counts)
     demo = None
     if res["dataset"] == "demo":
-        n = len(res["classes"])
-        demo = DESCRIPTION.format(n=n, per=round(total / max(1, n)))
+        demo = {"classes": len(res["classes"]), "per_class": round(total / max(1, len(res["classes"])))}
     seed = _seed_post()["transfer"]
-    diff = res["metrics"]["test"]["accuracy"] - seed["accuracy"]
     pairs = [{**p, "thumb_true_url": fig[p["thumb_true"]], "thumb_pred_url": fig[p["thumb_pred"]]}
              for p in fmeta["pairs"]]
     ex = res["example"]
@@ -130,13 +127,9 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
         "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],
         "test": res["metrics"]["test"], "val": res["metrics"]["validation"], "seed": seed,
-        "diff_text": (f"{abs(diff) * 100:.2f} points {'above' if diff >= 0 else 'below'} the seed, "
-                      "on a split that also holds out a validation set"),
-        "fig": fig, "pairs": pairs,
-        "confusion_caption": fmeta["confusion_caption"], "grid_caption": fmeta["grid_caption"],
-        "bottleneck_caption": fmeta["bottleneck_caption"],
-        "example": {"relpath": ex["relpath"], "src": fig["example"],
-                    "caption": f"A held-out test image of class {ex['label']} ({ex['relpath']})",
+        "diff": res["metrics"]["test"]["accuracy"] - seed["accuracy"],
+        "fig": fig, "pairs": pairs, "figures": fmeta,
+        "example": {"relpath": ex["relpath"], "label": ex["label"], "src": fig["example"],
                     "top": [(n, p) for n, p in ex["top"]]},
         "escape": escape,
     }
@@ -175,10 +168,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
             "summary": f"{name}: {job.get('summary', '')}",
             "header": ["# Train"] + [f"Acc(%) {n}/class" for n in t.settings],
             "rows": cells, "sentences": comparison_sentences(agg, lit, ds) if lit else [],
-            "figure": fig[f"table{i}"],
-            "figure_caption": (f"{name}: mean per-class accuracy against training images per class; "
-                               f"error bars are ± one standard deviation over {e.n_splits} splits"
-                               + ("; dashed lines are the published rows." if lit else ".")),
+            "figure": fig[f"table{i}"], "has_literature": bool(lit),
         })
     from tlreport.heads import get_head
 
