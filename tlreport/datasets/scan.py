@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -197,64 +197,117 @@ def _select_classes(all_classes: list[str], include: Iterable[str] | None,
     return [c for c in chosen if c not in set(exclude or ())]
 
 
-def _validate_file(f: _Found, max_pixels: int) -> list[Any]:
-    """-> cache record [size, mtime_ns, ino, sha256, w, h, status, reason]."""
+FileStatus = Literal["ok", "skip", "ignore"]  # usable image / reported as a Skip / not an image at all
+
+
+@dataclass
+class FileRecord:
+    """What hashing and validating one file found; the value of the hash cache, keyed by relpath."""
+
+    size: int      # bytes read and hashed (the stat size when the file could not be read)
+    mtime_ns: int  # stat mtime_ns at scan time; with size and inode, decides whether the record is stale
+    inode: int
+    sha256: str = ""   # "" when the file could not be read
+    width: int = 0     # decoded size; for a "too large" skip the header's size (0 when unknown)
+    height: int = 0
+    status: FileStatus = "skip"
+    reason: str = ""   # the Skip reason when status is "skip"
+
+    def matches(self, st: os.stat_result) -> bool:
+        """Whether this record still describes the file with stat ``st``."""
+        return self.size == st.st_size and self.mtime_ns == st.st_mtime_ns and self.inode == st.st_ino
+
+    def to_json(self) -> list[Any]:
+        """The compact on-disk form: ``[size, mtime_ns, inode, sha256, width, height, status, reason]``."""
+        return [self.size, self.mtime_ns, self.inode, self.sha256, self.width, self.height, self.status,
+                self.reason]
+
+    @classmethod
+    def from_json(cls, value: Any) -> FileRecord:
+        """Inverse of :meth:`to_json`; raises ``ValueError`` for anything else."""
+        if not isinstance(value, list) or len(value) != 8:
+            raise ValueError(f"not a file record: {value!r}")
+        size, mtime_ns, inode, sha256, width, height, status, reason = value
+        if status not in ("ok", "skip", "ignore"):
+            raise ValueError(f"unknown file status {status!r}")
+        return cls(int(size), int(mtime_ns), int(inode), str(sha256), int(width), int(height), status,
+                   str(reason))
+
+
+def _validate_file(f: _Found, max_pixels: int) -> FileRecord:
+    """Hash and fully validate one file into a cache record."""
     st = f.st
     assert st is not None
-    rec: list[Any] = [st.st_size, st.st_mtime_ns, st.st_ino, "", 0, 0, "skip", ""]
+    rec = FileRecord(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
     ext = os.path.splitext(f.relpath)[1].lower()
     if st.st_size == 0:
-        rec[7] = "empty file: 0 bytes"
+        rec.reason = "empty file: 0 bytes"
         return rec
     try:
         data = _read_file(f.path)
     except FileNotFoundError:
-        rec[7] = "vanished: deleted while scanning"
+        rec.reason = "vanished: deleted while scanning"
         return rec
     except PermissionError as e:
-        rec[7] = f"unreadable: {e.strerror}"
+        rec.reason = f"unreadable: {e.strerror}"
         return rec
     except OSError as e:
-        rec[7] = ("symlink loop" if e.errno == errno.ELOOP else f"unreadable: {e.strerror}")
+        rec.reason = ("symlink loop" if e.errno == errno.ELOOP else f"unreadable: {e.strerror}")
         return rec
     if not data:
-        rec[7] = "empty file: 0 bytes"
+        rec.reason = "empty file: 0 bytes"
         return rec
-    rec[0] = len(data)
-    rec[3] = hashlib.sha256(data).hexdigest()
+    rec.size = len(data)
+    rec.sha256 = hashlib.sha256(data).hexdigest()
     fmt = sniff(data[:32])
     if fmt is None:
         other = _unsupported_format(data[:32])
         if other:
-            rec[7] = f"unsupported format: {other}"
+            rec.reason = f"unsupported format: {other}"
         elif ext in IMAGE_EXTS:
-            rec[7] = f"not an image: content is not {'/'.join(IMAGE_FORMATS)} despite the {ext} name"
+            rec.reason = f"not an image: content is not {'/'.join(IMAGE_FORMATS)} despite the {ext} name"
         else:
-            rec[6] = "ignore"
+            rec.status = "ignore"
         return rec
     try:
         w, h = validate(data, max_pixels=max_pixels)
     except BadImage as e:
-        rec[7] = str(e)
+        rec.reason = str(e)
         if str(e).startswith("too large"):
-            w, h = rec[4], rec[5] = _header_size(data)
+            w, h = rec.width, rec.height = _header_size(data)
             if w and h:
-                rec[7] = f"too large: {w}x{h} = {w * h:,} pixels > limit {max_pixels:,}"
+                rec.reason = f"too large: {w}x{h} = {w * h:,} pixels > limit {max_pixels:,}"
         return rec
-    rec[4], rec[5], rec[6] = w, h, "ok"
+    rec.width, rec.height, rec.status = w, h, "ok"
     return rec
 
 
-def _load_cache(path: Path | None) -> dict[str, list[Any]]:
+def _load_cache(path: Path | None) -> dict[str, FileRecord]:
+    """The hash cache at ``path`` by relpath ({} when missing, unreadable or of another version).
+
+    A malformed entry is dropped, so that file is simply validated again.
+    """
     if path is None or not path.exists():
         return {}
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
         if d.get("version") == _CACHE_VERSION and isinstance(d.get("files"), dict):
-            return d["files"]
-    except (OSError, ValueError):
+            cache: dict[str, FileRecord] = {}
+            for relpath, value in d["files"].items():
+                try:
+                    cache[relpath] = FileRecord.from_json(value)
+                except (TypeError, ValueError):
+                    continue
+            return cache
+    except (OSError, ValueError, AttributeError):
         pass
     return {}
+
+
+def _save_cache(path: Path, records: dict[str, FileRecord]) -> None:
+    atomic_write_text(path, json.dumps({"version": _CACHE_VERSION,
+                                        "files": {k: r.to_json() for k, r in records.items()}},
+                                       separators=(",", ":")))
 
 
 def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = None,
@@ -288,16 +341,15 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
 
     cache_path = Path(hash_cache_path) if hash_cache_path is not None else None
     cache = _load_cache(cache_path)
-    records: dict[str, list[Any]] = {}
+    records: dict[str, FileRecord] = {}
     todo: list[_Found] = []
     for f in found:
         if f.st is None:
             continue
         rec = cache.get(f.relpath)
-        st = f.st
-        if rec and rec[0] == st.st_size and rec[1] == st.st_mtime_ns and rec[2] == st.st_ino:
-            too_large = rec[6] == "skip" and rec[7].startswith("too large")
-            if too_large and 0 < rec[4] * rec[5] <= max_pixels:
+        if rec is not None and rec.matches(f.st):
+            too_large = rec.status == "skip" and rec.reason.startswith("too large")
+            if too_large and 0 < rec.width * rec.height <= max_pixels:
                 todo.append(f)  # the limit was raised: decode it now
                 continue
             records[f.relpath] = rec
@@ -321,14 +373,16 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
             per_class_files[f.label] += 1
             per_class_skips[f.label][skipped[-1].kind] += 1
             continue
-        size, _mt, _ino, sha, w, h, status, reason = records[f.relpath]
+        rec = records[f.relpath]
+        status, reason = rec.status, rec.reason
         if status == "ignore":
             continue
         per_class_files[f.label] += 1
+        w, h = rec.width, rec.height
         if status == "ok" and w * h > max_pixels:
             status, reason = "skip", f"too large: {w}x{h} = {w * h:,} pixels > limit {max_pixels:,}"
         if status == "ok":
-            entries.append(Entry(f.relpath, f.label, int(size), sha))
+            entries.append(Entry(f.relpath, f.label, int(rec.size), rec.sha256))
         else:
             skipped.append(Skip(f.relpath, f.label, reason))
             per_class_skips[f.label][skipped[-1].kind] += 1
@@ -337,8 +391,7 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
         walked = set(classes)
         keep = {k: v for k, v in cache.items() if k.split("/", 1)[0] not in walked}
         keep.update(records)
-        atomic_write_text(cache_path, json.dumps({"version": _CACHE_VERSION, "files": keep},
-                                                 separators=(",", ":")))
+        _save_cache(cache_path, keep)
 
     have = Counter(e.label for e in entries)
     empty = [c for c in classes if have[c] == 0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,23 @@ ProgressFn = Callable[[int, int, str], None]
 
 COLUMNS = ["dataset", "backbone", "head", "n_train", "split", "mean_per_class_accuracy", "accuracy",
            "n_test", "seconds"]
+
+# per fold: test probabilities, flip-averaged test probabilities (None without flipped features),
+# seconds for fit + predict, extra seconds for predicting the mirrors
+FoldResult = tuple[np.ndarray, np.ndarray | None, float, float]
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """One fit of one head on one fold: everything :func:`_fit_predict` needs."""
+
+    head: Head
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    X_test_flip: np.ndarray | None  # features of the mirrored test images (same rows); None: no flip TTA
+    num_classes: int
+    seed: int  # the fit's own seed, derived from the grid seed, head, n_train and split
 
 
 def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, class_names: Sequence[str],
@@ -61,20 +79,21 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
             head_key = zlib.crc32(head.name.encode())
             tasks = [(n, s, tr, te, int(np.random.SeedSequence([seed, head_key, n, s]).generate_state(1)[0]))
                      for n in settings for s, (tr, te) in enumerate(splits[n])]
-            args = [(head, feats[tr], labels[tr], feats[te], None if flip is None else flip[te], num_classes, fs)
+            jobs = [FoldJob(head=head, X_train=feats[tr], y_train=labels[tr], X_test=feats[te],
+                            X_test_flip=None if flip is None else flip[te], num_classes=num_classes, seed=fs)
                     for n, s, tr, te, fs in tasks]
             if hasattr(head, "fit_many"):
                 # the folds of one setting share their shapes: train them side by side
-                outs: Iterator[tuple[np.ndarray, np.ndarray | None, float, float]] = _fit_predict_stacked(args)
+                outs: Iterator[FoldResult] = _fit_predict_stacked(jobs)
             elif getattr(head, "processes", 1) > 1 and len(tasks) > 1:
                 # single-threaded fits (BLAS pinned to one thread) spread over processes;
                 # each fit is seeded on its own, so the results do not depend on the schedule
                 from joblib import Parallel, delayed
 
                 outs = Parallel(n_jobs=head.processes, backend="loky", return_as="generator")(
-                    delayed(_fit_predict)(*a) for a in args)
+                    delayed(_fit_predict)(job) for job in jobs)
             else:
-                outs = (_fit_predict(*a) for a in args)
+                outs = (_fit_predict(job) for job in jobs)
             for (n, s, _, te, _), (proba, proba_flip, seconds, seconds_flip) in zip(tasks, outs, strict=True):
                 base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size))
                 rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
@@ -87,47 +106,50 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _fit_predict(head: Head, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, Xte_flip: np.ndarray | None,
-                 num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, float, float]:
+def _fit_predict(job: FoldJob) -> FoldResult:
     """One fold: fit on the training images, predict the test images (and their mirrors)."""
     t0 = time.perf_counter()
-    predict = head.fit(Xtr, ytr, num_classes=num_classes, seed=seed)
-    proba = predict(Xte)
+    predict = job.head.fit(job.X_train, job.y_train, num_classes=job.num_classes, seed=job.seed)
+    proba = predict(job.X_test)
     seconds = time.perf_counter() - t0
-    if Xte_flip is None:
+    if job.X_test_flip is None:
         return proba, None, seconds, 0.0
     t1 = time.perf_counter()
-    return proba, 0.5 * (proba + predict(Xte_flip)), seconds, time.perf_counter() - t1
+    return proba, 0.5 * (proba + predict(job.X_test_flip)), seconds, time.perf_counter() - t1
 
 
 STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-by-side run
 
 
-def _fit_predict_stacked(args: list[tuple[Any, ...]]) -> Iterator[tuple[np.ndarray, np.ndarray | None, float, float]]:
-    """:func:`_fit_predict` for each of ``args``, same-shaped folds trained together by ``head.fit_many``."""
+def _fit_predict_stacked(jobs: list[FoldJob]) -> Iterator[FoldResult]:
+    """:func:`_fit_predict` for each of ``jobs``, same-shaped folds trained together by ``head.fit_many``.
+
+    All jobs are expected to share one head and ``num_classes`` (the first job of each chunk supplies them).
+    """
     groups: dict[tuple[int, ...], list[int]] = {}
-    for i, a in enumerate(args):
-        groups.setdefault(a[1].shape, []).append(i)
-    results: dict[int, tuple[np.ndarray, np.ndarray | None, float, float]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(job.X_train.shape, []).append(i)
+    results: dict[int, FoldResult] = {}
     ready = 0                                       # results are yielded in order, as soon as they exist
     for shape, members in groups.items():
         per = max(1, STACK_BYTES // max(1, 4 * int(np.prod(shape))))
         for j in range(0, len(members), per):
-            chunk = [args[i] for i in members[j:j + per]]
-            head, num_classes = chunk[0][0], chunk[0][5]
+            chunk = [jobs[i] for i in members[j:j + per]]
+            head, num_classes = chunk[0].head, chunk[0].num_classes
             t0 = time.perf_counter()
-            predicts = head.fit_many([a[1] for a in chunk], [a[2] for a in chunk], num_classes=num_classes,
-                                     seeds=[a[6] for a in chunk])
+            predicts = head.fit_many([job.X_train for job in chunk], [job.y_train for job in chunk],
+                                     num_classes=num_classes, seeds=[job.seed for job in chunk])
             fit_seconds = (time.perf_counter() - t0) / len(chunk)
-            for i, a, predict in zip(members[j:j + per], chunk, predicts, strict=True):
+            for i, job, predict in zip(members[j:j + per], chunk, predicts, strict=True):
                 t1 = time.perf_counter()
-                proba = predict(a[3])
+                proba = predict(job.X_test)
                 seconds = fit_seconds + time.perf_counter() - t1
-                if a[4] is None:
+                if job.X_test_flip is None:
                     results[i] = (proba, None, seconds, 0.0)
                 else:
                     t2 = time.perf_counter()
-                    results[i] = (proba, 0.5 * (proba + predict(a[4])), seconds, time.perf_counter() - t2)
+                    results[i] = (proba, 0.5 * (proba + predict(job.X_test_flip)), seconds,
+                                  time.perf_counter() - t2)
             while ready in results:
                 yield results.pop(ready)
                 ready += 1
