@@ -17,6 +17,13 @@ from tlreport.errors import UserError
 CAP = 10 << 20
 
 
+@pytest.fixture(autouse=True, params=["stdlib data filter", "no data filter (Python 3.11.0-3.11.3)"])
+def tar_filter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: with ``tarfile.data_filter`` and without it, as on Python 3.11.0-3.11.3."""
+    if request.param.startswith("no"):
+        monkeypatch.delattr(tarfile, "data_filter")
+
+
 def _add_file(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     ti = tarfile.TarInfo(name)
     ti.size = len(data)

@@ -163,6 +163,47 @@ def test_5xx_forever_gives_up(tmp_path, monkeypatch, root) -> None:
     assert len(srv.requests) == download_module.RETRY.attempts
 
 
+@pytest.mark.parametrize("header, wait", [("2", 2.0), ("100000", 300.0)])
+def test_retry_after_is_honoured_and_capped(tmp_path, monkeypatch, root, capsys, header, wait) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(download_module.time, "sleep", slept.append)
+    with LoopbackServer({"/blob.bin": PAYLOAD}) as srv:
+        srv.behave("/blob.bin", fail_first=1, fail_status=429, retry_after=header)
+        use(tmp_path, monkeypatch, {"blob": blob([srv.url("/blob.bin")])})
+        ensure("blob", root, progress=False)
+    assert slept == [wait]                      # not the policy's 0.01 s backoff
+    assert f"the server asks to wait {wait:g}s" in capsys.readouterr().err
+
+
+def test_retry_after_as_an_http_date(tmp_path, monkeypatch, root) -> None:
+    import email.utils
+
+    slept: list[float] = []
+    monkeypatch.setattr(download_module.time, "sleep", slept.append)
+    soon = email.utils.formatdate(download_module.time.time() + 30, usegmt=True)
+    with LoopbackServer({"/blob.bin": PAYLOAD}) as srv:
+        srv.behave("/blob.bin", fail_first=1, fail_status=503, retry_after=soon)
+        use(tmp_path, monkeypatch, {"blob": blob([srv.url("/blob.bin")])})
+        ensure("blob", root, progress=False)
+    assert len(slept) == 1 and 25 <= slept[0] <= 31
+
+
+def test_a_compressed_response_is_refused(tmp_path, monkeypatch, root) -> None:
+    with LoopbackServer({"/blob.bin": PAYLOAD}) as srv:
+        srv.behave("/blob.bin", content_encoding="gzip")
+        use(tmp_path, monkeypatch, {"blob": blob([srv.url("/blob.bin")])})
+        with pytest.raises(UserError, match="Content-Encoding gzip"):
+            ensure("blob", root, progress=False)
+    assert len(srv.requests) == 1                                     # refused, not retried
+    assert _leftovers(root / "blob") == []
+
+
+def test_every_shipped_artifact_lists_https_first() -> None:
+    reg = load_registry(shipped_path("data", "artifacts.toml"))
+    assert {name: a.urls[0] for name, a in reg.items() if not a.urls[0].startswith("https://")} == {}
+    assert reg["inception_2015"].size == 88_931_400           # published size: a truncated body is caught
+
+
 def test_404_is_clear_and_not_retried(tmp_path, monkeypatch, root) -> None:
     with LoopbackServer({}) as srv:
         url = srv.url("/gone.bin")

@@ -194,3 +194,29 @@ def test_two_configs_can_share_one_site(tmp_path):
     assert build(a).ran == [] and build(b).ran == []
     for slug in ("render-only", "other"):
         assert (tmp_path / "site" / "_posts" / f"2026-11-28-{slug}.md").is_file()
+
+
+def _modes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): oct(p.stat().st_mode & 0o777)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def test_published_files_get_the_umasks_mode(tmp_path):
+    """0644 under a 022 umask, as a plain write gives: a web server running as another user can read them."""
+    import os
+    import subprocess
+
+    from tlreport.site.jekyll import find_jekyll
+
+    old = os.umask(0o022)
+    try:
+        build(load_config(write_config(tmp_path, RENDER_ONLY)), quiet=True)
+    finally:
+        os.umask(old)
+    site = tmp_path / "site"
+    published = {rel: mode for rel, mode in _modes(site).items() if rel.split("/")[0] in ("_posts", "preview")}
+    assert published and set(published.values()) == {"0o644"}, published
+    if find_jekyll():
+        subprocess.run([find_jekyll(), "build", "--source", str(site), "--destination", str(tmp_path / "_site")],
+                       check=True, capture_output=True, timeout=300)
+        assert set(_modes(tmp_path / "_site").values()) == {"0o644"}

@@ -30,6 +30,8 @@ class Behaviour:
     fail_first: int = 0
     fail_status: int = 503
     status: int | None = None
+    retry_after: str | None = None          # the Retry-After header of the failures
+    content_encoding: str | None = None     # a Content-Encoding header on the file's answers
     seen: int = 0
 
 
@@ -69,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._plain(req, beh.status or 404)
             return
         if nth <= beh.fail_first:
-            self._plain(req, beh.fail_status)
+            self._plain(req, beh.fail_status, retry_after=beh.retry_after)
             return
         start = 0
         m = re.fullmatch(r"bytes=(\d+)-", req.range or "")
@@ -91,6 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
             if beh.ranges:
                 self.send_header("Accept-Ranges", "bytes")
         body = data[start:]
+        if beh.content_encoding:
+            self.send_header("Content-Encoding", beh.content_encoding)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
@@ -108,10 +112,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         req.sent = len(body)
 
-    def _plain(self, req: Request, status: int) -> None:
+    def _plain(self, req: Request, status: int, retry_after: str | None = None) -> None:
         req.status = status
         body = f"status {status}\n".encode()
         self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

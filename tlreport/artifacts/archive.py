@@ -172,6 +172,9 @@ class _Writer:
 
 
 def _extract_tar(archive: Path, w: _Writer) -> None:
+    # Python 3.11.0-3.11.3 have no ``tarfile.data_filter`` (added in 3.11.4); the checks above
+    # (_clean_name, _Writer's link and size checks, the member-type check below) stand alone there.
+    data_filter = getattr(tarfile, "data_filter", None)
     with tarfile.open(archive, "r:*") as tf:
         for m in tf:
             rel = _clean_name(archive, m.name)
@@ -180,10 +183,11 @@ def _extract_tar(archive: Path, w: _Writer) -> None:
                 kind = {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",
                         tarfile.FIFOTYPE: "fifo"}.get(m.type, f"special file (type {m.type!r})")
                 raise UserError(f"{archive.name}: member {m.name!r} is a {kind}")
-            try:  # the stdlib "data" filter as a second opinion on every member
-                tarfile.data_filter(m, str(w.root))
-            except tarfile.FilterError as exc:
-                raise UserError(f"{archive.name}: member {m.name!r} rejected: {exc}") from None
+            if data_filter is not None:   # the stdlib "data" filter as a second opinion on every member
+                try:
+                    data_filter(m, str(w.root))
+                except tarfile.FilterError as exc:
+                    raise UserError(f"{archive.name}: member {m.name!r} rejected: {exc}") from None
             if m.isdir():
                 w.mkdir(m.name, rel)
             elif m.isreg():
@@ -194,7 +198,12 @@ def _extract_tar(archive: Path, w: _Writer) -> None:
             elif m.issym():
                 w.symlink(m.name, rel, m.linkname)
             elif m.islnk():
-                w.hardlink(m.name, rel, _clean_name(archive, m.linkname))
+                try:
+                    link_rel = _clean_name(archive, m.linkname)
+                except UserError:
+                    raise UserError(f"{archive.name}: member {m.name!r} is a hard link outside the target "
+                                    f"({m.linkname!r})") from None
+                w.hardlink(m.name, rel, link_rel)
             else:  # pragma: no cover - refused above
                 raise UserError(f"{archive.name}: member {m.name!r} is a special file")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import re
 import shutil
@@ -30,6 +31,7 @@ class RetryPolicy:
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
     timeout_s: float = 60.0
+    max_retry_after_s: float = 300.0    # a server's Retry-After is honoured up to this long
 
 
 RETRY = RetryPolicy()  # tests replace this with tiny delays
@@ -51,7 +53,25 @@ def _bar(progress: bool, **kw) -> tqdm:
 
 
 class _Transient(Exception):
-    """Worth retrying: timeouts, refused/dropped connections, 5xx."""
+    """Worth retrying: timeouts, refused/dropped connections, 5xx, 429."""
+
+    def __init__(self, msg: str, retry_after: float | None = None):
+        super().__init__(msg)
+        self.retry_after = retry_after      # seconds the server asked us to wait, if it said
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header (seconds, or an HTTP date) as seconds from now; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class _Permanent(Exception):
@@ -90,7 +110,8 @@ def _fetch_once(url: str, part: Path, size: int | None, progress: bool, desc: st
             part.unlink()
             raise _Transient("server refused the resume range; restarting") from None
         if exc.code in (408, 425, 429) or exc.code >= 500:
-            raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
+            wait = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            raise _Transient(f"HTTP {exc.code} {exc.reason}", retry_after=wait) from None
         raise _Permanent(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason if isinstance(exc.reason, BaseException) else exc
@@ -101,6 +122,10 @@ def _fetch_once(url: str, part: Path, size: int | None, progress: bool, desc: st
         raise _Transient(_reason(exc)) from None
 
     with resp:
+        encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":      # we asked for identity; hashing a compressed body would fail later
+            raise _Permanent(f"server sent Content-Encoding {encoding} although identity was asked for; "
+                             "the pinned hashes are of the raw file")
         mode = "wb"
         if resp.status == 206:
             m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
@@ -169,7 +194,12 @@ def download(
                 if failures_here >= pol.attempts:
                     break
                 delay = min(pol.backoff_s * 2 ** max(failures_here - 1, 0), pol.max_backoff_s)
-                _say(f"{desc or part.name}: {last}; retrying in {delay:g}s")
+                if exc.retry_after is not None:
+                    delay = min(max(delay, exc.retry_after), pol.max_retry_after_s)
+                    _say(f"{desc or part.name}: {last}; the server asks to wait {delay:g}s"
+                         + (f" (capped from {exc.retry_after:g}s)" if exc.retry_after > delay else ""))
+                else:
+                    _say(f"{desc or part.name}: {last}; retrying in {delay:g}s")
                 time.sleep(delay)
         failures.append(f"{url} ({last})")
     raise _DownloadFailed(failures)

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,26 @@ def check_writable(path: str | Path, what: str) -> None:
                         f"{what} in the config somewhere else") from None
 
 
+def _create_temp_beside(path: Path) -> tuple[int, str]:
+    """A new, exclusive temporary file next to ``path`` with the mode a plain ``open(path, "w")`` would give.
+
+    Not ``tempfile.mkstemp``: its files are 0600, and a published post, figure or
+    preview renamed from one stays private to its owner (a web server running as
+    another user would get 403). Mode 0o666 here is narrowed by the umask, as usual.
+    """
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), str(tmp)
+        except FileExistsError:     # pragma: no cover - 48 random bits
+            continue
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _create_temp_beside(path)
     except OSError as e:
         raise disk_error(path, e) from None
     try:
