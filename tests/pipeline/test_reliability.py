@@ -58,6 +58,7 @@ def reference(tmp_path_factory) -> Path:
     (root / "tlreport.toml").write_text(CONFIG)
     r = run_cli("build", cwd=root)
     assert r.returncode == 0, r.stderr
+    assert f"features: tiny_random on CPU ({os.cpu_count()} cores)" in r.stdout     # the device, named
     return root
 
 

@@ -221,9 +221,12 @@ def model(ctx: BuildContext, backbone: str):
 
     def build():
         from tlreport.backbones import load_model
+        from tlreport.backbones.device import compute_device
 
         spec = resolved_spec(ctx, backbone)
         root = ctx.data_root
+        device = ctx.once("device", compute_device)
+        ctx.log(f"features: {backbone} on {device}")
         if spec.precision == "bfloat16":
             import keras
 
