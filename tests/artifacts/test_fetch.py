@@ -401,9 +401,26 @@ def test_caltech_shaped_dataset_installs(tmp_path, monkeypatch, root) -> None:
     assert ensure("cal", root, progress=False) == ds
 
 
-def test_nested_archive_hash_is_checked(tmp_path, monkeypatch, root) -> None:
+def test_inner_member_differing_from_the_standalone_pins_is_a_warning_when_the_zip_verified(
+        tmp_path, monkeypatch, root, capsys) -> None:
     outer, inner = caltech_shaped()
     art = caltech_artifact([], outer, inner)
+    art["inner"]["sha256"] = sha256(b"the standalone tarball, not byte-identical to the zip's copy")
+    use(tmp_path, monkeypatch, {"cal": art})
+    src = tmp_path / "caltech-101.zip"
+    src.write_bytes(outer)
+    ds = ensure("cal", root, from_path=src, progress=False)
+    assert sorted(p.name for p in ds.iterdir()) == ["accordion", "airplanes", "anchor"]
+    err = capsys.readouterr().err
+    assert "warning:" in err and "sha256 mismatch" in err and sha256(inner) in err
+    rec = json.loads((root / "cal" / ".verified.json").read_text())
+    assert rec["inner_sha256"] == sha256(inner)
+
+
+def test_nested_archive_hash_is_strict_when_the_outer_archive_is_unpinned(tmp_path, monkeypatch, root) -> None:
+    outer, inner = caltech_shaped()
+    art = caltech_artifact([], outer, inner)
+    del art["sha256"]
     art["inner"]["sha256"] = sha256(b"another inner archive")
     use(tmp_path, monkeypatch, {"cal": art})
     src = tmp_path / "caltech-101.zip"
@@ -411,6 +428,16 @@ def test_nested_archive_hash_is_checked(tmp_path, monkeypatch, root) -> None:
     with pytest.raises(IntegrityError, match="101_ObjectCategories.tar.gz"):
         ensure("cal", root, from_path=src, progress=False)
     assert not (root / "cal" / "files").exists()
+    assert resolve_dataset("cal", root) is None
+
+
+def test_the_inner_archive_given_by_hand_must_match_its_pins(tmp_path, monkeypatch, root) -> None:
+    outer, inner = caltech_shaped()
+    use(tmp_path, monkeypatch, {"cal": caltech_artifact([], outer, inner)})
+    src = tmp_path / "101_ObjectCategories.tar.gz"
+    src.write_bytes(inner[:-10] + b"0123456789")            # a damaged copy of the standalone tarball
+    with pytest.raises(IntegrityError):
+        ensure("cal", root, from_path=src, progress=False)
     assert resolve_dataset("cal", root) is None
 
 
