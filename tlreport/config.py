@@ -189,6 +189,8 @@ TABLE_SCHEMA: dict[str, Field] = {
     "settings": Field(list, [15, 30], _settings),
     "test_cap": Field(int, 50, _positive),
     "exclude": Field(list, [], item=str),
+    # leave out of this table the classes too small for its largest setting (listed in the post)
+    "drop_short_classes": Field(bool, False),
 }
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -315,6 +317,7 @@ class TableConfig:
     settings: tuple[int, ...]       # training images per class
     test_cap: int
     exclude: tuple[str, ...]
+    drop_short_classes: bool        # True: classes too small for max(settings) are left out, and listed
 
 
 @dataclass(frozen=True)

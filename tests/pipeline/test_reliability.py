@@ -219,7 +219,29 @@ test_cap = 5""")
     (p / "tlreport.toml").write_text(cfg)
     r = run_cli("build", cwd=p)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "red" in r.stderr and "8" in r.stderr
+    assert "'red' has 8 (too few for 8)" in r.stderr and "drop_short_classes = true" in r.stderr
+    assert "lower the settings to at most 7" in r.stderr
+    assert not (p / ".tlreport" / "stages").exists()        # said while planning, before any stage ran
+
+
+def test_classes_too_small_for_a_table_can_be_dropped_and_are_listed(reference, tmp_path):
+    p = _fresh(reference, tmp_path)
+    for f in sorted((p / "data" / "red").iterdir())[3:]:
+        f.unlink()                                          # red: 3 images, the others 8
+    (p / "tlreport.toml").write_text(CONFIG.replace("[experiments]\nenabled = false", """[experiments]
+n_splits = 2
+heads = ["logreg"]
+[[experiments.tables]]
+dataset = "data"
+settings = [3, 4]
+test_cap = 3
+drop_short_classes = true"""))
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0, r.stderr
+    post = (p / "site" / "_posts" / "2026-11-28-reliability.md").read_text()
+    assert "Left out of this table, with fewer than 5 images (`drop_short_classes`): red (3)." in post
+    results = json.loads(next((p / ".tlreport" / "stages" / "experiments").glob("*/results.json")).read_text())
+    assert {row["n_test"] for row in results["splits"]} == {2 * 3}     # two classes left, 3 test images each
 
 
 BACKBONES = CONFIG.replace("[experiments]\nenabled = false", """[experiments]

@@ -84,6 +84,7 @@ def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
              "mean": m + n / 10, "std": 0.3, "n_splits": 5, "accuracy": m}
             for h, m in (("softmax_sgd", 78.0), ("logreg", 80.0)) for n in (15, 30, 45, 60)]
     pd.DataFrame(rows).to_csv(exp / "aggregate.csv", index=False)
+    (exp / "tables.json").write_text(json.dumps({"dropped": [[]]}))
     (figs / "replication" / "table0.png").write_bytes(b"png")
     (feats / "features.json").write_text(json.dumps({"jobs": []}))
     ctx.outputs.update({"experiments": exp, "figures": figs, "features": feats})

@@ -4,11 +4,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tlreport.config import TableConfig
 from tlreport.engine.stage import BuildContext
+from tlreport.errors import UserError
 from tlreport.pipeline.resources import feature_identity
 from tlreport.util.files import atomic_write_json
 
-# ----------------------------------------------------------------------------- experiments
+
+def short_classes(ctx: BuildContext, index: int, table: TableConfig) -> list[tuple[str, int]]:
+    """The classes of a table's dataset too small for its largest setting, as (name, images).
+
+    Checked while planning, before any stage runs: with ``drop_short_classes``
+    they are left out of the table; without it, this is the one-line error that
+    names each such class, its count, and the two ways out.
+    """
+    import numpy as np
+
+    from tlreport.pipeline import resources as datastage
+
+    m = datastage.manifest(ctx, datastage.table_use(ctx, table))
+    counts = np.bincount(m.labels(), minlength=len(m.classes))
+    need = max(table.settings) + 1               # n training images and at least one to test on
+    short = [(name, int(n)) for name, n in zip(m.classes, counts, strict=True) if n < need]
+    if short and not table.drop_short_classes:
+        def too_small_for(n: int) -> str:
+            return ", ".join(str(s) for s in table.settings if n < s + 1)
+
+        listed = "; ".join(f"{name!r} has {n} (too few for {too_small_for(n)})" for name, n in short[:10])
+        more = f"; and {len(short) - 10} more" if len(short) > 10 else ""
+        smallest = min(n for _, n in short)
+        raise UserError(
+            f"experiments.tables[{index}] ({table.name or table.dataset}): {len(short)} class(es) have fewer "
+            f"than n_train + 1 images for settings {list(table.settings)}: {listed}{more}. Either lower the "
+            f"settings to at most {max(smallest - 1, 0)}, or set drop_short_classes = true in this table to "
+            "leave those classes out of it (the post lists them)")
+    return short if table.drop_short_classes else []
 
 
 def experiments_inputs(ctx: BuildContext) -> dict:
@@ -16,11 +46,13 @@ def experiments_inputs(ctx: BuildContext) -> dict:
 
     e = ctx.config.experiments
     uses = [datastage.table_use(ctx, t) for t in e.tables]
-    return {"experiments": e, "seed": ctx.config.seed, "tables": [u.id for u in uses],
-            "features": [feature_identity(ctx, u, v) for u in uses for v in datastage.table_variants(ctx)]}
+    features = [feature_identity(ctx, u, v) for u in uses for v in datastage.table_variants(ctx)]
+    return {"experiments": e, "seed": ctx.config.seed, "tables": [u.id for u in uses], "features": features,
+            "dropped": [short_classes(ctx, i, t) for i, t in enumerate(e.tables)]}
 
 
 def experiments_run(ctx: BuildContext, out: Path) -> None:
+    import numpy as np
     import pandas as pd
 
     from tlreport.heads.grid import aggregate, run_grid
@@ -28,13 +60,19 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.util.progress import bar
 
     e = ctx.config.experiments
-    frames = []
+    frames, dropped_by_table = [], []
     for i, t in enumerate(e.tables):
         use = datastage.table_use(ctx, t)
         m = datastage.manifest(ctx, use)
-        feats = {b: datastage.features(ctx, use, datastage.FeatureVariant(b)) for b in e.backbones}
-        flips = ({b: datastage.features(ctx, use, datastage.FeatureVariant(b, flip=True)) for b in e.backbones}
-                 if e.flip else None)
+        dropped = short_classes(ctx, i, t)
+        dropped_by_table.append(dropped)
+        labels, classes = m.labels(), list(m.classes)
+        keep = np.flatnonzero(~np.isin(labels, [classes.index(name) for name, _ in dropped]))
+        kept_classes = [c for c in classes if c not in {name for name, _ in dropped}]
+        labels = np.searchsorted([classes.index(c) for c in kept_classes], labels[keep])   # 0..C'-1
+        feats = {b: datastage.features(ctx, use, datastage.FeatureVariant(b))[keep] for b in e.backbones}
+        flips = ({b: datastage.features(ctx, use, datastage.FeatureVariant(b, flip=True))[keep]
+                  for b in e.backbones} if e.flip else None)
         heads = e.heads
         name = t.name or t.dataset
         total = len(feats) * len(heads) * len(t.settings) * e.n_splits
@@ -44,9 +82,9 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
                 pbar.set_postfix_str(desc, refresh=False)
                 pbar.update(1)
 
-            df = run_grid(feats, m.labels(), m.classes, settings=t.settings, test_cap=t.test_cap,
+            df = run_grid(feats, labels, kept_classes, settings=t.settings, test_cap=t.test_cap,
                           n_splits=e.n_splits, seed=ctx.config.seed, heads=heads,
-                          keys=[x.sha256 for x in m.entries], dataset=f"table{i}", progress=progress,
+                          keys=[m.entries[j].sha256 for j in keep], dataset=f"table{i}", progress=progress,
                           features_flip=flips)
         ctx.count("experiments.fits", len(df))
         frames.append(df)
@@ -59,6 +97,7 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
     agg.to_csv(out / "aggregate.csv", index=False, float_format="%.4f")
     atomic_write_json(out / "results.json", {"splits": df.drop(columns="seconds").to_dict(orient="records"),
                                              "aggregate": agg.to_dict(orient="records")})
+    atomic_write_json(out / "tables.json", {"dropped": dropped_by_table})
     atomic_write_json(out / "timing.json", {
         "grid_seconds": round(float(timing.sum()), 2) if timing is not None else 0.0,
         "mean_fit_seconds": agg_seconds.round(3).tolist() if agg_seconds is not None else []})

@@ -148,6 +148,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     agg = pd.read_csv(d / "aggregate.csv")
     fig = _copy_figures(ctx, slug, site_out, "replication")
     fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
+    dropped = read_json(d / "tables.json")["dropped"]
     from tlreport.pipeline import resources as datastage
 
     tables = []
@@ -169,6 +170,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
             "header": ["# Train"] + [f"Acc(%) {n}/class" for n in t.settings],
             "rows": cells, "sentences": comparison_sentences(agg, lit, ds) if lit else [],
             "figure": fig[f"table{i}"], "has_literature": bool(lit),
+            "dropped": [{"name": n, "images": k} for n, k in dropped[i]], "need": max(t.settings) + 1,
         })
     from tlreport.heads import get_head
 
