@@ -37,6 +37,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from tlreport.starter_config import write_starter_config
+
+    print(write_starter_config(Path(args.dataset), Path(args.config), backbone=args.backbone, force=args.force))
+    return 0
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     if args.model:
         from tlreport.heads.export import classify_files
@@ -182,6 +189,13 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--dataset", metavar="PATH", help="use this folder of class folders as the dataset")
     b.add_argument("--data-root", metavar="DIR", help="where fetched artifacts live")
     b.set_defaults(func=cmd_build)
+
+    i = sub.add_parser("init", help="write a tlreport.toml for a folder of class folders")
+    i.add_argument("dataset", metavar="PATH", help="a folder with one sub-folder of images per class")
+    i.add_argument("--config", default=DEFAULT_CONFIG, help=f"where to write it (default: ./{DEFAULT_CONFIG})")
+    i.add_argument("--backbone", default="efficientnet_lite0", help="see `tlreport backbones`")
+    i.add_argument("--force", action="store_true", help="overwrite an existing config")
+    i.set_defaults(func=cmd_init)
 
     c = sub.add_parser("classify", help="top-k ImageNet classes of photos")
     c.add_argument("images", nargs="+", metavar="IMAGE")

@@ -1,0 +1,64 @@
+"""``tlreport init PATH && tlreport build`` on a user's own folder, with no hand-editing."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import run_cli
+from PIL import Image
+
+from tlreport.starter_config import choose_settings
+
+
+def _photo_cutouts(root: Path) -> Path:
+    """Nested category folders of RGBA PNG cut-outs, non-image files beside them, and two tiny classes."""
+    rng = np.random.default_rng(0)
+    sizes = {"birds": 12, "boats": 12, "cats": 11, "lamps": 3, "owls": 2}
+    for cls, n in sizes.items():
+        for i in range(n):
+            rgba = np.zeros((48, 48, 4), np.uint8)
+            rgba[..., :3] = rng.integers(0, 255, 3) + rng.normal(0, 20, (48, 48, 3)).clip(-40, 40)
+            rgba[8:40, 8:40, 3] = 255                     # the object; transparent around it
+            sub = root / cls / ("set-a" if i % 2 else "set-b")  # nested inside the class folder
+            sub.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgba, "RGBA").save(sub / f"{cls}_{i:02d}.png")
+        (root / cls / "notes.txt").write_text("not an image")
+        (root / cls / "call.ogg").write_bytes(b"OggS\0\2" + bytes(40))
+        (root / cls / "outline.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+        (root / cls / "blob.dat").write_bytes(rng.bytes(64))
+    return root
+
+
+def test_settings_follow_the_class_sizes() -> None:
+    assert choose_settings([100] * 10) == [45, 60]
+    assert choose_settings([12, 12, 11, 3, 2]) == [1, 2]
+    assert choose_settings([12, 12, 11, 11, 3]) == [5, 10]
+
+
+@pytest.mark.slow
+def test_init_then_build_works_with_no_editing(tmp_path: Path) -> None:
+    data = _photo_cutouts(tmp_path / "cutouts")
+    project = tmp_path / "project"
+    project.mkdir()
+    r = run_cli("init", str(data), "--backbone", "tiny_random", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert "40 images in 5 classes" in r.stdout and "smallest classes: owls (2), lamps (3)" in r.stdout
+    assert "now run: tlreport build" in r.stdout
+    cfg = tomllib.loads((project / "tlreport.toml").read_text())
+    assert cfg["experiments"]["tables"][0]["drop_short_classes"] is True
+    assert cfg["dataset"]["path"] == "../cutouts"
+
+    r = run_cli("init", str(data), cwd=project)
+    assert r.returncode == 2 and "exists; pass --force" in r.stderr          # never overwrites by surprise
+
+    r = run_cli("build", cwd=project)
+    assert r.returncode == 0, r.stderr
+    post = next((project / "site" / "_posts").glob("*-cutouts.md")).read_text()
+    settings = cfg["experiments"]["tables"][0]["settings"]
+    dropped = [c for c, n in (("lamps", 3), ("owls", 2)) if n < max(settings) + 1]
+    if dropped:
+        assert "Left out of this table" in post and all(c in post for c in dropped)
+    assert "40 images in 5 classes" in post

@@ -1,0 +1,121 @@
+"""``tlreport init PATH``: a commented ``tlreport.toml`` for a folder of class folders, ready to build.
+
+It scans the folder once (the same scan a build makes, so what it reports is
+what the build will see), chooses protocol settings the classes can meet,
+turns on ``drop_short_classes`` so the few classes too small for them are left
+out of the table and listed in the post rather than stopping the build, and
+uses backbones whose weights are on this machine.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+from tlreport.errors import UserError
+
+#: Training images per class the table may use, as in the literature's Caltech tables.
+CANDIDATE_SETTINGS = (1, 2, 3, 5, 10, 15, 20, 30, 45, 60)
+COVERAGE = 0.8          # a setting is offered when at least this share of the classes can meet it
+
+
+def choose_settings(counts: list[int]) -> list[int]:
+    """Up to two settings that most classes can meet (``n + 1`` images: n to train, one to test).
+
+    >>> choose_settings([40, 35, 31, 12, 3])
+    [5, 10]
+    >>> choose_settings([2, 2, 3])
+    [1]
+    """
+    met = [s for s in CANDIDATE_SETTINGS if sum(c >= s + 1 for c in counts) >= COVERAGE * len(counts)]
+    return met[-2:] if met else [1]
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+    return slug or "my-dataset"
+
+
+def _toml(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)      # a TOML basic string is a JSON string
+
+
+def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficientnet_lite0",
+                         force: bool = False) -> str:
+    """Scan ``dataset``, write ``out``, and return the report printed to the user."""
+    from tlreport.backbones import get_spec
+    from tlreport.datasets.scan import scan_dataset
+
+    get_spec(backbone)                              # an unknown name is one line, before the scan
+    dataset = dataset.expanduser().resolve()
+    if not dataset.is_dir():
+        raise UserError(f"not a folder: {dataset}")
+    if out.exists() and not force:
+        raise UserError(f"{out} exists; pass --force to overwrite it")
+    m = scan_dataset(dataset, progress=True)        # a hash cache is not written: nothing to reuse yet
+    counts = Counter(e.label for e in m.entries)
+    sizes = sorted(counts[c] for c in m.classes)
+    settings = choose_settings(sizes)
+    need = max(settings) + 1
+    short = sorted((n, c) for c, n in counts.items() if n < need)
+    rest = sorted(n for n in sizes if n >= need)
+    test_cap = max(1, min(50, rest[len(rest) // 2] - max(settings))) if rest else 1
+    try:
+        rel = os.path.relpath(dataset, out.parent.resolve())
+    except ValueError:                              # another drive (Windows)
+        rel = str(dataset)
+    path = rel if not rel.startswith("..") or len(Path(rel).parts) < 4 else str(dataset)
+    name = dataset.name
+    skipped = Counter(s.kind for s in m.skipped)
+    text = f"""# tlreport.toml for {dataset}, written by `tlreport init` on {_dt.date.today().isoformat()}.
+# The scan found {m.summary()}.
+# Edit freely: every field is described in the README's config reference. Then run `tlreport build`.
+seed = 42
+
+[post]
+title = {_toml(f"Transfer learning on {name}")}
+date = "{_dt.date.today().isoformat()}"
+slug = "{_slug(name)}"
+description = {_toml(f"A new softmax layer on {backbone} bottleneck features of {len(m.classes)} classes of {name}, "
+                     "and the Zeiler & Fergus protocol on the same data.")}
+
+[dataset]
+path = {_toml(path)}                 # a folder of class folders, relative to this file
+
+[features]
+backbones = [{_toml(backbone)}]      # weights on this machine: `tlreport backbones` lists the others
+
+[train]
+backbone = {_toml(backbone)}
+
+[experiments]
+backbones = [{_toml(backbone)}]
+n_splits = 5
+
+[[experiments.tables]]
+dataset = {_toml(path)}
+name = {_toml(name)}
+# training images per class: at least {COVERAGE:.0%} of the classes have n + 1 images for each setting
+settings = {json.dumps(settings)}
+test_cap = {test_cap}
+# classes with fewer than {need} images are left out of this table and listed in the post
+drop_short_classes = true
+"""
+    out.write_text(text, encoding="utf-8")
+    lines = [f"{dataset}: {m.summary()}"]
+    if skipped:
+        lines.append("  skipped: " + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items())))
+    lines.append("  smallest classes: " + ", ".join(f"{c} ({counts[c]})" for c in
+                                                     sorted(m.classes, key=lambda c: (counts[c], c))[:5]))
+    lines.append(f"  settings {settings} per class, test images capped at {test_cap}"
+                 + (f"; {len(short)} class(es) with fewer than {need} images left out of the table: "
+                    + ", ".join(f"{c} ({n})" for n, c in short[:10]) + ("..." if len(short) > 10 else "")
+                    if short else ""))
+    lines.append(f"wrote {out}; now run: tlreport build" + ("" if out.name == "tlreport.toml" and
+                                                             out.parent.resolve() == Path.cwd().resolve()
+                                                             else f" --config {out}"))
+    return "\n".join(lines)
