@@ -1,4 +1,4 @@
-"""Check tlreport's Keras EfficientNet-Lite0 against PyTorch on the same weights.
+"""Check tlreport's Keras EfficientNet-Lite0, -Lite1 and -Lite2 against PyTorch on the same weights.
 
 Verification only: torch is not a dependency of tlreport.  Run it with the
 project's Python and point ``--torch-python`` at an interpreter that has torch
@@ -7,7 +7,7 @@ project's Python and point ``--torch-python`` at an interpreter that has torch
     python3 -m venv /tmp/torchvenv
     /tmp/torchvenv/bin/pip install torch numpy efficientnet-lite-pytorch
     .venv/bin/python benchmarks/verify_efficientnet_lite_vs_torch.py \\
-        --torch-python /tmp/torchvenv/bin/python
+        --torch-python /tmp/torchvenv/bin/python [--backbone efficientnet_lite1 ...]
 
 The Keras side builds the model through the registry (weights read by
 tlreport's torch-free unpickler).  The torch side loads the same ``.pth`` with
@@ -37,9 +37,25 @@ REPO = Path(__file__).resolve().parents[1]
 # (expand, kernel, first stride, out, repeats), EfficientNet-B0 stages.
 _BLOCKS = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
            (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+# width, depth, input size: the TPU repository's efficientnet_lite_builder, written out again here
+_SCALING = {"efficientnet_lite0": (1.0, 1.0, 224), "efficientnet_lite1": (1.0, 1.1, 240),
+            "efficientnet_lite2": (1.1, 1.2, 260)}
 
 
-def _torch_side(inputs_path: str, pth: str, out_path: str) -> None:
+def _stages(width: float, depth: float) -> list[tuple[int, int, int, int, int]]:
+    """The stages scaled as the Lite models are: first and last stage kept at one block, stem/head unscaled."""
+    def filters(f: int) -> int:
+        if width == 1.0:
+            return f
+        new = max(8, int(f * width + 4) // 8 * 8)
+        return new + 8 if new < 0.9 * f * width else new
+
+    last = len(_BLOCKS) - 1
+    return [(e, k, s, filters(c), r if i in (0, last) else int(math.ceil(depth * r)))
+            for i, (e, k, s, c, r) in enumerate(_BLOCKS)]
+
+
+def _torch_side(inputs_path: str, pth: str, out_path: str, backbone: str = "efficientnet_lite0") -> None:
     """Runs under the torch interpreter: writes logits/features of each torch variant."""
     import torch
     import torch.nn.functional as F
@@ -63,7 +79,8 @@ def _torch_side(inputs_path: str, pth: str, out_path: str) -> None:
         relu6 = F.relu6
         t = relu6(bn(F.conv2d(pad(t, 3, 2, mode), sd["_conv_stem.weight"], stride=2), "_bn0"))
         i, cin = 0, 32
-        for expand, k, stride, cout, repeats in _BLOCKS:
+        width, depth, _ = _SCALING[backbone]
+        for expand, k, stride, cout, repeats in _stages(width, depth):
             for r in range(repeats):
                 s = stride if r == 0 else 1
                 b = f"_blocks.{i}"
@@ -93,7 +110,7 @@ def _torch_side(inputs_path: str, pth: str, out_path: str) -> None:
         except ImportError:
             pass
         else:
-            ref = EfficientNet.from_name("efficientnet-lite0")
+            ref = EfficientNet.from_name(backbone.replace("_", "-"))
             ref.load_state_dict(sd, strict=True)
             ref.eval()
             results["reference_logits"] = ref(x).numpy()
@@ -101,21 +118,21 @@ def _torch_side(inputs_path: str, pth: str, out_path: str) -> None:
     np.savez(out_path, **results)
 
 
-def _images() -> tuple[np.ndarray, list[str]]:
+def _images(size: int = 224) -> tuple[np.ndarray, list[str]]:
     from PIL import Image
     from skimage import data
 
     def prep(a: np.ndarray) -> np.ndarray:
         im = Image.fromarray(a)
         w, h = im.size
-        s = 256 / min(w, h)
+        s = size / 0.875 / min(w, h)
         im = im.resize((round(w * s), round(h * s)), Image.Resampling.BICUBIC)
         w, h = im.size
-        left, top = (w - 224) // 2, (h - 224) // 2
-        return np.asarray(im.crop((left, top, left + 224, top + 224)), dtype=np.float32)
+        left, top = (w - size) // 2, (h - size) // 2
+        return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32)
 
     rng = np.random.default_rng(0)
-    rand = rng.uniform(0, 255, size=(5, 224, 224, 3)).astype(np.float32)
+    rand = rng.uniform(0, 255, size=(5, size, size, 3)).astype(np.float32)
     photos = np.stack([prep(data.coffee()), prep(data.chelsea())])
     return np.concatenate([rand, photos]), [f"random{i}" for i in range(5)] + ["coffee", "chelsea"]
 
@@ -125,19 +142,29 @@ def main() -> int:
     ap.add_argument("--torch-python", default="/tmp/torchvenv/bin/python")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--cache-dir", default=None, help="tlreport cache (default: a temp dir)")
-    ap.add_argument("--_torch-side", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--backbone", action="append", choices=sorted(_SCALING),
+                    help="repeatable; default: all three")
+    ap.add_argument("--_torch-side", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._torch_side:
         _torch_side(*args._torch_side)
         return 0
+    failed = [b for b in (args.backbone or sorted(_SCALING)) if not _check(b, args)]
+    print("OK: all within tolerance" if not failed else f"FAIL: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def _check(backbone: str, args: argparse.Namespace) -> bool:
+    """Compare one backbone; print its report; True when within ``--tol``."""
 
     import keras
 
     from tlreport.backbones import get_spec, load_model
     from tlreport.backbones.efficientnet_lite import _weights_file
 
-    spec = get_spec("efficientnet_lite0")
-    x, names = _images()
+    print(f"== {backbone}")
+    spec = get_spec(backbone)
+    x, names = _images(spec.input_size)
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache_dir or tmp)
         model = load_model(spec, cache_dir=cache)
@@ -147,7 +174,7 @@ def main() -> int:
         inputs, out = Path(tmp) / "inputs.npz", Path(tmp) / "torch.npz"
         np.savez(inputs, x=x)
         subprocess.run([args.torch_python, __file__, "--_torch-side", str(inputs),
-                        str(_weights_file(spec)), str(out)], check=True, cwd=REPO)
+                        str(_weights_file(spec)), str(out), backbone], check=True, cwd=REPO)
         with np.load(out) as z:
             t = {k: z[k] for k in z.files}
 
@@ -173,7 +200,7 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     ok = report["same"]["max_abs_logits"] <= args.tol
     print("OK" if ok else f"FAIL: max |logits diff| {report['same']['max_abs_logits']:.3g} > {args.tol}")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

@@ -111,3 +111,10 @@ def test_a_section_hashes_like_the_dict_it_came_from() -> None:
     cfg = validate({})
     assert hash_obj(cfg.train) == hash_obj(cfg.raw["train"])
     assert hash_obj({"experiments": cfg.experiments}) == hash_obj({"experiments": cfg.raw["experiments"]})
+
+
+def test_a_table_row_may_concatenate_backbones() -> None:
+    cfg = validate({"experiments": {"backbones": ["efficientnet_lite0", "efficientnet_lite0+efficientnet_lite1"]}})
+    assert cfg.experiments.backbones[1] == "efficientnet_lite0+efficientnet_lite1"
+    with pytest.raises(ConfigError, match="'efficientnet_lite0\\+nope': 'nope': unknown backbone"):
+        validate({"experiments": {"backbones": ["efficientnet_lite0+nope"]}})

@@ -73,6 +73,20 @@ def _backbones(v: list) -> str | None:
     return None
 
 
+def _table_backbones(v: list) -> str | None:
+    """Backbones, or ``a+b+c``: one row on the concatenation of those backbones' features."""
+    if not v:
+        return "must list at least one backbone"
+    for entry in v:
+        for b in entry.split("+"):
+            p = _backbone(b)
+            if p:
+                return f"{entry!r}: {b!r}: {p}"
+    if len(set(v)) != len(v):
+        return "lists a backbone twice"
+    return None
+
+
 def _split_fractions(v: list) -> str | None:
     if len(v) != 3:
         return "must be [train, validation, test]"
@@ -174,7 +188,8 @@ SCHEMA: dict[str, Any] = {
     },
     "experiments": {
         "enabled": Field(bool, True),
-        "backbones": Field(list, ["efficientnet_lite0"], _backbones, item=str),
+        # a row per entry; "a+b+c" is one row on the concatenated features of a, b and c
+        "backbones": Field(list, ["efficientnet_lite0"], _table_backbones, item=str),
         "heads": Field(list, ["softmax_sgd", "logreg"], item=str),
         "n_splits": Field(int, 5, _positive),
         "flip": Field(bool, False),  # also report each head with test-time flip averaging

@@ -118,6 +118,22 @@ def test_training_hyperparameter_reruns_train_and_downstream_only(project, tmp_p
     assert r.counters.get("features.extracted", 0) == 0
 
 
+def test_a_concatenated_row_reuses_the_cached_features(project, tmp_path):
+    import pandas as pd
+
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace('backbones = ["tiny_random"]\nn_splits',
+                                                    'backbones = ["tiny_random", "tiny_random+tiny_random"]\nn_splits'))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.counters.get("features.extracted", 0) == 0                     # its parts are all cached
+    assert "train" not in r.ran
+    newest = max((p / ".tlreport" / "stages" / "experiments").glob("*/results.csv"), key=lambda f: f.stat().st_mtime_ns)
+    df = pd.read_csv(newest)
+    assert set(df["backbone"]) == {"tiny_random", "tiny_random+tiny_random"}
+    post = (p / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    assert "tiny&#95;random+tiny&#95;random + logreg" in post or "tiny_random+tiny_random + logreg" in post
+
+
 def test_flip_averaging_extracts_the_mirrors_once_and_adds_a_row_per_head(project, tmp_path):
     import pandas as pd
 

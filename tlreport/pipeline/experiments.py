@@ -70,9 +70,9 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
         keep = np.flatnonzero(~np.isin(labels, [classes.index(name) for name, _ in dropped]))
         kept_classes = [c for c in classes if c not in {name for name, _ in dropped}]
         labels = np.searchsorted([classes.index(c) for c in kept_classes], labels[keep])   # 0..C'-1
-        feats = {b: datastage.features(ctx, use, datastage.FeatureVariant(b))[keep] for b in e.backbones}
-        flips = ({b: datastage.features(ctx, use, datastage.FeatureVariant(b, flip=True))[keep]
-                  for b in e.backbones} if e.flip else None)
+        feats = {b: datastage.table_features(ctx, use, b)[keep] for b in e.backbones}
+        flips = ({b: datastage.table_features(ctx, use, b, flip=True)[keep] for b in e.backbones}
+                 if e.flip else None)
         heads = e.heads
         name = t.name or t.dataset
         total = len(feats) * len(heads) * len(t.settings) * e.n_splits

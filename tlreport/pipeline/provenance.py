@@ -54,7 +54,7 @@ def _provenance(ctx: BuildContext) -> dict:
     names = [cfg.classify.backbone] if cfg.classify.enabled else []
     names += cfg.features.backbones       # the train backbone is among them (the schema adds it)
     if cfg.experiments.enabled:
-        names += cfg.experiments.backbones
+        names += [b for entry in cfg.experiments.backbones for b in entry.split("+")]   # a+b: both
     names = list(dict.fromkeys(names))
     backbones = []
     for n in names:

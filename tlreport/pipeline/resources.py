@@ -78,11 +78,28 @@ def table_use(ctx: BuildContext, table: TableConfig) -> DatasetUse:
     return DatasetUse(ref, (), table.exclude)
 
 
+def table_parts(entry: str) -> list[str]:
+    """The backbones of one ``experiments.backbones`` entry: ``a+b`` is the concatenation of a's and b's features."""
+    return entry.split("+")
+
+
 def table_variants(ctx: BuildContext) -> list[FeatureVariant]:
-    """The feature variants every replication table reads: each backbone's, and with
-    ``experiments.flip`` each backbone's on the mirrored images too."""
+    """The feature variants every replication table reads: each backbone's (concatenated rows read their
+    parts'), and with ``experiments.flip`` each backbone's on the mirrored images too."""
     e = ctx.config.experiments
-    return [FeatureVariant(b, flip) for b in e.backbones for flip in (False, True) if not flip or e.flip]
+    backbones = dict.fromkeys(b for entry in e.backbones for b in table_parts(entry))
+    return [FeatureVariant(b, flip) for b in backbones for flip in (False, True) if not flip or e.flip]
+
+
+def table_features(ctx: BuildContext, use: DatasetUse, entry: str, *, flip: bool = False) -> np.ndarray:
+    """The features a table row reads: one backbone's, or several side by side (``a+b+c``).
+
+    Concatenated raw: every head standardises each feature on its training
+    images, so each backbone's block is on the same footing without a separate
+    normalisation here.
+    """
+    parts = [features(ctx, use, FeatureVariant(b, flip)) for b in table_parts(entry)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, FeatureVariant]]:
