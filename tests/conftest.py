@@ -20,6 +20,7 @@ def default_build(tmp_path_factory) -> Path:
     """
     root = tmp_path_factory.mktemp("default")
     shutil.copy(REPO / "tlreport.toml", root / "tlreport.toml")
+    shutil.copytree(REPO / "data" / "caltech101-subset", root / "data" / "caltech101-subset")
     r = run_cli("build", cwd=root, timeout=1200)
     assert r.returncode == 0, r.stdout + r.stderr
     return root

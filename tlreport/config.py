@@ -184,6 +184,8 @@ SCHEMA: dict[str, Any] = {
         "epochs": Field(int, 150, _positive),
         "l2": Field((int, float), 1e-3, _non_negative),
         "patience": Field(int, 30, _non_negative),  # early stopping on validation loss; 0 disables
+        # standardise each feature on the training images first (False: the raw bottleneck values)
+        "standardize": Field(bool, True),
         "grid_size": Field(int, 4, lambda v: None if 2 <= v <= 6 else "must be between 2 and 6"),
     },
     "experiments": {
@@ -322,6 +324,7 @@ class TrainConfig:
     l2: float
     patience: int                   # 0: no early stopping
     grid_size: int
+    standardize: bool               # standardise each feature on the training images first
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,21 @@ def test_dry_run_of_the_seed_replication_offline_lists_every_download_and_writes
 
 @pytest.mark.slow
 def test_dry_run_of_the_offline_default_writes_nothing(tmp_path: Path) -> None:
-    """The demo dataset a plan needs is drawn into a temporary folder, not into the cache."""
     shutil.copy(REPO / "tlreport.toml", tmp_path / "tlreport.toml")
+    shutil.copytree(REPO / "data" / "caltech101-subset", tmp_path / "data" / "caltech101-subset")
     r = run_cli("build", "--dry-run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "plan: classify: rerun; features: efficientnet_lite0 440 new images" in r.stdout
+    assert ("plan: classify: rerun; features: efficientnet_lite0 515 new images, efficientnet_lite1 515 new "
+            "images, efficientnet_lite2 515 new images") in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "tlreport.toml"]
+
+
+@pytest.mark.slow
+def test_dry_run_of_the_demo_dataset_draws_it_in_a_temporary_folder(tmp_path: Path) -> None:
+    """The demo dataset a plan needs is drawn into a temporary folder, not into the cache."""
+    (tmp_path / "tlreport.toml").write_text(
+        '[classify]\nenabled = false\n[dataset]\npath = "demo"\n[experiments]\nenabled = false\n')
+    r = run_cli("build", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "features: efficientnet_lite0 440 new images" in r.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tlreport.toml"]

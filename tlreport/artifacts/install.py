@@ -356,6 +356,8 @@ def run_fetch(args: argparse.Namespace) -> int:
         for name, art in reg.items():
             state = artifact_state(name, root)
             print(f"{name:<22}{art.kind:<15}{state:<18}{human_size(art.size):>11}  {art.licence}")
+        print("shipped with tlreport (no fetch needed): data/caltech101-subset, 13 classes of Caltech-101, "
+              "515 images, CC BY 4.0 (Fei-Fei, Fergus, Perona 2004; CaltechDATA mzrjq-6wc02)")
         if not names:
             return 0
     if from_path is not None and len(names) != 1:

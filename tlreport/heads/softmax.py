@@ -362,18 +362,22 @@ class SoftmaxSGDHead:
     schedule, which decays the learning rate to zero at the last epoch -- a
     natural end point that early stopping would only approximate -- with the
     trainer's L2 penalty as the regulariser and early stopping switched off.
-    The defaults are the trainer's, picked on Caltech-101-sized problems;
-    nothing is tuned on test images.  ``train_kwargs`` passes any other
-    :func:`train_softmax` option (``lr``, ``l2``, ...).
+    Its settings (raw features, SGD 0.01 with momentum 0.9, 300 epochs with a
+    cosine schedule, no weight decay) were chosen on the shipped Caltech-101
+    subset's training folds; standardising the features on 5-20 images per
+    class made it worse (its per-feature spreads are too noisy there) and 100
+    epochs at 0.05 were not enough.  Nothing is tuned on test images.
+    ``train_kwargs`` passes any other :func:`train_softmax` option.
     """
 
-    epochs: int = 100
-    train_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 300
+    train_kwargs: dict[str, Any] = field(
+        default_factory=lambda: {"lr": 0.01, "l2": 0.0, "standardize": False})
     name: str = "softmax_sgd"
     #: how the post describes this head
     description: str = ("the seed's head, a softmax layer trained with SGD with momentum on cross-entropy "
-                        "(standardised features, fixed epochs with a cosine schedule; no validation data is "
-                        "taken from the n training images)")
+                        "(raw bottleneck features, 300 epochs at 0.01 with a cosine schedule; no validation "
+                        "data is taken from the n training images)")
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor:
         return self.fit_many([X], [y], num_classes=num_classes, seeds=[seed])[0]

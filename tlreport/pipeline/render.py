@@ -113,6 +113,9 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     fmeta = read_json(ctx.outputs["figures"] / "transfer.json")
     counts = [(k, res["counts"][k]) for k in ("train", "validation", "test")]
     total = sum(n for _, n in counts)
+    from tlreport.pipeline.resources import dataset_root
+
+    credit = dataset_root(ctx, res["dataset"]) / "CREDIT.txt"      # a dataset folder may credit its source
     demo = None
     if res["dataset"] == "demo":
         demo = {"classes": len(res["classes"]), "per_class": round(total / max(1, len(res["classes"])))}
@@ -123,6 +126,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     return {
         "backbone": res["backbone"], "dim": res["features_dim"], "n_classes": len(res["classes"]),
         "demo": demo, "dataset": res["dataset"], "summary": res["manifest_summary"],
+        "credit": credit.read_text(encoding="utf-8").strip() if credit.is_file() else "",
         "skipped": res.get("skipped_files", [])[:SKIPS_SHOWN], "skipped_total": res.get("skipped", 0),
         "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
         "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],

@@ -49,7 +49,7 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     head = train_softmax(x[parts == 0], y[parts == 0], x[parts == 1], y[parts == 1], num_classes=C,
                          lr=float(t.learning_rate), momentum=float(t.momentum), schedule=t.schedule,
                          batch_size=t.batch_size, epochs=t.epochs, l2=float(t.l2),
-                         patience=t.patience or None, seed=seed)
+                         patience=t.patience or None, seed=seed, standardize=t.standardize)
     test_idx = np.flatnonzero(parts == 2)
     val_idx = np.flatnonzero(parts == 1)
     probs = predict_proba(head, x[test_idx]).astype(np.float32)
@@ -64,8 +64,10 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     spec = datastage.resolved_spec(ctx, t.backbone)
     net = datastage.model(ctx, t.backbone)
     export_classifier(net, head, m.classes, out / "classifier.keras", backbone=spec.name)
+    # the example: a random held-out image the new layer classifies correctly (any one, if none is)
     rng = np.random.default_rng(seed)
-    ex = int(rng.choice(test_idx))
+    right = test_idx[probs.argmax(axis=1) == y[test_idx]]
+    ex = int(rng.choice(right if len(right) else test_idx))
     from tlreport.heads.export import classify_files
 
     (_, top), = classify_files(out / "classifier.keras", [Path(m.paths()[ex])], top_k=5)
