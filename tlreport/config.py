@@ -192,7 +192,8 @@ SCHEMA: dict[str, Any] = {
         "enabled": Field(bool, True),
         # a row per entry; "a+b+c" is one row on the concatenated features of a, b and c
         "backbones": Field(list, ["efficientnet_lite0"], _table_backbones, item=str),
-        "heads": Field(list, ["softmax_sgd", "logreg"], item=str),
+        "heads": Field(list, ["softmax_sgd", "logreg"], lambda v: None if v else "must list at least one head",
+                       item=str),
         "n_splits": Field(int, 5, _positive),
         "flip": Field(bool, False),  # also report each head with test-time flip averaging
         "tables": Field(list, [], item=dict),  # [[experiments.tables]] entries
@@ -405,6 +406,14 @@ class Config:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _literature_keys() -> set[str]:
+    """The datasets data/literature.toml has rows for (``caltech101``, ``caltech256``)."""
+    from tlreport.util.paths import shipped_path
+
+    with open(shipped_path("data", "literature.toml"), "rb") as fh:
+        return {row["dataset"] for row in tomllib.load(fh).get("row", [])}
+
+
 def validate(data: dict, *, source: str = "config", path: Path | None = None) -> Config:
     problems: list[str] = []
     warnings: list[str] = []
@@ -424,6 +433,10 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
     tables = []
     for i, t in enumerate(exp.get("tables", [])):
         tables.append(_validate(t, TABLE_SCHEMA, f"experiments.tables[{i}].", problems, warnings))
+        lit = tables[-1].get("literature")
+        if lit and lit not in _literature_keys():
+            problems.append(f"experiments.tables[{i}].literature: unknown, known: "
+                            f"{', '.join(sorted(_literature_keys()))} (got {lit!r})")
     if "tables" in exp:
         exp["tables"] = tables
     if raw.get("train", {}).get("backbone") and raw.get("features", {}).get("backbones"):
@@ -443,6 +456,8 @@ def load_config(path: str | Path | None) -> Config:
         raise UserError(f"config file not found: {p}")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"cannot read {p}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{p}: not valid TOML: {e}") from None
     except UnicodeDecodeError:

@@ -105,7 +105,9 @@ test_cap = {test_cap}
 # classes with fewer than {need} images are left out of this table and listed in the post
 drop_short_classes = true
 """
-    out.write_text(text, encoding="utf-8")
+    from tlreport.util.files import atomic_write_text
+
+    atomic_write_text(out, text)                    # an unwritable place is one line, not a traceback
     lines = [f"{dataset}: {m.summary()}"]
     if skipped:
         lines.append("  skipped: " + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items())))

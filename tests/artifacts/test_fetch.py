@@ -534,3 +534,34 @@ def test_cli_list_and_from(tmp_path, monkeypatch, root, capsys) -> None:
         _run(["fetch", "blob", "blob", "--from", str(src), "--data-root", str(root)])
     with pytest.raises(UserError, match="unknown artifact"):
         _run(["fetch", "nope", "--data-root", str(root)])
+
+
+def test_a_full_disk_during_a_download_is_one_line_and_not_retried(tmp_path, monkeypatch, root) -> None:
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fake_open(path, mode="r", *a, **k):
+        f = real_open(path, mode, *a, **k)
+        return FullDisk(f) if str(path).endswith(".part") and "b" in mode and ("w" in mode or "a" in mode) else f
+
+    with LoopbackServer({"/blob.bin": PAYLOAD}) as srv:
+        use(tmp_path, monkeypatch, {"blob": blob([srv.url("/blob.bin")])})
+        monkeypatch.setattr(builtins, "open", fake_open)
+        with pytest.raises(UserError, match="disk full while writing"):
+            ensure("blob", root, progress=False)
+    assert len(srv.requests) == 1

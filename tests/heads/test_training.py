@@ -234,3 +234,13 @@ def test_export_reload_and_classify(tmp_path):
         classify_with(model, loaded_names, np.zeros((1, 8, 8, 3), np.uint8))
     with pytest.raises(UserError):
         load_classifier(tmp_path / "missing.keras")
+
+
+def test_a_file_that_is_not_a_classifier_is_one_line(tmp_path):
+    from tlreport.errors import UserError
+    from tlreport.heads.export import load_classifier
+
+    bogus = tmp_path / "classifier.keras"
+    bogus.write_bytes(b"not a zip at all")
+    with pytest.raises(UserError, match="is not a readable Keras classifier"):
+        load_classifier(bogus)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 import tlreport
 from tlreport.errors import UserError
+from tlreport.util.files import disk_error
 from tlreport.util.progress import bar
 
 _CHUNK = 1 << 20
@@ -145,14 +146,24 @@ def _fetch_once(url: str, part: Path, size: int | None, progress: bool, desc: st
         if size is not None and total is not None and total != size:
             raise _Permanent(f"server offers {total:,} bytes, the registry expects {size:,}")
         got = 0
-        with open(part, mode) as out, _bar(progress, total=total, initial=have, desc=desc) as bar:
-            try:
-                while chunk := resp.read(_CHUNK):
+        try:
+            out = open(part, mode)
+        except OSError as e:
+            raise disk_error(part, e) from None
+        with out, _bar(progress, total=total, initial=have, desc=desc) as bar:
+            while True:
+                try:
+                    chunk = resp.read(_CHUNK)
+                except (OSError, http.client.HTTPException) as exc:   # the network: worth a retry
+                    raise _Transient(f"connection dropped after {have + got:,} bytes ({_reason(exc)})") from None
+                if not chunk:
+                    break
+                try:
                     out.write(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Transient(f"connection dropped after {have + got:,} bytes ({_reason(exc)})") from None
+                except OSError as e:                                   # the disk: retrying will not help
+                    raise disk_error(part, e) from None
+                got += len(chunk)
+                bar.update(len(chunk))
         expected = have + length if length is not None else size
         if expected is not None and have + got < expected:
             raise _Transient(f"connection closed after {have + got:,} of {expected:,} bytes")

@@ -11,6 +11,7 @@ without it, or whose files do not match it, is reported and recomputed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -76,6 +77,15 @@ class StageStore:
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{key[:12]}-"))
         try:
             yield tmp
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):   # the disk, not the stage's code
+                raise disk_error(final, e) from None
+            raise                                                      # a bug keeps its traceback
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
             fault_point(f"{stage}:before-commit")
             files = _listing(tmp)
             sizes = {rel: (tmp / rel).stat().st_size for rel in files}

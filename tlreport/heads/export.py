@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,11 @@ def load_classifier(path: str | os.PathLike, *, custom_objects: dict[str, Any] |
     if not path.is_file():
         raise UserError(f"no classifier file at {path}")
     objs = {"LabeledDense": _labeled_dense_class(), **(custom_objects or {})}
-    model = keras.saving.load_model(path, custom_objects=objs, compile=False)
+    try:
+        model = keras.saving.load_model(path, custom_objects=objs, compile=False)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as e:      # not a .keras file, or damaged
+        raise UserError(f"{path} is not a readable Keras classifier ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
     for layer in model.layers:
         names = getattr(layer, "class_names", None)
         if layer.name == _HEAD_LAYER_NAME and names:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
-from tlreport.pipeline.resources import _file_hash, weights_id
+from tlreport.pipeline.resources import _file_hash, backbone_code, shipped_hash, weights_id
 from tlreport.util.files import atomic_write_json
 
 
@@ -31,8 +31,15 @@ def classify_inputs(ctx: BuildContext) -> dict:
     c = ctx.config.classify
     spec = get_spec(c.backbone)
     imgs, oov = ctx.once("classify.sources", lambda: _classify_sources(ctx))
+    if ctx.read_only:                           # a plan names the weights a real build would fetch
+        from tlreport.backbones.identity import weights_download
+        from tlreport.errors import NeedsDownload
+
+        if needed := weights_download(spec, data_root=ctx.data_root):
+            raise NeedsDownload([needed])
     return {
         "spec": spec.fingerprint(), "weights": weights_id(ctx, spec.name), "top_k": c.top_k,
+        "backbone_code": backbone_code(spec), "labels": shipped_hash(ctx, "data", "imagenet_classes.tsv"),
         "images": [(s.ref, _file_hash(ctx, s.path)) for s in imgs],
         "oov": (oov.ref, _file_hash(ctx, oov.path), c.out_of_vocabulary_label) if oov else None,
     }

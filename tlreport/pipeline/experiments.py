@@ -38,6 +38,10 @@ def short_classes(ctx: BuildContext, index: int, table: TableConfig) -> list[tup
             f"than n_train + 1 images for settings {list(table.settings)}: {listed}{more}. Either lower the "
             f"settings to at most {max(smallest - 1, 0)}, or set drop_short_classes = true in this table to "
             "leave those classes out of it (the post lists them)")
+    if len(m.classes) - len(short) < 2:
+        raise UserError(
+            f"experiments.tables[{index}] ({table.name or table.dataset}): only {len(m.classes) - len(short)} "
+            f"class(es) have the {need} images its largest setting needs; lower the settings")
     return short if table.drop_short_classes else []
 
 

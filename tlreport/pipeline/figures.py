@@ -11,7 +11,10 @@ from tlreport.util.files import atomic_write_json, read_json
 
 
 def figures_inputs(ctx: BuildContext) -> dict:
-    return {"grid": ctx.config.train.grid_size, "seed": ctx.config.seed}
+    from tlreport.pipeline.resources import shipped_hash
+
+    return {"grid": ctx.config.train.grid_size, "seed": ctx.config.seed,
+            "literature": shipped_hash(ctx, "data", "literature.toml")}
 
 
 def _transfer_figures(ctx: BuildContext, out: Path) -> None:

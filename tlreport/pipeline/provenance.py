@@ -49,12 +49,11 @@ def _machine() -> str:
 def _provenance(ctx: BuildContext) -> dict:
     from tlreport import __version__
     from tlreport.backbones import get_spec
+    from tlreport.pipeline.resources import feature_jobs
 
     cfg = ctx.config
     names = [cfg.classify.backbone] if cfg.classify.enabled else []
-    names += cfg.features.backbones       # the train backbone is among them (the schema adds it)
-    if cfg.experiments.enabled:
-        names += [b for entry in cfg.experiments.backbones for b in entry.split("+")]   # a+b: both
+    names += [variant.backbone for _, variant in feature_jobs(ctx)]     # what the build ran, nothing else
     names = list(dict.fromkeys(names))
     backbones = []
     for n in names:

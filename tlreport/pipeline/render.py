@@ -15,11 +15,13 @@ from tlreport.util.files import atomic_write_text, read_json
 
 
 def render_inputs(ctx: BuildContext) -> dict:
+    # the whole config: the post's provenance box prints its hash and the backbone list
+    from tlreport.pipeline.resources import shipped_hash
     from tlreport.report.render import templates_fingerprint
 
-    # the whole config: the post's provenance box prints its hash and the backbone list
     return {"post": ctx.config.post, "config": ctx.config.hash(),
-            "templates": templates_fingerprint(_user_templates(ctx))}
+            "templates": templates_fingerprint(_user_templates(ctx)),
+            "shipped": [shipped_hash(ctx, "data", name) for name in ("literature.toml", "seed_post.toml")]}
 
 
 def _user_templates(ctx: BuildContext) -> Path | None:

@@ -26,7 +26,7 @@ from tlreport.backbones.spec import FLIP
 from tlreport.config import Config, TableConfig
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import NeedsDownload, UserError
-from tlreport.util.hashing import sha256_file
+from tlreport.util.hashing import hash_obj, sha256_file
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,9 @@ def table_variants(ctx: BuildContext) -> list[FeatureVariant]:
 def table_features(ctx: BuildContext, use: DatasetUse, entry: str, *, flip: bool = False) -> np.ndarray:
     """The features a table row reads: one backbone's, or several side by side (``a+b+c``).
 
-    Concatenated raw: every head standardises each feature on its training
-    images, so each backbone's block is on the same footing without a separate
-    normalisation here.
+    Concatenated as they are: ``logreg`` standardises every feature on its
+    training images; ``softmax_sgd`` reads raw values, so a block of larger
+    values weighs more there (the three EfficientNet-Lite blocks are of one scale).
     """
     parts = [features(ctx, use, FeatureVariant(b, flip)) for b in table_parts(entry)]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
@@ -284,6 +284,21 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
 # ----------------------------------------------------------------------------- helpers
 
 
+def backbone_code(spec) -> str:
+    """The code that builds a backbone: its family module is imported by name, so the static scan of the
+    stage's own imports (:mod:`tlreport.engine.code`) cannot see it."""
+    from tlreport.engine.code import code_fingerprint
+
+    return code_fingerprint(f"tlreport.backbones.{spec.family}")
+
+
+def shipped_hash(ctx: BuildContext, *parts: str) -> str:
+    """sha256 of a shipped data file a stage reads (``data/literature.toml``, the label list)."""
+    from tlreport.util.paths import shipped_path
+
+    return _file_hash(ctx, shipped_path(*parts))
+
+
 def _file_hash(ctx: BuildContext, path: Path) -> str:
     """sha256 of a file, memoised per build by (path, size, mtime)."""
     st = path.stat()
@@ -304,5 +319,7 @@ def feature_identity(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant
             needs += e.downloads
     if needs:
         raise NeedsDownload(needs)
+    skipped = [[s.relpath, s.label, s.reason] for s in manifest(ctx, use).skipped]
     return {"dataset": use.id, "manifest": found["manifest"], "backbone": variant.name,
-            "key": found["key"], "max_pixels": ctx.config.dataset.max_pixels}
+            "key": found["key"], "max_pixels": ctx.config.dataset.max_pixels,
+            "skipped": hash_obj(skipped)}        # features.json reports them, and the post its summary

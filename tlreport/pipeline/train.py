@@ -20,7 +20,9 @@ def train_inputs(ctx: BuildContext) -> dict:
     skipped = [[s.relpath, s.label, s.reason] for s in datastage.manifest(ctx, use).skipped]
     return {"train": ctx.config.train, "seed": ctx.config.seed, "dataset": use.id,
             "features": feature_identity(ctx, use, datastage.FeatureVariant(ctx.config.train.backbone)),
-            "skipped": hash_obj(skipped)}    # the post lists them
+            "skipped": hash_obj(skipped),    # the post lists them
+            # it exports backbone + head: the code that builds the backbone is part of the result
+            "backbone_code": datastage.backbone_code(datastage.resolved_spec(ctx, ctx.config.train.backbone))}
 
 
 def train_run(ctx: BuildContext, out: Path) -> None:

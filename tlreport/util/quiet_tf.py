@@ -93,6 +93,8 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
 
 def install() -> None:
     """Filter the C++ start-up lines of the first ``import tensorflow`` / ``import keras`` (idempotent)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")      # the lines this variable does silence
+    # 3, not 2: TF 2.21 logs spurious E-level lines at run time too (a tf.data "NodeDef mentions attribute
+    # use_unbounded_threadpool" on every extraction); set TF_CPP_MIN_LOG_LEVEL yourself to see them
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if not any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietFinder())
