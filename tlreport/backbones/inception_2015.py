@@ -31,12 +31,10 @@ from tlreport.errors import UserError
 GRAPH_FILE = "classify_image_graph_def.pb"
 LABEL_MAP_FILE = "imagenet_2012_challenge_label_map_proto.pbtxt"
 SYNSET_FILE = "imagenet_synset_to_human_label_map.txt"
-PANDA_FILE = "cropped_panda.jpg"
 
 INPUT_TENSOR = "DecodeJpeg/contents:0"
 FEATURES_TENSOR = "pool_3:0"
 PROBS_TENSOR = "softmax:0"
-FEATURE_DIM = 2048
 NUM_CLASSES = 1008
 
 _FETCH_HINT = "run `tlreport fetch inception_2015`"

@@ -35,7 +35,7 @@ def label_names(label_set: str) -> tuple[str, ...]:
         return imagenet1k()
     if label_set == "imagenet1001":            # TF-slim: background at index 0
         return ("background",) + imagenet1k()
-    raise UserError(f"label set {label_set!r} is resolved by its backbone, not by tlreport.labels")
+    raise UserError(f"label set {label_set!r} is resolved by its backbone, not by tlreport.backbones.labels")
 
 
 def top_k(probs, names: tuple[str, ...], k: int) -> list[tuple[str, float]]:

@@ -1,4 +1,6 @@
-"""Image-folder datasets: scanning, validation, decoding and spec-driven preprocessing.
+"""Image-folder datasets: scanning every file once, validating it, and the manifest of what is usable.
+
+(Decoding one image and the backbone's resize and crop live in :mod:`tlreport.datasets.images`.)
 
 A dataset is a folder whose immediate subfolders are the classes; files nested
 deeper belong to their top-level class.  Files are recognised by content

@@ -10,8 +10,6 @@ import numpy as np
 
 from tlreport.errors import UserError
 
-PART_NAMES = ("train", "val", "test")
-
 # --------------------------------------------------------------------------- split
 
 

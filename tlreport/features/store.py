@@ -51,8 +51,10 @@ class StoreInfo(NamedTuple):
 class FeatureStore:
     """A folder of feature shards per backbone key (see the module docstring)."""
 
-    def __init__(self, root: str | os.PathLike, *, report: Callable[[str], None] | None = None):
+    def __init__(self, root: str | os.PathLike, *, report: Callable[[str], None] | None = None,
+                 read_only: bool = False):
         self.root = Path(root)
+        self.read_only = read_only      # a plan or `cache info`: bad shards are reported, never deleted
         self.problems: list[str] = []
         self._report = report
 
@@ -87,6 +89,8 @@ class FeatureStore:
         return out
 
     def _drop(self, stem: Path) -> None:
+        if self.read_only:
+            return
         for suffix in (".json", ".npy"):
             stem.with_suffix(suffix).unlink(missing_ok=True)
 

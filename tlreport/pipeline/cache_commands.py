@@ -19,10 +19,11 @@ def cache_info(cfg: Config) -> int:
     for stage, key, size in StageStore(root / "stages").entries():
         print(f"  stage {stage:12s} {key}  {human_size(size)}")
         total += size
-    for info in FeatureStore(root / "features").info():
-        name = FeatureStore(root / "features").meta(info[0]).get("name", "?")
-        print(f"  features {name:20s} {info[0][:16]}  {info[1]:,} images  {human_size(info[2])}")
-        total += info[2]
+    features = FeatureStore(root / "features", read_only=True)     # looking never deletes
+    for info in features.info():
+        name = features.meta(info.key).get("name", "?")
+        print(f"  features {name:20s} {info.key[:16]}  {info.images:,} images  {human_size(info.bytes)}")
+        total += info.bytes
     print(f"total: {human_size(total)}")
     return 0
 
@@ -33,12 +34,11 @@ def cache_prune(cfg: Config) -> int:
     from tlreport.engine.stage import BuildContext
     from tlreport.engine.store import StageStore, cache_lock
     from tlreport.features.store import FeatureStore
-    from tlreport.pipeline import STAGES
-    from tlreport.pipeline import resources as datastage
+    from tlreport.pipeline import STAGES, resources
 
     store = StageStore(cfg.cache_dir / "stages")
     with cache_lock(cfg.cache_dir):
-        ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=datastage.resolve_data_root(cfg),
+        ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=resources.resolve_data_root(cfg),
                            read_only=True)
         rows = plan(ctx, STAGES)
         keep = {(name, store.path(name, key).name) for name, key in ctx.keys.items()}
@@ -50,7 +50,7 @@ def cache_prune(cfg: Config) -> int:
                 shutil.rmtree(store.root / stage / key, ignore_errors=True)
                 removed += 1
         try:
-            keys = {datastage.feature_key(ctx, v) for _, v in datastage.feature_jobs(ctx)}
+            keys = {resources.feature_key(ctx, v) for _, v in resources.feature_jobs(ctx)}
         except NeedsDownload:       # some backbone's weights are not installed: its namespace is unknown
             keys = None
         features = FeatureStore(cfg.cache_dir / "features")

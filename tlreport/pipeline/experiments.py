@@ -20,9 +20,9 @@ def short_classes(ctx: BuildContext, index: int, table: TableConfig) -> list[tup
     """
     import numpy as np
 
-    from tlreport.pipeline import resources as datastage
+    from tlreport.pipeline import resources
 
-    m = datastage.manifest(ctx, datastage.table_use(ctx, table))
+    m = resources.manifest(ctx, resources.table_use(ctx, table))
     counts = np.bincount(m.labels(), minlength=len(m.classes))
     need = max(table.settings) + 1               # n training images and at least one to test on
     short = [(name, int(n)) for name, n in zip(m.classes, counts, strict=True) if n < need]
@@ -46,11 +46,11 @@ def short_classes(ctx: BuildContext, index: int, table: TableConfig) -> list[tup
 
 
 def experiments_inputs(ctx: BuildContext) -> dict:
-    from tlreport.pipeline import resources as datastage
+    from tlreport.pipeline import resources
 
     e = ctx.config.experiments
-    uses = [datastage.table_use(ctx, t) for t in e.tables]
-    features = [feature_identity(ctx, u, v) for u in uses for v in datastage.table_variants(ctx)]
+    uses = [resources.table_use(ctx, t) for t in e.tables]
+    features = [feature_identity(ctx, u, v) for u in uses for v in resources.table_variants(ctx)]
     return {"experiments": e, "seed": ctx.config.seed, "tables": [u.id for u in uses], "features": features,
             "dropped": [short_classes(ctx, i, t) for i, t in enumerate(e.tables)]}
 
@@ -60,22 +60,22 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
     import pandas as pd
 
     from tlreport.heads.grid import aggregate, run_grid
-    from tlreport.pipeline import resources as datastage
+    from tlreport.pipeline import resources
     from tlreport.util.progress import bar
 
     e = ctx.config.experiments
     frames, dropped_by_table = [], []
     for i, t in enumerate(e.tables):
-        use = datastage.table_use(ctx, t)
-        m = datastage.manifest(ctx, use)
+        use = resources.table_use(ctx, t)
+        m = resources.manifest(ctx, use)
         dropped = short_classes(ctx, i, t)
         dropped_by_table.append(dropped)
         labels, classes = m.labels(), list(m.classes)
         keep = np.flatnonzero(~np.isin(labels, [classes.index(name) for name, _ in dropped]))
         kept_classes = [c for c in classes if c not in {name for name, _ in dropped}]
         labels = np.searchsorted([classes.index(c) for c in kept_classes], labels[keep])   # 0..C'-1
-        feats = {b: datastage.table_features(ctx, use, b)[keep] for b in e.backbones}
-        flips = ({b: datastage.table_features(ctx, use, b, flip=True)[keep] for b in e.backbones}
+        feats = {b: resources.table_features(ctx, use, b)[keep] for b in e.backbones}
+        flips = ({b: resources.table_features(ctx, use, b, flip=True)[keep] for b in e.backbones}
                  if e.flip else None)
         heads = e.heads
         name = t.name or t.dataset

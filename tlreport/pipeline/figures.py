@@ -21,7 +21,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     import numpy as np
 
     from tlreport.datasets.images import BadImage, load_prepared
-    from tlreport.pipeline import resources as datastage
+    from tlreport.pipeline import resources
     from tlreport.report.confusion import confused_pairs, plot_confusion
     from tlreport.report.figures import (
         feature_grid_shape,
@@ -37,9 +37,9 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     pred = np.load(d / "predictions.npz", allow_pickle=False)
     test_idx, probs, y = pred["test_idx"], pred["probs"], pred["y"]
     names = res["classes"]
-    use = datastage.transfer_use(ctx)
-    m = datastage.manifest(ctx, use)
-    spec = datastage.resolved_spec(ctx, res["backbone"])
+    use = resources.transfer_use(ctx)
+    m = resources.manifest(ctx, use)
+    spec = resources.resolved_spec(ctx, res["backbone"])
     paths = m.paths()
     yhat = probs.argmax(axis=1)
     conf = probs.max(axis=1)
@@ -70,7 +70,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
             return image(test_idx[i])
 
     plot_misclassified(Lazy(), y, yhat, conf, names, o / "misclassified", k=12, cols=4)
-    x = datastage.features(ctx, use, datastage.FeatureVariant(res["backbone"]))
+    x = resources.features(ctx, use, resources.FeatureVariant(res["backbone"]))
     ex = res["example"]["index"]
     plot_bottleneck(image(ex), x[ex], o / "bottleneck")
     thumbnail(image(ex), o / "example.png", size=224)

@@ -155,7 +155,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     fig = _copy_figures(ctx, slug, site_out, "replication")
     fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
     dropped = read_json(d / "tables.json")["dropped"]
-    from tlreport.pipeline import resources as datastage
+    from tlreport.pipeline import resources
 
     tables = []
     for i, t in enumerate(e.tables):
@@ -169,7 +169,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
                 out.append(f"**{escape.md(c)}**" if b else escape.md(c))
             cells.append(out)
         name = t.name or t.dataset
-        job = fjobs.get(datastage.table_use(ctx, t).id, {})
+        job = fjobs.get(resources.table_use(ctx, t).id, {})
         tables.append({
             "name": name, "settings": t.settings, "test_cap": t.test_cap,
             "summary": f"{name}: {job.get('summary', '')}",

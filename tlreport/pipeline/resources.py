@@ -219,7 +219,8 @@ def cpu_has_bf16() -> bool:
 def store(ctx: BuildContext):
     from tlreport.features.store import FeatureStore
 
-    return ctx.once("feature_store", lambda: FeatureStore(ctx.cache_dir / "features", report=ctx.log))
+    return ctx.once("feature_store", lambda: FeatureStore(ctx.cache_dir / "features", report=ctx.log,
+                                                          read_only=ctx.read_only))
 
 
 def missing_count(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> int:

@@ -14,15 +14,15 @@ from tlreport.util.hashing import hash_obj
 
 
 def train_inputs(ctx: BuildContext) -> dict:
-    from tlreport.pipeline import resources as datastage
+    from tlreport.pipeline import resources
 
-    use = datastage.transfer_use(ctx)
-    skipped = [[s.relpath, s.label, s.reason] for s in datastage.manifest(ctx, use).skipped]
+    use = resources.transfer_use(ctx)
+    skipped = [[s.relpath, s.label, s.reason] for s in resources.manifest(ctx, use).skipped]
     return {"train": ctx.config.train, "seed": ctx.config.seed, "dataset": use.id,
-            "features": feature_identity(ctx, use, datastage.FeatureVariant(ctx.config.train.backbone)),
+            "features": feature_identity(ctx, use, resources.FeatureVariant(ctx.config.train.backbone)),
             "skipped": hash_obj(skipped),    # the post lists them
             # it exports backbone + head: the code that builds the backbone is part of the result
-            "backbone_code": datastage.backbone_code(datastage.resolved_spec(ctx, ctx.config.train.backbone))}
+            "backbone_code": resources.backbone_code(resources.resolved_spec(ctx, ctx.config.train.backbone))}
 
 
 def train_run(ctx: BuildContext, out: Path) -> None:
@@ -33,13 +33,13 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.heads.export import export_classifier
     from tlreport.heads.metrics import evaluate
     from tlreport.heads.softmax import predict_proba, seed_everything, train_softmax
-    from tlreport.pipeline import resources as datastage
+    from tlreport.pipeline import resources
 
     t = ctx.config.train
     seed = ctx.config.seed
-    use = datastage.transfer_use(ctx)
-    m = datastage.manifest(ctx, use)
-    x = datastage.features(ctx, use, datastage.FeatureVariant(t.backbone))
+    use = resources.transfer_use(ctx)
+    m = resources.manifest(ctx, use)
+    x = resources.features(ctx, use, resources.FeatureVariant(t.backbone))
     y = m.labels()
     shas = [e.sha256 for e in m.entries]
     parts = split_by_hash(shas, y, t.fractions, seed=seed)
@@ -63,8 +63,8 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     np.save(out / "parts.npy", parts.astype(np.int8))
     counts = {name: int((parts == i).sum()) for i, name in enumerate(("train", "validation", "test"))}
     # the exported classifier: backbone + new head in one .keras file, then a held-out example
-    spec = datastage.resolved_spec(ctx, t.backbone)
-    net = datastage.model(ctx, t.backbone)
+    spec = resources.resolved_spec(ctx, t.backbone)
+    net = resources.model(ctx, t.backbone)
     export_classifier(net, head, m.classes, out / "classifier.keras", backbone=spec.name)
     # the example: a random held-out image the new layer classifies correctly (any one, if none is)
     rng = np.random.default_rng(seed)

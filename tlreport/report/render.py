@@ -17,8 +17,6 @@ from typing import Any
 from tlreport.report import escape
 from tlreport.util.paths import shipped_path
 
-TEMPLATE_SUFFIXES = (".j2", ".md", ".html", ".css")
-
 
 def template_dirs(user_dir: Path | None) -> list[Path]:
     dirs = []

@@ -19,7 +19,6 @@ WIDTH = 7.5  # inches: 1200 px at DPI, a blog column at 2x
 #: Okabe-Ito: distinguishable with colour-vision deficiencies and in greyscale order
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 WRONG_COLOR = "#B2182B"
-RIGHT_COLOR = "#1A6B3A"
 _SVG_SALT = "tlreport"
 
 matplotlib.use("Agg")   # figures are files; never open a window

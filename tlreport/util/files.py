@@ -1,11 +1,10 @@
-"""Atomic files, content hashes and the stage store.
+"""Atomic files: written whole under a temporary name, then renamed into place.
 
 Every file tlreport writes goes to a temporary name in the same folder and is
 moved into place with :func:`os.replace`, so a killed build never leaves a
-half-written file under a name a later build trusts.  A stage's output folder
-is built under a temporary name and renamed into place only after its
-``_complete.json`` (listing every file with its sha256) is written; an entry
-without it, or whose files do not match it, is reported and recomputed.
+half-written file under a name a later build trusts.  A full disk or a folder
+that cannot be written is one :class:`~tlreport.errors.UserError` line.
+(Stage output folders get the same treatment in :mod:`tlreport.engine.store`.)
 """
 
 from __future__ import annotations
