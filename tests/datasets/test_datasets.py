@@ -231,11 +231,14 @@ def test_prepare_center_crop_geometry() -> None:
 
 
 def test_prepare_follows_the_real_spec() -> None:
-    spec = get_spec("efficientnet_lite0")  # 224, crop 1.0 -> shorter side 224, centre 224x224
-    assert spec.crop_fraction == 1.0
+    spec = get_spec("efficientnet_lite0")  # 224, squash: the whole image resized to 224x224, aspect not kept
+    assert spec.resize == "squash"
     img = noise_image(4, (300, 200))
-    expect = np.asarray(img.resize((336, 224), Image.Resampling.BICUBIC).crop((56, 0, 280, 224)))
+    expect = np.asarray(img.resize((224, 224), Image.Resampling.BICUBIC))
     assert np.array_equal(prepare(img, spec), expect)
+    crop = dataclasses.replace(spec, resize="center_crop")  # shorter side 224, then the centre 224x224
+    expect = np.asarray(img.resize((336, 224), Image.Resampling.BICUBIC).crop((56, 0, 280, 224)))
+    assert np.array_equal(prepare(img, crop), expect)
 
 
 def test_flipped_spec_mirrors_the_prepared_image_and_has_its_own_key() -> None:
@@ -245,8 +248,9 @@ def test_flipped_spec_mirrors_the_prepared_image_and_has_its_own_key() -> None:
     img = noise_image(5, (300, 200))
     assert np.array_equal(prepare(img, spec.with_flip()), prepare(img, spec)[:, ::-1])
     assert backbone_key(spec.with_flip()) != backbone_key(spec)
-    # adding the hflip field did not move the unflipped key: caches made before it stay valid
-    assert backbone_key(spec) == "778edee8548c2015e0fddf5235c0b3aa34b8e1430f2038005d0eb6769e5df383"
+    # the unflipped key leaves the hflip field out, so adding it moved no key; pinned, it changes only
+    # when the spec does (last: Lite0's whole-image resize, this release)
+    assert backbone_key(spec) == "32cf6eade4129a41268f6b5fed746f6368c9f8af5ac413df04ec4b0fadd2d7ab"
 
 
 def test_load_prepared_drafts_large_jpegs_only(tmp_path: Path) -> None:

@@ -62,8 +62,8 @@ def test_other_backbones_show_no_panda_row(tmp_path):
 
 
 def test_preprocessing_is_described_from_the_spec():
-    assert describe_preprocessing(get_spec("efficientnet_lite0")) == (
-        "resized (bicubic) so its shorter side is 224 px, centre-cropped to 224×224")
+    assert describe_preprocessing(get_spec("efficientnet_lite0")) == "resized (bicubic) to 224×224"
+    assert describe_preprocessing(get_spec("efficientnet_lite2")) == "resized (bicubic) to 260×260"
     assert "299×299" in describe_preprocessing(get_spec("inception_v3"))
 
 

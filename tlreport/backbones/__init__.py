@@ -34,9 +34,12 @@ def _efficientnet_lite(n: int, *, width: float, depth: float, input_size: int, s
         name=f"efficientnet_lite{n}",
         family="efficientnet_lite",
         input_size=input_size,
-        resize="center_crop",
-        # The whole image, shorter side to the input size: on Caltech-101 this kept context the usual
-        # 0.875 ImageNet crop cuts off, and Lite0's new softmax layer scored 92.4% vs 91.9% (test split).
+        # The whole image resized to the input size, aspect not kept: measured on the whole Caltech-101
+        # (5 splits, logreg, 15/30 per class) against the shorter side + centre crop of the last release,
+        # it was better for every row: Lite0 90.6/92.5 vs 90.1/92.4, Lite1 91.2/93.2 vs 90.6/92.7,
+        # Lite2 91.3/93.2 vs 90.7/92.5, the three concatenated 92.7/94.3 vs 92.1/93.8; Lite0's transfer
+        # test accuracy 93.77% vs 92.40%.
+        resize="squash",
         crop_fraction=1.0,
         interpolation="bicubic",
         mean=(127.0, 127.0, 127.0),
