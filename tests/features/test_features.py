@@ -24,13 +24,14 @@ from tlreport.errors import UserError
 from tlreport.features.extract import batch_function, extract_features, extract_shard
 from tlreport.features.store import FeatureStore, backbone_key
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
+TESTS = Path(__file__).resolve().parent       # the kill script imports SPEC from this file
+REPO = TESTS.parents[1]
 
 # crop 0.875 of 16 px -> shorter side 18: the 32-px fixtures are too small for a JPEG draft decode,
 # so the pipeline's pixels equal a full decode + prepare() exactly
 SPEC = dataclasses.replace(get_spec("efficientnet_lite0"), name="fake", input_size=16, feature_dim=4,
-                           crop_fraction=0.875, weights=WeightsSource(kind="random", sha256="fake-weights"))
+                           resize="center_crop", crop_fraction=0.875,
+                           weights=WeightsSource(kind="random", sha256="fake-weights"))
 
 
 def fake_model(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -228,7 +229,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     script = tmp_path / "extract_slowly.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT))
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, str(script), str(data), str(store_dir), str(TESTS)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     key_dir = store_dir / backbone_key(SPEC)
