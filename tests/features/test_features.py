@@ -14,24 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.features import SPEC
 from helpers.images import jpeg_bytes, make_dataset, make_zoo, noise_image, save
 
-from tlreport.backbones import get_spec
-from tlreport.backbones.spec import WeightsSource
 from tlreport.datasets.images import load_rgb, prepare
 from tlreport.datasets.scan import scan_dataset
 from tlreport.errors import UserError
 from tlreport.features.extract import batch_function, extract_features, extract_shard
 from tlreport.features.store import FeatureStore, backbone_key
 
-TESTS = Path(__file__).resolve().parent       # the kill script imports SPEC from this file
-REPO = TESTS.parents[1]
-
-# crop 0.875 of 16 px -> shorter side 18: the 32-px fixtures are too small for a JPEG draft decode,
-# so the pipeline's pixels equal a full decode + prepare() exactly
-SPEC = dataclasses.replace(get_spec("efficientnet_lite0"), name="fake", input_size=16, feature_dim=4,
-                           resize="center_crop", crop_fraction=0.875,
-                           weights=WeightsSource(kind="random", sha256="fake-weights"))
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fake_model(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -214,8 +206,7 @@ def slow_model(x):
     time.sleep(0.4)
     return {"features": np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2, 3))[:, None]], axis=1)}
 
-sys.path.insert(0, sys.argv[3])
-from test_features import SPEC
+from helpers.features import SPEC
 m = scan_dataset(sys.argv[1], progress=False)
 extract_features(m, SPEC, FeatureStore(sys.argv[2]), model=slow_model, batch_size=4, shard_size=8,
                  progress=False)
@@ -230,7 +221,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     script = tmp_path / "extract_slowly.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, str(script), str(data), str(store_dir), str(TESTS)], env=env,
+    proc = subprocess.Popen([sys.executable, str(script), str(data), str(store_dir)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     key_dir = store_dir / backbone_key(SPEC)
     deadline = time.monotonic() + 180
