@@ -8,7 +8,6 @@ from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
 from tlreport.pipeline.resources import feature_identity
 from tlreport.util.files import atomic_write_json
-from tlreport.util.hashing import hash_obj
 
 # ----------------------------------------------------------------------------- train
 
@@ -17,10 +16,9 @@ def train_inputs(ctx: BuildContext) -> dict:
     from tlreport.pipeline import resources
 
     use = resources.transfer_use(ctx)
-    skipped = [[s.relpath, s.label, s.reason] for s in resources.manifest(ctx, use).skipped]
     return {"train": ctx.config.train, "seed": ctx.config.seed, "dataset": use.id,
+            # covers the skipped files too, which the post lists
             "features": feature_identity(ctx, use, resources.FeatureVariant(ctx.config.train.backbone)),
-            "skipped": hash_obj(skipped),    # the post lists them
             # it exports backbone + head: the code that builds the backbone is part of the result
             "backbone_code": resources.backbone_code(resources.resolved_spec(ctx, ctx.config.train.backbone))}
 
