@@ -139,8 +139,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     site = _site(args.site)
     if args.screenshot:
-        out = preview_screenshot(site, args.screenshot, width=args.width)
-        print(f"wrote {out}")
+        kwargs = {"widths": args.width} if args.width else {}
+        for out in preview_screenshot(site, args.screenshot, **kwargs):
+            print(f"wrote {out}")
         return 0
     return _preview_serve(site, host=args.host, port=args.port)
 
@@ -165,9 +166,11 @@ def add_site_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
     p = subparsers.add_parser(
         "preview", help="build the site once and serve it, or screenshot the newest post with --screenshot"
     )
-    p.add_argument("--screenshot", metavar="OUT.png", help="save a full-page PNG of the newest post and exit")
+    p.add_argument("--screenshot", metavar="OUT.png",
+                   help="save full-page PNGs of the newest post (OUT-1280.png, OUT-390.png) and exit")
     p.add_argument(
-        "--width", type=_width, default=1280, help="viewport width for --screenshot (default 1280)"
+        "--width", type=_width, action="append",
+        help="viewport width for --screenshot; repeat for several (default: 1280 and 390); one width writes OUT.png",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4000, help="port (default 4000)")

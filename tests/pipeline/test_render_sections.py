@@ -26,7 +26,7 @@ def _render(*, classify=None, replication=None) -> str:
     """The post for one section context, with placeholder post metadata and provenance."""
     return render_post({"post": {"title": "t", "date": "2026-01-01", "author": "a", "description": "d",
                                  "excerpt": "e", "tags": [], "intro": "i"},
-                        "classify": classify, "transfer": None, "replication": replication,
+                        "classify": classify, "transfer": None, "replication": replication, "summary": None,
                         "prov": {"version": "0", "git": "", "config_hash": "0" * 64, "seed": 1, "python": "3",
                                  "tensorflow": "2", "keras": "3", "numpy": "2", "sklearn": "1",
                                  "backbones": [], "datasets": [], "machine": "m", "timings": []}},
@@ -104,3 +104,60 @@ def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
     assert "| # Train | Acc(%) 15/class | Acc(%) 30/class | Acc(%) 45/class | Acc(%) 60/class |" in md
     assert "|:---|---:|---:|---:|---:|" in md
     assert "| efficientnet_lite0 + logreg | **81.5 ± 0.3** | 83.0 ± 0.3 | 84.5 ± 0.3 | 86.0 ± 0.3 |" in md
+
+
+def _summary_md(summary: dict) -> str:
+    from tlreport.report.render import get_env
+
+    return get_env(None, target="jekyll").get_template("sections/summary.md.j2").render(summary=summary)
+
+
+def _transfer_stub(n_classes: int, accuracy: float) -> dict:
+    seed = {"accuracy": 0.9247, "classes": 102}
+    return {"backbone": "efficientnet_lite0", "test": {"accuracy": accuracy, "n": 1830}, "demo": None,
+            "dataset": "101_ObjectCategories", "n_classes": n_classes, "seed": seed,
+            "diff": accuracy - seed["accuracy"]}
+
+
+def test_summary_box_states_the_headline_numbers_from_the_results():
+    from tlreport.pipeline.render import _summary_context
+
+    best = [{"n": 15, "label": "lite0 + logreg", "mean": 92.71, "std": 0.44,
+             "seed": {"label": "Inception-ResNet v2 (seed post)", "mean": 87.8}, "paper": None},
+            {"n": 30, "label": "lite0 + logreg", "mean": 94.33, "std": 0.55,
+             "seed": {"label": "Inception-ResNet v2 (seed post)", "mean": 90.1}, "paper": None}]
+    prov = {"timings": [("features", 600.0), ("experiments", 61.5)], "machine": "AMD EPYC, 2 cores, Linux",
+            "backbones": [{"name": "efficientnet_lite0"}, {"name": "efficientnet_lite1"}]}
+    summary = _summary_context({"transfer": _transfer_stub(102, 0.9377),
+                                "replication": {"tables": [{"name": "Caltech-101", "best": best}], "n_splits": 5}},
+                               prov)
+    md = _summary_md(summary)
+    assert md.startswith('<aside class="post-summary" markdown="1">')
+    assert "**93.77%** of the 1,830 held-out test images of 101_ObjectCategories" in md
+    assert "1.30 points above the seed post's 92.47%" in md
+    assert ("**92.7 ± 0.4%** at 15/class vs 87.8 for the seed's best (Inception-ResNet v2 (seed post)); "
+            "**94.3 ± 0.6%** at 30/class vs 90.1") in md
+    assert "all with lite0 + logreg." in md                       # one best row: named once
+    assert "efficientnet_lite0, efficientnet_lite1" in md and "11 min 2 s of stage time on AMD EPYC" in md
+    assert md.count("\n- ") == 4                                   # a tight list: four items, no blank lines
+    # a subset of the classes is not compared with the seed's 102-class number
+    md = _summary_md(_summary_context({"transfer": _transfer_stub(13, 0.835), "replication": None}, prov))
+    assert "not comparable" in md and "points above" not in md
+    assert _summary_context({"transfer": None, "replication": None}, prov) is None
+
+
+def test_classification_is_a_grid_of_cards_with_bars(tmp_path):
+    top = [["Egyptian cat", 0.7709], ["tiger cat", 0.1015], ["tabby", 0.0767]]
+    d = _classify_output(tmp_path, "efficientnet_lite0", [_row(f"cat{i}", top) for i in range(3)])
+    ctx = BuildContext(config=validate({}), store=StageStore(tmp_path / "s"))
+    ctx.outputs["classify"] = d
+    c = _classify_context(ctx, "slug", tmp_path / "site")
+    assert (c["images"][0]["width"], c["images"][0]["height"]) == (100, 80)
+    md = _render(classify=c)
+    assert md.count('<figure class="topk-card">') == 3 and '<div class="topk-grid">' in md
+    assert '<span class="topk-name">Egyptian cat</span> <span class="topk-p">0.7709</span>' in md
+    assert 'style="width: 77.1%"' in md
+    # the first row of photos is in the first screen; the rest load lazily
+    assert md.count('loading="lazy"') == 1
+    block = md[md.index('<div class="topk-grid">'):md.index("</div>")]
+    assert "\n\n" not in block          # no blank line: both Markdown parsers keep the HTML block whole

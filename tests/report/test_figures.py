@@ -8,24 +8,31 @@ import pytest
 from PIL import Image
 
 from tlreport.report.confusion import (
+    FULL_DPI,
+    FULL_LABEL_PT,
     _tick_plan,
     confused_pairs,
     confusion_figure,
     confusion_order,
+    full_size_side,
     plot_confusion,
 )
 from tlreport.report.figures import (
     _TILE_HEIGHT,
     _grid_figure,
+    accuracy_figure,
     feature_grid_shape,
     plot_bottleneck,
     plot_history,
     plot_misclassified,
     plot_prediction_grid,
+    reference_rows,
     thumbnail,
     top_mistakes,
 )
+from tlreport.report.per_class import per_class_accuracy, plot_per_class
 from tlreport.report.style import DPI, WIDTH, house_style, new_figure, save_figure
+from tlreport.report.tables import literature_rows
 
 
 def _png(path):
@@ -138,16 +145,100 @@ def test_confusion_heatmap_diagonal_dark_offdiagonal_light(tmp_path):
     assert all(90 < v < 245 for v in off_conf)  # 10% is visible but lighter than the diagonal
 
 
-def test_confusion_257_classes_renders(tmp_path):
+def test_confusion_257_classes_overview_and_a_full_size_copy_naming_every_class(tmp_path):
+    """Caltech-256's 257 classes: no column-wide image can name them, so a full-size copy does."""
     c = 257
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(c), 8)
     y_pred = np.where(rng.random(y.size) < 0.2, rng.integers(0, c, y.size), y)
     names = [f"{i:03d}.category_name_{i}" for i in range(c)]
-    (path,) = plot_confusion(y, y_pred, names, tmp_path / "cm257")
-    assert Image.open(path).size == (1600, round(10.0 * 0.94 * DPI))
-    size, step = _tick_plan(c, 10.0)
-    assert step >= 2 and size >= 3.5  # labels thinned rather than unreadable
+    overview, full = plot_confusion(y, y_pred, names, tmp_path / "cm257")
+    assert overview.name == "cm257.png" and full.name == "cm257_full.png"
+    assert Image.open(overview).size == (1200, round(WIDTH * 0.94 * DPI))
+    side = full_size_side(c)
+    fw, fh = Image.open(full).size
+    assert abs(fw - side * FULL_DPI) <= 1 and abs(fh - side * 0.94 * FULL_DPI) <= 1
+    _, ax, _ = confusion_figure(y, y_pred, names, side=side)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == c and all(t.get_fontsize() >= FULL_LABEL_PT - 0.01 for t in ax.get_yticklabels())
+    _, ax, _ = confusion_figure(y, y_pred, names, side=WIDTH, labels=False)
+    assert ax.get_xticklabels() == [] and ax.get_yticklabels() == []
+    # the readable view scales: the k most-confused pairs, counted from all 257 x 257 cells
+    pairs = confused_pairs(y, y_pred, names, k=15)
+    assert len(pairs) == 15 and (pairs["count"].diff().dropna() <= 0).all()
+
+
+def test_confusion_up_to_sixty_classes_is_one_labelled_image(tmp_path):
+    y = np.repeat(np.arange(60), 3)
+    (path,) = plot_confusion(y, y, [f"c{i}" for i in range(60)], tmp_path / "cm60")
+    assert path.name == "cm60.png"
+    size, step = _tick_plan(60, 10.0)
+    assert step == 1 and size >= 3.5
+
+
+def test_chart_png_in_256_colours_is_smaller_and_looks_the_same(tmp_path):
+    e = _history(40)
+    full = plot_history(e, tmp_path / "rgb")
+    with house_style():
+        fig = new_figure(WIDTH, 4.0)
+        ax = fig.add_subplot()
+        ax.plot(e["epoch"], e["loss"])
+        ax.plot(e["epoch"], e["val_loss"], ls="--")
+        (rgb,) = save_figure(fig, tmp_path / "rgb_chart")
+        (pal,) = save_figure(fig, tmp_path / "pal_chart", palette=True)
+    assert Image.open(rgb).mode == "RGB" and Image.open(pal).mode == "P"
+    assert pal.stat().st_size < 0.7 * rgb.stat().st_size
+    a, _ = _png(rgb)
+    b, _ = _png(pal)
+    assert np.abs(a - b).mean() < 1.0          # the same picture, pixel for pixel within a grey level
+    assert full and all(p.suffix == ".png" for p in full)
+
+
+def test_per_class_accuracy_hand_computed():
+    names = ["ant", "bee", "cat", "dog"]
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    y_pred = np.array([0, 1, 1, 2, 1, 1, 2, 2, 0])
+    t = per_class_accuracy(y_true, y_pred, names)
+    assert list(t["class"]) == ["ant", "cat", "bee"]            # worst first; dog has no test image
+    ant = t.iloc[0]
+    assert (ant["n"], ant["correct"], ant["accuracy"]) == (4, 1, 0.25)
+    assert (ant["confused_with"], ant["confused_count"]) == ("bee", 2)
+    bee = t.iloc[2]
+    assert bee["accuracy"] == 1.0 and bee["confused_with"] == "" and bee["confused_count"] == 0
+
+
+def test_per_class_figure_labels_the_worst_classes_with_their_wrong_answer(tmp_path):
+    c = 40
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(c), 10)
+    y_pred = np.where(rng.random(y.size) < y / c / 2, (y + 1) % c, y)     # later classes worse
+    t = per_class_accuracy(y, y_pred, [f"class{i}" for i in range(c)])
+    (path,) = plot_per_class(t, tmp_path / "pc", worst=5)
+    assert Image.open(path).size[0] == 1200
+    worst = t.iloc[0]
+    assert worst["confused_with"] == f"class{(int(worst['class'][5:]) + 1) % c}"
+
+
+def test_accuracy_figure_tells_rows_apart_without_colour():
+    agg = pd.DataFrame([{"dataset": "table0", "backbone": b, "head": h, "n_train": n, "mean": m + n / 10,
+                         "std": 0.4, "n_splits": 5, "accuracy": m}
+                        for b, m in (("efficientnet_lite0", 88.0), ("efficientnet_lite0+efficientnet_lite1", 90.0))
+                        for h in ("softmax_sgd", "logreg") for n in (15, 30)])
+    lit = literature_rows("caltech101")
+    refs = reference_rows(lit)
+    assert [r["label"] for r in refs] == ["Inception v3 (seed post)", "Inception v4 (seed post)",
+                                          "Inception-ResNet v2 (seed post)", "Zeiler & Fergus, 2013"]
+    with house_style():
+        fig = accuracy_figure(agg, lit, dataset="table0")
+    ax = fig.axes[0]
+    labels = [c.get_label() for c in ax.containers]              # one errorbar container per row
+    lines = [c.lines[0] for c in ax.containers]
+    assert labels[:4] == ["lite0 + softmax_sgd", "lite0 + logreg", "lite0+lite1 + softmax_sgd", "lite0+lite1 + logreg"]
+    assert labels[-1] == "Zeiler & Fergus, 2013 (best published row)"
+    # every row differs from every other in marker or line style, not only in colour
+    looks = {(ln.get_marker(), str(ln.get_linestyle()), ln.get_markerfacecolor() == "white") for ln in lines}
+    assert len(looks) == len(lines)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["15", "30"]
 
 
 def _grid_inputs(n=9):
@@ -193,6 +284,7 @@ def test_prediction_grid_public_and_reproducible(tmp_path):
     images, true, pred, probs = _grid_inputs(16)
     a = plot_prediction_grid(images, true, pred, probs, tmp_path / "a", cols=4)
     b = plot_prediction_grid(images, true, pred, probs, tmp_path / "b", cols=4)
+    assert a[0].name == "a.jpg" and Image.open(a[0]).format == "JPEG"     # photographs: JPEG
     assert a[0].read_bytes() == b[0].read_bytes()
     w, h = Image.open(a[0]).size
     assert w == 1200 and h == round(4 * (WIDTH / 4) * _TILE_HEIGHT * DPI)
@@ -233,6 +325,8 @@ def test_plot_bottleneck_and_thumbnail(tmp_path):
     assert Image.open(p).size == (1200, round(3.4 * DPI))
     t = thumbnail(img, tmp_path / "thumb", size=96)
     assert t.name == "thumb.png" and Image.open(t).size == (96, 96)
+    j = thumbnail(img, tmp_path / "thumb.jpg", size=128)
+    assert Image.open(j).format == "JPEG" and Image.open(j).size == (128, 128)
     # the centre crop keeps the middle of a wide image: a red centre stays red
     wide = np.zeros((50, 150, 3), np.uint8)
     wide[:, 50:100, 0] = 255

@@ -11,6 +11,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -78,6 +79,8 @@ Raw Liquid that escaped the renderer: {% raw %}{{ site.title }}{% endraw %}.
 A [hard-coded root link](/2024/05/01/sample-post.html) and a [dead one](/nowhere.html).
 
 <div style="width: 1500px">This block is wider than any phone.</div>
+
+<script>console.error("tlreport test: console error"); window.noSuchFunction();</script>
 
 <aside class="provenance" markdown="1">
 - never closed
@@ -284,10 +287,13 @@ def test_jekyll_build_failure_raises_with_output(site_copy: Path, tmp_path: Path
 def test_browser_renders_post_without_overflow(built: dict[str, tuple[Path, str]]) -> None:
     dest, _ = built["/tlreport"]
     with SiteServer(dest, baseurl="/tlreport") as server:
-        for rel, width in ((POST_REL, 1280), (POST_REL, 400), ("index.html", 400)):
+        for rel, width in ((POST_REL, 1280), (POST_REL, 390), ("index.html", 390)):
             result = browser_check(server.page_url(rel), width=width)
             assert result["innerWidth"] == width
             assert browser_problems(result) == [], (rel, width)
+            assert result["errors"] == []
+            if rel == POST_REL:
+                assert result["tlreportPost"] and 0 < result["summary"]["top"] < 900
             if rel == POST_REL:
                 assert [im["naturalWidth"] for im in result["images"]] == [800, 3000]
                 assert all(im["width"] <= width for im in result["images"])
@@ -305,16 +311,57 @@ def test_browser_check_reports_a_broken_post(broken: tuple[Path, str]) -> None:
     assert "image did not load: http://127.0.0.1" in problems and "missing.png" in problems
     assert "is not visible" in problems
     assert "page scrolls horizontally" in problems and "div" in problems
+    assert "no summary box (.post-summary) in a tlreport post" in problems
+    assert "console.error: tlreport test: console error" in problems
+    assert "script error:" in problems and "noSuchFunction" in problems
+
+
+def test_summary_below_the_first_screen_is_a_problem() -> None:
+    result = {"url": "u", "requestedWidth": 390, "images": [], "tables": [], "overflow": False, "errors": [],
+              "tlreportPost": True, "innerHeight": 844, "summary": {"top": 900.0, "bottom": 1200.0, "height": 300.0}}
+    assert browser_problems(result) == [
+        "u @ 390px: the summary box starts at 900 px, below the first screen (844 px)"]
+    result["summary"]["top"] = 500.0
+    assert browser_problems(result) == []
+    result["tlreportPost"] = False           # a hand-written post needs no summary box
+    result["summary"] = None
+    assert browser_problems(result) == []
 
 
 @needs_jekyll
 @needs_chromium
-def test_preview_screenshot_of_newest_post(site_copy: Path, tmp_path: Path) -> None:
-    out = serve.preview_screenshot(site_copy, tmp_path / "shot.png", width=900)
-    with Image.open(out) as shot:
-        assert shot.width == 900 and shot.height > 1500  # whole page, not just one window
-        # not blank: the header rule, text and the blue confusion matrix are there
-        assert len(shot.convert("RGB").resize((90, 200)).getcolors(maxcolors=18000) or []) > 20
+def test_lazy_images_are_loaded_for_the_check(tmp_path: Path) -> None:
+    """A lazy image far below the first screen still counts: the check makes it load and sees it."""
+    root = tmp_path / "root"
+    (root / "img").mkdir(parents=True)
+    Image.new("RGB", (40, 30), "red").save(root / "img" / "far.png")
+    (root / "page.html").write_text(
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>t</title></head><body>'
+        '<div style="height: 5000px"></div><img src="img/far.png" loading="lazy" alt="far">'
+        '<img src="img/missing.png" loading="lazy" alt="missing"></body></html>')
+    with SiteServer(root) as server:
+        result = browser_check(server.page_url("page.html"), width=390)
+    assert [im["naturalWidth"] for im in result["images"]] == [40, 0]
+    problems = browser_problems(result)
+    assert any("image did not load" in p and "missing.png" in p for p in problems)
+    assert any("failed to load" in p and "missing.png" in p for p in problems)
+
+
+@needs_jekyll
+@needs_chromium
+def test_preview_screenshot_of_newest_post_at_a_laptop_and_a_phone_width(site_copy: Path, tmp_path: Path) -> None:
+    outs = serve.preview_screenshot(site_copy, tmp_path / "shot.png")
+    assert [o.name for o in outs] == ["shot-1280.png", "shot-390.png"]
+    for out, width in zip(outs, (1280, 390), strict=True):
+        with Image.open(out) as shot:
+            assert shot.width == width and shot.height > 1500  # whole page, not just one window
+            # not blank: the header rule, text and the blue confusion matrix are there
+            assert len(shot.convert("RGB").resize((90, 200)).getcolors(maxcolors=18000) or []) > 20
+            # the blue "confusion matrix" (90, 90, 160) below the first screen was painted
+            px = np.asarray(shot.convert("RGB")).reshape(-1, 3).astype(int)
+            assert (np.abs(px - [90, 90, 160]).sum(axis=1) < 30).mean() > 0.02
+    (one,) = serve.preview_screenshot(site_copy, tmp_path / "one.png", widths=[900])
+    assert one.name == "one.png" and Image.open(one).width == 900
 
 
 # --------------------------------------------------------------------------- serve / preview CLI

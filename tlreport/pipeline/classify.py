@@ -45,8 +45,8 @@ def classify_inputs(ctx: BuildContext) -> dict:
     }
 
 
-def _display_copy(src: Path, dest: Path, *, max_side: int = 480) -> tuple[int, int]:
-    """A web-sized JPEG of a photo for the post; returns its size."""
+def _display_copy(src: Path, dest: Path, *, max_side: int = 320) -> tuple[int, int]:
+    """A web-sized JPEG of a photo for the post (twice the ~160 px it is shown at); returns its size."""
     from PIL import Image
 
     from tlreport.datasets.images import BadImage, load_rgb
@@ -57,7 +57,7 @@ def _display_copy(src: Path, dest: Path, *, max_side: int = 480) -> tuple[int, i
         raise UserError(f"cannot decode image {src}: {e}") from None
     img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    img.save(dest, "JPEG", quality=88, optimize=True)
+    img.save(dest, "JPEG", quality=82, optimize=True)
     return img.size
 
 

@@ -31,6 +31,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
         plot_prediction_grid,
         thumbnail,
     )
+    from tlreport.report.per_class import per_class_accuracy, plot_per_class
 
     d = ctx.outputs["train"]
     res = read_json(d / "train.json")
@@ -58,7 +59,10 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     plot_history(hist, o / "history", best_epoch=res["best_epoch"])
     (o / "history_loss.png").rename(o / "loss.png")
     (o / "history_accuracy.png").rename(o / "accuracy.png")
-    plot_confusion(y, yhat, names, o / "confusion")
+    confusion_files = plot_confusion(y, yhat, names, o / "confusion")
+    per_class = per_class_accuracy(y, yhat, names)
+    n_worst = min(12, max(3, len(per_class) // 3))
+    plot_per_class(per_class, o / "per_class", worst=n_worst)
     rng = np.random.default_rng(ctx.config.seed)
     g = ctx.config.train.grid_size
     pick = np.sort(rng.choice(len(test_idx), size=min(g * g, len(test_idx)), replace=False))
@@ -73,7 +77,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     x = resources.features(ctx, use, resources.FeatureVariant(res["backbone"]))
     ex = res["example"]["index"]
     plot_bottleneck(image(ex), x[ex], o / "bottleneck")
-    thumbnail(image(ex), o / "example.png", size=224)
+    thumbnail(image(ex), o / "example.jpg", size=2 * EXAMPLE_PX)
     pairs = []
     labels = m.labels()
     parts = np.load(d / "parts.npy", allow_pickle=False)
@@ -84,7 +88,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
             ci = names.index(cname)
             first = train_rows[labels[train_rows] == ci]
             rel = f"pairs/{k:02d}-{side}"
-            thumbnail(image(first[0]) if len(first) else image(test_idx[0]), o / f"{rel}.png", size=64)
+            thumbnail(image(first[0]) if len(first) else image(test_idx[0]), o / f"{rel}.jpg", size=2 * PAIR_PX)
             thumbs[side] = rel
         pairs.append({"true": row["true"], "pred": row["predicted"], "count": int(row["count"]),
                       "rate": float(row["rate"]), "thumb_true": thumbs["true"], "thumb_pred": thumbs["pred"]})
@@ -94,7 +98,19 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     atomic_write_json(out / "transfer.json", {
         "pairs": pairs, "n_test": len(y), "n_classes": len(names), "n_wrong": n_wrong, "n_grid": len(pick),
         "dim": int(x.shape[1]), "grid_rows": rows, "grid_cols": cols,
+        "confusion_full": len(confusion_files) > 1, "example_px": EXAMPLE_PX, "pair_px": PAIR_PX,
+        "per_class": {"n_classes": len(per_class), "n_worst": n_worst,
+                      "perfect": int((per_class["accuracy"] == 1.0).sum()),
+                      "median": float(per_class["accuracy"].median()) if len(per_class) else 0.0,
+                      "worst": [{"class": r["class"], "n": int(r["n"]), "accuracy": float(r["accuracy"]),
+                                 "confused_with": r["confused_with"], "confused_count": int(r["confused_count"])}
+                                for _, r in per_class.head(n_worst).iterrows()]},
     })
+
+
+# shown sizes in CSS pixels; the files hold twice as many for high-DPI screens
+EXAMPLE_PX = 240
+PAIR_PX = 64
 
 
 def _replication_figures(ctx: BuildContext, out: Path) -> None:

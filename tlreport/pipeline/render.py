@@ -47,8 +47,10 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
 
     def item(r: dict, caption: str) -> dict:
         shutil.copy2(d / "img" / r["file"], img_dir / r["file"])
-        return {"title": r["name"].replace("_", " "), "src": f"images/{slug}/classify/{r['file']}",
-                "caption": caption, "width": min(r["size"][0], 360),
+        w, h = r["size"]
+        shown = min(w, 360)
+        return {"title": r["name"].replace("_", " "), "ref": r["ref"], "src": f"images/{slug}/classify/{r['file']}",
+                "caption": caption, "width": shown, "height": max(1, round(h * shown / max(1, w))),
                 "top": [(n, p) for n, p in r["top"]]}
 
     panda = None
@@ -69,6 +71,17 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     return {"spec": spec, "num_classes": 1000 if spec.num_classes in (1000, 1001, 1008) else spec.num_classes,
             "preprocess": describe_preprocessing(spec), "top_k": res["top_k"],
             "images": images, "oov": oov, "panda": panda}
+
+
+def dataset_name(ref: str) -> str:
+    """A dataset as a post names it: the artifact's name or the folder's, never the builder's full path.
+
+    >>> dataset_name("artifact:caltech101"), dataset_name("/home/me/data/101_ObjectCategories/")
+    ('caltech101', '101_ObjectCategories')
+    """
+    if ref.startswith("artifact:"):
+        return ref.split(":", 1)[1]
+    return Path(ref.rstrip("/\\")).name or ref
 
 
 def describe_preprocessing(spec) -> str:
@@ -127,14 +140,14 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     ex = res["example"]
     return {
         "backbone": res["backbone"], "dim": res["features_dim"], "n_classes": len(res["classes"]),
-        "demo": demo, "dataset": res["dataset"], "summary": res["manifest_summary"],
+        "demo": demo, "dataset": dataset_name(res["dataset"]), "summary": res["manifest_summary"],
         "credit": credit.read_text(encoding="utf-8").strip() if credit.is_file() else "",
         "skipped": res.get("skipped_files", [])[:SKIPS_SHOWN], "skipped_total": res.get("skipped", 0),
         "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
         "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],
         "test": res["metrics"]["test"], "val": res["metrics"]["validation"], "seed": seed,
         "diff": res["metrics"]["test"]["accuracy"] - seed["accuracy"],
-        "fig": fig, "pairs": pairs, "figures": fmeta,
+        "fig": fig, "pairs": pairs, "figures": fmeta, "per_class": fmeta["per_class"],
         "example": {"relpath": ex["relpath"], "label": ex["label"], "src": fig["example"],
                     "top": [(n, p) for n, p in ex["top"]]},
         "escape": escape,
@@ -156,6 +169,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
     dropped = read_json(d / "tables.json")["dropped"]
     from tlreport.pipeline import resources
+    from tlreport.report.tables import best_by_setting
 
     tables = []
     for i, t in enumerate(e.tables):
@@ -177,11 +191,24 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
             "rows": cells, "sentences": comparison_sentences(agg, lit, ds) if lit else [],
             "figure": fig[f"table{i}"], "has_literature": bool(lit),
             "dropped": [{"name": n, "images": k} for n, k in dropped[i]], "need": max(t.settings) + 1,
+            "best": best_by_setting(agg, lit, t.settings, dataset=ds),
         })
     from tlreport.heads import get_head
 
     heads = [{"name": h, "text": get_head(h).description} for h in e.heads]
     return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip}
+
+
+def _summary_context(sections: dict, prov: dict) -> dict | None:
+    """The box at the top of the post: the headline numbers, each from a section's results."""
+    transfer, replication = sections.get("transfer"), sections.get("replication")
+    if not transfer and not replication:
+        return None
+    total = sum(s for _, s in prov["timings"])
+    backbones = [b["name"] for b in prov["backbones"]]
+    return {"transfer": transfer, "tables": replication["tables"] if replication else [],
+            "n_splits": replication["n_splits"] if replication else 0,
+            "backbones": backbones, "build_seconds": total, "machine": prov["machine"]}
 
 
 SECTION_CONTEXTS = {"classify": _classify_context, "transfer": _transfer_context,
@@ -198,7 +225,8 @@ def render_run(ctx: BuildContext, out: Path) -> None:
     for name in ("transfer", "replication"):
         sections.setdefault(name, None)
     post["excerpt"] = post["description"]
-    context = {"post": post, "prov": _provenance(ctx), **sections}
+    prov = _provenance(ctx)
+    context = {"post": post, "prov": prov, "summary": _summary_context(sections, prov), **sections}
     user = _user_templates(ctx)
     md_jekyll = render_post(context, user_dir=user, target="jekyll")
     md_preview = render_post(context, user_dir=user, target="preview")

@@ -60,6 +60,13 @@ def confusion_order(cm: np.ndarray) -> np.ndarray:
     return np.concatenate([confused[leaves_list(z)], lonely]).astype(int)
 
 
+#: above this many classes the inline matrix carries no class names; a full-size copy names every one
+LABEL_ALL_UP_TO = 60
+#: the full-size copy: every class named at this font size, at this resolution
+FULL_LABEL_PT = 7.0
+FULL_DPI = 100
+
+
 def _tick_plan(c: int, side_in: float) -> tuple[float, int]:
     """(font size in pt, label every k-th class) for ``c`` classes on ``side_in`` inches."""
     per_class_pt = side_in * 0.78 * 72 / max(c, 1)
@@ -69,10 +76,20 @@ def _tick_plan(c: int, side_in: float) -> tuple[float, int]:
     return 3.5, math.ceil(3.5 / (0.9 * per_class_pt))
 
 
+def full_size_side(c: int) -> float:
+    """Inches per side of a matrix that names each of ``c`` classes at :data:`FULL_LABEL_PT`."""
+    return max(WIDTH, c * FULL_LABEL_PT / (0.9 * 0.78 * 72))
+
+
 def confusion_figure(
-    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *, order: str = "cluster"
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *, order: str = "cluster",
+    side: float | None = None, labels: bool = True,
 ) -> tuple[Figure, Any, np.ndarray]:
-    """Build (not save) the confusion heatmap; returns ``(fig, ax, class_order)``."""
+    """Build (not save) the confusion heatmap; returns ``(fig, ax, class_order)``.
+
+    ``side`` (inches) defaults to the column width up to 30 classes, 10 in
+    above; ``labels=False`` leaves the class names off (an overview).
+    """
     c = len(class_names)
     cm = confusion_counts(y_true, y_pred, c)
     if order == "cluster":
@@ -82,7 +99,7 @@ def confusion_figure(
     else:
         raise ValueError(f"order must be 'cluster' or 'given'. Received: order={order!r}")
     r = _row_normalise(cm)[np.ix_(idx, idx)]
-    side = WIDTH if c <= 30 else 10.0
+    side = side or (WIDTH if c <= 30 else 10.0)
     with house_style():
         fig = new_figure(side, side * 0.94)
         ax = fig.add_subplot()
@@ -92,12 +109,16 @@ def confusion_figure(
         cb.set_label("fraction of the true class (square-root scale)")
         cb.set_ticks([0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0])
         cb.ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        names = [_short(class_names[i], 22) for i in idx]
-        size, step = _tick_plan(c, side)
-        ticks = np.arange(0, c, step)
-        ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=size)
-        ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=size)
-        ax.tick_params(length=0 if c > 30 else 2, pad=1)
+        if labels:
+            names = [_short(class_names[i], 22) for i in idx]
+            size, step = _tick_plan(c, side)
+            ticks = np.arange(0, c, step)
+            ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=size)
+            ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=size)
+            ax.tick_params(length=0 if c > 30 else 2, pad=1)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         for spine in ax.spines.values():
@@ -123,12 +144,25 @@ def plot_confusion(
 ) -> list[Path]:
     """Row-normalised confusion heatmap, classes ordered so confusions cluster.
 
-    Up to 30 classes every cell shows its percentage; above that only colour,
-    with tick labels that shrink and, past ~200 classes, label every k-th class.
+    Up to 30 classes every cell shows its percentage, up to
+    :data:`LABEL_ALL_UP_TO` every class is named.  Above that no column-wide
+    image can name them legibly, so ``<path>.png`` is an unlabelled overview
+    at the column's width and ``<path>_full.png`` (returned second) names every
+    class at :data:`FULL_LABEL_PT` pt, for a reader who opens it large.
     ``order="given"`` keeps the class order.
     """
-    fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order)
-    return save_figure(fig, path, svg=svg)
+    c = len(class_names)
+    if c <= LABEL_ALL_UP_TO:
+        fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order)
+        return save_figure(fig, path, svg=svg)
+    from tlreport.report.style import _stem, _with_suffix
+
+    fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order, side=WIDTH, labels=False)
+    out = save_figure(fig, path, svg=svg)
+    side = full_size_side(c)
+    fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order, side=side)
+    fig.set_dpi(FULL_DPI)
+    return out + save_figure(fig, _with_suffix(_stem(path), "_full"), dpi=FULL_DPI)
 
 
 def confused_pairs(

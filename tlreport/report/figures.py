@@ -36,6 +36,7 @@ from tlreport.report.style import (
     house_style,
     new_figure,
     save_figure,
+    save_photo_figure,
 )
 from tlreport.report.tables import _ours
 
@@ -73,7 +74,7 @@ def plot_history(
             else:
                 ax.set_ylim(bottom=0)
             ax.legend(loc="upper right" if metric == "loss" else "lower right")
-            out += save_figure(fig, _with_suffix(stem, f"_{metric}"), svg=svg)
+            out += save_figure(fig, _with_suffix(stem, f"_{metric}"), svg=svg, palette=True)
     return out
 
 
@@ -142,19 +143,19 @@ def plot_prediction_grid(
     path: str | os.PathLike,
     *,
     cols: int = 4,
-    svg: bool = False,
 ) -> list[Path]:
     """A grid of test images titled with the prediction, its probability and the truth.
 
     Images are centre-cropped to squares so the grid stays regular.  ``probs`` is the predicted class's probability per image (a ``(N, C)``
     matrix is reduced to its row maxima).  Wrong tiles get a thick dashed
     border and a bold "✗ WRONG" title, so they stand out in greyscale too.
+    The grid is photographs, so it is written as ``<path>.jpg``.
     """
     p = np.asarray(probs, dtype=np.float64)
     conf = p.max(axis=1) if p.ndim == 2 else p
     with house_style():
         fig = _grid_figure(images, true_names, pred_names, conf, cols)
-        return save_figure(fig, path, svg=svg)
+        return save_photo_figure(fig, path)
 
 
 def top_mistakes(y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, k: int = 12) -> np.ndarray:
@@ -175,7 +176,6 @@ def plot_misclassified(
     *,
     k: int = 12,
     cols: int = 4,
-    svg: bool = False,
 ) -> list[Path]:
     """Gallery of the ``k`` highest-confidence mistakes (see :func:`top_mistakes`).
 
@@ -197,7 +197,6 @@ def plot_misclassified(
         conf[idx],
         path,
         cols=cols,
-        svg=svg,
     )
 
 
@@ -247,49 +246,118 @@ def plot_bottleneck(
 
 
 def thumbnail(image: np.ndarray, path: str | os.PathLike, size: int = 96) -> Path:
-    """A ``size`` x ``size`` PNG thumbnail (centre square crop, Lanczos); returns its path."""
+    """A ``size`` x ``size`` thumbnail (centre square crop, Lanczos); returns its path.
+
+    Written as JPEG when ``path`` ends in ``.jpg`` (photographs), else as PNG.
+    """
     from PIL import Image
+
+    from tlreport.report.style import JPEG_QUALITY
 
     img = Image.fromarray(_to_uint8(image))
     w, h = img.size
     s = min(w, h)
     img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
     img = img.resize((size, size), Image.Resampling.LANCZOS)
+    if Path(path).suffix.lower() == ".jpg":
+        return _atomic_write(Path(path), lambda f: img.convert("RGB").save(
+            f, format="JPEG", quality=JPEG_QUALITY, optimize=True))
     return _atomic_write(_with_suffix(_stem(path), ".png"), lambda f: img.save(f, format="PNG"))
+
+
+#: markers per feature set, so lines differ without colour (greyscale print, colour-vision deficiency)
+_MARKERS = ["o", "s", "D", "^", "v", "P", "X", "h"]
+#: line styles per head, in the order heads first appear
+_HEAD_STYLES = ["-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2))]
+_REFERENCE_GREYS = ["#4d4d4d", "#7a7a7a", "#a6a6a6"]
+
+
+def reference_rows(literature: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows a comparison figure draws for reference: every seed-post row, then the best published row.
+
+    "Best" is the published row with the highest mean at its largest setting.
+    """
+    seed = [r for r in literature if r.get("kind") == "seed post"]
+    papers = [r for r in literature if r.get("kind") != "seed post" and r["results"]]
+    best = max(papers, key=lambda r: r["results"][max(r["results"])]["mean"], default=None)
+    return seed + ([best] if best else [])
 
 
 def plot_accuracy_vs_ntrain(agg: pd.DataFrame, path: str | Path,
                             literature: Sequence[dict[str, Any]] | None = None, *,
                             dataset: str | None = None, svg: bool = False) -> list[Path]:
-    """Mean per-class accuracy vs training images per class, error bars = std over folds.
+    """Write :func:`accuracy_figure` as ``<path>.png``; returns the files written."""
+    from tlreport.report.style import house_style, save_figure
 
-    One solid line per backbone/head in ``agg``; literature rows, if given, are
-    drawn dashed (seed-post rows with small markers), so the lines do not rely
-    on colour alone.  ``path`` is without suffix; returns the files written by
-    :func:`tlreport.report.style.save_figure`.
+    with house_style():
+        return save_figure(accuracy_figure(agg, literature, dataset=dataset), Path(path), svg=svg, palette=True)
+
+
+def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | None = None, *,
+                    dataset: str | None = None) -> Figure:
+    """Mean per-class accuracy vs training images per class, error bars = ± one std over splits.
+
+    This build's rows: one colour and marker per feature set, one line style
+    per head (solid, dashed, ...), so a row is told apart in greyscale too.
+    Reference rows (see :func:`reference_rows`): the seed post's rows in greys
+    with hollow markers and thin lines, the best published row in black
+    dash-dot.  Points of one setting are spread a little sideways so error
+    bars do not hide each other.  Call inside :func:`house_style`.
     """
-    from tlreport.report.style import house_style, new_figure, save_figure
+    from tlreport.report.style import new_figure
 
     ours = _ours(agg, dataset)
-    with house_style():
-        fig = new_figure(height=5.0)
-        ax = fig.add_subplot()
-        for label, res in ours:
-            ns = sorted(res)
-            ax.errorbar(ns, [res[n]["mean"] for n in ns],
-                        yerr=[0.0 if np.isnan(res[n]["std"]) else res[n]["std"] for n in ns],
-                        marker="o", capsize=3, label=label)
-        for row in literature or []:
-            ns = sorted(row["results"])
-            seed_row = row.get("kind") == "seed post"
-            ax.errorbar(ns, [row["results"][n]["mean"] for n in ns],
-                        yerr=[row["results"][n]["std"] or 0.0 for n in ns],
-                        linestyle="--" if seed_row else ":", marker="s" if seed_row else "^",
-                        markersize=4, capsize=2, alpha=0.8,
-                        label=f"{row['label']} (seed post)" if seed_row else row["label"])
-        ticks = sorted({n for _, res in ours for n in res} | {n for r in literature or [] for n in r["results"]})
-        ax.set_xticks(ticks)
-        ax.set_xlabel("training images per class")
-        ax.set_ylabel("mean per-class accuracy (%)")
-        fig.legend(loc="outside lower center", ncols=2)
-        return save_figure(fig, Path(path), svg=svg)
+    refs = reference_rows(literature or [])
+    backbones = list(dict.fromkeys(label.rsplit(" + ", 1)[0] for label, _ in ours))
+    heads = list(dict.fromkeys(label.rsplit(" + ", 1)[1] for label, _ in ours))
+    ticks = sorted({n for _, res in ours for n in res} | {n for r in refs for n in r["results"]})
+    # sideways spread: a fraction of the smallest gap between settings, over all drawn rows
+    gap = min((b - a for a, b in zip(ticks, ticks[1:], strict=False)), default=1)
+    n_rows = len(ours) + len(refs)
+    dodge = [(i - (n_rows - 1) / 2) * min(0.3, 0.15 * gap / max(1, n_rows - 1)) for i in range(n_rows)]
+    short, prefix = _short_feature_names(backbones)
+    fig = new_figure(height=5.4)
+    ax = fig.add_subplot()
+    for k, (label, res) in enumerate(ours):
+        backbone, head = label.rsplit(" + ", 1)
+        b, h = backbones.index(backbone), heads.index(head)
+        ns = sorted(res)
+        ax.errorbar([n + dodge[k] for n in ns], [res[n]["mean"] for n in ns],
+                    yerr=[0.0 if np.isnan(res[n]["std"]) else res[n]["std"] for n in ns],
+                    color=PALETTE[b % len(PALETTE)], marker=_MARKERS[b % len(_MARKERS)],
+                    linestyle=_HEAD_STYLES[h % len(_HEAD_STYLES)], markersize=6, capsize=3,
+                    label=f"{short[b]} + {head}")
+    seed_i = 0
+    for k, row in enumerate(refs, start=len(ours)):
+        ns = sorted(row["results"])
+        xs, ys = [n + dodge[k] for n in ns], [row["results"][n]["mean"] for n in ns]
+        errs = [row["results"][n]["std"] or 0.0 for n in ns]
+        if row.get("kind") == "seed post":
+            grey = _REFERENCE_GREYS[seed_i % len(_REFERENCE_GREYS)]
+            ax.errorbar(xs, ys, yerr=errs, color=grey, linestyle=(0, (2, 2)), lw=1.2,
+                        marker=_MARKERS[(seed_i + 3) % len(_MARKERS)], markersize=5,
+                        markerfacecolor="white", capsize=2, label=row["label"])
+            seed_i += 1
+        else:
+            ax.errorbar(xs, ys, yerr=errs, color="black", linestyle=(0, (6, 2, 1, 2)), lw=1.4,
+                        marker="*", markersize=8, capsize=2, label=f"{row['label']} (best published row)")
+    ax.set_xticks(ticks)
+    ax.set_xlabel("training images per class")
+    ax.set_ylabel("mean per-class accuracy (%)")
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8.5,
+               title=f"features ({prefix}…) + head; references" if prefix else None, title_fontsize=8.5)
+    return fig
+
+
+def _short_feature_names(backbones: Sequence[str]) -> tuple[list[str], str]:
+    """Legend names without the prefix every backbone shares, and that prefix.
+
+    >>> _short_feature_names(["efficientnet_lite0", "efficientnet_lite0+efficientnet_lite1"])
+    (['lite0', 'lite0+lite1'], 'efficientnet_')
+    """
+    parts = [p for b in backbones for p in b.split("+")]
+    common = os.path.commonprefix(parts) if len(set(parts)) > 1 else ""
+    prefix = common[: common.rfind("_") + 1]
+    if not prefix:
+        return list(backbones), ""
+    return ["+".join(p[len(prefix):] for p in b.split("+")) for b in backbones], prefix

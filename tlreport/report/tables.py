@@ -147,6 +147,32 @@ def comparison_sentences(agg: pd.DataFrame, literature: Sequence[dict[str, Any]]
     return sentences
 
 
+def best_by_setting(agg: pd.DataFrame, literature: Sequence[dict[str, Any]], settings: Sequence[int],
+                    dataset: str | None = None) -> list[dict[str, Any]]:
+    """For each setting: this build's best row and the best seed-post and published rows to compare with.
+
+    Each item is ``{"n", "label", "mean", "std", "seed": {"label", "mean"} | None,
+    "paper": {"label", "mean"} | None}``; settings this build has no result for
+    are left out.  Means are in percent.
+    """
+    ours = _ours(agg, dataset)
+    out = []
+    for n in settings:
+        scored = [(res[n]["mean"], res[n]["std"], label) for label, res in ours if n in res]
+        if not scored:
+            continue
+        mean, std, label = max(scored)
+        item: dict[str, Any] = {"n": n, "label": label, "mean": mean, "std": std, "seed": None, "paper": None}
+        for key, rows in (("seed", [r for r in literature if r.get("kind") == "seed post"]),
+                          ("paper", [r for r in literature if r.get("kind") != "seed post"])):
+            cand = [(r["results"][n]["mean"], r["label"]) for r in rows if n in r["results"]]
+            if cand:
+                ref_mean, ref_label = max(cand)
+                item[key] = {"label": ref_label, "mean": ref_mean}
+        out.append(item)
+    return out
+
+
 def _points(diff: float) -> str:
     if abs(diff) < 0.05:
         return "level with"

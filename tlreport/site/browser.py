@@ -32,7 +32,12 @@ CHROMIUM_FLAGS: tuple[str, ...] = (
 CHECK_QUERY = "tlreport-check"
 _CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 _BROWSER_TIMEOUT_S = 90
+#: how much of the summary box must show in the first screen
+SUMMARY_MIN_VISIBLE_PX = 120
+#: the widths a post is checked and photographed at: a laptop and a phone (iPhone 12-15), with their heights
+VIEWPORTS: tuple[tuple[int, int], ...] = ((1280, 900), (390, 844))
 _MAX_SCREENSHOT_HEIGHT = 16000
+_MIN_WINDOW_WIDTH = 800     # narrower pages are measured and shot in an iframe (see server.py)
 
 
 def find_chromium() -> str | None:
@@ -58,10 +63,34 @@ def _need_chromium() -> str:
 
 # --------------------------------------------------------------------------- serving
 
-# Runs on load, waits for every image to finish (or fail), then writes its findings
-# as JSON into <pre id="tlreport-check"> for --dump-dom to print.
+# Injected first in <head>: records script errors, console.error calls and resources that
+# fail to load (an <img>, a stylesheet) before any of the page's own code runs.
+ERRORS_JS = r"""
+(function () {
+  var errors = window.__tlreportErrors = [];
+  window.addEventListener("error", function (e) {
+    var t = e.target;
+    if (t && t !== window && (t.src || t.href)) {
+      var url = t.currentSrc || t.src || t.href;
+      // only the site's own files: the check runs offline, where a CDN (MathJax) cannot answer
+      if (url.indexOf(location.origin + "/") === 0) errors.push("failed to load " + url);
+    } else errors.push("script error: " + (e.message || String(e.error)));
+  }, true);
+  window.addEventListener("unhandledrejection", function (e) { errors.push("unhandled rejection: " + String(e.reason)); });
+  var original = console.error;
+  console.error = function () {
+    errors.push("console.error: " + Array.prototype.map.call(arguments, String).join(" "));
+    return original.apply(console, arguments);
+  };
+})();
+"""
+
+# Runs on load: makes lazy images load now and decode before paint (the check must see every
+# image, not only the first screen's, and a screenshot must show them), waits for every image to finish (or fail), then writes its findings as JSON into
+# <pre id="tlreport-check"> for --dump-dom to print.
 CHECK_JS = r"""
 (function () {
+  Array.prototype.forEach.call(document.images, function (im) { im.loading = "eager"; im.decoding = "sync"; });
   function box(el) { var r = el.getBoundingClientRect(); return {left: r.left, right: r.right, width: r.width, height: r.height}; }
   function describe(el) {
     var s = el.tagName.toLowerCase();
@@ -95,10 +124,14 @@ CHECK_JS = r"""
       var el = all[i], b = box(el);
       if (b.width > 0 && (b.right > vw + 0.5 || b.left < -0.5) && !clipped(el)) offenders.push({element: describe(el), left: b.left, right: b.right});
     }
+    var summary = document.querySelector(".post-summary"), sb = summary && summary.getBoundingClientRect();
     var out = {url: location.href, title: document.title, innerWidth: window.innerWidth,
                innerHeight: window.innerHeight, clientWidth: vw, scrollWidth: de.scrollWidth,
                scrollHeight: Math.max(de.scrollHeight, document.body ? document.body.scrollHeight : 0),
-               overflow: de.scrollWidth > vw, images: images, tables: tables, offenders: offenders};
+               overflow: de.scrollWidth > vw, images: images, tables: tables, offenders: offenders,
+               tlreportPost: !!document.querySelector("[data-tlreport-post]"),
+               summary: sb ? {top: sb.top + window.scrollY, bottom: sb.bottom + window.scrollY, height: sb.height} : null,
+               errors: (window.__tlreportErrors || []).slice(0, 20)};
     var pre = document.createElement("pre");
     pre.id = "tlreport-check";
     pre.style.display = "none";
@@ -153,7 +186,7 @@ def browser_check(url: str, *, width: int, height: int = 900) -> dict[str, Any]:
     """
     if width < 100 or height < 100:
         raise ValueError(f"viewport {width}x{height} is too small")
-    window = f"--window-size={max(width, 800)},{height + 200}"
+    window = f"--window-size={max(width, _MIN_WINDOW_WIDTH)},{height + 200}"
     target = _with_check_query(url, f"{width}x{height}")
     proc = _run_chromium([window, "--virtual-time-budget=15000", "--dump-dom", target])
     m = _RESULT_RE.search(proc.stdout)
@@ -169,7 +202,12 @@ def browser_check(url: str, *, width: int, height: int = 900) -> dict[str, Any]:
 
 
 def browser_problems(result: dict[str, Any]) -> list[str]:
-    """Problems in a :func:`browser_check` result: broken images, hidden tables, overflow."""
+    """Problems in a :func:`browser_check` result.
+
+    Broken images, hidden tables, script and console errors, a page wider than
+    its window, and, in a tlreport post, a summary box missing or below the
+    first screen.
+    """
     where = f"{result.get('url', '?')} @ {result.get('requestedWidth', result.get('innerWidth'))}px"
     problems = [
         f"{where}: image did not load: {im['src']}" for im in result["images"] if not im["naturalWidth"]
@@ -179,6 +217,14 @@ def browser_problems(result: dict[str, Any]) -> list[str]:
         for i, t in enumerate(result["tables"])
         if not t["visible"]
     ]
+    problems += [f"{where}: {e}" for e in result.get("errors", [])]
+    if result.get("tlreportPost"):
+        box = result.get("summary")
+        if box is None:
+            problems.append(f"{where}: no summary box (.post-summary) in a tlreport post")
+        elif box["top"] > result["innerHeight"] - SUMMARY_MIN_VISIBLE_PX:
+            problems.append(f"{where}: the summary box starts at {box['top']:.0f} px, below the first screen "
+                            f"({result['innerHeight']} px)")
     if result["overflow"]:
         who = ", ".join(o["element"] for o in result["offenders"][:5]) or "unknown element"
         problems.append(
@@ -191,17 +237,31 @@ def browser_problems(result: dict[str, Any]) -> list[str]:
 def screenshot(
     url: str, out_png: str | os.PathLike[str], *, width: int = 1280, height: int | None = None
 ) -> Path:
-    """Save a full-page PNG of ``url``; the page height is measured first unless given."""
+    """Save a full-page PNG of ``url`` at ``width`` CSS pixels; the page height is measured first unless given.
+
+    Chromium's headless window is at least 500 px wide, so a narrower page is
+    shot inside an iframe of exactly ``width`` (as :func:`browser_check`
+    measures it) and the picture is cropped to the frame.
+    """
     if height is None:
         height = int(browser_check(url, width=width)["scrollHeight"])
     height = max(200, min(int(height), _MAX_SCREENSHOT_HEIGHT))
     out = Path(out_png).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
-    proc = _run_chromium(
-        [f"--window-size={width},{height}", "--virtual-time-budget=15000", f"--screenshot={out}", url]
-    )
+    framed = width < _MIN_WINDOW_WIDTH
+    # through the check script either way: it makes lazy images load before the picture is taken
+    target = _with_check_query(url, f"{width}x{height}" if framed else "1")
+    window = f"--window-size={max(width, _MIN_WINDOW_WIDTH)},{height}"
+    proc = _run_chromium([window, "--virtual-time-budget=15000", "--run-all-compositor-stages-before-draw",
+                          f"--screenshot={out}", target])
     if not out.is_file() or out.stat().st_size == 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise UserError(f"Chromium wrote no screenshot for {url} (exit {proc.returncode}):\n{tail}")
+    if framed:
+        from PIL import Image
+
+        with Image.open(out) as shot:
+            cropped = shot.crop((0, 0, width, min(height, shot.height)))
+        cropped.save(out)
     return out

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from tlreport.site.browser import browser_check, browser_problems, find_chromium
+from tlreport.site.browser import VIEWPORTS, browser_check, browser_problems, find_chromium
 from tlreport.site.jekyll import jekyll_build, jekyll_problems, post_slug
 from tlreport.site.lint import html_problems
 from tlreport.site.server import SiteServer
@@ -28,7 +28,7 @@ def check_site(
     site_dir: str | os.PathLike[str],
     *,
     baseurls: Iterable[str] = ("", "/tlreport"),
-    widths: Iterable[int] = (1280, 400),
+    viewports: Iterable[tuple[int, int]] = VIEWPORTS,
     browser: bool | None = None,
 ) -> list[str]:
     """Build ``site_dir`` once per baseurl and return every problem found.
@@ -51,7 +51,7 @@ def check_site(
             pages = ["index.html"] + [p for p in (built_page(dest, post_slug(x)) for x in posts) if p]
             with SiteServer(dest, baseurl=baseurl) as server:
                 for rel in pages:
-                    for width in widths:
-                        result = browser_check(server.page_url(rel), width=width)
+                    for width, height in viewports:
+                        result = browser_check(server.page_url(rel), width=width, height=height)
                         problems += [label + p for p in browser_problems(result)]
     return problems

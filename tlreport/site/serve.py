@@ -3,8 +3,9 @@
 ``serve`` runs ``jekyll serve`` when Jekyll is installed; otherwise it serves the
 self-contained ``site/preview/`` pages with Python's http.server and says so.
 ``preview`` builds the site into a temporary directory (or falls back to the
-preview page), serves it on 127.0.0.1 and, with ``--screenshot``, saves a
-full-page PNG of the newest post taken with headless Chromium.
+preview page), serves it on 127.0.0.1 and, with ``--screenshot``, saves
+full-page PNGs of the newest post taken with headless Chromium, at a laptop's
+and a phone's width unless ``--width`` says otherwise.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from tlreport.errors import UserError
-from tlreport.site.browser import find_chromium, screenshot
+from tlreport.site.browser import VIEWPORTS, find_chromium, screenshot
 from tlreport.site.check import built_page
 from tlreport.site.jekyll import find_jekyll, jekyll_build, newest_post, post_slug
 from tlreport.site.server import SiteServer
@@ -67,10 +69,23 @@ def serve(site_dir: str | os.PathLike[str], *, host: str = "127.0.0.1", port: in
     return 0
 
 
+def screenshot_paths(out_png: str | os.PathLike[str], widths: Sequence[int]) -> list[Path]:
+    """Where :func:`preview_screenshot` writes: ``OUT.png`` for one width, ``OUT-<width>.png`` for several.
+
+    >>> [p.name for p in screenshot_paths("shots/post.png", [1280, 390])]
+    ['post-1280.png', 'post-390.png']
+    """
+    out = Path(out_png)
+    if len(widths) == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{w}{out.suffix or '.png'}") for w in widths]
+
+
 def preview_screenshot(
-    site_dir: str | os.PathLike[str], out_png: str | os.PathLike[str], *, width: int = 1280
-) -> Path:
-    """Full-page PNG of the newest post as a browser shows it; returns the PNG path.
+    site_dir: str | os.PathLike[str], out_png: str | os.PathLike[str], *,
+    widths: Sequence[int] = tuple(w for w, _ in VIEWPORTS),
+) -> list[Path]:
+    """Full-page PNGs of the newest post as a browser shows it, one per width; returns their paths.
 
     Builds with Jekyll into a temporary directory when Jekyll is installed,
     otherwise shoots the static preview page.
@@ -81,11 +96,12 @@ def preview_screenshot(
             "Chromium not found: install chromium (or set TLREPORT_CHROMIUM) to take a screenshot"
         )
     post = newest_post(site)
+    outs = screenshot_paths(out_png, list(widths))
     if find_jekyll() is None:
         page = _preview_page(site)
         print(f"jekyll not found on PATH: screenshot of the static preview {page}", file=sys.stderr)
         with SiteServer(page.parent) as server:
-            return screenshot(server.page_url(page.name), out_png, width=width)
+            return [screenshot(server.page_url(page.name), o, width=w) for o, w in zip(outs, widths, strict=True)]
     with tempfile.TemporaryDirectory(prefix="tlreport-preview-") as tmp:
         dest = Path(tmp) / "_site"
         jekyll_build(site, dest)
@@ -93,7 +109,7 @@ def preview_screenshot(
         if rel is None:
             raise UserError(f"jekyll built no page for {post.name} (check its front matter)")
         with SiteServer(dest) as server:
-            return screenshot(server.page_url(rel), out_png, width=width)
+            return [screenshot(server.page_url(rel), o, width=w) for o, w in zip(outs, widths, strict=True)]
 
 
 def _preview_serve(site: Path, *, host: str, port: int) -> int:

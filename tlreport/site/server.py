@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from tlreport.errors import UserError
-from tlreport.site.browser import CHECK_JS, CHECK_QUERY
+from tlreport.site.browser import CHECK_JS, CHECK_QUERY, ERRORS_JS
 
 # Chromium's headless window is at least 500 px wide, so the page is measured inside
 # an iframe of exactly the requested size: media queries and layout see that viewport.
@@ -28,7 +28,7 @@ class _Handler(SimpleHTTPRequestHandler):
 
     ``?tlreport-check=WxH`` answers a frame page holding the same URL with
     ``?tlreport-check=1`` in a W x H iframe; ``?tlreport-check=1`` answers the
-    page with :data:`CHECK_JS` appended.
+    page with :data:`ERRORS_JS` first in its ``<head>`` and :data:`CHECK_JS` appended.
     """
 
     server: _Server
@@ -68,6 +68,9 @@ class _Handler(SimpleHTTPRequestHandler):
             body = _FRAME_HTML.format(src=src, w=size.group(1), h=size.group(2))
         else:
             body = fs.read_text(encoding="utf-8", errors="replace")
+            head = re.search(r"<head[^>]*>", body, re.IGNORECASE)
+            early = f"<script>{ERRORS_JS}</script>"
+            body = body[:head.end()] + early + body[head.end():] if head else early + body
             script = f"<script>{CHECK_JS}</script>"
             idx = body.lower().rfind("</body>")
             body = body[:idx] + script + body[idx:] if idx >= 0 else body + script

@@ -1,0 +1,82 @@
+"""Per-class accuracy on the test set: the table behind it and a sorted figure, worst classes named."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import PercentFormatter
+
+from tlreport.report.confusion import confusion_counts
+from tlreport.report.style import PALETTE, WIDTH, WRONG_COLOR, _short, house_style, new_figure, save_figure
+
+
+def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
+    """One row per class with test images, sorted worst first (ties: by name).
+
+    Columns: ``class, n, correct, accuracy``, and ``confused_with`` /
+    ``confused_count``, the most frequent wrong answer for the class and how
+    often it was given (ties: the first class in ``class_names``; empty and 0
+    when the class has no mistakes).
+    """
+    c = len(class_names)
+    cm = confusion_counts(y_true, y_pred, c)
+    n = cm.sum(axis=1)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    worst = off.argmax(axis=1)
+    rows = []
+    for i in np.flatnonzero(n > 0):
+        wrong = int(off[i, worst[i]])
+        rows.append({"class": str(class_names[i]), "n": int(n[i]), "correct": int(cm[i, i]),
+                     "accuracy": cm[i, i] / n[i],
+                     "confused_with": str(class_names[worst[i]]) if wrong else "", "confused_count": wrong})
+    df = pd.DataFrame(rows, columns=["class", "n", "correct", "accuracy", "confused_with", "confused_count"])
+    return df.sort_values(["accuracy", "class"], kind="mergesort").reset_index(drop=True)
+
+
+def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int = 12,
+                   svg: bool = False) -> list[Path]:
+    """Two panels: every class's accuracy sorted (the spread), then the ``worst`` classes as labelled bars.
+
+    Each of the worst bars is labelled with its class, its test-image count and
+    its most frequent wrong answer, so the figure says *why* a class is weak.
+    The median is a dashed line in the top panel.  ``table`` is
+    :func:`per_class_accuracy`'s output.
+    """
+    acc = table["accuracy"].to_numpy(dtype=float)
+    k = min(worst, len(table))
+    with house_style():
+        fig = new_figure(WIDTH, 2.2 + 0.32 * k)
+        top, bottom = fig.subplots(2, 1, height_ratios=[2.0, 0.32 * k + 0.4])
+        order = np.arange(len(acc))
+        colors = [WRONG_COLOR if i < k else PALETTE[0] for i in order]
+        top.bar(order, acc, width=0.85 if len(acc) < 60 else 1.0, color=colors, linewidth=0)
+        if len(acc):
+            med = float(np.median(acc))
+            top.axhline(med, color="#333333", ls="--", lw=1.0, label=f"median {med:.0%}")
+            top.legend(loc="upper left")
+        top.set_xlim(-0.6, max(len(acc), 1) - 0.4)
+        top.set_ylim(0, 1.0)
+        top.yaxis.set_major_formatter(PercentFormatter(1.0))
+        top.set_xticks([])
+        top.set_xlabel(f"all {len(acc)} classes, sorted by test accuracy (the {k} worst in red)")
+        top.set_ylabel("accuracy")
+        w = table.head(k).iloc[::-1]                    # worst at the top of the bar chart
+        y = np.arange(k)
+        bottom.barh(y, w["accuracy"], color=WRONG_COLOR, height=0.7)
+        bottom.set_yticks(y, [f"{_short(r['class'], 26)} ({r['n']})" for _, r in w.iterrows()], fontsize=8.5)
+        for yi, (_, r) in zip(y, w.iterrows(), strict=True):
+            note = f"{r['accuracy']:.0%}"
+            if r["confused_count"]:
+                note += f"  → {_short(r['confused_with'], 24)} ×{r['confused_count']}"
+            bottom.text(r["accuracy"] + 0.01, yi, note, va="center", fontsize=8)
+        bottom.set_xlim(0, 1.5)                     # room for the notes beside a full bar
+        bottom.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+        bottom.xaxis.set_major_formatter(PercentFormatter(1.0))
+        bottom.set_xlabel("test accuracy; → the most frequent wrong answer and how often")
+        bottom.grid(axis="y", visible=False)
+        return save_figure(fig, path, svg=svg, palette=True)
