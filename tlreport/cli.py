@@ -140,10 +140,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
     site = _site(args.site)
     if args.screenshot:
         kwargs = {"widths": args.width} if args.width else {}
-        for out in preview_screenshot(site, args.screenshot, **kwargs):
+        for out in preview_screenshot(site, args.screenshot, slug=args.post, **kwargs):
             print(f"wrote {out}")
         return 0
-    return _preview_serve(site, host=args.host, port=args.port)
+    return _preview_serve(site, host=args.host, port=args.port, slug=args.post)
 
 
 def _width(text: str) -> int:
@@ -172,6 +172,7 @@ def add_site_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
         "--width", type=_width, action="append",
         help="viewport width for --screenshot; repeat for several (default: 1280 and 390); one width writes OUT.png",
     )
+    p.add_argument("--post", metavar="SLUG", help="the post to show (default: the newest)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4000, help="port (default 4000)")
     p.add_argument("--site", default="site", help="site directory (default: site)")

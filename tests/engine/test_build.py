@@ -146,7 +146,7 @@ def test_default_post_has_the_demo_photos_with_plausible_predictions(default_bui
     for im in res["images"] + [res["oov"]]:
         assert f"classify/{im['file']}" in post
         assert (default_build / "site" / "images" / "transfer-learning-offline" / "classify" / im["file"]).is_file()
-        assert f"| {im['top'][0][1]:.4f} |" in post
+        assert f'<span class="topk-p">{im["top"][0][1]:.4f}</span>' in post
     assert "Something it has never seen" in post
 
 

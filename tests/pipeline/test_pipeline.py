@@ -77,7 +77,8 @@ def test_post_has_every_section_and_numbers_from_the_results(project):
     acc = res["metrics"]["test"]["accuracy"]
     assert acc >= 0.75                                     # colours are separable
     assert f"| accuracy | {100 * acc:.2f}% |" in post
-    for fig in ("loss.png", "accuracy.png", "confusion.png", "grid.png", "bottleneck.png", "example.png"):
+    for fig in ("loss.png", "accuracy.png", "confusion.png", "per_class.png", "grid.jpg", "bottleneck.png",
+                "example.jpg"):
         assert (project / "site" / "images" / "pipeline" / "transfer" / fig).is_file()
         assert f"transfer/{fig}" in post
     agg = (next((project / ".tlreport" / "stages" / "experiments").glob("*/aggregate.csv"))).read_text()

@@ -135,7 +135,7 @@ def test_summary_box_states_the_headline_numbers_from_the_results():
     assert md.startswith('<aside class="post-summary" markdown="1">')
     assert "**93.77%** of the 1,830 held-out test images of 101_ObjectCategories" in md
     assert "1.30 points above the seed post's 92.47%" in md
-    assert ("**92.7 ± 0.4%** at 15/class vs 87.8 for the seed's best (Inception-ResNet v2 (seed post)); "
+    assert ("**92.7 ± 0.4%** at 15/class vs 87.8 for the seed's best, Inception-ResNet v2; "
             "**94.3 ± 0.6%** at 30/class vs 90.1") in md
     assert "all with lite0 + logreg." in md                       # one best row: named once
     assert "efficientnet_lite0, efficientnet_lite1" in md and "11 min 2 s of stage time on AMD EPYC" in md

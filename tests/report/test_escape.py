@@ -1,5 +1,6 @@
 import html
 import json
+import re
 
 import markdown
 
@@ -43,3 +44,17 @@ def test_code_keeps_text_and_hides_it_from_liquid():
     assert escape.code("a {{ b }}", liquid=False) == "a {{ b }}"
     assert escape.code("a {{ b }}") == "{% raw %}a {{ b }}{% endraw %}"
     assert escape.code("plain") == "plain"
+
+
+def test_html_text_uses_references_that_liquids_escape_once_keeps():
+    """figure.html runs captions through escape_once, which knows named and decimal references only:
+    a hex &#x27; would print as the text "&#x27;"."""
+    out = escape.html_text("the seed post's rows {x}")
+    assert out == "the seed post&#39;s rows &#123;x&#125;"
+    assert re.fullmatch(r"(?:[^&]|&(?:[a-z]+|#\d+);)*", out)
+
+
+def test_liquid_arg_round_trips_hostile_strings():
+    for s in HOSTILE:
+        out = escape.liquid_arg(s)
+        assert '"' not in out and "{%" not in out and html.unescape(out) == " ".join(s.split())

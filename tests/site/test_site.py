@@ -385,8 +385,32 @@ def test_preview_errors_are_user_errors(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(UserError, match="Chromium not found"):
         serve.preview_screenshot(site, tmp_path / "x.png")
     (site / "_posts" / "2024-01-01-a.md").write_text("---\ntitle: a\n---\n")
+    monkeypatch.setattr(serve, "find_chromium", lambda: "/usr/bin/chromium")
+    with pytest.raises(UserError, match=r"no post with slug 'nope' .*\(posts: a\)"):
+        serve.preview_screenshot(site, tmp_path / "x.png", slug="nope")
+    monkeypatch.setattr(serve, "find_chromium", lambda: None)
     monkeypatch.setattr(serve, "find_jekyll", lambda: None)
     with pytest.raises(UserError, match="no static preview"):
         serve.serve(site, port=0)
     args = parser.parse_args(["serve", "--site", "s", "--port", "4001"])
     assert (args.site, args.port, args.host, args.func) == ("s", 4001, "127.0.0.1", cmd_serve)
+
+
+@needs_jekyll
+@needs_chromium
+def test_dark_scheme_follows_the_reader(built: dict[str, tuple[Path, str]], tmp_path: Path) -> None:
+    """Under prefers-color-scheme: dark the page is dark with light text; by default it is light."""
+    from tlreport.site.browser import _run_chromium
+
+    dest, _ = built[""]
+    shots = {}
+    with SiteServer(dest) as server:
+        for scheme, flags in (("light", []), ("dark", ["--blink-settings=preferredColorScheme=0"])):
+            out = tmp_path / f"{scheme}.png"
+            _run_chromium(["--window-size=1000,700", "--virtual-time-budget=5000", *flags,
+                           f"--screenshot={out}", server.page_url(POST_REL)])
+            with Image.open(out) as im:
+                shots[scheme] = np.asarray(im.convert("L")).astype(int)
+    # the page background (a margin beside the column) and the share of dark pixels
+    assert shots["light"][300, 20] > 240 and shots["dark"][300, 20] < 40
+    assert (shots["dark"] < 60).mean() > 0.8 and (shots["light"] > 200).mean() > 0.8

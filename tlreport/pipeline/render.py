@@ -73,17 +73,6 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
             "images": images, "oov": oov, "panda": panda}
 
 
-def dataset_name(ref: str) -> str:
-    """A dataset as a post names it: the artifact's name or the folder's, never the builder's full path.
-
-    >>> dataset_name("artifact:caltech101"), dataset_name("/home/me/data/101_ObjectCategories/")
-    ('caltech101', '101_ObjectCategories')
-    """
-    if ref.startswith("artifact:"):
-        return ref.split(":", 1)[1]
-    return Path(ref.rstrip("/\\")).name or ref
-
-
 def describe_preprocessing(spec) -> str:
     """How an image reaches the network, in words, from the spec."""
     s = spec.input_size
@@ -128,9 +117,9 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     fmeta = read_json(ctx.outputs["figures"] / "transfer.json")
     counts = [(k, res["counts"][k]) for k in ("train", "validation", "test")]
     total = sum(n for _, n in counts)
-    from tlreport.pipeline.resources import dataset_root
+    from tlreport.pipeline import resources
 
-    credit = dataset_root(ctx, res["dataset"]) / "CREDIT.txt"      # a dataset folder may credit its source
+    credit = resources.dataset_root(ctx, res["dataset"]) / "CREDIT.txt"      # a dataset folder may credit its source
     demo = None
     if res["dataset"] == "demo":
         demo = {"classes": len(res["classes"]), "per_class": round(total / max(1, len(res["classes"])))}
@@ -140,7 +129,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     ex = res["example"]
     return {
         "backbone": res["backbone"], "dim": res["features_dim"], "n_classes": len(res["classes"]),
-        "demo": demo, "dataset": dataset_name(res["dataset"]), "summary": res["manifest_summary"],
+        "demo": demo, "dataset": resources.dataset_name(res["dataset"]), "summary": res["manifest_summary"],
         "credit": credit.read_text(encoding="utf-8").strip() if credit.is_file() else "",
         "skipped": res.get("skipped_files", [])[:SKIPS_SHOWN], "skipped_total": res.get("skipped", 0),
         "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],

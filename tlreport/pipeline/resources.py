@@ -120,6 +120,17 @@ def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, FeatureVariant]]:
     return out
 
 
+def dataset_name(ref: str) -> str:
+    """A dataset as a post names it: the artifact's name or the folder's, never the builder's full path.
+
+    >>> dataset_name("artifact:caltech101"), dataset_name("/home/me/data/101_ObjectCategories/")
+    ('caltech101', '101_ObjectCategories')
+    """
+    if ref.startswith("artifact:"):
+        return ref.split(":", 1)[1]
+    return Path(ref.rstrip("/\\")).name or ref
+
+
 def dataset_root(ctx: BuildContext, ref: str) -> Path:
     if ref == "demo":
         from tlreport.datasets.demo import demo_dataset_path, make_demo_dataset
@@ -165,7 +176,7 @@ def manifest(ctx: BuildContext, use: DatasetUse):
         if len(m.skipped) > 20:
             ctx.log(f"  ... and {len(m.skipped) - 20} more (listed in the manifest)")
         prov = ctx.memo.setdefault("provenance.datasets", [])
-        prov.append({"name": use.ref, "hash": m.hash(), "summary": m.summary()})
+        prov.append({"name": dataset_name(use.ref), "hash": m.hash(), "summary": m.summary()})
         return m
 
     return ctx.once(f"manifest:{use.id}", scan)

@@ -41,7 +41,8 @@ def md(text: object) -> str:
 def html_text(text: object) -> str:
     """Escape text for HTML content or a double-quoted attribute (also Liquid-safe)."""
     s = html.escape(" ".join(str(text).split()), quote=True)
-    return s.replace("{", "&#123;").replace("}", "&#125;")
+    # decimal, not html.escape's &#x27;: Liquid's escape_once (figure.html) knows only decimal references
+    return s.replace("&#x27;", "&#39;").replace("{", "&#123;").replace("}", "&#125;")
 
 
 def liquid_arg(text: object) -> str:

@@ -34,6 +34,18 @@ def newest_post(site_dir: str | os.PathLike[str]) -> Path:
     return max(posts, key=lambda p: (p.name[:10], p.stat().st_mtime, p.name))
 
 
+def find_post(site_dir: str | os.PathLike[str], slug: str | None = None) -> Path:
+    """The post with this slug, or the newest post when ``slug`` is None."""
+    if slug is None:
+        return newest_post(site_dir)
+    posts = sorted((Path(site_dir) / "_posts").glob("*.md"))
+    for p in posts:
+        if post_slug(p) == slug:
+            return p
+    known = ", ".join(post_slug(p) for p in posts) or "none"
+    raise UserError(f"no post with slug {slug!r} in {Path(site_dir) / '_posts'} (posts: {known})")
+
+
 def post_slug(post: Path) -> str:
     """The slug of a post file name ``YYYY-MM-DD-slug.md``."""
     return post.stem[11:]

@@ -20,7 +20,7 @@ from pathlib import Path
 from tlreport.errors import UserError
 from tlreport.site.browser import VIEWPORTS, find_chromium, screenshot
 from tlreport.site.check import built_page
-from tlreport.site.jekyll import find_jekyll, jekyll_build, newest_post, post_slug
+from tlreport.site.jekyll import find_jekyll, find_post, jekyll_build, post_slug
 from tlreport.site.server import SiteServer
 
 
@@ -31,9 +31,9 @@ def _site(site_dir: str | os.PathLike[str]) -> Path:
     return site
 
 
-def _preview_page(site: Path) -> Path:
-    """The static preview HTML of the newest post (``site/preview/<slug>.html``)."""
-    page = site / "preview" / f"{post_slug(newest_post(site))}.html"
+def _preview_page(site: Path, slug: str | None = None) -> Path:
+    """The static preview HTML of a post, the newest by default (``site/preview/<slug>.html``)."""
+    page = site / "preview" / f"{post_slug(find_post(site, slug))}.html"
     if not page.is_file():
         raise UserError(f"no static preview at {page}: run `tlreport build` first")
     return page
@@ -83,9 +83,11 @@ def screenshot_paths(out_png: str | os.PathLike[str], widths: Sequence[int]) -> 
 
 def preview_screenshot(
     site_dir: str | os.PathLike[str], out_png: str | os.PathLike[str], *,
-    widths: Sequence[int] = tuple(w for w, _ in VIEWPORTS),
+    widths: Sequence[int] = tuple(w for w, _ in VIEWPORTS), slug: str | None = None,
 ) -> list[Path]:
-    """Full-page PNGs of the newest post as a browser shows it, one per width; returns their paths.
+    """Full-page PNGs of a post (the newest unless ``slug`` names one) as a browser shows it, one per width.
+
+    Returns their paths.
 
     Builds with Jekyll into a temporary directory when Jekyll is installed,
     otherwise shoots the static preview page.
@@ -95,10 +97,10 @@ def preview_screenshot(
         raise UserError(
             "Chromium not found: install chromium (or set TLREPORT_CHROMIUM) to take a screenshot"
         )
-    post = newest_post(site)
+    post = find_post(site, slug)
     outs = screenshot_paths(out_png, list(widths))
     if find_jekyll() is None:
-        page = _preview_page(site)
+        page = _preview_page(site, slug)
         print(f"jekyll not found on PATH: screenshot of the static preview {page}", file=sys.stderr)
         with SiteServer(page.parent) as server:
             return [screenshot(server.page_url(page.name), o, width=w) for o, w in zip(outs, widths, strict=True)]
@@ -112,9 +114,9 @@ def preview_screenshot(
             return [screenshot(server.page_url(rel), o, width=w) for o, w in zip(outs, widths, strict=True)]
 
 
-def _preview_serve(site: Path, *, host: str, port: int) -> int:
+def _preview_serve(site: Path, *, host: str, port: int, slug: str | None = None) -> int:
     """Build once into a temp dir (or use the static preview) and serve it until Ctrl-C."""
-    post = newest_post(site)
+    post = find_post(site, slug)
     with tempfile.TemporaryDirectory(prefix="tlreport-preview-") as tmp:
         if find_jekyll() is not None:
             root = Path(tmp) / "_site"
@@ -122,7 +124,7 @@ def _preview_serve(site: Path, *, host: str, port: int) -> int:
             rel = built_page(root, post_slug(post)) or ""
             note = "built with Jekyll (no live rebuild; use `tlreport serve` for that)"
         else:
-            page = _preview_page(site)
+            page = _preview_page(site, slug)
             root, rel = page.parent, page.name
             note = "jekyll not found on PATH: STATIC PREVIEW (no Jekyll layout)"
         server = SiteServer(root, host=host, port=port)
