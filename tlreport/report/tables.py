@@ -122,18 +122,10 @@ def comparison_sentences(agg: pd.DataFrame, literature: Sequence[dict[str, Any]]
         return []
     settings = sorted({n for _, res in ours for n in res})
     sentences = []
-    seed_rows = [r for r in literature if r.get("kind") == "seed post"]
-    paper_rows = [r for r in literature if r.get("kind") != "seed post"]
-    for n in sorted({settings[0], settings[-1]}, reverse=True):
-        scored = [(res[n]["mean"], res[n]["std"], label) for label, res in ours if n in res]
-        mean, std, label = max(scored)
-        text = f"At {n} training images per class, {label} reaches {format_cell(mean, std)}%"
-        refs = []
-        for group in (seed_rows, paper_rows):
-            cand = [(r["results"][n]["mean"], r["label"]) for r in group if n in r["results"]]
-            if cand:
-                ref_mean, ref_label = max(cand)
-                refs.append(f"{_points(mean - ref_mean)} {ref_label} ({ref_mean:.1f})")
+    for b in best_by_setting(agg, literature, sorted({settings[0], settings[-1]}, reverse=True), dataset):
+        text = f"At {b['n']} training images per class, {b['label']} reaches {format_cell(b['mean'], b['std'])}%"
+        refs = [f"{_points(b['mean'] - ref['mean'])} {ref['label']} ({ref['mean']:.1f})"
+                for ref in (b["seed"], b["paper"]) if ref]
         if refs:
             text += ", " + " and ".join(refs)
         sentences.append(text + ".")
