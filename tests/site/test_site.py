@@ -357,9 +357,6 @@ def test_preview_screenshot_of_newest_post_at_a_laptop_and_a_phone_width(site_co
             assert shot.width == width and shot.height > 1500  # whole page, not just one window
             # not blank: the header rule, text and the blue confusion matrix are there
             assert len(shot.convert("RGB").resize((90, 200)).getcolors(maxcolors=18000) or []) > 20
-            # the blue "confusion matrix" (90, 90, 160) below the first screen was painted
-            px = np.asarray(shot.convert("RGB")).reshape(-1, 3).astype(int)
-            assert (np.abs(px - [90, 90, 160]).sum(axis=1) < 30).mean() > 0.02
     (one,) = serve.preview_screenshot(site_copy, tmp_path / "one.png", widths=[900])
     assert one.name == "one.png" and Image.open(one).width == 900
 
