@@ -70,15 +70,26 @@ def _backbones(v: list) -> str | None:
     return None
 
 
+def _feature_set(v: Any) -> str | None:
+    """One backbone, or ``a+b+c``: the concatenation of those backbones' features."""
+    parts = str(v).split("+")
+    for b in parts:
+        p = _backbone(b)
+        if p:
+            return p if len(parts) == 1 else f"{b!r}: {p}"
+    if len(set(parts)) != len(parts):
+        return "names a backbone twice"
+    return None
+
+
 def _table_backbones(v: list) -> str | None:
     """Backbones, or ``a+b+c``: one row on the concatenation of those backbones' features."""
     if not v:
         return "must list at least one backbone"
     for entry in v:
-        for b in entry.split("+"):
-            p = _backbone(b)
-            if p:
-                return f"{entry!r}: {b!r}: {p}"
+        p = _feature_set(entry)
+        if p:
+            return f"{entry!r}: {p}"
     if len(set(v)) != len(v):
         return "lists a backbone twice"
     return None
@@ -172,7 +183,8 @@ SCHEMA: dict[str, Any] = {
     },
     "train": {
         "enabled": Field(bool, True),
-        "backbone": Field(str, "efficientnet_lite0", _backbone),
+        # one backbone, or "a+b+c": the new layer reads the concatenation of their features
+        "backbone": Field(str, "efficientnet_lite0", _feature_set),
         "fractions": Field(list, [0.6, 0.2, 0.2], _split_fractions),
         "learning_rate": Field((int, float), 0.1, _positive),
         "momentum": Field((int, float), 0.9, lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
@@ -436,9 +448,10 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
                             f"{', '.join(sorted(_literature_keys()))} (got {lit!r})")
     if "tables" in exp:
         exp["tables"] = tables
-    if raw.get("train", {}).get("backbone") and raw.get("features", {}).get("backbones"):
-        if raw["train"]["enabled"] and raw["train"]["backbone"] not in raw["features"]["backbones"]:
-            raw["features"]["backbones"] = list(raw["features"]["backbones"]) + [raw["train"]["backbone"]]
+    if raw.get("train", {}).get("backbone") and raw.get("features", {}).get("backbones") and raw["train"]["enabled"]:
+        for b in str(raw["train"]["backbone"]).split("+"):
+            if b not in raw["features"]["backbones"]:
+                raw["features"]["backbones"] = list(raw["features"]["backbones"]) + [b]
     if problems:
         raise ConfigError(problems, source)
     return Config(raw=raw, path=path, warnings=tuple(warnings))

@@ -199,12 +199,13 @@ def test_evaluate_hand_computed():
 # --------------------------------------------------------------------------- export
 
 
-def _fake_backbone(dim=8):
+def _fake_backbone(dim=8, size=16, seed=1):
     import keras
 
-    inp = keras.Input((16, 16, 3), name="image")
+    inp = keras.Input((size, size, 3), name="image")
     x = keras.layers.Rescaling(1 / 255.0)(inp)
-    x = keras.layers.Conv2D(dim, 3, padding="same", activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed=1))(x)
+    x = keras.layers.Conv2D(dim, 3, padding="same", activation="relu",
+                            kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
     feats = keras.layers.GlobalAveragePooling2D(name="features")(x)
     return keras.Model(inp, feats, name="fake_backbone")
 
@@ -234,6 +235,29 @@ def test_export_reload_and_classify(tmp_path):
         classify_with(model, loaded_names, np.zeros((1, 8, 8, 3), np.uint8))
     with pytest.raises(UserError):
         load_classifier(tmp_path / "missing.keras")
+
+
+def test_a_classifier_on_concatenated_backbones_takes_one_input_per_backbone(tmp_path):
+    """``train.backbone = "a+b"``: two backbones of different input sizes (and the same layer names), one head
+    on their concatenated features; the reloaded file gives the head's own probabilities."""
+    a, b = _fake_backbone(dim=8, size=16, seed=1), _fake_backbone(dim=5, size=12, seed=2)
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (30, 16, 16, 3), dtype=np.uint8)
+    big[15:, :, :, 1] = 255
+    small = big[:, 2:14, 2:14]
+    y = np.repeat([0, 1], 15)
+    feats = np.concatenate([np.asarray(a.predict(big.astype(np.float32), verbose=0)),
+                            np.asarray(b.predict(small.astype(np.float32), verbose=0))], axis=1)
+    head = train_softmax(feats, y, feats, y, num_classes=2, epochs=10, batch_size=8, seed=0, patience=None)
+    path = export_classifier([a, b], head, ["plain", "green"], tmp_path / "clf.keras", backbone="a+b")
+    model, names = load_classifier(path)
+    assert [tuple(i.shape[1:3]) for i in model.inputs] == [(16, 16), (12, 12)]
+    got = classify_with(model, names, [big[:6], small[:6]], top_k=2)
+    for row, p in zip(got, predict_proba(head, feats[:6]), strict=True):
+        assert row[0][0] == names[int(np.argmax(p))]
+        assert row[0][1] == pytest.approx(float(p.max()), abs=1e-4)
+    with pytest.raises(UserError, match="2 image input"):
+        classify_with(model, names, big[:1])
 
 
 def test_a_file_that_is_not_a_classifier_is_one_line(tmp_path):

@@ -124,15 +124,40 @@ def test_a_concatenated_row_reuses_the_cached_features(project, tmp_path):
 
     p = _copy(project, tmp_path)
     (p / "tlreport.toml").write_text(CONFIG.replace('backbones = ["tiny_random"]\nn_splits',
-                                                    'backbones = ["tiny_random", "tiny_random+tiny_random"]\nn_splits'))
+                                                    'backbones = ["tiny_random", "tiny_random+tiny_random_48"]\nn_splits'))
     r = build(load_config(p / "tlreport.toml"), quiet=True)
-    assert r.counters.get("features.extracted", 0) == 0                     # its parts are all cached
+    assert r.counters == {**r.counters, "features.extracted": 40, "features.extracted.tiny_random_48": 40}
     assert "train" not in r.ran
     newest = max((p / ".tlreport" / "stages" / "experiments").glob("*/results.csv"), key=lambda f: f.stat().st_mtime_ns)
     df = pd.read_csv(newest)
-    assert set(df["backbone"]) == {"tiny_random", "tiny_random+tiny_random"}
+    assert set(df["backbone"]) == {"tiny_random", "tiny_random+tiny_random_48"}
     post = (p / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
-    assert "tiny&#95;random+tiny&#95;random + logreg" in post or "tiny_random+tiny_random + logreg" in post
+    assert "tiny&#95;random+tiny&#95;random&#95;48 + logreg" in post or "tiny_random+tiny_random_48 + logreg" in post
+
+
+def test_the_transfer_section_can_read_concatenated_features(project, tmp_path):
+    """``train.backbone = "a+b"``: the new layer trains on both backbones' features side by side (a's are
+    cached already), the post says so, and the exported classifier takes the photo at both sizes."""
+    from conftest import run_cli
+
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace('[train]\nbackbone = "tiny_random"',
+                                                    '[train]\nbackbone = "tiny_random+tiny_random_48"'))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.counters.get("features.extracted.tiny_random", 0) == 0
+    assert r.counters["features.extracted.tiny_random_48"] == 40
+    assert "train" in r.ran and "experiments" not in r.ran
+    newest = max((p / ".tlreport" / "stages" / "train").glob("*/train.json"), key=lambda f: f.stat().st_mtime_ns)
+    res = json.loads(newest.read_text())
+    assert res["backbones"] == ["tiny_random", "tiny_random_48"] and res["dims"] == [32, 32]
+    assert res["features_dim"] == 64
+    post = (p / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    assert "32 + 32 = 64 numbers per image" in post
+    model = newest.parent / "classifier.keras"
+    photo = draw(tmp_path, "x", CLASSES["blue"], 99)
+    out = run_cli("classify", str(photo), "--model", str(model), "--top", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[1].split(maxsplit=1)[1] == "blue"
 
 
 def test_flip_averaging_extracts_the_mirrors_once_and_adds_a_row_per_head(project, tmp_path):

@@ -173,6 +173,27 @@ register(BackboneSpec(
     extra={"seed": 20261202},
 ))
 
+# Its twin at 48 px with other weights: tests of concatenated features ("tiny_random+tiny_random_48") and of
+# classifiers that take one input per backbone, each at its own size.
+register(BackboneSpec(
+    name="tiny_random_48",
+    family="tiny_random",
+    input_size=48,
+    resize="center_crop",
+    crop_fraction=1.0,
+    interpolation="bilinear",
+    mean=(127.5, 127.5, 127.5),
+    std=(127.5, 127.5, 127.5),
+    feature_layer="channel means + 29 random 3x3 filters, globally averaged",
+    feature_dim=32,
+    label_set="imagenet1k",
+    num_classes=1000,
+    weights=WeightsSource(kind="random"),
+    licence="no weights (seeded random initialisation; for tests and benchmarks, meaningless predictions)",
+    gflops=0.0002,
+    extra={"seed": 20261203},
+))
+
 
 def get_spec(name: str) -> BackboneSpec:
     try:

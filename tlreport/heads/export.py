@@ -67,12 +67,17 @@ def export_classifier(
 ) -> Path:
     """Write ONE ``.keras`` file: the backbone followed by the new softmax layer.
 
+    ``backbone_model`` may also be a list of backbones (a head trained on their
+    concatenated features, ``backbone="a+b+c"``): the classifier then takes one
+    image input per backbone, each at that backbone's size, and concatenates
+    their features in that order before the head.
+
     The head is a ``Dense(num_classes, softmax)`` subclass, ``LabeledDense``
     (registered as ``tlreport>LabeledDense``), whose config also stores the
-    class names, so :func:`load_classifier` needs no side file.  The
-    standardisation is folded into its weights.  The file is written
-    atomically.  The backbone must output (N, D) features (one output, or one
-    named ``features``).
+    class names and the backbone name(s), so :func:`load_classifier` and
+    :func:`classify_files` need no side file.  The standardisation is folded
+    into its weights.  The file is written atomically.  Each backbone must
+    output (N, D) features (one output, or one named ``features``).
     """
     import keras
 
@@ -81,13 +86,24 @@ def export_classifier(
         raise UserError(f"the classifier file must end in .keras. Received: path={str(path)!r}")
     if len(class_names) != head.num_classes:
         raise ValueError(f"{len(class_names)} class names for a head with {head.num_classes} classes")
-    feats = _features_output(backbone_model)
+    nets = list(backbone_model) if isinstance(backbone_model, (list, tuple)) else [backbone_model]
+    if len(nets) == 1:
+        inputs, feats = list(nets[0].inputs), _features_output(nets[0])
+    else:
+        # each backbone as a features-only sub-model of its own name, fed by an input of its own
+        inputs, parts = [], []
+        for i, net in enumerate(nets):
+            sub = keras.Model(net.inputs, _features_output(net), name=f"features_{i}")
+            inp = keras.Input(shape=tuple(net.inputs[0].shape[1:]), name=f"image_{i}")
+            inputs.append(inp)
+            parts.append(sub(inp))
+        feats = keras.layers.Concatenate(name="concatenated_features")(parts)
     if len(feats.shape) != 2 or feats.shape[-1] != head.W.shape[0]:
         raise ValueError(f"backbone features have shape {feats.shape}; the head expects (None, {head.W.shape[0]})")
     layer = _labeled_dense_class()(head.num_classes, class_names=class_names, backbone=backbone,
                                    name=_HEAD_LAYER_NAME)
     probs = layer(feats)
-    model = keras.Model(backbone_model.inputs, probs, name="tlreport_classifier")
+    model = keras.Model(inputs, probs, name="tlreport_classifier")
     layer.set_weights(list(head.folded()))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=path.parent)
@@ -122,21 +138,25 @@ def load_classifier(path: str | os.PathLike, *, custom_objects: dict[str, Any] |
 
 
 def classify_with(
-    model: Any, class_names: Sequence[str], images: np.ndarray, top_k: int = 5
+    model: Any, class_names: Sequence[str], images: np.ndarray | Sequence[np.ndarray], top_k: int = 5
 ) -> list[list[tuple[str, float]]]:
     """Top-``k`` ``(class name, probability)`` per image, most likely first.
 
     ``images`` is a uint8 batch ``(N, H, W, 3)`` already at the model's input
-    size; it is handed to the model as float32 in [0, 255] (the backbones
+    size (a list of such batches, one per input, for a classifier on several
+    backbones); it is handed to the model as float32 in [0, 255] (the backbones
     normalise inside the model).
     """
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    want = tuple(model.inputs[0].shape[1:3])
-    if None not in want and tuple(images.shape[1:3]) != want:
-        raise UserError(f"images are {images.shape[1]}x{images.shape[2]}; the model expects {want[0]}x{want[1]}")
-    probs = np.asarray(model.predict(images.astype(np.float32), verbose=0), dtype=np.float64)
+    batches = [np.asarray(b) for b in images] if isinstance(images, (list, tuple)) else [np.asarray(images)]
+    batches = [b[None] if b.ndim == 3 else b for b in batches]
+    if len(batches) != len(model.inputs):
+        raise UserError(f"the model takes {len(model.inputs)} image input(s); got {len(batches)}")
+    for b, inp in zip(batches, model.inputs, strict=True):
+        want = tuple(inp.shape[1:3])
+        if None not in want and tuple(b.shape[1:3]) != want:
+            raise UserError(f"images are {b.shape[1]}x{b.shape[2]}; the model expects {want[0]}x{want[1]}")
+    feed = [b.astype(np.float32) for b in batches]
+    probs = np.asarray(model.predict(feed[0] if len(feed) == 1 else feed, verbose=0), dtype=np.float64)
     k = max(1, min(int(top_k), len(class_names)))
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return [[(str(class_names[j]), float(p[j])) for j in row] for p, row in zip(probs, order, strict=True)]
@@ -147,7 +167,8 @@ def classify_files(path: str | os.PathLike, images: Sequence[str | os.PathLike],
     """Classify image files with an exported classifier, preprocessed as its backbone expects.
 
     The backbone's name is stored in the file's head layer; its registered spec
-    gives the resize/crop, so a photo of any size can be passed.
+    gives the resize/crop, so a photo of any size can be passed.  A classifier
+    on several backbones (``a+b+c``) gets each photo prepared once per backbone.
     """
     from tlreport.backbones import get_spec
     from tlreport.datasets.images import BadImage, load_prepared
@@ -156,15 +177,16 @@ def classify_files(path: str | os.PathLike, images: Sequence[str | os.PathLike],
     head = next(layer for layer in model.layers if layer.name == _HEAD_LAYER_NAME)
     if not getattr(head, "backbone", ""):
         raise UserError(f"{path} does not record its backbone; export it again with tlreport build")
-    spec = get_spec(head.backbone)
-    batch = []
+    specs = [get_spec(b) for b in head.backbone.split("+")]
+    batches: list[list[np.ndarray]] = [[] for _ in specs]
     for p in images:
         p = Path(p)
         if not p.is_file():
             raise UserError(f"image not found: {p}")
         try:
-            batch.append(load_prepared(p, spec))
+            for batch, spec in zip(batches, specs, strict=True):
+                batch.append(load_prepared(p, spec))
         except BadImage as e:
             raise UserError(f"cannot decode image {p}: {e}") from None
-    tops = classify_with(model, names, np.stack(batch), top_k=top_k)
+    tops = classify_with(model, names, [np.stack(b) for b in batches], top_k=top_k)
     return [(Path(p), t) for p, t in zip(images, tops, strict=True)]

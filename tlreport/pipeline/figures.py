@@ -40,7 +40,8 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     names = res["classes"]
     use = resources.transfer_use(ctx)
     m = resources.manifest(ctx, use)
-    spec = resources.resolved_spec(ctx, res["backbone"])
+    # the photos are shown as the (first) backbone saw them
+    spec = resources.resolved_spec(ctx, resources.table_parts(res["backbone"])[0])
     paths = m.paths()
     yhat = probs.argmax(axis=1)
     conf = probs.max(axis=1)
@@ -74,7 +75,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
             return image(test_idx[i])
 
     plot_misclassified(Lazy(), y, yhat, conf, names, o / "misclassified", k=12, cols=4)
-    x = resources.features(ctx, use, resources.FeatureVariant(res["backbone"]))
+    x = resources.table_features(ctx, use, res["backbone"])
     ex = res["example"]["index"]
     plot_bottleneck(image(ex), x[ex], o / "bottleneck")
     thumbnail(image(ex), o / "example.jpg", size=2 * EXAMPLE_PX)

@@ -128,7 +128,8 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
              for p in fmeta["pairs"]]
     ex = res["example"]
     return {
-        "backbone": res["backbone"], "dim": res["features_dim"], "n_classes": len(res["classes"]),
+        "backbone": res["backbone"], "backbones": res.get("backbones", [res["backbone"]]),
+        "dims": res.get("dims", [res["features_dim"]]), "dim": res["features_dim"], "n_classes": len(res["classes"]),
         "demo": demo, "dataset": resources.dataset_name(res["dataset"]), "summary": res["manifest_summary"],
         "credit": credit.read_text(encoding="utf-8").strip() if credit.is_file() else "",
         "skipped": res.get("skipped_files", [])[:SKIPS_SHOWN], "skipped_total": res.get("skipped", 0),

@@ -79,7 +79,8 @@ def table_use(ctx: BuildContext, table: TableConfig) -> DatasetUse:
 
 
 def table_parts(entry: str) -> list[str]:
-    """The backbones of one ``experiments.backbones`` entry: ``a+b`` is the concatenation of a's and b's features."""
+    """The backbones of a feature set (a table row's or ``train.backbone``): ``a+b`` is the concatenation of
+    a's and b's features."""
     return entry.split("+")
 
 
@@ -92,7 +93,8 @@ def table_variants(ctx: BuildContext) -> list[FeatureVariant]:
 
 
 def table_features(ctx: BuildContext, use: DatasetUse, entry: str, *, flip: bool = False) -> np.ndarray:
-    """The features a table row reads: one backbone's, or several side by side (``a+b+c``).
+    """The features a table row or the transfer section reads: one backbone's, or several side by side
+    (``a+b+c``).
 
     Concatenated as they are: ``logreg`` standardises every feature on its
     training images; ``softmax_sgd`` reads raw values, so a block of larger
@@ -107,7 +109,7 @@ def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, FeatureVariant]]:
     jobs: list[tuple[DatasetUse, FeatureVariant]] = []
     cfg = ctx.config
     if cfg.train.enabled:
-        jobs.append((transfer_use(ctx), FeatureVariant(cfg.train.backbone)))
+        jobs += [(transfer_use(ctx), FeatureVariant(b)) for b in table_parts(cfg.train.backbone)]
     if cfg.experiments.enabled:
         for t in cfg.experiments.tables:
             for v in table_variants(ctx):

@@ -16,11 +16,12 @@ def train_inputs(ctx: BuildContext) -> dict:
     from tlreport.pipeline import resources
 
     use = resources.transfer_use(ctx)
+    backbones = resources.table_parts(ctx.config.train.backbone)
     return {"train": ctx.config.train, "seed": ctx.config.seed, "dataset": use.id,
             # covers the skipped files too, which the post lists
-            "features": feature_identity(ctx, use, resources.FeatureVariant(ctx.config.train.backbone)),
-            # it exports backbone + head: the code that builds the backbone is part of the result
-            "backbone_code": resources.backbone_code(resources.resolved_spec(ctx, ctx.config.train.backbone))}
+            "features": [feature_identity(ctx, use, resources.FeatureVariant(b)) for b in backbones],
+            # it exports backbone(s) + head: the code that builds each backbone is part of the result
+            "backbone_code": [resources.backbone_code(resources.resolved_spec(ctx, b)) for b in backbones]}
 
 
 def train_run(ctx: BuildContext, out: Path) -> None:
@@ -37,7 +38,7 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     seed = ctx.config.seed
     use = resources.transfer_use(ctx)
     m = resources.manifest(ctx, use)
-    x = resources.features(ctx, use, resources.FeatureVariant(t.backbone))
+    x = resources.table_features(ctx, use, t.backbone)
     y = m.labels()
     shas = [e.sha256 for e in m.entries]
     parts = split_by_hash(shas, y, t.fractions, seed=seed)
@@ -60,10 +61,10 @@ def train_run(ctx: BuildContext, out: Path) -> None:
              y=y[test_idx].astype(np.int64))
     np.save(out / "parts.npy", parts.astype(np.int8))
     counts = {name: int((parts == i).sum()) for i, name in enumerate(("train", "validation", "test"))}
-    # the exported classifier: backbone + new head in one .keras file, then a held-out example
-    spec = resources.resolved_spec(ctx, t.backbone)
-    net = resources.model(ctx, t.backbone)
-    export_classifier(net, head, m.classes, out / "classifier.keras", backbone=spec.name)
+    # the exported classifier: backbone(s) + new head in one .keras file, then a held-out example
+    backbones = resources.table_parts(t.backbone)
+    export_classifier([resources.model(ctx, b) for b in backbones], head, m.classes, out / "classifier.keras",
+                      backbone="+".join(resources.resolved_spec(ctx, b).name for b in backbones))
     # the example: a random held-out image the new layer classifies correctly (any one, if none is)
     rng = np.random.default_rng(seed)
     right = test_idx[probs.argmax(axis=1) == y[test_idx]]
@@ -72,7 +73,9 @@ def train_run(ctx: BuildContext, out: Path) -> None:
 
     (_, top), = classify_files(out / "classifier.keras", [Path(m.paths()[ex])], top_k=5)
     atomic_write_json(out / "train.json", {
-        "backbone": t.backbone, "dataset": use.ref, "classes": m.classes, "counts": counts,
+        "backbone": t.backbone, "backbones": backbones,
+        "dims": [int(resources.features(ctx, use, resources.FeatureVariant(b)).shape[1]) for b in backbones],
+        "dataset": use.ref, "classes": m.classes, "counts": counts,
         "per_class": {"train": np.bincount(y[parts == 0], minlength=C).tolist()},
         "metrics": metrics, "best_epoch": head.best_epoch, "epochs_run": int(len(head.history)),
         "train_seconds": round(head.seconds, 2), "params": t, "features_dim": int(x.shape[1]),
