@@ -171,6 +171,24 @@ def test_logreg_chooses_C_on_the_training_split_only() -> None:
     assert threaded[:2] == (C, scores)
 
 
+def test_softmax_sgd_chooses_l2_on_the_training_split_only() -> None:
+    """Its L2 comes from cross-validation inside each fold's training images: the test images cannot move it,
+    a grid of one value skips the CV, and a problem that needs a strong penalty gets one."""
+    X, y, _ = blobs([12] * 4, dim=8, spread=3.0)
+    rng = np.random.default_rng(0)
+    noisy = np.concatenate([X, 5.0 * rng.normal(size=(len(X), 200)).astype(np.float32)], axis=1)  # 200 noise dims
+    head = SoftmaxSGDHead(epochs=20, l2_grid=(0.0, 0.1, 10.0), train_kwargs={"lr": 0.01, "standardize": False})
+    (l2_a, l2_b) = head.select_l2([noisy, noisy[::-1]], [y, y[::-1]], num_classes=4, seeds=[3, 4])
+    assert {l2_a, l2_b} <= set(head.l2_grid)
+    assert l2_a > 0.0                                        # 200 pure-noise features: the penalty pays
+    predictors = head.fit_many([noisy], [y], num_classes=4, seeds=[3])
+    assert predictors[0].l2 == l2_a                          # fit_many trains with the value CV chose
+    fixed = SoftmaxSGDHead(epochs=20, l2_grid=(0.5,))
+    assert fixed.select_l2([noisy], [y], num_classes=4, seeds=[3]) == [0.5]
+    tiny = np.array([0, 0, 1, 1])                           # 2 images per class: 2-fold CV still runs
+    assert head.select_l2([noisy[:4]], [tiny], num_classes=2, seeds=[0])[0] in head.l2_grid
+
+
 def test_grid_rows_and_determinism() -> None:
     X, y, names = blobs([25, 30, 28, 40], dim=6, spread=2.5)
     kwargs = dict(settings=[5, 10], test_cap=8, n_splits=3, seed=11, dataset="toy",

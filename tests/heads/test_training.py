@@ -160,6 +160,25 @@ def test_heads_trained_side_by_side_equal_heads_trained_alone():
                            seeds=[1, 2], **kw)
 
 
+def test_each_side_by_side_head_gets_its_own_l2():
+    """Cross-validation trains one head per L2 candidate in one run: each must equal its run alone."""
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(60, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    X[:, :3] += 1.5 * np.eye(3, dtype=np.float32)[y]
+    kw = dict(num_classes=3, epochs=30, batch_size=16, lr=0.05, schedule="cosine", patience=None)
+    empty = (np.zeros((0, 12), np.float32), np.zeros(0, np.int64))
+    together = train_softmax_many([(X, y, *empty)] * 3, seeds=[1, 1, 1], l2=[0.0, 1e-2, 1.0], **kw)
+    for head, l2 in zip(together, [0.0, 1e-2, 1.0], strict=True):
+        alone = train_softmax(X, y, *empty, seed=1, l2=l2, **kw)
+        np.testing.assert_allclose(head.W, alone.W, atol=1e-5)
+        assert head.params["l2"] == l2
+    norms = [float(np.square(h.W).sum()) for h in together]
+    assert norms[0] > norms[1] > norms[2]                    # a stronger penalty, smaller weights
+    with pytest.raises(ValueError, match="one per problem"):
+        train_softmax_many([(X, y, *empty)] * 2, seeds=[1, 2], l2=[0.1], **kw)
+
+
 def test_train_softmax_validates_inputs():
     X, y = _blobs(n_per_class=5, classes=2, dim=4)
     with pytest.raises(UserError, match="schedule"):
