@@ -8,6 +8,8 @@ Measures, interleaved (round-robin, ``--rounds`` times, median reported):
 2. the model-only ceiling: a ``tf.function`` model on preloaded tensors at the pipeline's batch size;
 3. the tlreport pipeline end to end, files -> a fresh temporary FeatureStore;
 4. machine peak: a large float32 GEMM in numpy and in TensorFlow,
+5. with ``--openvino``: the same model converted by OpenVINO (``features.engine = "openvino"``), model only
+   and end to end, with its features' max abs difference from TensorFlow's on the same batches,
 
 and prints images/s, the ratios (3)/(1) and (3)/(2), achieved GFLOP/s from
 ``spec.gflops``, peak RSS and the load average (other processes share the CPUs).
@@ -94,6 +96,16 @@ def gemm_peak(n: int = 2048, reps: int = 3) -> tuple[float, float]:
     return flops / best_np / 1e9, flops / best_tf / 1e9
 
 
+class _Done:
+    """Lets model_only time a numpy-returning engine the way it times a tf.function (``.numpy()``)."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = a
+
+    def numpy(self) -> np.ndarray:
+        return self.a
+
+
 def _timed(f) -> float:
     t = time.perf_counter()
     f()
@@ -112,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loader", choices=["tfdata", "threads"], default="tfdata")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache-dir", default=".tlreport")
+    ap.add_argument("--openvino", action="store_true", help="also time the OpenVINO engine, as ratios to TF")
     args = ap.parse_args(argv)
 
     import tensorflow as tf
@@ -143,10 +156,29 @@ def main(argv: list[str] | None = None) -> int:
     model(np.zeros((1, s, s, 3), np.float32), training=False)
 
     res: dict[str, list[float]] = {"seed": [], "model": [], "pipeline": []}
+    ov_spec = ov_model = None
+    if args.openvino:
+        from tlreport.features.engines import openvino_backbone, openvino_version
+
+        ov_spec = spec.with_engine("openvino")
+        with tempfile.TemporaryDirectory() as d:   # a fresh conversion, timed
+            t = time.perf_counter()
+            ov_model = openvino_backbone(model, ov_spec, cache_dir=Path(d), key=backbone_key(ov_spec, weights_sha256="b"))
+            print(f"openvino {openvino_version()}: converted in {time.perf_counter() - t:.1f}s")
+        ov_fn = batch_function(ov_model, ov_spec)
+        diff = max(float(np.abs(ov_fn(b.numpy()) - fn(b).numpy()).max()) for b in batches)
+        print(f"openvino vs tensorflow features on {sum(int(b.shape[0]) for b in batches)} images: "
+              f"max abs difference {diff:.2e}")
+        res.update({"ov model": [], "ov pipeline": []})
     for r in range(args.rounds):
         res["seed"].append(seed_loop(m, seed_entries, spec, model))
         res["model"].append(model_only(batches, fn, min(n, args.batch * 8)))
         res["pipeline"].append(pipeline(m, pipe_entries, spec, model, args.batch, args.workers, args.loader))
+        if ov_model is not None:
+            res["ov model"].append(model_only([b.numpy() for b in batches], lambda x: _Done(ov_fn(x)),
+                                              min(n, args.batch * 8)))
+            res["ov pipeline"].append(pipeline(m, pipe_entries, ov_spec, ov_model, args.batch, args.workers,
+                                               args.loader))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} img/s" for k, v in res.items()), flush=True)
     np_gflops, tf_gflops = gemm_peak()
 
@@ -162,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(3)/(1) = {med['pipeline'] / med['seed']:.2f}x   (target >= 2.5x)")
     print(f"(3)/(2) = {med['pipeline'] / med['model']:.0%}    (target >= 90%)")
     print(f"model share of GEMM peak: {med['model'] * spec.gflops / tf_gflops:.0%}")
+    if ov_model is not None:
+        print(f"(5) openvino model only      {med['ov model']:8.1f} img/s  x{med['ov model'] / med['model']:.2f} "
+              f"of (2)")
+        print(f"(5) openvino pipeline        {med['ov pipeline']:8.1f} img/s  x{med['ov pipeline'] / med['pipeline']:.2f} "
+              f"of (3); {med['ov pipeline'] / med['ov model']:.0%} of its model-only rate")
     print(f"peak RSS {rss:.0f} MiB; load average {load0[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end "
           f"on {os.cpu_count()} CPUs")
     return 0

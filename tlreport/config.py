@@ -180,6 +180,8 @@ SCHEMA: dict[str, Any] = {
         "backbones": Field(list, ["efficientnet_lite0"], _backbones, item=str),
         "batch_size": Field(int, 32, _positive),
         "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto")),
+        # what runs the backbones for extraction; Keras defines them either way (tlreport/features/engines.py)
+        "engine": Field(str, "tensorflow", _one_of("tensorflow", "openvino")),
     },
     "train": {
         "enabled": Field(bool, True),
@@ -319,6 +321,7 @@ class FeaturesConfig:
     backbones: tuple[str, ...]
     batch_size: int
     precision: str                  # float32 | bfloat16 | auto
+    engine: str                     # tensorflow | openvino
 
 
 @dataclass(frozen=True)

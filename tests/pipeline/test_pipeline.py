@@ -241,3 +241,32 @@ def test_exported_classifier_classifies_a_new_photo(project, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[1].split(maxsplit=1)[1] == "blue"
+
+
+def test_the_openvino_engine_caches_apart_names_itself_and_gives_the_same_tables(project, tmp_path, capsys):
+    """``features.engine = "openvino"``: new feature-cache entries (different bits), the post's provenance and
+    ``cache info`` name the engine, and the results table reads as the TensorFlow build's does."""
+    import importlib.util
+
+    import pandas as pd
+
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("the [test] extra installs OpenVINO")
+    from tlreport.pipeline.cache_commands import cache_info
+
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace("[features]\n", '[features]\nengine = "openvino"\n'))
+    cfg = load_config(p / "tlreport.toml")
+    r = build(cfg, quiet=True)
+    assert r.counters["features.extracted.tiny_random"] == 40              # its own cache entries
+    post = (p / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    assert "Features computed by OpenVINO 20" in post and "in float32" in post
+    capsys.readouterr()
+    cache_info(cfg)
+    assert "openvino float32" in capsys.readouterr().out
+    agg = {}
+    for root in (project, p):
+        newest = max((root / ".tlreport" / "stages" / "experiments").glob("*/aggregate.csv"),
+                     key=lambda f: f.stat().st_mtime_ns)
+        agg[root] = pd.read_csv(newest)[["backbone", "head", "n_train", "mean", "std"]].round(1)
+    pd.testing.assert_frame_equal(agg[project], agg[p])

@@ -71,6 +71,7 @@ class BackboneSpec:
     paper: str = ""
     precision: str = "float32"      # "float32" | "bfloat16"
     hflip: bool = False             # mirror every image left-right first (test-time flip averaging)
+    engine: str = "tensorflow"      # what runs it for extraction (tlreport.features.engines)
     extra: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
@@ -81,11 +82,16 @@ class BackboneSpec:
         d.pop("gflops")
         if not d["hflip"]:
             d.pop("hflip")          # unflipped specs keep the keys they had before the field existed
+        if d["engine"] == "tensorflow":
+            d.pop("engine")         # so do TensorFlow's: the engine joined later
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def with_precision(self, precision: str) -> BackboneSpec:
         return dataclasses.replace(self, precision=precision)
+
+    def with_engine(self, engine: str) -> BackboneSpec:
+        return dataclasses.replace(self, engine=engine)
 
     def with_flip(self) -> BackboneSpec:
         """The same network on left-right mirrored images (its own feature-cache key)."""

@@ -199,7 +199,7 @@ def extract_features(manifest: Manifest, spec: Any, store: FeatureStore, *, mode
     computed: dict[str, np.ndarray] = {}
     if missing:
         store.write_meta(key, {"name": getattr(spec, "variant", spec.name), "fingerprint": spec.fingerprint(), "precision": spec.precision,
-                               "weights_sha256": spec.weights.sha256, "feature_dim": spec.feature_dim,
+                               "engine": getattr(spec, "engine", "tensorflow"), "weights_sha256": spec.weights.sha256, "feature_dim": spec.feature_dim,
                                "dtype": str(feature_dtype(spec))})
         dtype = feature_dtype(spec)
         fn = batch_function(model, spec)

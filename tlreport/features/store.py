@@ -24,6 +24,8 @@ _META = "backbone.json"
 def backbone_key(spec: Any, *, weights_sha256: str | None = None) -> str:
     """sha256(spec fingerprint + weights identity + precision): the cache namespace of a backbone.
 
+    The fingerprint covers the engine (``spec.engine``) unless it is TensorFlow's.
+
     ``weights_sha256`` is :func:`tlreport.backbones.identity.weights_identity`;
     left out, the spec's published hash is used, and a spec without one (an
     unpinned artifact) is an error rather than a key shared by every checkpoint.

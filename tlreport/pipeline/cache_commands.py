@@ -21,8 +21,10 @@ def cache_info(cfg: Config) -> int:
         total += size
     features = FeatureStore(root / "features", read_only=True)     # looking never deletes
     for info in features.info():
-        name = features.meta(info.key).get("name", "?")
-        print(f"  features {name:20s} {info.key[:16]}  {info.images:,} images  {human_size(info.bytes)}")
+        meta = features.meta(info.key)
+        how = f"{meta.get('engine', 'tensorflow')} {meta.get('precision', 'float32')}"
+        print(f"  features {meta.get('name', '?'):20s} {info.key[:16]}  {how:20s} {info.images:,} images  "
+              f"{human_size(info.bytes)}")
         total += info.bytes
     print(f"total: {human_size(total)}")
     return 0

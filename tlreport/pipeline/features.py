@@ -50,7 +50,7 @@ def features_run(ctx: BuildContext, out: Path) -> None:
         spec = resources.resolved_spec(ctx, v)
         atomic_write_text(out / f"manifest-{use.id}.json", m.to_json())
         jobs.append({"dataset": use.ref, "id": use.id, "backbone": v.name, "key": resources.feature_key(ctx, v),
-                     "precision": spec.precision, "images": int(x.shape[0]), "dim": int(x.shape[1]),
+                     "precision": spec.precision, "engine": spec.engine, "images": int(x.shape[0]), "dim": int(x.shape[1]),
                      "summary": m.summary(), "manifest_hash": m.hash(),
                      "skipped": [[s.relpath, s.label, s.reason] for s in m.skipped]})
     atomic_write_json(out / "features.json", {"jobs": jobs})

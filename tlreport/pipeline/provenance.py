@@ -46,14 +46,24 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
 
 
+def _engine(engine: str) -> str:
+    """The extraction engine in words: "TensorFlow" or "OpenVINO 2026.4.1"."""
+    if engine == "openvino":
+        from tlreport.features.engines import openvino_version
+
+        return f"OpenVINO {openvino_version().split('-')[0]}"
+    return "TensorFlow"
+
+
 def _provenance(ctx: BuildContext) -> dict:
     from tlreport import __version__
     from tlreport.backbones import get_spec
-    from tlreport.pipeline.resources import feature_jobs
+    from tlreport.pipeline.resources import feature_jobs, resolved_spec
 
     cfg = ctx.config
     names = [cfg.classify.backbone] if cfg.classify.enabled else []
-    names += [variant.backbone for _, variant in feature_jobs(ctx)]     # what the build ran, nothing else
+    jobs = feature_jobs(ctx)
+    names += [variant.backbone for _, variant in jobs]     # what the build ran, nothing else
     names = list(dict.fromkeys(names))
     backbones = []
     for n in names:
@@ -69,6 +79,8 @@ def _provenance(ctx: BuildContext) -> dict:
         "seed": ctx.config.seed, "python": platform.python_version(),
         "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),
         "numpy": _version("numpy"), "sklearn": _version("scikit-learn"),
-        "backbones": backbones, "datasets": ctx.memo.get("provenance.datasets", []),
+        "backbones": backbones, "engine": _engine(cfg.features.engine),
+        "precision": resolved_spec(ctx, jobs[0][1]).precision if jobs else cfg.features.precision,
+        "datasets": ctx.memo.get("provenance.datasets", []),
         "machine": _machine(), "timings": timings,
     }

@@ -196,7 +196,10 @@ def resolved_spec(ctx: BuildContext, variant: FeatureVariant | str):
     precision = ctx.config.features.precision
     if precision == "auto":
         precision = "bfloat16" if cpu_has_bf16() else "float32"
-    return spec.with_precision(precision) if precision != spec.precision else spec
+    if precision != spec.precision:
+        spec = spec.with_precision(precision)
+    engine = ctx.config.features.engine
+    return spec.with_engine(engine) if engine != spec.engine else spec
 
 
 def weights_id(ctx: BuildContext, backbone: str) -> str:
@@ -271,6 +274,21 @@ def model(ctx: BuildContext, backbone: str):
     return ctx.once(f"model:{backbone}", build)
 
 
+def extractor(ctx: BuildContext, variant: FeatureVariant):
+    """What computes a variant's features: the Keras model, or its OpenVINO conversion (``features.engine``)."""
+    spec = resolved_spec(ctx, variant)
+    if spec.engine == "tensorflow":
+        return model(ctx, variant.backbone)
+
+    def convert():
+        from tlreport.features.engines import openvino_backbone
+
+        return openvino_backbone(model(ctx, variant.backbone), spec, cache_dir=ctx.cache_dir,
+                                 key=feature_key(ctx, FeatureVariant(variant.backbone)))
+
+    return ctx.once(f"extractor:{variant.backbone}:{spec.engine}", convert)   # the mirror shares it
+
+
 def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.ndarray:
     """Features (N, D) float32 aligned with the manifest; computes only what the store lacks."""
 
@@ -282,7 +300,7 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
         if spec.family == "inception_2015":
             raise UserError("inception_2015 is the seed's classification demo; use inception_v3 for features")
         n_missing = missing_count(ctx, use, variant)
-        net = model(ctx, variant.backbone) if n_missing else None
+        net = extractor(ctx, variant) if n_missing else None
 
         def extracted(n: int) -> None:
             ctx.count("features.extracted", n)

@@ -1,0 +1,96 @@
+"""The OpenVINO extraction engine: its features against TensorFlow's, its cache, its telemetry, its errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from tlreport.backbones import get_spec, load_model
+from tlreport.errors import UserError
+from tlreport.features import engines
+from tlreport.features.extract import batch_function
+from tlreport.features.store import backbone_key
+
+# not importorskip: importing openvino before tlreport blocks its telemetry would start the telemetry
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                reason="the [test] extra installs OpenVINO")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """tiny_random's Keras model, and its OpenVINO conversion in a fresh cache (HOME moved to a temp dir)."""
+    home = tmp_path_factory.mktemp("home")
+    old = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    try:
+        spec = get_spec("tiny_random")
+        cache = tmp_path_factory.mktemp("cache")
+        net = load_model(spec, cache_dir=cache)
+        key = backbone_key(spec.with_engine("openvino"))
+        ov_net = engines.openvino_backbone(net, spec.with_engine("openvino"), cache_dir=cache, key=key)
+        yield spec, net, ov_net, cache, key, home
+    finally:
+        if old is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = old
+
+
+def _images(spec, n=24, seed=0):
+    s = spec.input_size
+    return np.random.default_rng(seed).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
+
+
+def test_openvino_features_match_tensorflow(tiny):
+    spec, net, ov_net, *_ = tiny
+    x = _images(spec)
+    ref = batch_function(net, spec)(x)
+    got = batch_function(ov_net, spec)(x)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    assert float(np.abs(got - ref).max()) <= 1e-4
+    assert not np.array_equal(batch_function(ov_net, spec)(_images(spec, seed=1)), got)   # it reads its input
+
+
+def test_the_conversion_is_cached_and_reused(tiny, monkeypatch):
+    spec, net, ov_net, cache, key, _ = tiny
+    assert ov_net.xml == engines.converted_path(cache, key) and ov_net.xml.is_file()
+    assert ov_net.xml.with_suffix(".bin").is_file()
+    monkeypatch.setattr(engines, "_convert", lambda *a: pytest.fail("converted again"))
+    again = engines.openvino_backbone(net, spec.with_engine("openvino"), cache_dir=cache, key=key)
+    x = _images(spec, 4)
+    np.testing.assert_array_equal(again(x.astype(np.float32))["features"], ov_net(x.astype(np.float32))["features"])
+    assert not list(cache.rglob(".convert-*"))                 # no half-written conversion left behind
+
+
+def test_the_engine_is_part_of_the_feature_key_and_tensorflow_keys_are_unchanged():
+    spec = get_spec("tiny_random")
+    assert backbone_key(spec.with_engine("openvino")) != backbone_key(spec)
+    assert spec.with_engine("tensorflow").fingerprint() == spec.fingerprint()
+    # TensorFlow's key is what it was before engines existed: the fingerprint has no "engine" entry
+    import dataclasses
+    import hashlib
+    import json
+
+    d = dataclasses.asdict(spec)
+    for k in ("licence", "paper", "gflops", "hflip", "engine"):
+        d.pop(k)
+    assert spec.fingerprint() == hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def test_no_telemetry_is_sent_or_written(tiny):
+    *_, home = tiny
+    import openvino.tools.ovc.telemetry_utils as tu
+
+    assert tu.tm.__name__ == "openvino.tools.ovc.telemetry_stub"   # the converter's no-op stand-in
+    assert sys.modules.get("openvino_telemetry") is None
+    assert not (home / "intel").exists()                             # no consent file either
+
+
+def test_without_openvino_the_engine_is_a_one_line_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(UserError, match=r"pip install -e '\.\[openvino\]'"):
+        engines.openvino_version()

@@ -1,0 +1,118 @@
+"""Which engine runs the backbone for extraction: TensorFlow (the reference) or OpenVINO.
+
+Keras defines every model either way.  With ``features.engine = "openvino"``
+the backbone's features sub-model is exported once (a TF SavedModel),
+converted by OpenVINO, saved with float32 weights and cached under
+``cache_dir/engines/``, keyed by the backbone's feature key (spec, weights
+hash, precision, engine) and the OpenVINO version; later builds load the
+converted file.  OpenVINO's features differ from TensorFlow's in the last
+bits (about 1e-5 for EfficientNet-Lite0, tested to be under 1e-4), so the
+engine is part of the feature-cache key: each engine's features are cached
+apart.
+
+OpenVINO's model converter sends usage telemetry unless told not to; tlreport
+blocks its telemetry package before the converter is imported
+(:func:`block_telemetry`), so the converter falls back to its built-in no-op
+stub: nothing is sent and no consent file is written.
+
+Precision is explicit: OpenVINO runs bf16 by default on CPUs with AVX-512
+BF16 or AMX, so the float32 spec sets ``INFERENCE_PRECISION_HINT=f32``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlreport.errors import UserError
+
+ENGINES = ("tensorflow", "openvino")
+INSTALL_HINT = "features.engine = 'openvino' needs OpenVINO: pip install -e '.[openvino]' (or pip install openvino)"
+
+
+def block_telemetry() -> None:
+    """Make ``import openvino_telemetry`` fail, so OpenVINO's converter uses its no-op telemetry stub."""
+    if sys.modules.get("openvino_telemetry") is not None:
+        return                                  # imported by someone else first: their choice stands
+    sys.modules["openvino_telemetry"] = None    # type: ignore[assignment]  # None in sys.modules: ImportError
+
+
+def openvino_version() -> str:
+    """The installed OpenVINO's version, or a one-line error naming the install command."""
+    block_telemetry()
+    try:
+        import openvino as ov
+    except ImportError:
+        raise UserError(INSTALL_HINT) from None
+    return str(ov.get_version())
+
+
+class OpenVINOBackbone:
+    """A compiled OpenVINO model with the extraction contract: float32 RGB (B, S, S, 3) in, ``{"features"}`` out."""
+
+    def __init__(self, compiled: Any, xml: Path) -> None:
+        self.compiled = compiled
+        self.xml = xml
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.compiled(np.ascontiguousarray(x, dtype=np.float32))[0]
+        return {"features": np.asarray(out, dtype=np.float32)}
+
+
+def converted_path(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / "engines" / f"openvino-{openvino_version()}" / key[:24] / "model.xml"
+
+
+def openvino_backbone(keras_model: Any, spec: Any, *, cache_dir: Path, key: str,
+                      threads: int | None = None) -> OpenVINOBackbone:
+    """The backbone's features as an OpenVINO model, converted once per (feature key, OpenVINO version)."""
+    ver = openvino_version()
+    import openvino as ov
+
+    xml = converted_path(cache_dir, key)
+    if not xml.is_file():
+        _convert(keras_model, xml)
+    precision = {"float32": "f32", "bfloat16": "bf16"}[spec.precision]
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_NUM_THREADS": int(threads or os.cpu_count() or 1)}
+    try:
+        compiled = core.compile_model(str(xml), "CPU", config)
+    except RuntimeError as e:
+        raise UserError(f"OpenVINO {ver} could not compile {spec.name} ({str(e).splitlines()[0][:160]})") from None
+    return OpenVINOBackbone(compiled, xml)
+
+
+def _convert(keras_model: Any, xml: Path) -> None:
+    """Keras features sub-model -> SavedModel -> OpenVINO IR (float32 weights), written atomically."""
+    import keras
+
+    block_telemetry()
+    import openvino as ov
+
+    struct = keras_model.output
+    features = struct["features"] if isinstance(struct, dict) else keras_model.outputs[0]
+    sub = keras.Model(keras_model.inputs, features, name="features")
+    xml.parent.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=xml.parent.parent))
+    try:
+        sub.export(str(work / "saved_model"), format="tf_saved_model", verbose=False)
+        ov_model = ov.convert_model(str(work / "saved_model"))
+        ir = work / "ir"
+        ir.mkdir()
+        # compress_to_fp16=False: OpenVINO would otherwise store the weights in float16
+        ov.save_model(ov_model, str(ir / "model.xml"), compress_to_fp16=False)
+        shutil.rmtree(work / "saved_model")
+        try:
+            os.replace(ir, xml.parent)
+        except OSError:
+            if not xml.is_file():               # not another build's finished copy: a real failure
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
