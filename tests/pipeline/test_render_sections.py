@@ -115,7 +115,7 @@ def _summary_md(summary: dict) -> str:
 
 def _transfer_stub(n_classes: int, accuracy: float) -> dict:
     seed = {"accuracy": 0.9247, "classes": 102}
-    return {"backbone": "efficientnet_lite0", "test": {"accuracy": accuracy, "n": 1830}, "demo": None,
+    return {"backbone": "efficientnet_lite0", "backbones": ["efficientnet_lite0"], "test": {"accuracy": accuracy, "n": 1830}, "demo": None,
             "dataset": "101_ObjectCategories", "n_classes": n_classes, "seed": seed,
             "diff": accuracy - seed["accuracy"]}
 
@@ -144,6 +144,10 @@ def test_summary_box_states_the_headline_numbers_from_the_results():
     # a subset of the classes is not compared with the seed's 102-class number
     md = _summary_md(_summary_context({"transfer": _transfer_stub(13, 0.835), "replication": None}, prov))
     assert "not comparable" in md and "points above" not in md
+    # a feature set is named as the concatenation it is
+    concat = {**_transfer_stub(102, 0.9563), "backbones": ["efficientnet_lite0", "efficientnet_lite1"]}
+    md = _summary_md(_summary_context({"transfer": concat, "replication": None}, prov))
+    assert "on the concatenated efficientnet_lite0 + efficientnet_lite1 bottlenecks" in md
     assert _summary_context({"transfer": None, "replication": None}, prov) is None
 
 
