@@ -120,6 +120,20 @@ def test_train_softmax_is_deterministic(jit):
     assert c.W.tobytes() != a.W.tobytes()
 
 
+def test_an_epoch_is_split_into_near_equal_batches_not_full_batches_and_a_runt():
+    # 130 images at batch 128 train as two batches of 65, exactly like batch 65 (and batch 70, which
+    # needs two batches too); batch 64 needs three (44, 43, 43) and so trains differently
+    X, y = _blobs(n_per_class=30, classes=5, dim=16, sep=1.0, seed=3)
+    X, y = X[:130], y[:130]
+    kw = dict(num_classes=5, epochs=5, seed=4, patience=None, standardize=False)
+    runs = {bs: train_softmax(X, y, X[:0], y[:0], batch_size=bs, **kw) for bs in (128, 65, 70, 64)}
+    for bs in (65, 70):
+        assert runs[bs].W.tobytes() == runs[128].W.tobytes()
+        assert runs[bs].history.equals(runs[128].history)
+    assert runs[64].W.tobytes() != runs[128].W.tobytes()
+    assert runs[128].params["batch_size"] == 128   # what was asked for, as the post reports it
+
+
 def test_early_stopping_restores_best_epoch():
     # random labels: the head can only memorise, so validation loss turns up early
     rng = np.random.default_rng(2)
