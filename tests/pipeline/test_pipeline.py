@@ -243,6 +243,33 @@ def test_exported_classifier_classifies_a_new_photo(project, tmp_path):
     assert lines[1].split(maxsplit=1)[1] == "blue"
 
 
+def test_the_openvino_engine_runs_bfloat16_through_its_own_precision_hint(project, tmp_path, monkeypatch):
+    """bf16 + OpenVINO converts the float32 Keras model (a mixed_bfloat16 SavedModel of EfficientNet-Lite
+    does not convert) and asks OpenVINO for bf16; its features are cached apart and the post says bfloat16."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("the [test] extra installs OpenVINO")
+    from tlreport.features import engines
+
+    converted_policies = []
+    real_convert = engines._convert
+
+    def convert(keras_model, xml):
+        converted_policies.append(keras_model.dtype_policy.name)
+        real_convert(keras_model, xml)
+
+    monkeypatch.setattr(engines, "_convert", convert)
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(
+        CONFIG.replace("[features]\n", '[features]\nengine = "openvino"\nprecision = "bfloat16"\n'))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.counters["features.extracted.tiny_random"] == 40
+    post = (p / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()
+    assert "Features computed by OpenVINO 20" in post and "in bfloat16" in post
+    assert converted_policies == ["float32"]
+
+
 def test_the_openvino_engine_caches_apart_names_itself_and_gives_the_same_tables(project, tmp_path, capsys):
     """``features.engine = "openvino"``: new feature-cache entries (different bits), the post's provenance and
     ``cache info`` name the engine, and the results table reads as the TensorFlow build's does."""

@@ -261,7 +261,9 @@ def model(ctx: BuildContext, backbone: str):
         root = ctx.data_root
         device = ctx.once("device", compute_device)
         ctx.log(f"features: {backbone} on {device}")
-        if spec.precision == "bfloat16":
+        # OpenVINO converts a float32 Keras model and runs it in bf16 by its own precision hint (a
+        # mixed_bfloat16 SavedModel does not convert); TensorFlow runs bf16 by Keras' mixed policy
+        if spec.precision == "bfloat16" and spec.engine == "tensorflow":
             import keras
 
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
