@@ -29,6 +29,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     from tlreport.pipeline import build
 
     cfg = _load(args)
+    if args.ray is not None:
+        from tlreport.config import validate
+
+        raw = {**cfg.raw, "features": {**cfg.raw["features"], "runner": "ray", "ray_address": args.ray}}
+        cfg = validate(raw, source=str(cfg.path or "defaults"), path=cfg.path)
     dataset = args.dataset
     if dataset and dataset != "demo" and not dataset.startswith("artifact:"):
         dataset = str(Path(dataset).expanduser().resolve())     # relative to where the user typed it
@@ -192,6 +197,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--dry-run", action="store_true", help="print the plan and do nothing")
     b.add_argument("--dataset", metavar="PATH", help="use this folder of class folders as the dataset")
     b.add_argument("--data-root", metavar="DIR", help="where fetched artifacts live")
+    b.add_argument("--ray", metavar="ADDRESS", nargs="?", const="",
+                   help="extract missing features on the Ray cluster at ADDRESS (default: $RAY_ADDRESS, "
+                        "else a local cluster); needs pip install -e '.[ray]'")
     b.set_defaults(func=cmd_build)
 
     i = sub.add_parser("init", help="write a tlreport.toml for a folder of class folders")

@@ -182,6 +182,11 @@ SCHEMA: dict[str, Any] = {
         "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto")),
         # what runs the backbones for extraction; Keras defines them either way (tlreport/features/engines.py)
         "engine": Field(str, "tensorflow", _one_of("tensorflow", "openvino")),
+        # where the images still missing from the cache are extracted: this process, or a Ray cluster
+        # (tlreport/features/ray_runner.py); ray_address '' is $RAY_ADDRESS, else a cluster on this machine
+        "runner": Field(str, "local", _one_of("local", "ray")),
+        "ray_address": Field(str, ""),
+        "ray_workers": Field(int, 0, _non_negative),   # 0: one per CPU of the cluster
     },
     "train": {
         "enabled": Field(bool, True),
@@ -322,6 +327,9 @@ class FeaturesConfig:
     batch_size: int
     precision: str                  # float32 | bfloat16 | auto
     engine: str                     # tensorflow | openvino
+    runner: str                     # local | ray
+    ray_address: str
+    ray_workers: int
 
 
 @dataclass(frozen=True)

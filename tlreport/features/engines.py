@@ -69,6 +69,34 @@ def converted_path(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / "engines" / f"openvino-{openvino_version()}" / key[:24] / "model.xml"
 
 
+def load_keras_model(spec: Any, *, cache_dir: Path, data_root: str | None) -> Any:
+    """The backbone's Keras model, built in the precision TensorFlow runs it in for ``spec``.
+
+    OpenVINO converts a float32 Keras model and runs it in bf16 by its own precision hint (a
+    mixed_bfloat16 SavedModel does not convert); TensorFlow runs bf16 by Keras' mixed policy.
+    """
+    from tlreport.backbones import load_model
+
+    if spec.precision == "bfloat16" and spec.engine == "tensorflow":
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            return load_model(spec, cache_dir=cache_dir, data_root=data_root)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+    return load_model(spec, cache_dir=cache_dir, data_root=data_root)
+
+
+def load_extractor(spec: Any, *, cache_dir: Path, data_root: str | None, key: str) -> Any:
+    """What computes ``spec``'s features on this machine: its Keras model, or that model's OpenVINO
+    conversion (``key``: the feature key of the unmirrored backbone, which names the converted file)."""
+    keras_model = load_keras_model(spec, cache_dir=cache_dir, data_root=data_root)
+    if spec.engine == "tensorflow":
+        return keras_model
+    return openvino_backbone(keras_model, spec, cache_dir=cache_dir, key=key)
+
+
 def openvino_backbone(keras_model: Any, spec: Any, *, cache_dir: Path, key: str,
                       threads: int | None = None) -> OpenVINOBackbone:
     """The backbone's features as an OpenVINO model, converted once per (feature key, OpenVINO version)."""

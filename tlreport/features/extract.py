@@ -138,6 +138,9 @@ def _thread_batches(paths: Sequence[str], shas: Sequence[str], spec: Any, batch_
 
 LOADERS = {"tfdata": _tfdata_batches, "threads": _thread_batches}
 
+# entries whose features are missing -> (entries, their features (len, D)) per batch, in any order
+BatchSource = Callable[[list[Entry]], Iterator[tuple[list[Entry], np.ndarray]]]
+
 
 def _feature_batches(entries: Sequence[Entry], root: str, spec: Any, fn: Callable[[np.ndarray], np.ndarray], *,
                      batch_size: int, workers: int | None, max_pixels: int,
@@ -178,14 +181,17 @@ def extract_shard(entries: Sequence[Entry], root: str | os.PathLike, spec: Any, 
 def extract_features(manifest: Manifest, spec: Any, store: FeatureStore, *, model: Any, batch_size: int = 32,
                      shard_size: int = 512, progress: bool = True, on_batch: Callable[[int], None] | None = None,
                      key: str | None = None, workers: int | None = None,
-                     max_pixels: int = DEFAULT_MAX_PIXELS, loader: str = "tfdata") -> np.ndarray:
+                     max_pixels: int = DEFAULT_MAX_PIXELS, loader: str = "tfdata",
+                     batches: BatchSource | None = None) -> np.ndarray:
     """Features (N, D) float32 aligned with ``manifest.entries``, computing only what the store lacks.
 
     Each ``shard_size`` rows are flushed as one shard as soon as they are
     computed; an exception or Ctrl-C flushes the completed rows too, so a
     rerun resumes where this one stopped.  ``on_batch(n)`` is called with the
     number of images computed in each batch.  ``key`` defaults to
-    :func:`backbone_key` of ``spec``.
+    :func:`backbone_key` of ``spec``.  ``batches(missing_entries)`` computes
+    elsewhere (:mod:`tlreport.features.ray_runner`): it yields (entries, features)
+    in any order, and ``model`` is not used.
     """
     key = key or backbone_key(spec)
     shas = [e.sha256 for e in manifest.entries]
@@ -202,7 +208,12 @@ def extract_features(manifest: Manifest, spec: Any, store: FeatureStore, *, mode
                                "engine": getattr(spec, "engine", "tensorflow"), "weights_sha256": spec.weights.sha256, "feature_dim": spec.feature_dim,
                                "dtype": str(feature_dtype(spec))})
         dtype = feature_dtype(spec)
-        fn = batch_function(model, spec)
+        if batches is None:
+            fn = batch_function(model, spec)
+
+            def batches(todo: list[Entry]) -> Iterator[tuple[list[Entry], np.ndarray]]:
+                return _feature_batches(todo, manifest.root, spec, fn, batch_size=batch_size, workers=workers,
+                                        max_pixels=max_pixels, loader=loader)
         pend_shas: list[str] = []
         pend_rows: list[np.ndarray] = []
 
@@ -214,9 +225,7 @@ def extract_features(manifest: Manifest, spec: Any, store: FeatureStore, *, mode
 
         with bar(total=len(missing), desc=f"features {spec.name}", enabled=progress) as pbar:
             try:
-                for chunk, feats in _feature_batches(list(missing.values()), manifest.root, spec, fn,
-                                                     batch_size=batch_size, workers=workers,
-                                                     max_pixels=max_pixels, loader=loader):
+                for chunk, feats in batches(list(missing.values())):
                     stored = feats.astype(dtype).astype(np.float32)  # what a cache hit would return
                     for e, row in zip(chunk, stored, strict=True):
                         computed[e.sha256] = row

