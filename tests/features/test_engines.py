@@ -94,3 +94,9 @@ def test_without_openvino_the_engine_is_a_one_line_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(UserError, match=r"pip install -e '\.\[openvino\]'"):
         engines.openvino_version()
+
+
+def test_auto_precision_is_bf16_only_where_the_engine_runs_it_faster_on_a_bf16_cpu():
+    assert engines.auto_precision("openvino", cpu_has_bf16=True) == "bfloat16"
+    assert engines.auto_precision("openvino", cpu_has_bf16=False) == "float32"
+    assert engines.auto_precision("tensorflow", cpu_has_bf16=True) == "float32"   # Keras' bf16 was slower

@@ -194,11 +194,13 @@ def resolved_spec(ctx: BuildContext, variant: FeatureVariant | str):
     if variant.flip:
         spec = spec.with_flip()
     precision = ctx.config.features.precision
+    engine = ctx.config.features.engine
     if precision == "auto":
-        precision = "bfloat16" if cpu_has_bf16() else "float32"
+        from tlreport.features.engines import auto_precision
+
+        precision = auto_precision(engine, cpu_has_bf16=cpu_has_bf16())
     if precision != spec.precision:
         spec = spec.with_precision(precision)
-    engine = ctx.config.features.engine
     return spec.with_engine(engine) if engine != spec.engine else spec
 
 
