@@ -2,7 +2,10 @@
 
 A CPU-only TensorFlow (the default install, ``tensorflow-cpu``) always says
 ``CPU (N cores)``; a GPU-enabled one (see the README's GPU install) names the
-GPUs it sees, and TensorFlow places the backbone on the first of them.
+GPUs it sees.  Extraction splits each batch across every GPU of the machine
+(:func:`extraction_devices`); a CPU split into logical devices
+(``tf.config.set_logical_device_configuration``, how the tests run the
+multi-device path without a GPU) is split across those the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ def compute_device() -> str:
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return f"CPU ({os.cpu_count()} cores)"
+        n = len(tf.config.list_logical_devices("CPU"))
+        return f"CPU ({os.cpu_count()} cores)" + (f", batches split over {n} logical devices" if n > 1 else "")
     names = []
     for i, gpu in enumerate(gpus):
         try:
@@ -25,3 +29,12 @@ def compute_device() -> str:
             name = ""
         names.append(f"GPU:{i}" + (f" ({name})" if name else ""))
     return ", ".join(names)
+
+
+def extraction_devices() -> list[str]:
+    """The devices a batch of images is split across: every logical GPU, else every logical CPU
+    (one, unless the CPU was split into several); imports TensorFlow."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]

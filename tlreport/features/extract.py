@@ -26,34 +26,70 @@ def _is_keras(model: Any) -> bool:
     return keras is not None and isinstance(model, keras.Layer)
 
 
-_FN_CACHE: weakref.WeakKeyDictionary[Any, dict[int, Callable[[np.ndarray], np.ndarray]]] = \
+_FN_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[int, tuple[str, ...]], Callable[[np.ndarray], np.ndarray]]] = \
     weakref.WeakKeyDictionary()
 
 
-def batch_function(model: Any, spec: Any) -> Callable[[np.ndarray], np.ndarray]:
+def batch_function(model: Any, spec: Any, devices: Sequence[str] | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """uint8 (B, S, S, 3) -> float32 (B, D) features.
 
     A Keras model is wrapped in one ``tf.function`` with a fixed input
     signature (the cast to float32 happens inside the graph); any other
     callable gets float32 in [0, 255] and must return a dict with "features".
+
+    With several ``devices`` (default: :func:`~tlreport.backbones.device.extraction_devices`,
+    every GPU, or the logical CPUs the CPU was split into), each batch is split
+    into near-equal parts, one per device, which TensorFlow runs side by side in
+    the same graph; the features are those of one device, in the same order.
     """
     s = int(spec.input_size)
     if _is_keras(model):
-        cached = _FN_CACHE.get(model, {}).get(s)
+        if devices is None:
+            from tlreport.backbones.device import extraction_devices
+
+            devices = extraction_devices()
+        devices = tuple(devices)
+        cached = _FN_CACHE.get(model, {}).get((s, devices))
         if cached is not None:
             return cached
         import tensorflow as tf
 
         ref = weakref.ref(model)  # the cache must not keep the model alive
 
-        @tf.function(input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8)], reduce_retracing=True)
-        def run(x: Any) -> Any:
+        def features(x: Any) -> Any:
             return tf.cast(ref()(tf.cast(x, tf.float32), training=False)["features"], tf.float32)
 
-        def keras_call(x: np.ndarray) -> np.ndarray:
-            return run(x).numpy()
+        if len(devices) <= 1:
+            @tf.function(input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8)], reduce_retracing=True)
+            def run(x: Any) -> Any:
+                return features(x)
 
-        _FN_CACHE.setdefault(model, {})[s] = keras_call  # trace once per model, not per call
+            def keras_call(x: np.ndarray) -> np.ndarray:
+                return run(x).numpy()
+        else:
+            split_fns: dict[int, Any] = {}
+
+            def split_fn(k: int) -> Any:
+                """The graph for a batch in ``k`` parts on the first ``k`` devices (a batch smaller than
+                the device count uses fewer: an empty part does not go through every model)."""
+                if k not in split_fns:
+                    @tf.function(input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8)] * k,
+                                 reduce_retracing=True)
+                    def run_split(*parts: Any) -> Any:
+                        outs = []
+                        for device, part in zip(devices, parts, strict=False):
+                            with tf.device(device):
+                                outs.append(features(part))
+                        return tf.concat(outs, axis=0)
+
+                    split_fns[k] = run_split
+                return split_fns[k]
+
+            def keras_call(x: np.ndarray) -> np.ndarray:
+                k = max(1, min(len(devices), len(x)))
+                return split_fn(k)(*np.array_split(x, k)).numpy()
+
+        _FN_CACHE.setdefault(model, {})[(s, devices)] = keras_call  # trace once per model, not per call
         return keras_call
 
     def call(x: np.ndarray) -> np.ndarray:
