@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import run_cli
 from helpers.drawn import draw
@@ -211,3 +212,17 @@ def test_the_ray_runner_without_ray_is_one_line_naming_the_install(images, tmp_p
     assert run_cli("build", cwd=root).returncode == 0
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_grid_as_ray_tasks_gives_the_rows_of_a_local_run(cluster):
+    from tlreport.heads.grid import run_grid
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(5), 12)
+    feats = {"f": (rng.normal(0, 1, (60, 16)) + labels[:, None] * 0.35).astype(np.float32)}
+    kw = dict(settings=[3, 6], test_cap=5, n_splits=2, seed=11, heads=("softmax_sgd", "logreg"))
+    local = run_grid(feats, labels, [f"c{i}" for i in range(5)], **kw).drop(columns="seconds")
+    on_ray = run_grid(feats, labels, [f"c{i}" for i in range(5)], ray_address="", **kw).drop(columns="seconds")
+    assert 0.3 < local["mean_per_class_accuracy"].mean() < 0.99     # not a trivial table
+    assert len(local) == 8
+    pd.testing.assert_frame_equal(on_ray, local)

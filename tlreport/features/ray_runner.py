@@ -36,38 +36,9 @@ import numpy as np
 
 from tlreport.datasets.scan import Entry
 from tlreport.errors import UserError
+from tlreport.util.ray_cluster import connect, import_ray, task_error
 
-INSTALL_HINT = "features.runner = 'ray' needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"
 IN_FLIGHT_PER_WORKER = 2        # one batch computing, one waiting in the worker's queue
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise UserError(INSTALL_HINT) from None
-    return ray
-
-
-def connect(address: str) -> bool:
-    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), or start one on this machine.
-
-    Returns whether this call connected (and so should disconnect when done);
-    an already initialised Ray (a caller's own cluster) is used as it is.
-    """
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS", "")
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise UserError(f"cannot start or reach {where}: {str(e).splitlines()[0][:200]}") from None
-    return True
 
 
 class FeatureWorker:
@@ -135,23 +106,6 @@ def _read_checked(chunk: Sequence[Entry], root: str) -> list[bytes]:
     return blobs
 
 
-def _worker_error(e: Exception, backbone: str) -> str:
-    """One line for a failed batch: a worker's own UserError as it is, else the error's first line.
-
-    A task's exception comes back as its ``cause``; an error in a worker's constructor comes back only
-    as the text of the ``ActorDiedError``, which ends with the original exception's last line.
-    """
-    cause = getattr(e, "cause", None)
-    if isinstance(cause, UserError):
-        return str(cause)
-    prefix = f"{UserError.__module__}.{UserError.__qualname__}: "
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if ln.startswith(prefix):
-            return ln[len(prefix):]
-    return f"a Ray worker failed on {backbone}: {(lines[0] if lines else type(e).__name__)[:200]}"
-
-
 def ray_feature_batches(entries: Sequence[Entry], root: str, spec: Any, *, address: str, workers: int,
                         batch_size: int, max_pixels: int, cache_dir: Path, data_root: str | None,
                         weights_sha256: str, key: str, threads_per_worker: int = 1,
@@ -197,7 +151,7 @@ def ray_feature_batches(entries: Sequence[Entry], root: str, spec: Any, *, addre
             try:
                 feats, status = ray.get(ref)
             except ray.exceptions.RayError as e:
-                raise UserError(_worker_error(e, spec.name)) from None
+                raise task_error(e, spec.name) from None
             bad = np.flatnonzero(status != _OK)
             if bad.size:
                 e0 = chunk[int(bad[0])]

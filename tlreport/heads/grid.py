@@ -46,7 +46,8 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
              *, settings: Sequence[int], test_cap: int | None, n_splits: int = 5, seed: int = 0,
              heads: Sequence[str | Head] = ("softmax_sgd", "logreg"), keys: Sequence[str] | None = None,
              progress: ProgressFn | None = None, dataset: str = "",
-             features_flip: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+             features_flip: dict[str, np.ndarray] | None = None, ray_address: str | None = None
+             ) -> pd.DataFrame:
     """Run every backbone x head x ``n_train`` x fold and return one row per fit.
 
     The folds come from :func:`protocol_splits` and are identical for all
@@ -55,6 +56,9 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
     head ``"<head>+flip"``, whose test predictions average the probabilities of
     the image and its mirror (test-time augmentation only; training is the same
     fit).  ``progress(done, total, description)`` is called after every fit.
+    With ``ray_address`` (``""``: ``$RAY_ADDRESS``, else a cluster on this
+    machine) the fits run as Ray tasks (:func:`_ray_fits`); every fit is seeded
+    on its own, so the rows are those of a local run.
     ``seconds`` is the wall time of the fit plus prediction; every other column
     is deterministic in the inputs and ``seed``.
     """
@@ -72,38 +76,95 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
     total = len(features_by_backbone) * len(head_objs) * len(settings) * n_splits
     rows: list[dict[str, Any]] = []
     done = 0
-    for backbone, feats in features_by_backbone.items():
-        flip = features_flip.get(backbone) if features_flip else None
-        for head in head_objs:
-            # the same seed for every backbone; a head's seed does not depend on the other heads
-            head_key = zlib.crc32(head.name.encode())
-            tasks = [(n, s, tr, te, int(np.random.SeedSequence([seed, head_key, n, s]).generate_state(1)[0]))
-                     for n in settings for s, (tr, te) in enumerate(splits[n])]
-            jobs = [FoldJob(head=head, X_train=feats[tr], y_train=labels[tr], X_test=feats[te],
-                            X_test_flip=None if flip is None else flip[te], num_classes=num_classes, seed=fs)
-                    for n, s, tr, te, fs in tasks]
-            if hasattr(head, "fit_many"):
-                # the folds of one setting share their shapes: train them side by side
-                outs: Iterator[FoldResult] = _fit_predict_stacked(jobs)
-            elif getattr(head, "processes", 1) > 1 and len(tasks) > 1:
-                # single-threaded fits (BLAS pinned to one thread) spread over processes;
-                # each fit is seeded on its own, so the results do not depend on the schedule
-                from joblib import Parallel, delayed
+    connected = False
+    if ray_address is not None:
+        from tlreport.util.ray_cluster import connect
 
-                outs = Parallel(n_jobs=head.processes, backend="loky", return_as="generator")(
-                    delayed(_fit_predict)(job) for job in jobs)
-            else:
-                outs = (_fit_predict(job) for job in jobs)
-            for (n, s, _, te, _), (proba, proba_flip, seconds, seconds_flip) in zip(tasks, outs, strict=True):
-                base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size))
-                rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
-                if proba_flip is not None:
-                    rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
-                                     seconds + seconds_flip))
-                done += 1
-                if progress is not None:
-                    progress(done, total, f"{backbone} {head.name} {n}/class split {s + 1}/{n_splits}")
+        connected = connect(ray_address)
+    try:
+        for backbone, feats in features_by_backbone.items():
+            done = _backbone_rows(rows, backbone, feats, features_flip, head_objs, settings, splits, labels,
+                                  num_classes, seed, dataset, n_splits, done, total, progress,
+                                  ray=ray_address is not None)
+    finally:
+        if connected:
+            import ray
+
+            ray.shutdown()
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _backbone_rows(rows: list[dict[str, Any]], backbone: str, feats: np.ndarray,
+                   features_flip: dict[str, np.ndarray] | None, head_objs: list[Head], settings: Sequence[int],
+                   splits: dict[int, list[tuple[np.ndarray, np.ndarray]]], labels: np.ndarray, num_classes: int,
+                   seed: int, dataset: str, n_splits: int, done: int, total: int, progress: ProgressFn | None,
+                   *, ray: bool) -> int:
+    """Every head x setting x fold of one backbone, appended to ``rows``; returns the fits done so far."""
+    flip = features_flip.get(backbone) if features_flip else None
+    for head in head_objs:
+        # the same seed for every backbone; a head's seed does not depend on the other heads
+        head_key = zlib.crc32(head.name.encode())
+        tasks = [(n, s, tr, te, int(np.random.SeedSequence([seed, head_key, n, s]).generate_state(1)[0]))
+                 for n in settings for s, (tr, te) in enumerate(splits[n])]
+        jobs = [FoldJob(head=head, X_train=feats[tr], y_train=labels[tr], X_test=feats[te],
+                        X_test_flip=None if flip is None else flip[te], num_classes=num_classes, seed=fs)
+                for n, s, tr, te, fs in tasks]
+        if ray:
+            outs: Iterator[FoldResult] = _ray_fits(head, jobs)
+        elif hasattr(head, "fit_many"):
+            # the folds of one setting share their shapes: train them side by side
+            outs = _fit_predict_stacked(jobs)
+        elif getattr(head, "processes", 1) > 1 and len(tasks) > 1:
+            # single-threaded fits (BLAS pinned to one thread) spread over processes;
+            # each fit is seeded on its own, so the results do not depend on the schedule
+            from joblib import Parallel, delayed
+
+            outs = Parallel(n_jobs=head.processes, backend="loky", return_as="generator")(
+                delayed(_fit_predict)(job) for job in jobs)
+        else:
+            outs = (_fit_predict(job) for job in jobs)
+        for (n, s, _, te, _), (proba, proba_flip, seconds, seconds_flip) in zip(tasks, outs, strict=True):
+            base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size))
+            rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
+            if proba_flip is not None:
+                rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
+                                 seconds + seconds_flip))
+            done += 1
+            if progress is not None:
+                progress(done, total, f"{backbone} {head.name} {n}/class split {s + 1}/{n_splits}")
+    return done
+
+
+def _ray_fits(head: Head, jobs: list[FoldJob]) -> Iterator[FoldResult]:
+    """:func:`_fit_predict` of each job as Ray tasks, one CPU each, results in the jobs' order.
+
+    A head with ``fit_many`` gets one task per group of same-shaped folds (one
+    setting), trained side by side as locally; any other head one task per fold.
+    """
+    import ray
+
+    from tlreport.util.ray_cluster import task_error
+
+    stacked = ray.remote(num_cpus=1, max_retries=3)(_fit_predict_stacked_list)
+    single = ray.remote(num_cpus=1, max_retries=3)(_fit_predict)
+    if hasattr(head, "fit_many"):
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(job.X_train.shape, []).append(i)
+        refs = [stacked.remote([jobs[i] for i in members]) for members in groups.values()]
+        try:
+            results = {i: r for ref, members in zip(refs, groups.values(), strict=True)
+                       for i, r in zip(members, ray.get(ref), strict=True)}
+        except ray.exceptions.RayError as e:
+            raise task_error(e, f"the {head.name} fits") from None
+        yield from (results[i] for i in range(len(jobs)))
+        return
+    refs = [single.remote(job) for job in jobs]
+    for ref in refs:
+        try:
+            yield ray.get(ref)
+        except ray.exceptions.RayError as e:
+            raise task_error(e, f"the {head.name} fits") from None
 
 
 def _fit_predict(job: FoldJob) -> FoldResult:
@@ -153,6 +214,10 @@ def _fit_predict_stacked(jobs: list[FoldJob]) -> Iterator[FoldResult]:
             while ready in results:
                 yield results.pop(ready)
                 ready += 1
+
+
+def _fit_predict_stacked_list(jobs: list[FoldJob]) -> list[FoldResult]:
+    return list(_fit_predict_stacked(jobs))
 
 
 def _row(base: dict[str, Any], head: str, y: np.ndarray, proba: np.ndarray, num_classes: int,

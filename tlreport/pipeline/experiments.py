@@ -89,7 +89,8 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
             df = run_grid(feats, labels, kept_classes, settings=t.settings, test_cap=t.test_cap,
                           n_splits=e.n_splits, seed=ctx.config.seed, heads=heads,
                           keys=[m.entries[j].sha256 for j in keep], dataset=f"table{i}", progress=progress,
-                          features_flip=flips)
+                          features_flip=flips,
+                          ray_address=ctx.config.features.ray_address if ctx.config.features.runner == "ray" else None)
         ctx.count("experiments.fits", len(df))
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

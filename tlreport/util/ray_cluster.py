@@ -1,0 +1,56 @@
+"""Joining or starting a Ray cluster, shared by the Ray extraction runner and the Ray experiment grid."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tlreport.errors import UserError
+
+INSTALL_HINT = "features.runner = 'ray' needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError(INSTALL_HINT) from None
+    return ray
+
+
+def connect(address: str) -> bool:
+    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), or start one on this machine.
+
+    Returns whether this call connected (and so should disconnect when done);
+    an already initialised Ray (a caller's own cluster) is used as it is.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise UserError(f"cannot start or reach {where}: {str(e).splitlines()[0][:200]}") from None
+    return True
+
+
+def task_error(e: Exception, what: str) -> UserError:
+    """One line for a failed Ray task: a worker's own UserError as it is, else the error's first line.
+
+    A task's exception comes back as its ``cause``; an error in an actor's constructor comes back only
+    as the text of the ``ActorDiedError``, which ends with the original exception's last line.
+    """
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, UserError):
+        return UserError(str(cause))
+    prefix = f"{UserError.__module__}.{UserError.__qualname__}: "
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith(prefix):
+            return UserError(ln[len(prefix):])
+    return UserError(f"a Ray worker failed on {what}: {(lines[0] if lines else type(e).__name__)[:200]}")
