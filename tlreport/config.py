@@ -181,7 +181,7 @@ SCHEMA: dict[str, Any] = {
         "batch_size": Field(int, 32, _positive),
         "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto")),
         # what runs the backbones for extraction; Keras defines them either way (tlreport/features/engines.py)
-        "engine": Field(str, "tensorflow", _one_of("tensorflow", "openvino")),
+        "engine": Field(str, "tensorflow", _one_of("tensorflow", "openvino", "auto")),
         # where the images still missing from the cache are extracted: this process, or a Ray cluster
         # (tlreport/features/ray_runner.py); ray_address '' is $RAY_ADDRESS, else a cluster on this machine
         "runner": Field(str, "local", _one_of("local", "ray")),
@@ -326,7 +326,7 @@ class FeaturesConfig:
     backbones: tuple[str, ...]
     batch_size: int
     precision: str                  # float32 | bfloat16 | auto
-    engine: str                     # tensorflow | openvino
+    engine: str                     # tensorflow | openvino | auto
     runner: str                     # local | ray
     ray_address: str
     ray_workers: int

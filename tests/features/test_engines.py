@@ -100,3 +100,26 @@ def test_auto_precision_is_bf16_only_where_the_engine_runs_it_faster_on_a_bf16_c
     assert engines.auto_precision("openvino", cpu_has_bf16=True) == "bfloat16"
     assert engines.auto_precision("openvino", cpu_has_bf16=False) == "float32"
     assert engines.auto_precision("tensorflow", cpu_has_bf16=True) == "float32"   # Keras' bf16 was slower
+
+
+def test_auto_engine_is_openvino_where_installed_and_measured_faster_else_tensorflow(monkeypatch):
+    assert engines.auto_engine({"avx2", "avx512f"}) == "openvino"      # the [test] extra installs it
+    assert engines.auto_engine({"avx2"}) == "tensorflow"               # not measured without AVX-512
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else real_find_spec(name, *a))
+    assert engines.auto_engine({"avx2", "avx512f"}) == "tensorflow"    # not installed: the reference
+
+
+def test_the_config_takes_engine_auto_and_the_build_resolves_it_to_a_named_engine():
+    from tlreport.config import validate
+    from tlreport.pipeline import resources
+
+    cfg = validate({"features": {"engine": "auto"}})
+    assert cfg.features.engine == "auto"
+    expected = engines.auto_engine(resources.cpu_flags())
+
+    class Ctx:
+        config = cfg
+
+    assert resources.resolved_spec(Ctx(), "tiny_random").engine == expected

@@ -79,7 +79,7 @@ def _provenance(ctx: BuildContext) -> dict:
         "seed": ctx.config.seed, "python": platform.python_version(),
         "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),
         "numpy": _version("numpy"), "sklearn": _version("scikit-learn"),
-        "backbones": backbones, "engine": _engine(cfg.features.engine),
+        "backbones": backbones, "engine": _engine(resolved_spec(ctx, jobs[0][1]).engine if jobs else cfg.features.engine),
         "precision": resolved_spec(ctx, jobs[0][1]).precision if jobs else cfg.features.precision,
         "datasets": ctx.memo.get("provenance.datasets", []),
         "machine": _machine(), "timings": timings,

@@ -195,6 +195,10 @@ def resolved_spec(ctx: BuildContext, variant: FeatureVariant | str):
         spec = spec.with_flip()
     precision = ctx.config.features.precision
     engine = ctx.config.features.engine
+    if engine == "auto":
+        from tlreport.features.engines import auto_engine
+
+        engine = auto_engine(cpu_flags())
     if precision == "auto":
         from tlreport.features.engines import auto_precision
 
@@ -220,18 +224,21 @@ def feature_key(ctx: BuildContext, variant: FeatureVariant) -> str:
     return backbone_key(resolved_spec(ctx, variant), weights_sha256=weights_id(ctx, variant.backbone))
 
 
-def cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX on this CPU (Linux ``/proc/cpuinfo`` flags)."""
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = set()
+        return frozenset()
     for line in text.splitlines():
         if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX on this CPU."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def store(ctx: BuildContext):
