@@ -193,6 +193,9 @@ def test_a_build_on_the_cluster_gives_the_local_build_s_tables(cluster, images, 
     tables = _post_tables(roots["local"])
     assert len(tables) == 2 and not all("100.0 ± 0.0" in t for t in tables), tables
     assert _post_tables(roots["ray"]) == tables
+    post = {k: next((r / "site" / "_posts").glob("*-ray.md")).read_text() for k, r in roots.items()}
+    assert "in float32 on a Ray cluster (2 workers of 1 CPU, 2 CPUs in all)." in post["ray"]
+    assert "Features computed by TensorFlow in float32.\n" in post["local"]   # the machine line names the CPU
 
 
 def test_the_ray_runner_without_ray_is_one_line_naming_the_install(images, tmp_path, monkeypatch):

@@ -109,12 +109,14 @@ def _read_checked(chunk: Sequence[Entry], root: str) -> list[bytes]:
 def ray_feature_batches(entries: Sequence[Entry], root: str, spec: Any, *, address: str, workers: int,
                         batch_size: int, max_pixels: int, cache_dir: Path, data_root: str | None,
                         weights_sha256: str, key: str, threads_per_worker: int = 1,
-                        log: Any = None) -> Iterator[tuple[list[Entry], np.ndarray]]:
+                        log: Any = None, on_cluster: Any = None) -> Iterator[tuple[list[Entry], np.ndarray]]:
     """(batch of entries, their features) as each batch comes back from the cluster, in any order.
 
     ``workers`` actors (0: as many as the cluster has CPUs for) each keep
     :data:`IN_FLIGHT_PER_WORKER` batches queued.  A worker whose process dies is
-    restarted by Ray, which runs its unfinished batches again.
+    restarted by Ray, which runs its unfinished batches again.  ``log(line)`` gets
+    the plan of workers, ``on_cluster(words)`` where the features are computed
+    (for the post's provenance).
     """
     from tlreport.datasets.images import display_name
     from tlreport.features.extract import _OK, _STATUS
@@ -128,9 +130,11 @@ def ray_feature_batches(entries: Sequence[Entry], root: str, spec: Any, *, addre
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         n = max(1, min(len(chunks), workers or max(1, cpus // threads_per_worker)))
+        where = f"a Ray cluster ({n} worker{'s' if n != 1 else ''} of {threads_per_worker} CPU, {cpus} CPUs in all)"
         if log is not None:
-            log(f"features: {spec.name} on a Ray cluster, {n} worker{'s' if n != 1 else ''} "
-                f"of {threads_per_worker} CPU ({cpus} CPUs in the cluster)")
+            log(f"features: {spec.name} on {where}")
+        if on_cluster is not None:
+            on_cluster(where)
         Worker = ray.remote(num_cpus=threads_per_worker, max_restarts=-1, max_task_retries=-1)(FeatureWorker)
         actors = [Worker.remote(spec, cache_dir=str(cache_dir), data_root=data_root,
                                 weights_sha256=weights_sha256, key=key, max_pixels=max_pixels,

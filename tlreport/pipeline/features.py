@@ -53,4 +53,6 @@ def features_run(ctx: BuildContext, out: Path) -> None:
                      "precision": spec.precision, "engine": spec.engine, "images": int(x.shape[0]), "dim": int(x.shape[1]),
                      "summary": m.summary(), "manifest_hash": m.hash(),
                      "skipped": [[s.relpath, s.label, s.reason] for s in m.skipped]})
-    atomic_write_json(out / "features.json", {"jobs": jobs})
+    # where this build computed features, if not on the machine's CPU alone (a GPU, a Ray cluster)
+    atomic_write_json(out / "features.json", {"jobs": jobs,
+                                              "computed_on": ctx.memo.get("provenance.computed_on", [])})

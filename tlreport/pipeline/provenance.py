@@ -74,7 +74,10 @@ def _provenance(ctx: BuildContext) -> dict:
         meta = d / "_meta.json"
         if meta.is_file():
             timings.append((name, read_json(meta)["seconds"]))
+    features_json = ctx.outputs["features"] / "features.json" if "features" in ctx.outputs else None
+    computed_on = read_json(features_json).get("computed_on", []) if features_json and features_json.is_file() else []
     return {
+        "computed_on": ", ".join(computed_on),
         "version": __version__, "git": _git_commit(), "config_hash": ctx.config.hash(),
         "seed": ctx.config.seed, "python": platform.python_version(),
         "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),

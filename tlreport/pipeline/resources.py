@@ -289,6 +289,13 @@ def extractor(ctx: BuildContext, variant: FeatureVariant):
     return ctx.once(f"extractor:{variant.backbone}:{spec.engine}", convert)   # the mirror shares it
 
 
+def computed_on(ctx: BuildContext, where: str) -> None:
+    """Record where this build computed features beyond the machine's CPU (the post's provenance)."""
+    seen = ctx.memo.setdefault("provenance.computed_on", [])
+    if where not in seen:
+        seen.append(where)
+
+
 def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.ndarray:
     """Features (N, D) float32 aligned with the manifest; computes only what the store lacks."""
 
@@ -311,8 +318,15 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
                               workers=feats_cfg.ray_workers, batch_size=feats_cfg.batch_size,
                               max_pixels=ctx.config.dataset.max_pixels, cache_dir=ctx.cache_dir,
                               data_root=ctx.data_root, weights_sha256=weights_id(ctx, variant.backbone),
-                              key=feature_key(ctx, FeatureVariant(variant.backbone)), log=ctx.log)
+                              key=feature_key(ctx, FeatureVariant(variant.backbone)), log=ctx.log,
+                              on_cluster=lambda where: computed_on(ctx, where))
         net = extractor(ctx, variant) if n_missing and batches is None else None
+        if net is not None:
+            from tlreport.backbones.device import compute_device
+
+            device = ctx.once("device", compute_device)
+            if device != f"CPU ({os.cpu_count()} cores)":
+                computed_on(ctx, device)         # a GPU, or a split CPU: the machine line does not say it
 
         def extracted(n: int) -> None:
             ctx.count("features.extracted", n)
