@@ -33,7 +33,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         from tlreport.config import validate
 
         raw = {**cfg.raw, "features": {**cfg.raw["features"], "runner": "ray", "ray_address": args.ray}}
+        import dataclasses
+
+        said = cfg.warnings                      # unknown keys were dropped from raw: keep what was said
         cfg = validate(raw, source=str(cfg.path or "defaults"), path=cfg.path)
+        cfg = dataclasses.replace(cfg, warnings=said + cfg.warnings)
     dataset = args.dataset
     if dataset and dataset != "demo" and not dataset.startswith("artifact:"):
         dataset = str(Path(dataset).expanduser().resolve())     # relative to where the user typed it

@@ -57,5 +57,5 @@ def test_batches_split_over_logical_devices_give_the_features_of_one_device(tmp_
     import sys
 
     r = subprocess.run([sys.executable, "-c", MULTI_DEVICE, str(tmp_path)], capture_output=True, text=True,
-                       timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                       timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,12 +104,29 @@ def test_auto_precision_is_bf16_only_where_the_engine_runs_it_faster_on_a_bf16_c
 
 
 def test_auto_engine_is_openvino_where_installed_and_measured_faster_else_tensorflow(monkeypatch):
-    assert engines.auto_engine({"avx2", "avx512f"}) == "openvino"      # the [test] extra installs it
-    assert engines.auto_engine({"avx2"}) == "tensorflow"               # not measured without AVX-512
+    assert engines.auto_engine({"avx2", "avx512f"}, gpu=False) == "openvino"   # the [test] extra installs it
+    assert engines.auto_engine({"avx2"}, gpu=False) == "tensorflow"            # not measured without AVX-512
+    assert engines.auto_engine({"avx2", "avx512f"}, gpu=True) == "tensorflow"  # TensorFlow on the GPU
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "openvino" else real_find_spec(name, *a))
-    assert engines.auto_engine({"avx2", "avx512f"}) == "tensorflow"    # not installed: the reference
+    assert engines.auto_engine({"avx2", "avx512f"}, gpu=False) == "tensorflow"  # not installed: the reference
+
+
+def test_a_gpu_is_seen_only_with_tensorflow_s_cuda_build_and_a_driver(monkeypatch, tmp_path):
+    from importlib import metadata
+
+    def installed(*names):
+        def distribution(name):
+            if name in names:
+                return object()
+            raise metadata.PackageNotFoundError(name)
+        return distribution
+
+    monkeypatch.setattr(metadata, "distribution", installed("tensorflow-cpu"))
+    assert engines.cuda_tensorflow() is False                      # the default install: CPU only
+    monkeypatch.setattr(metadata, "distribution", installed("tensorflow"))
+    assert engines.cuda_tensorflow() is Path("/dev/nvidiactl").exists()
 
 
 def test_the_config_takes_engine_auto_and_the_build_resolves_it_to_a_named_engine():

@@ -36,18 +36,34 @@ ENGINES = ("tensorflow", "openvino")
 INSTALL_HINT = "features.engine = 'openvino' needs OpenVINO: pip install -e '.[openvino]' (or pip install openvino)"
 
 
-def auto_engine(cpu_flags: frozenset[str] | set[str]) -> str:
+def auto_engine(cpu_flags: frozenset[str] | set[str], *, gpu: bool | None = None) -> str:
     """``features.engine = "auto"``: OpenVINO where it is installed and was measured faster, else TensorFlow.
 
     Measured on an AMD EPYC with AVX-512 (2 cores): OpenVINO float32 ran EfficientNet-Lite0 1.78x as
     fast as TensorFlow (model only; 1.60x with decoding), features within 1e-5.  On CPUs without
-    AVX-512 it was not measured, so TensorFlow, the reference, stays.
+    AVX-512 it was not measured, so TensorFlow, the reference, stays; so it does on a machine with a
+    GPU TensorFlow can use (OpenVINO runs here on the CPU).  ``gpu`` defaults to
+    :func:`cuda_tensorflow`, which does not import TensorFlow.
     """
     import importlib.util
 
-    if "avx512f" in cpu_flags and importlib.util.find_spec("openvino") is not None:
+    if gpu is None:
+        gpu = cuda_tensorflow()
+    if not gpu and "avx512f" in cpu_flags and importlib.util.find_spec("openvino") is not None:
         return "openvino"
     return "tensorflow"
+
+
+def cuda_tensorflow() -> bool:
+    """TensorFlow's CUDA build installed (not ``tensorflow-cpu``) and an NVIDIA driver present: the
+    machine can extract on a GPU.  Checked without importing TensorFlow (a no-op build stays fast)."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("tensorflow")
+    except metadata.PackageNotFoundError:
+        return False
+    return Path("/dev/nvidiactl").exists()
 
 
 def auto_precision(engine: str, *, cpu_has_bf16: bool) -> str:
@@ -113,13 +129,15 @@ def load_keras_model(spec: Any, *, cache_dir: Path, data_root: str | None) -> An
     return load_model(spec, cache_dir=cache_dir, data_root=data_root)
 
 
-def load_extractor(spec: Any, *, cache_dir: Path, data_root: str | None, key: str) -> Any:
+def load_extractor(spec: Any, *, cache_dir: Path, data_root: str | None, key: str,
+                   threads: int | None = None) -> Any:
     """What computes ``spec``'s features on this machine: its Keras model, or that model's OpenVINO
-    conversion (``key``: the feature key of the unmirrored backbone, which names the converted file)."""
+    conversion (``key``: the feature key of the unmirrored backbone, which names the converted file;
+    ``threads``: OpenVINO's inference threads, default every core)."""
     keras_model = load_keras_model(spec, cache_dir=cache_dir, data_root=data_root)
     if spec.engine == "tensorflow":
         return keras_model
-    return openvino_backbone(keras_model, spec, cache_dir=cache_dir, key=key)
+    return openvino_backbone(keras_model, spec, cache_dir=cache_dir, key=key, threads=threads)
 
 
 def openvino_backbone(keras_model: Any, spec: Any, *, cache_dir: Path, key: str,

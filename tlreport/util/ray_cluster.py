@@ -39,12 +39,15 @@ def connect(address: str) -> bool:
     return True
 
 
-def task_error(e: Exception, what: str) -> UserError:
-    """One line for a failed Ray task: a worker's own UserError as it is, else the error's first line.
+def task_error(e: Exception, what: str) -> UserError | None:
+    """One line for a failed Ray task, or ``None`` for a bug in the task's own code (re-raise it).
 
-    A task's exception comes back as its ``cause``; an error in an actor's constructor comes back only
-    as the text of the ``ActorDiedError``, which ends with the original exception's last line.
+    A worker's own UserError comes back as the task error's ``cause`` -- or, raised in an actor's
+    constructor, only as the text of the ``ActorDiedError``, which ends with the original exception's
+    last line.  A worker that died (killed, out of memory) is one line too.
     """
+    import ray
+
     cause = getattr(e, "cause", None)
     if isinstance(cause, UserError):
         return UserError(str(cause))
@@ -53,4 +56,6 @@ def task_error(e: Exception, what: str) -> UserError:
     for ln in reversed(lines):
         if ln.startswith(prefix):
             return UserError(ln[len(prefix):])
-    return UserError(f"a Ray worker failed on {what}: {(lines[0] if lines else type(e).__name__)[:200]}")
+    if isinstance(e, ray.exceptions.RayTaskError):
+        return None
+    return UserError(f"a Ray worker died on {what}: {(lines[0] if lines else type(e).__name__)[:200]}")
