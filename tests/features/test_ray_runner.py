@@ -255,3 +255,15 @@ def test_the_grid_as_ray_tasks_gives_the_rows_of_a_local_run(cluster):
     assert 0.3 < local["mean_per_class_accuracy"].mean() < 0.99     # not a trivial table
     assert len(local) == 8
     pd.testing.assert_frame_equal(on_ray, local)
+
+
+def test_more_workers_asked_for_than_the_cluster_has_cpus_still_finishes(cluster, images, tmp_path):
+    """ray_workers = 8 on 2 CPUs: the pool is capped at 2 (an actor Ray cannot place would hold its
+    batches forever)."""
+    spec = get_spec("tiny_random")
+    m = scan_dataset(images / "data")
+    lines: list[str] = []
+    batches = partial(_ray_batches(m, spec, tmp_path / "cache"), workers=8, log=lines.append)
+    x = extract_features(m, spec, FeatureStore(tmp_path / "ray"), model=None, progress=False, batches=batches)
+    assert lines == ["features: tiny_random on a Ray cluster (2 workers of 1 CPU, 2 CPUs in all)"]
+    np.testing.assert_allclose(x, _local_features(m, spec, tmp_path), atol=1e-5)
