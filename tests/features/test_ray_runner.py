@@ -267,3 +267,20 @@ def test_more_workers_asked_for_than_the_cluster_has_cpus_still_finishes(cluster
     x = extract_features(m, spec, FeatureStore(tmp_path / "ray"), model=None, progress=False, batches=batches)
     assert lines == ["features: tiny_random on a Ray cluster (2 workers of 1 CPU, 2 CPUs in all)"]
     np.testing.assert_allclose(x, _local_features(m, spec, tmp_path), atol=1e-5)
+
+
+def test_a_worker_keeps_its_model_alive_between_batches(images, tmp_path):
+    """batch_function holds a Keras model weakly; the worker must hold it (a real build on Ray once
+    failed with 'NoneType' object is not callable after the model was collected)."""
+    import gc
+
+    from tlreport.features.ray_runner import FeatureWorker
+
+    spec = get_spec("tiny_random")
+    worker = FeatureWorker(spec, cache_dir=str(tmp_path / "cache"), data_root=None,
+                           weights_sha256=weights_identity(spec), key=backbone_key(spec),
+                           max_pixels=40_000_000, threads=1)
+    gc.collect()
+    blobs = [p.read_bytes() for p in sorted((images / "data" / "grey").iterdir())[:3]]
+    feats, status = worker.run(blobs)
+    assert feats.shape == (3, spec.feature_dim) and status.tolist() == [0, 0, 0]

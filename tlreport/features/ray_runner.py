@@ -52,8 +52,11 @@ class FeatureWorker:
         import tensorflow as tf
 
         # one actor per CPU: TensorFlow would otherwise start a thread per core of the machine in each
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass                                # TensorFlow already running in this process: its threads stay
         from tlreport.backbones.identity import weights_identity
         from tlreport.features.engines import load_extractor
         from tlreport.features.extract import batch_function
@@ -64,8 +67,10 @@ class FeatureWorker:
                             f"{weights_sha256[:12]}; install the same weights on every node")
         self.spec = spec
         self.max_pixels = max_pixels
-        extractor = load_extractor(spec, cache_dir=Path(cache_dir), data_root=data_root, key=key, threads=threads)
-        self.fn = batch_function(extractor, spec)
+        # held here: batch_function keeps only a weak reference to a Keras model
+        self.extractor = load_extractor(spec, cache_dir=Path(cache_dir), data_root=data_root, key=key,
+                                        threads=threads)
+        self.fn = batch_function(self.extractor, spec)
 
     def run(self, blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """Features (B, D) of the encoded images and a status per image (``_BAD``: does not decode)."""
