@@ -102,6 +102,21 @@ _OK, _MISSING, _CHANGED, _BAD = 0, 1, 2, 3
 _STATUS = {_MISSING: "vanished or unreadable", _CHANGED: "content changed", _BAD: "no longer decodes"}
 
 
+def stale_image_error(e: Entry, status: int) -> UserError:
+    """The one line for an image that changed (or vanished, or stopped decoding) since the scan."""
+    return UserError(f"{display_name(e.relpath)}: {_STATUS[status]} since the dataset was scanned; run the "
+                     f"build again to rescan it (features computed so far are kept)")
+
+
+def prepare_bytes(data: bytes, spec: Any, max_pixels: int) -> tuple[np.ndarray, int]:
+    """Encoded image -> (prepared uint8 (S, S, 3), ``_OK``), or zeros and ``_BAD`` if it does not decode."""
+    try:
+        return load_prepared(data, spec, max_pixels=max_pixels), _OK
+    except BadImage:
+        s = int(spec.input_size)
+        return np.zeros((s, s, 3), np.uint8), _BAD
+
+
 def _decoder(spec: Any, max_pixels: int) -> Callable[[str, str], tuple[np.ndarray, int]]:
     s = int(spec.input_size)
 
@@ -113,10 +128,7 @@ def _decoder(spec: Any, max_pixels: int) -> Callable[[str, str], tuple[np.ndarra
             return np.zeros((s, s, 3), np.uint8), _MISSING
         if hashlib.sha256(data).hexdigest() != sha:
             return np.zeros((s, s, 3), np.uint8), _CHANGED
-        try:
-            return load_prepared(data, spec, max_pixels=max_pixels), _OK
-        except BadImage:
-            return np.zeros((s, s, 3), np.uint8), _BAD
+        return prepare_bytes(data, spec, max_pixels)
 
     return decode
 
@@ -190,9 +202,7 @@ def _feature_batches(entries: Sequence[Entry], root: str, spec: Any, fn: Callabl
         start += len(imgs)
         bad = np.flatnonzero(status != _OK)
         if bad.size:
-            e = chunk[int(bad[0])]
-            raise UserError(f"{display_name(e.relpath)}: {_STATUS[int(status[bad[0]])]} since the dataset "
-                            f"was scanned; run the build again to rescan it (features computed so far are kept)")
+            raise stale_image_error(chunk[int(bad[0])], int(status[bad[0]]))
         feats = fn(imgs)
         if feats.shape != (len(imgs), spec.feature_dim):
             raise ValueError(f"model returned features of shape {feats.shape}; spec {spec.name} "

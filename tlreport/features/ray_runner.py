@@ -74,19 +74,11 @@ class FeatureWorker:
 
     def run(self, blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """Features (B, D) of the encoded images and a status per image (``_BAD``: does not decode)."""
-        from tlreport.datasets.images import BadImage, load_prepared
-        from tlreport.features.extract import _BAD, _OK
+        from tlreport.features.extract import prepare_bytes
 
-        s = int(self.spec.input_size)
-        imgs, status = [], []
-        for data in blobs:
-            try:
-                imgs.append(load_prepared(data, self.spec, max_pixels=self.max_pixels))
-                status.append(_OK)
-            except BadImage:
-                imgs.append(np.zeros((s, s, 3), np.uint8))
-                status.append(_BAD)
-        return self.fn(np.stack(imgs)), np.array(status, dtype=np.int32)
+        prepared = [prepare_bytes(data, self.spec, self.max_pixels) for data in blobs]
+        status = np.array([st for _, st in prepared], dtype=np.int32)
+        return self.fn(np.stack([img for img, _ in prepared])), status
 
     def pid(self) -> int:
         return os.getpid()
@@ -96,8 +88,7 @@ def _read_checked(chunk: Sequence[Entry], root: str) -> list[bytes]:
     """The encoded images of a batch, each checked against the sha256 the dataset was scanned with."""
     import hashlib
 
-    from tlreport.datasets.images import display_name
-    from tlreport.features.extract import _CHANGED, _MISSING, _STATUS
+    from tlreport.features.extract import _CHANGED, _MISSING, stale_image_error
 
     blobs = []
     for e in chunk:
@@ -108,8 +99,7 @@ def _read_checked(chunk: Sequence[Entry], root: str) -> list[bytes]:
         else:
             status = 0 if hashlib.sha256(data).hexdigest() == e.sha256 else _CHANGED
         if status:
-            raise UserError(f"{display_name(e.relpath)}: {_STATUS[status]} since the dataset was scanned; run "
-                            f"the build again to rescan it (features computed so far are kept)")
+            raise stale_image_error(e, status)
         blobs.append(data)
     return blobs
 
@@ -126,8 +116,7 @@ def ray_feature_batches(entries: Sequence[Entry], root: str, spec: Any, *, addre
     the plan of workers, ``on_cluster(words)`` where the features are computed
     (for the post's provenance).
     """
-    from tlreport.datasets.images import display_name
-    from tlreport.features.extract import _OK, _STATUS
+    from tlreport.features.extract import _OK, stale_image_error
 
     ray = import_ray()
     chunks = deque(list(entries[i:i + batch_size]) for i in range(0, len(entries), batch_size))
@@ -177,9 +166,7 @@ def ray_feature_batches(entries: Sequence[Entry], root: str, spec: Any, *, addre
                                  f"says ({len(chunk)}, {spec.feature_dim})")
             bad = np.flatnonzero(status != _OK)
             if bad.size:
-                e0 = chunk[int(bad[0])]
-                raise UserError(f"{display_name(e0.relpath)}: {_STATUS[int(status[bad[0]])]} since the dataset "
-                                f"was scanned; run the build again to rescan it (features computed so far are kept)")
+                raise stale_image_error(chunk[int(bad[0])], int(status[bad[0]]))
             unreadable = None
             if chunks:
                 try:
