@@ -30,11 +30,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     if args.ray is not None:
+        import dataclasses
+
         from tlreport.config import validate
 
         raw = {**cfg.raw, "features": {**cfg.raw["features"], "runner": "ray", "ray_address": args.ray}}
-        import dataclasses
-
         said = cfg.warnings                      # unknown keys were dropped from raw: keep what was said
         cfg = validate(raw, source=str(cfg.path or "defaults"), path=cfg.path)
         cfg = dataclasses.replace(cfg, warnings=said + cfg.warnings)

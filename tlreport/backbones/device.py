@@ -13,6 +13,11 @@ from __future__ import annotations
 import os
 
 
+def cpu_only() -> str:
+    """What :func:`compute_device` says for the machine's CPU, used whole: ``CPU (2 cores)``."""
+    return f"CPU ({os.cpu_count()} cores)"
+
+
 def compute_device() -> str:
     """``GPU:0 (NVIDIA H200)``, ``GPU:0, GPU:1 (...)`` or ``CPU (2 cores)``; imports TensorFlow."""
     import tensorflow as tf
@@ -20,7 +25,7 @@ def compute_device() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         n = len(tf.config.list_logical_devices("CPU"))
-        return f"CPU ({os.cpu_count()} cores)" + (f", batches split over {n} logical devices" if n > 1 else "")
+        return cpu_only() + (f", batches split over {n} logical devices" if n > 1 else "")
     names = []
     for i, gpu in enumerate(gpus):
         try:

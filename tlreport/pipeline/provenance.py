@@ -74,6 +74,7 @@ def _provenance(ctx: BuildContext) -> dict:
         meta = d / "_meta.json"
         if meta.is_file():
             timings.append((name, read_json(meta)["seconds"]))
+    spec = resolved_spec(ctx, jobs[0][1]) if jobs else None
     features_json = ctx.outputs["features"] / "features.json" if "features" in ctx.outputs else None
     computed_on = read_json(features_json).get("computed_on", []) if features_json and features_json.is_file() else []
     return {
@@ -82,8 +83,8 @@ def _provenance(ctx: BuildContext) -> dict:
         "seed": ctx.config.seed, "python": platform.python_version(),
         "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),
         "numpy": _version("numpy"), "sklearn": _version("scikit-learn"),
-        "backbones": backbones, "engine": _engine(resolved_spec(ctx, jobs[0][1]).engine if jobs else cfg.features.engine),
-        "precision": resolved_spec(ctx, jobs[0][1]).precision if jobs else cfg.features.precision,
+        "backbones": backbones, "engine": _engine(spec.engine if spec else cfg.features.engine),
+        "precision": spec.precision if spec else cfg.features.precision,
         "datasets": ctx.memo.get("provenance.datasets", []),
         "machine": _machine(), "timings": timings,
     }

@@ -312,11 +312,9 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
         feats_cfg = ctx.config.features
         batches = None
         if feats_cfg.runner == "ray" and n_missing:
-            from functools import partial
-
             from tlreport.features.ray_runner import ray_feature_batches
 
-            batches = partial(ray_feature_batches, root=m.root, spec=spec, address=feats_cfg.ray_address,
+            batches = functools.partial(ray_feature_batches, root=m.root, spec=spec, address=feats_cfg.ray_address,
                               workers=feats_cfg.ray_workers, batch_size=feats_cfg.batch_size,
                               max_pixels=ctx.config.dataset.max_pixels, cache_dir=ctx.cache_dir,
                               data_root=ctx.data_root, weights_sha256=weights_id(ctx, variant.backbone),
@@ -324,10 +322,10 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
                               on_cluster=lambda where: computed_on(ctx, where))
         net = extractor(ctx, variant) if n_missing and batches is None else None
         if net is not None and spec.engine == "tensorflow":    # OpenVINO runs on the CPU
-            from tlreport.backbones.device import compute_device
+            from tlreport.backbones.device import compute_device, cpu_only
 
             device = ctx.once("device", compute_device)
-            if device != f"CPU ({os.cpu_count()} cores)":
+            if device != cpu_only():
                 computed_on(ctx, device)         # a GPU, or a split CPU: the machine line does not say it
 
         def extracted(n: int) -> None:
