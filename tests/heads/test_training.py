@@ -193,6 +193,30 @@ def test_each_side_by_side_head_gets_its_own_l2():
         train_softmax_many([(X, y, *empty)] * 2, seeds=[1, 2], l2=[0.1], **kw)
 
 
+def test_a_variance_weighted_penalty_is_the_plain_penalty_of_standardised_features():
+    """l2_weighting="variance" on raw features has the optimum of the uniform penalty on standardised ones
+    (l2 over the mean variance), so it does not care in which units each raw feature comes; the uniform
+    penalty on raw features does."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(90, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 90)
+    X[:, :3] += 0.8 * np.eye(3, dtype=np.float32)[y]
+    X *= np.array([3.0, 1.0, 0.3, 1.0], np.float32)           # features in different units
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+    # full-batch steps, small enough for the widest feature, long enough to converge: optima, not paths.
+    # The last epoch's data loss is the optimum's (the returned weights are those of the lowest one)
+    kw = dict(num_classes=3, epochs=800, batch_size=90, lr=0.05, schedule="constant", patience=None, seed=1)
+    l2 = 0.05
+    mean_var = float(X.var(axis=0, dtype=np.float64).mean())
+    standardised = train_softmax(X, y, *empty, l2=l2 / mean_var, standardize=True, **kw).history.loss.iloc[-1]
+    final = {w: train_softmax(X, y, *empty, l2=l2, l2_weighting=w, standardize=False, **kw).history.loss.iloc[-1]
+             for w in ("variance", "uniform")}
+    assert final["variance"] == pytest.approx(standardised, abs=1e-5)
+    assert abs(final["uniform"] - standardised) > 1e-2
+    with pytest.raises(UserError, match="l2_weighting"):
+        train_softmax(X, y, *empty, num_classes=3, l2_weighting="per-class")
+
+
 def test_train_softmax_validates_inputs():
     X, y = _blobs(n_per_class=5, classes=2, dim=4)
     with pytest.raises(UserError, match="schedule"):
