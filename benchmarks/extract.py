@@ -8,8 +8,9 @@ Measures, interleaved (round-robin, ``--rounds`` times, median reported):
 2. the model-only ceiling: a ``tf.function`` model on preloaded tensors at the pipeline's batch size;
 3. the tlreport pipeline end to end, files -> a fresh temporary FeatureStore;
 4. machine peak: a large float32 GEMM in numpy and in TensorFlow,
-5. with ``--openvino``: the same model converted by OpenVINO (``features.engine = "openvino"``), model only
-   and end to end, with its features' max abs difference from TensorFlow's on the same batches,
+5. with ``--openvino``: the same model converted by OpenVINO (``features.engine = "openvino"``), in float32
+   and, where the CPU has bf16, in bfloat16, model only and end to end, with each one's max abs difference
+   and lowest cosine against TensorFlow float32's features on the same batches,
 
 and prints images/s, the ratios (3)/(1) and (3)/(2), achieved GFLOP/s from
 ``spec.gflops``, peak RSS and the load average (other processes share the CPUs).
@@ -156,29 +157,38 @@ def main(argv: list[str] | None = None) -> int:
     model(np.zeros((1, s, s, 3), np.float32), training=False)
 
     res: dict[str, list[float]] = {"seed": [], "model": [], "pipeline": []}
-    ov_spec = ov_model = None
+    engines: dict[str, tuple] = {}               # label -> (spec, model, batch function)
     if args.openvino:
         from tlreport.features.engines import openvino_backbone, openvino_version
+        from tlreport.pipeline.resources import cpu_has_bf16
 
-        ov_spec = spec.with_engine("openvino")
-        with tempfile.TemporaryDirectory() as d:   # a fresh conversion, timed
-            t = time.perf_counter()
-            ov_model = openvino_backbone(model, ov_spec, cache_dir=Path(d), key=backbone_key(ov_spec, weights_sha256="b"))
-            print(f"openvino {openvino_version()}: converted in {time.perf_counter() - t:.1f}s")
-        ov_fn = batch_function(ov_model, ov_spec)
-        diff = max(float(np.abs(ov_fn(b.numpy()) - fn(b).numpy()).max()) for b in batches)
-        print(f"openvino vs tensorflow features on {sum(int(b.shape[0]) for b in batches)} images: "
-              f"max abs difference {diff:.2e}")
-        res.update({"ov model": [], "ov pipeline": []})
+        with tempfile.TemporaryDirectory() as d:   # fresh conversions, timed
+            for precision in ("float32", "bfloat16") if cpu_has_bf16() else ("float32",):
+                ov_spec = spec.with_engine("openvino").with_precision(precision)
+                t = time.perf_counter()
+                ov_model = openvino_backbone(model, ov_spec, cache_dir=Path(d),
+                                             key=backbone_key(ov_spec, weights_sha256="b"))
+                label = {"float32": "ov fp32", "bfloat16": "ov bf16"}[precision]
+                print(f"openvino {openvino_version()} {precision}: converted and compiled in "
+                      f"{time.perf_counter() - t:.1f}s")
+                engines[label] = (ov_spec, ov_model, batch_function(ov_model, ov_spec))
+        for label, (_, _, ov_fn) in engines.items():
+            got = [(ov_fn(b.numpy()), fn(b).numpy()) for b in batches]
+            diff = max(float(np.abs(g - r).max()) for g, r in got)
+            cos = min(float(c) for g, r in got for c in
+                      (g * r).sum(1) / (np.linalg.norm(g, axis=1) * np.linalg.norm(r, axis=1)))
+            print(f"{label} vs tensorflow fp32 features on {sum(int(b.shape[0]) for b in batches)} images: "
+                  f"max abs difference {diff:.2e}, lowest cosine {cos:.5f}")
+            res.update({f"{label} model": [], f"{label} pipeline": []})
     for r in range(args.rounds):
         res["seed"].append(seed_loop(m, seed_entries, spec, model))
         res["model"].append(model_only(batches, fn, min(n, args.batch * 8)))
         res["pipeline"].append(pipeline(m, pipe_entries, spec, model, args.batch, args.workers, args.loader))
-        if ov_model is not None:
-            res["ov model"].append(model_only([b.numpy() for b in batches], lambda x: _Done(ov_fn(x)),
-                                              min(n, args.batch * 8)))
-            res["ov pipeline"].append(pipeline(m, pipe_entries, ov_spec, ov_model, args.batch, args.workers,
-                                               args.loader))
+        for label, (ov_spec, ov_model, ov_fn) in engines.items():
+            res[f"{label} model"].append(model_only([b.numpy() for b in batches],
+                                                    lambda x, f=ov_fn: _Done(f(x)), min(n, args.batch * 8)))
+            res[f"{label} pipeline"].append(pipeline(m, pipe_entries, ov_spec, ov_model, args.batch,
+                                                     args.workers, args.loader))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} img/s" for k, v in res.items()), flush=True)
     np_gflops, tf_gflops = gemm_peak()
 
@@ -194,11 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(3)/(1) = {med['pipeline'] / med['seed']:.2f}x   (target >= 2.5x)")
     print(f"(3)/(2) = {med['pipeline'] / med['model']:.0%}    (target >= 90%)")
     print(f"model share of GEMM peak: {med['model'] * spec.gflops / tf_gflops:.0%}")
-    if ov_model is not None:
-        print(f"(5) openvino model only      {med['ov model']:8.1f} img/s  x{med['ov model'] / med['model']:.2f} "
-              f"of (2)")
-        print(f"(5) openvino pipeline        {med['ov pipeline']:8.1f} img/s  x{med['ov pipeline'] / med['pipeline']:.2f} "
-              f"of (3); {med['ov pipeline'] / med['ov model']:.0%} of its model-only rate")
+    for label in engines:
+        mo, pi = med[f"{label} model"], med[f"{label} pipeline"]
+        print(f"(5) {label} model only      {mo:8.1f} img/s  x{mo / med['model']:.2f} of (2)")
+        print(f"(5) {label} pipeline        {pi:8.1f} img/s  x{pi / med['pipeline']:.2f} of (3); "
+              f"{pi / mo:.0%} of its model-only rate")
     print(f"peak RSS {rss:.0f} MiB; load average {load0[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end "
           f"on {os.cpu_count()} CPUs")
     return 0

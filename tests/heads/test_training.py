@@ -193,6 +193,54 @@ def test_each_side_by_side_head_gets_its_own_l2():
         train_softmax_many([(X, y, *empty)] * 2, seeds=[1, 2], l2=[0.1], **kw)
 
 
+def _keras_reference(X, y, *, num_classes, epochs, batch_size, lr, momentum, l2, schedule, seed):
+    """The head as Keras trains it: GradientTape on mean cross-entropy + ``l2 * sum(W**2)``, and
+    ``keras.optimizers.SGD(momentum)`` (with ``CosineDecay``) applying the gradients, on the trainer's
+    own initial weights, shuffles and near-equal batches."""
+    import keras
+    import tensorflow as tf
+
+    n, d = X.shape
+    steps = -(-n // batch_size)
+    bs, n_big = divmod(n, steps)
+    sizes = [bs + 1] * n_big + [bs] * (steps - n_big)
+    kernel = keras.Variable(keras.initializers.GlorotUniform(seed=seed)((d, num_classes), dtype="float32"))
+    bias = keras.Variable(np.zeros(num_classes, np.float32))
+    rate = keras.optimizers.schedules.CosineDecay(lr, steps * epochs) if schedule == "cosine" else lr
+    opt = keras.optimizers.SGD(learning_rate=rate, momentum=momentum)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        perm = rng.permutation(n)
+        start = 0
+        for size in sizes:
+            idx = perm[start:start + size]
+            start += size
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y[idx], tf.matmul(X[idx], kernel) + bias) + l2 * tf.reduce_sum(tf.square(kernel))
+            opt.apply(tape.gradient(loss, [kernel, bias]), [kernel, bias])
+    return kernel.numpy(), bias.numpy()
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_the_trainer_takes_the_steps_of_keras_sgd_with_momentum(schedule):
+    """The side-by-side epoch (stacked kernels, in-graph batches, the schedule's step count) takes the
+    steps of a plain Keras loop with SGD with momentum, step for step (the seed's text says momentum; its
+    code ran plain gradient descent)."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(70, 10)).astype(np.float32)
+    y = rng.integers(0, 4, 70)
+    X[:, :4] += np.eye(4, dtype=np.float32)[y]
+    kw = dict(num_classes=4, epochs=6, batch_size=16, lr=0.1, momentum=0.9, l2=1e-2, schedule=schedule, seed=3)
+    empty = (np.zeros((0, 10), np.float32), np.zeros(0, np.int64))
+    head = train_softmax(X, y, *empty, standardize=False, patience=None, **kw)
+    assert head.best_epoch == 6                              # the last epoch's weights, to compare
+    W, b = _keras_reference(X, y, **kw)
+    assert float(np.abs(W).max()) > 0.3                      # it moved well away from its start
+    np.testing.assert_allclose(head.W, W, atol=2e-5)
+    np.testing.assert_allclose(head.b, b, atol=2e-5)
+
+
 def test_a_variance_weighted_penalty_is_the_plain_penalty_of_standardised_features():
     """l2_weighting="variance" on raw features has the optimum of the uniform penalty on standardised ones
     (l2 over the mean variance), so it does not care in which units each raw feature comes; the uniform

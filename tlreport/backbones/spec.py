@@ -21,6 +21,11 @@ from dataclasses import dataclass, field
 
 FLIP = "+flip"  # suffix of a backbone name: the same network on mirrored images
 
+# Bumped when the way an engine runs a network changes the bits of its features (OpenVINO 2: one image
+# per request on per-core streams, was batches on one stream), so cached features of the old way are
+# not mixed with the new; TensorFlow, the reference, has no revision.
+ENGINE_REVISIONS = {"openvino": 2}
+
 
 @dataclass(frozen=True)
 class WeightsSource:
@@ -84,6 +89,8 @@ class BackboneSpec:
             d.pop("hflip")          # unflipped specs keep the keys they had before the field existed
         if d["engine"] == "tensorflow":
             d.pop("engine")         # so do TensorFlow's: the engine joined later
+        elif ENGINE_REVISIONS.get(d["engine"], 1) > 1:
+            d["engine"] += f"@{ENGINE_REVISIONS[d['engine']]}"   # revision 1 keeps its key
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 

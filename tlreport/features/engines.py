@@ -33,6 +33,8 @@ import numpy as np
 from tlreport.errors import UserError
 
 ENGINES = ("tensorflow", "openvino")
+
+
 INSTALL_HINT = "features.engine = 'openvino' needs OpenVINO: pip install -e '.[openvino]' (or pip install openvino)"
 
 
@@ -95,15 +97,38 @@ def openvino_version() -> str:
 
 
 class OpenVINOBackbone:
-    """A compiled OpenVINO model with the extraction contract: float32 RGB (B, S, S, 3) in, ``{"features"}`` out."""
+    """A compiled OpenVINO model with the extraction contract: float32 RGB (B, S, S, 3) in, ``{"features"}`` out.
+
+    Each image is its own inference request, and the requests of a batch run on
+    the compiled model's streams side by side (an ``AsyncInferQueue``).  So an
+    image's features do not depend on which images share its batch, nor on
+    ``features.batch_size``.
+    """
 
     def __init__(self, compiled: Any, xml: Path) -> None:
+        import openvino as ov
+
         self.compiled = compiled
         self.xml = xml
+        self._queue = ov.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self._queue.set_callback(self._store)
+        self._out: np.ndarray | None = None
+
+    def _store(self, request: Any, row: int) -> None:
+        assert self._out is not None
+        self._out[row] = request.get_output_tensor(0).data[0]
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.compiled(np.ascontiguousarray(x, dtype=np.float32))[0]
-        return {"features": np.asarray(out, dtype=np.float32)}
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        width = int(self.compiled.output(0).get_partial_shape()[-1].get_length())
+        self._out = out = np.empty((len(x), width), np.float32)
+        try:
+            for row in range(len(x)):
+                self._queue.start_async({0: x[row:row + 1]}, row)
+            self._queue.wait_all()
+        finally:
+            self._out = None
+        return {"features": out}
 
 
 def converted_path(cache_dir: Path, key: str) -> Path:
@@ -151,8 +176,13 @@ def openvino_backbone(keras_model: Any, spec: Any, *, cache_dir: Path, key: str,
         _convert(keras_model, xml)
     precision = {"float32": "f32", "bfloat16": "bf16"}[spec.precision]
     core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
-              "INFERENCE_NUM_THREADS": int(threads or os.cpu_count() or 1)}
+    threads = int(threads or os.cpu_count() or 1)
+    # one single-threaded stream per core, each image its own request (OpenVINOBackbone): on 2 cores of
+    # an AMD EPYC (AVX-512, bf16) that ran all three EfficientNet-Lites 1.2-1.4x as fast as one 2-thread
+    # stream on batches of 32, in float32 and bf16 (benchmarks/extract.py --openvino).  The layout
+    # changes the features' last bits: change it, bump "openvino" in backbones.spec.ENGINE_REVISIONS.
+    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "THROUGHPUT",
+              "NUM_STREAMS": threads, "INFERENCE_NUM_THREADS": threads}
     try:
         compiled = core.compile_model(str(xml), "CPU", config)
     except RuntimeError as e:
