@@ -56,6 +56,16 @@ def test_openvino_features_match_tensorflow(tiny):
     assert not np.array_equal(batch_function(ov_net, spec)(_images(spec, seed=1)), got)   # it reads its input
 
 
+def test_an_image_s_features_do_not_depend_on_its_batch(tiny):
+    """Each image is its own request on the streams: the same bits alone, in a batch of 24, or of 5."""
+    spec, _, ov_net, *_ = tiny
+    x = _images(spec).astype(np.float32)
+    whole = ov_net(x)["features"]
+    np.testing.assert_array_equal(ov_net(x[3:8])["features"], whole[3:8])
+    np.testing.assert_array_equal(ov_net(x[10:11])["features"], whole[10:11])
+    assert str(ov_net.compiled.get_property("PERFORMANCE_HINT")) == "THROUGHPUT"
+
+
 def test_the_conversion_is_cached_and_reused(tiny, monkeypatch):
     spec, net, ov_net, cache, key, _ = tiny
     assert ov_net.xml == engines.converted_path(cache, key) and ov_net.xml.is_file()
@@ -71,6 +81,15 @@ def test_the_engine_is_part_of_the_feature_key_and_tensorflow_keys_are_unchanged
     spec = get_spec("tiny_random")
     assert backbone_key(spec.with_engine("openvino")) != backbone_key(spec)
     assert spec.with_engine("tensorflow").fingerprint() == spec.fingerprint()
+    # a new way of running an engine (a new revision) gets new keys: its bits differ
+    from tlreport.backbones import spec as spec_module
+
+    before = backbone_key(spec.with_engine("openvino"))
+    spec_module.ENGINE_REVISIONS["openvino"] += 1
+    try:
+        assert backbone_key(spec.with_engine("openvino")) != before
+    finally:
+        spec_module.ENGINE_REVISIONS["openvino"] -= 1
     # TensorFlow's key is what it was before engines existed: the fingerprint has no "engine" entry
     import dataclasses
     import hashlib
