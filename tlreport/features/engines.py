@@ -41,8 +41,9 @@ INSTALL_HINT = "features.engine = 'openvino' needs OpenVINO: pip install -e '.[o
 def auto_engine(cpu_flags: frozenset[str] | set[str], *, gpu: bool | None = None) -> str:
     """``features.engine = "auto"``: OpenVINO where it is installed and was measured faster, else TensorFlow.
 
-    Measured on an AMD EPYC with AVX-512 (2 cores): OpenVINO float32 ran EfficientNet-Lite0 1.78x as
-    fast as TensorFlow (model only; 1.60x with decoding), features within 1e-5.  On CPUs without
+    Measured on an AMD EPYC with AVX-512 (2 cores): OpenVINO float32 extracted the real Caltech-101's
+    features for the three EfficientNet-Lites 1.84x as fast as TensorFlow (the whole ``features``
+    stage), every feature within 2.5e-5 of TensorFlow's.  On CPUs without
     AVX-512 it was not measured, so TensorFlow, the reference, stays; so it does on a machine with a
     GPU TensorFlow can use (OpenVINO runs here on the CPU).  ``gpu`` defaults to
     :func:`cuda_tensorflow`, which does not import TensorFlow.
@@ -73,7 +74,8 @@ def auto_precision(engine: str, *, cpu_has_bf16: bool) -> str:
 
     Measured on the real Caltech-101 (AMD EPYC, AVX-512 with bf16, 2 cores; README, *Faster
     extraction*): OpenVINO bf16 features kept every Zeiler & Fergus row within 0.12 points of
-    TensorFlow float32 and extracted 1.46x faster than OpenVINO float32.  TensorFlow's own bf16
+    TensorFlow float32, and the whole ``features`` stage took 258 s against OpenVINO float32's 326 s
+    (1.26x; 2.33x TensorFlow float32's 600 s).  TensorFlow's own bf16
     (Keras mixed_bfloat16) ran 0.69x as fast as its float32 on the same CPU, so it is never automatic.
     """
     return "bfloat16" if engine == "openvino" and cpu_has_bf16 else "float32"
