@@ -161,3 +161,13 @@ def test_the_config_takes_engine_auto_and_the_build_resolves_it_to_a_named_engin
         config = cfg
 
     assert resources.resolved_spec(Ctx(), "tiny_random").engine == expected
+
+
+def test_the_conversion_folder_is_one_flat_name_per_openvino_build(tmp_path, monkeypatch):
+    """OpenVINO's version string holds slashes (``...-releases/2026/4``): they must not nest folders."""
+    monkeypatch.setattr(engines, "openvino_version", lambda: "2026.4.1-22982-e213a147257-releases/2026/4")
+    xml = engines.converted_path(tmp_path, "ab" * 32)
+    assert xml.relative_to(tmp_path).parts == (
+        "engines", "openvino-2026.4.1-22982-e213a147257-releases_2026_4", "ab" * 12, "model.xml")
+    monkeypatch.setattr(engines, "openvino_version", lambda: "2025.0.0-1..\\x y")
+    assert engines.converted_path(tmp_path, "cd" * 32).parent.parent.name == "openvino-2025.0.0-1.._x_y"

@@ -22,6 +22,7 @@ BF16 or AMX, so the float32 spec sets ``INFERENCE_PRECISION_HINT=f32``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -134,7 +135,13 @@ class OpenVINOBackbone:
 
 
 def converted_path(cache_dir: Path, key: str) -> Path:
-    return Path(cache_dir) / "engines" / f"openvino-{openvino_version()}" / key[:24] / "model.xml"
+    """Where the OpenVINO conversion of the backbone with feature ``key`` lives, one folder per OpenVINO build.
+
+    The full version string names the build (``2026.4.1-22982-e213a147257-releases/2026/4``); its
+    slashes and any other character a file name should not hold become ``_``, so it stays one folder.
+    """
+    build = re.sub(r"[^A-Za-z0-9._-]", "_", openvino_version())
+    return Path(cache_dir) / "engines" / f"openvino-{build}" / key[:24] / "model.xml"
 
 
 def load_keras_model(spec: Any, *, cache_dir: Path, data_root: str | None) -> Any:
