@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tlreport.engine.stage import BuildContext
-from tlreport.pipeline.resources import weights_id
+from tlreport.pipeline.resources import cpu_flags, weights_id
 from tlreport.util.files import read_json
 
 
@@ -43,7 +43,19 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    isa = vector_isa(cpu_flags())
+    return f"{cpu}{f' ({isa})' if isa else ''}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def vector_isa(flags: frozenset[str] | set[str]) -> str:
+    """The widest vector instructions in ``flags``, in words ("AVX-512 with bf16", "AVX2", or "").
+
+    Two machines sold under one name ("AMD EPYC") can differ here, and this is what picks TensorFlow's
+    and OpenVINO's kernels: the features, and so a table's last decimal, can differ between them.
+    """
+    if "avx512f" in flags:
+        return "AVX-512 with bf16" if "avx512_bf16" in flags else "AVX-512"
+    return "AVX2" if "avx2" in flags else ""
 
 
 def _engine(engine: str) -> str:
