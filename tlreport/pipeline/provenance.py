@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tlreport.engine.stage import BuildContext
-from tlreport.pipeline.resources import cpu_flags, weights_id
+from tlreport.pipeline.resources import BF16_FLAGS, cpu_flags, weights_id
 from tlreport.util.files import read_json
 
 
@@ -54,7 +54,7 @@ def vector_isa(flags: frozenset[str] | set[str]) -> str:
     and OpenVINO's kernels: the features, and so a table's last decimal, can differ between them.
     """
     if "avx512f" in flags:
-        return "AVX-512 with bf16" if "avx512_bf16" in flags else "AVX-512"
+        return "AVX-512 with bf16" if BF16_FLAGS & set(flags) else "AVX-512"
     return "AVX2" if "avx2" in flags else ""
 
 

@@ -238,9 +238,12 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # native bf16 arithmetic: AVX-512 BF16 or AMX
+
+
 def cpu_has_bf16() -> bool:
     """AVX-512 BF16 or AMX on this CPU."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return bool(cpu_flags() & BF16_FLAGS)
 
 
 def store(ctx: BuildContext):
