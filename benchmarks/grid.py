@@ -36,7 +36,7 @@ from tlreport.datasets.protocol import protocol_splits
 from tlreport.heads.grid import aggregate, run_grid
 from tlreport.heads.logreg import LogRegHead
 from tlreport.heads.metrics import mean_per_class_accuracy
-from tlreport.heads.softmax import SoftmaxSGDHead
+from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 
 # Images per class in Caltech-101's 101_ObjectCategories (BACKGROUND_Google included), sorted.
 CALTECH101_SIZES = [

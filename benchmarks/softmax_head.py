@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tlreport.heads.grid import aggregate, run_grid
 from tlreport.heads.logreg import LogRegHead
-from tlreport.heads.softmax import SoftmaxSGDHead
+from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 
 SEED_RECIPE = SoftmaxSGDHead(epochs=300, l2_grid=(0.0,), train_kwargs={"lr": 0.01, "standardize": False},
                              name="seed recipe")

@@ -16,7 +16,7 @@ from tlreport.heads.base import Predictor
 from tlreport.heads.grid import COLUMNS, aggregate, run_grid
 from tlreport.heads.logreg import LogRegHead
 from tlreport.heads.metrics import mean_per_class_accuracy
-from tlreport.heads.softmax import SoftmaxSGDHead
+from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 from tlreport.report.figures import plot_accuracy_vs_ntrain
 from tlreport.report.tables import _literature_path, comparison_sentences, literature_rows, table_rows
 

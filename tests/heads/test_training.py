@@ -11,7 +11,13 @@ from tlreport.datasets.splits import split_by_hash, split_counts
 from tlreport.errors import UserError
 from tlreport.heads.export import classify_with, export_classifier, load_classifier
 from tlreport.heads.metrics import evaluate
-from tlreport.heads.softmax import HISTORY_COLUMNS, predict_proba, train_softmax, train_softmax_many
+from tlreport.heads.softmax import (
+    HISTORY_COLUMNS,
+    predict_proba,
+    train_softmax,
+    train_softmax_many,
+    train_softmax_penalties,
+)
 
 
 def _shas(n, prefix="img"):
@@ -191,6 +197,36 @@ def test_each_side_by_side_head_gets_its_own_l2():
     assert norms[0] > norms[1] > norms[2]                    # a stronger penalty, smaller weights
     with pytest.raises(ValueError, match="one per problem"):
         train_softmax_many([(X, y, *empty)] * 2, seeds=[1, 2], l2=[0.1], **kw)
+
+
+def test_penalties_sharing_a_problems_batches_each_equal_their_run_alone():
+    """train_softmax_penalties: head [k][j] is train_softmax on problem k with seed k and penalty j, early
+    stopping and best epoch included, although a problem's penalties share one kernel and one batch order."""
+    rng = np.random.default_rng(8)
+    problems = []
+    for k in range(2):
+        X = rng.normal(size=(90, 16)).astype(np.float32)
+        y = rng.integers(0, 4, 90)
+        X[:, :4] += (1.0 + k) * np.eye(4, dtype=np.float32)[y]
+        problems.append((X[:50], y[:50], X[50:], y[50:]))
+    l2s = [0.0, 3e-2, 1.0]
+    kw = dict(num_classes=4, epochs=40, batch_size=16, lr=0.1, schedule="constant", patience=3,
+              l2_weighting="variance", standardize=False)
+    together = train_softmax_penalties(problems, seeds=[11, 12], l2s=l2s, **kw)
+    assert [len(row) for row in together] == [3, 3]
+    stops = set()
+    for problem, seed, row in zip(problems, [11, 12], together, strict=True):
+        for l2, head in zip(l2s, row, strict=True):
+            alone = train_softmax(*problem, seed=seed, l2=l2, **kw)
+            stops.add(len(alone.history))
+            assert head.params["l2"] == l2 and head.best_epoch == alone.best_epoch
+            assert len(head.history) == len(alone.history)
+            np.testing.assert_allclose(head.W, alone.W, atol=1e-5)
+            np.testing.assert_allclose(head.b, alone.b, atol=1e-5)
+            np.testing.assert_allclose(head.history.to_numpy(), alone.history.to_numpy(), atol=1e-5)
+    assert len(stops) > 1                                    # the heads of one kernel stop at different epochs
+    with pytest.raises(ValueError, match="at least one penalty"):
+        train_softmax_penalties(problems, seeds=[1, 2], l2s=[], **kw)
 
 
 def _keras_reference(X, y, *, num_classes, epochs, batch_size, lr, momentum, l2, schedule, seed):

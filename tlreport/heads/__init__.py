@@ -12,7 +12,7 @@ from collections.abc import Callable
 from tlreport.errors import UserError
 from tlreport.heads.base import Head
 from tlreport.heads.logreg import LogRegHead
-from tlreport.heads.softmax import SoftmaxSGDHead
+from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 
 HEADS: dict[str, Callable[[], Head]] = {
     "softmax_sgd": SoftmaxSGDHead,

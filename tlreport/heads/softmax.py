@@ -1,4 +1,4 @@
-"""The new softmax head: splitting, training, evaluation and export.
+"""The new softmax layer's trainer: SGD with momentum on cached features, many heads side by side.
 
 This is the post's "Transfer Learning" step.  Bottleneck features of a frozen
 backbone arrive as ``float32`` matrices ``(N, D)``; a single
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tlreport.errors import UserError
-from tlreport.heads.base import Predictor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -173,16 +172,8 @@ def train_softmax_many(
     *,
     seeds: Sequence[int],
     num_classes: int,
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    schedule: str = "cosine",
-    batch_size: int = 128,
-    epochs: int = 60,
     l2: float | Sequence[float] = 1e-4,
-    l2_weighting: str = "uniform",
-    patience: int | None = 20,
-    standardize: bool = True,
-    jit_compile: bool = False,
+    **kwargs: Any,
 ) -> list[TrainedHead]:
     """Train ``K`` independent heads of :func:`train_softmax` side by side, one per problem.
 
@@ -198,7 +189,61 @@ def train_softmax_many(
 
     All training sets must have the same shape, and all validation sets too
     (the folds of one protocol setting do).  ``l2`` is one value for every
-    head or one per problem (cross-validation trains one head per candidate).
+    head or one per problem.  Every other keyword is :func:`train_softmax`'s.
+    """
+    K = len(problems)
+    l2s = [float(v) for v in l2] if isinstance(l2, Sequence) else [float(l2)] * K
+    if len(l2s) != K:
+        raise ValueError(f"l2 must be one value >= 0, or one per problem; got {l2!r} for {K} problems")
+    heads = _train_side_by_side(problems, seeds=seeds, num_classes=num_classes, l2=[[v] for v in l2s], **kwargs)
+    return [row[0] for row in heads]
+
+
+def train_softmax_penalties(
+    problems: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    seeds: Sequence[int],
+    num_classes: int,
+    l2s: Sequence[float],
+    **kwargs: Any,
+) -> list[list[TrainedHead]]:
+    """Train each problem once per penalty in ``l2s``, side by side: ``heads[k][j]`` is
+    ``train_softmax(*problems[k], seed=seeds[k], l2=l2s[j])``.
+
+    The heads of one problem share its initial weights and its shuffles (both
+    come from the problem's seed), so they differ only in their penalty.  That is
+    what cross-validating the penalty wants (a paired comparison), and it is
+    cheaper: a problem's images are stored and gathered once per step for all
+    its penalties, and its ``L`` heads sit side by side in one ``(D, L*C)``
+    kernel, so each step's products are ``L`` times wider instead of ``L`` times
+    as many (``benchmarks/softmax_step.py``).
+    """
+    grid = [float(v) for v in l2s]
+    if not grid:
+        raise ValueError("l2s: need at least one penalty")
+    return _train_side_by_side(problems, seeds=seeds, num_classes=num_classes, l2=[grid] * len(problems), **kwargs)
+
+
+def _train_side_by_side(
+    problems: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    seeds: Sequence[int],
+    num_classes: int,
+    l2: Sequence[Sequence[float]],
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    schedule: str = "cosine",
+    batch_size: int = 128,
+    epochs: int = 60,
+    l2_weighting: str = "uniform",
+    patience: int | None = 20,
+    standardize: bool = True,
+    jit_compile: bool = False,
+) -> list[list[TrainedHead]]:
+    """``K`` problems x ``L`` penalties (``l2[k][j]``): ``K * L`` heads in one ``(K, D, L*C)`` kernel.
+
+    Problem ``k``'s heads share its data, its initial weights and its shuffles
+    (``seeds[k]``); head ``(k, j)`` is the columns ``j*C .. (j+1)*C`` of kernel ``k``.
     """
     import keras
     import tensorflow as tf
@@ -227,9 +272,9 @@ def train_softmax_many(
     nv = len(data[0][2])
     if any(p[0].shape != (n, d) or len(p[2]) != nv for p in data):
         raise ValueError("train_softmax_many: every problem needs the same train and validation shapes")
-    K = len(data)
-    l2s = [float(v) for v in l2] if isinstance(l2, Sequence) else [float(l2)] * K
-    if len(l2s) != K or any(not math.isfinite(v) or v < 0 for v in l2s):
+    K, L, C = len(data), len(l2[0]), num_classes
+    l2_kl = np.asarray(l2, np.float64)
+    if l2_kl.shape != (K, L) or not np.isfinite(l2_kl).all() or (l2_kl < 0).any():
         raise ValueError(f"l2 must be one value >= 0, or one per problem; got {l2!r} for {K} problems")
 
     t0 = time.perf_counter()
@@ -255,10 +300,11 @@ def train_softmax_many(
     steps = -(-n // batch)
     bs, n_big = divmod(n, steps)                   # n_big batches of bs + 1 images, the rest of bs
 
-    init = np.stack([keras.initializers.GlorotUniform(seed=int(s))((d, num_classes), dtype="float32")
-                     for s in seeds])
+    # a problem's L heads start from the same weights: its seed's, as train_softmax would draw them
+    init = np.stack([np.tile(keras.initializers.GlorotUniform(seed=int(s))((d, C), dtype="float32"), (1, L))
+                     for s in seeds])                                                     # (K, D, L*C)
     kernel = keras.Variable(init, dtype="float32", name="kernel")
-    bias = keras.Variable(np.zeros((K, 1, num_classes), np.float32), dtype="float32", name="bias")
+    bias = keras.Variable(np.zeros((K, 1, L * C), np.float32), dtype="float32", name="bias")
     params = [kernel, bias]
     if schedule == "cosine":
         rate: Any = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs)
@@ -272,31 +318,38 @@ def train_softmax_many(
     y_t = tf.constant(np.stack([p[1] for p in data]))
     Xv_t = tf.constant(Xvs)
     yv_t = tf.constant(np.stack([p[3] for p in data]).reshape(K, nv))
-    l2_t = tf.constant(np.asarray(l2s, np.float32).reshape(K, 1, 1))
+    l2_t = tf.constant(np.repeat(l2_kl.astype(np.float32), C, axis=1)[:, None, :])     # (K, 1, L*C)
     if l2_weighting == "variance":
-        l2_t = l2_t * tf.constant(_variance_weights(Xs)[:, :, None])        # (K, D, 1)
+        l2_t = l2_t * tf.constant(_variance_weights(Xs)[:, :, None])                     # (K, D, L*C)
     has_val = nv > 0
 
     def logits_of(x: Any) -> Any:
-        return tf.matmul(x, kernel.value) + bias.value
+        """(K, B, D) -> (K, B, L, C): every head's logits, a problem's L heads on the same images."""
+        z = tf.matmul(x, kernel.value) + bias.value
+        return tf.reshape(z, tf.concat([tf.shape(z)[:2], [L, C]], axis=0))
+
+    def scores(y: Any, logits: Any) -> tuple[Any, Any]:
+        """Per-image cross-entropy and hits, (K, B, L) each."""
+        y = tf.repeat(y[:, :, None], L, axis=2)
+        hit = tf.cast(tf.equal(tf.argmax(logits, 3, output_type=tf.int32), y), tf.float32)
+        return loss_fn(y, logits), hit
 
     def step(idx: Any) -> tuple[Any, Any]:
         xb = tf.gather(X_t, idx, batch_dims=1)          # (K, B, D)
         yb = tf.gather(y_t, idx, batch_dims=1)          # (K, B)
         with tf.GradientTape() as tape:
-            logits = logits_of(xb)
-            data_loss = tf.reduce_mean(loss_fn(yb, logits), axis=1)          # (K,): each head's mean
+            per_image, hit = scores(yb, logits_of(xb))
+            data_loss = tf.reduce_mean(per_image, axis=1)                    # (K, L): each head's mean
             loss = tf.reduce_sum(data_loss) + tf.reduce_sum(l2_t * tf.square(kernel.value))
         grads = tape.gradient(loss, [kernel.value, bias.value])
         opt.apply(grads, params)
         k = tf.cast(tf.shape(idx)[1], tf.float32)
-        hit = tf.equal(tf.argmax(logits, 2, output_type=tf.int32), yb)
-        return data_loss * k, tf.reduce_sum(tf.cast(hit, tf.float32), axis=1)
+        return data_loss * k, tf.reduce_sum(hit, axis=1)
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def run_epoch(perm: Any) -> tuple[Any, Any, Any, Any]:
-        tot_loss = tf.zeros([K])
-        tot_correct = tf.zeros([K])
+        tot_loss = tf.zeros([K, L])
+        tot_correct = tf.zeros([K, L])
         for i in tf.range(n_big):
             a, c = step(tf.slice(perm, [0, i * (bs + 1)], [K, bs + 1]))  # static batch shapes: XLA-friendly
             tot_loss += a
@@ -306,57 +359,57 @@ def train_softmax_many(
             tot_loss += a
             tot_correct += c
         if has_val:
-            vl = logits_of(Xv_t)
-            val_loss = tf.reduce_mean(loss_fn(yv_t, vl), axis=1)
-            val_acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(vl, 2, output_type=tf.int32), yv_t), tf.float32),
-                                     axis=1)
+            v_loss, v_hit = scores(yv_t, logits_of(Xv_t))
+            val_loss, val_acc = tf.reduce_mean(v_loss, axis=1), tf.reduce_mean(v_hit, axis=1)
         else:
-            val_loss = tf.fill([K], float("nan"))
-            val_acc = tf.fill([K], float("nan"))
+            val_loss = tf.fill([K, L], float("nan"))
+            val_acc = tf.fill([K, L], float("nan"))
         return tot_loss / n, tot_correct / n, val_loss, val_acc
 
     rngs = [np.random.default_rng(int(s)) for s in seeds]
-    rows: list[list[tuple[int, float, float, float, float]]] = [[] for _ in range(K)]
-    best = [(math.inf, 0, init[k].copy(), np.zeros(num_classes, np.float32)) for k in range(K)]
-    waited = [0] * K
-    active = [True] * K
+    heads_kl = [(k, j) for k in range(K) for j in range(L)]        # head h is (k, j) = divmod(h, L)
+    rows: list[list[tuple[int, float, float, float, float]]] = [[] for _ in heads_kl]
+    best = [(math.inf, 0, init[k][:, :C].copy(), np.zeros(C, np.float32)) for k, _ in heads_kl]
+    waited = [0] * len(heads_kl)
+    active = [True] * len(heads_kl)
     for epoch in range(1, epochs + 1):
         perm = tf.constant(np.stack([r.permutation(n).astype(np.int32) for r in rngs]))
         out = [t.numpy() for t in run_epoch(perm)]
         W = b = None
-        for k in range(K):
-            if not active[k]:
+        for h, (k, j) in enumerate(heads_kl):
+            if not active[h]:
                 continue  # stopped early: it trains on with the others, but its result is kept
-            loss, acc, vloss, vacc = (float(o[k]) for o in out)
-            rows[k].append((epoch, loss, acc, vloss, vacc))
+            loss, acc, vloss, vacc = (float(o[k, j]) for o in out)
+            rows[h].append((epoch, loss, acc, vloss, vacc))
             if not math.isfinite(loss):
                 raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower the learning rate (lr={lr})")
             monitored = vloss if has_val else loss
-            if monitored < best[k][0]:
+            if monitored < best[h][0]:
                 if W is None:
                     W, b = kernel.numpy(), bias.numpy()
-                best[k] = (monitored, epoch, W[k].copy(), b[k, 0].copy())
-                waited[k] = 0
+                cols = slice(j * C, (j + 1) * C)
+                best[h] = (monitored, epoch, W[k][:, cols].copy(), b[k, 0, cols].copy())
+                waited[h] = 0
             else:
-                waited[k] += 1
-                if patience is not None and waited[k] >= patience:
-                    active[k] = False
+                waited[h] += 1
+                if patience is not None and waited[h] >= patience:
+                    active[h] = False
         if not any(active):
             break
-    seconds = (time.perf_counter() - t0) / K
-    heads = []
-    for k in range(K):
-        import pandas as pd  # not at import time: the config schema reads the head registry
+    seconds = (time.perf_counter() - t0) / len(heads_kl)
+    import pandas as pd  # not at import time: the config schema reads the head registry
 
-        history = pd.DataFrame(rows[k], columns=HISTORY_COLUMNS)
+    heads: list[list[TrainedHead]] = [[] for _ in range(K)]
+    for h, (k, j) in enumerate(heads_kl):
+        history = pd.DataFrame(rows[h], columns=HISTORY_COLUMNS)
         history["epoch"] = history["epoch"].astype(int)
         hp = dict(
-            lr=lr, momentum=momentum, schedule=schedule, batch_size=batch, epochs=epochs, l2=l2s[k],
+            lr=lr, momentum=momentum, schedule=schedule, batch_size=batch, epochs=epochs, l2=float(l2_kl[k, j]),
             l2_weighting=l2_weighting,
             patience=patience, seed=int(seeds[k]), standardize=standardize, jit_compile=jit_compile,
         )
-        heads.append(TrainedHead(W=best[k][2], b=best[k][3], mean=stats[k][0], std=stats[k][1], history=history,
-                                 best_epoch=int(best[k][1]), seconds=seconds, params=hp))
+        heads[k].append(TrainedHead(W=best[h][2], b=best[h][3], mean=stats[k][0], std=stats[k][1],
+                                    history=history, best_epoch=int(best[h][1]), seconds=seconds, params=hp))
     return heads
 
 
@@ -389,121 +442,3 @@ def predict_proba(head: TrainedHead, X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)
     z = ((X - head.mean) / head.std).astype(np.float64) @ head.W.astype(np.float64) + head.b
     return _softmax(z).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class SoftmaxSGDHead:
-    """The seed's head: a softmax layer trained with SGD + momentum (``train_softmax``).
-
-    Inside the protocol there is no validation set, and carving one out of the
-    training split would train on fewer than ``n_train`` images per class (at 15
-    per class every image counts).  So the head trains a *fixed* budget on all
-    ``n_train`` images per class: ``epochs`` epochs under the trainer's cosine
-    schedule, which decays the learning rate to zero at the last epoch, with
-    early stopping switched off.
-
-    Its regulariser is the trainer's L2 penalty, weighted per feature by the
-    feature's variance (``l2_weighting="variance"``: the penalty ``logreg`` puts
-    on standardised features), and its strength is chosen the
-    way :class:`~tlreport.heads.logreg.LogRegHead` chooses C: by stratified
-    ``cv_folds``-fold cross-validation *inside the training split* over
-    ``l2_grid`` (accuracy, ties broken by log-loss, then by the stronger
-    penalty); every candidate of every fold is one more head in the same
-    side-by-side run (:func:`train_softmax_many`).  With a single value in
-    ``l2_grid`` no cross-validation is done.  Nothing is tuned on test images.
-    ``train_kwargs`` passes any other :func:`train_softmax` option.
-
-    Why these settings (``benchmarks/softmax_head.py`` prints the comparison):
-    on Caltech-101's 5 splits the seed's unregularised recipe (300 epochs at
-    0.01) trailed ``logreg`` by 0.2-0.6 points; with the penalty chosen by CV
-    it came within 0.25 points of ``logreg`` on every row but one (Lite1 at 30
-    per class, 0.33 below; lr 0.045 or 0.06, 200 epochs, or a weaker grid all
-    stayed 0.2-0.3 below there).  Weighting the penalty by feature variance
-    closed that one to 0.19 and moved no other row by more than 0.2.  The
-    features themselves stay raw: standardising them cost 2 points (SGD then
-    needs far more epochs to converge in the flat directions that
-    standardisation opens up, which L-BFGS in ``logreg`` does not), so the
-    head takes ``logreg``'s prior and keeps SGD's well-conditioned geometry.
-    100 epochs at 0.03 reach what 300 at 0.01 did; 50 at 0.06 lost 0.7 points.
-    """
-
-    epochs: int = 100
-    l2_grid: tuple[float, ...] = (3e-3, 1e-2, 3e-2)
-    cv_folds: int = 3
-    train_kwargs: dict[str, Any] = field(
-        default_factory=lambda: {"lr": 0.03, "standardize": False, "l2_weighting": "variance"})
-    name: str = "softmax_sgd"
-    #: how the post describes this head
-    description: str = ("the seed's head, a softmax layer trained with SGD with momentum on cross-entropy "
-                        "(raw bottleneck features, 100 epochs at 0.03 with a cosine schedule, all n training "
-                        "images), plus an L2 weight penalty, each feature's weights weighted by its variance "
-                        "(the penalty of standardised features), whose strength is chosen by 3-fold "
-                        "cross-validation on the training images only")
-
-    def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor:
-        return self.fit_many([X], [y], num_classes=num_classes, seeds=[seed])[0]
-
-    def _train(self, problems: list[tuple[np.ndarray, np.ndarray]], l2s: Sequence[float], seeds: Sequence[int],
-               num_classes: int) -> list[TrainedHead]:
-        """One head per problem ``(X, y)``, side by side, each with its own ``l2`` and seed."""
-        kwargs = {"schedule": "cosine", "patience": None, **self.train_kwargs}
-        kwargs.pop("l2", None)
-        stacked = [(np.asarray(X, np.float32), y, np.zeros((0, np.shape(X)[1]), np.float32), np.zeros(0, np.int32))
-                   for X, y in problems]
-        return train_softmax_many(stacked, seeds=seeds, num_classes=num_classes, epochs=self.epochs,
-                                  l2=list(l2s), **kwargs)
-
-    def select_l2(self, Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], *, num_classes: int,
-                  seeds: Sequence[int]) -> list[float]:
-        """The ``l2`` of each fold, cross-validated on that fold's training images only."""
-        from sklearn.model_selection import StratifiedKFold
-
-        grid = sorted(self.l2_grid, reverse=True)                     # strongest penalty first: wins ties
-        chosen = [grid[len(grid) // 2]] * len(Xs)
-        jobs = []                                                     # (fold, candidate, train, validation)
-        for k, (X, y) in enumerate(zip(Xs, ys, strict=True)):
-            counts = np.bincount(y)
-            folds = min(self.cv_folds, int(counts[counts > 0].min()))
-            if folds < 2 or len(grid) == 1:
-                continue
-            cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seeds[k]) % (2**32))
-            jobs += [(k, j, tr, va) for tr, va in cv.split(X, y) for j in range(len(grid))]
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for i, (_k, _, tr, va) in enumerate(jobs):
-            by_shape.setdefault((tr.size, va.size), []).append(i)
-        acc = np.zeros((len(Xs), len(grid)))
-        loss = np.zeros((len(Xs), len(grid)))
-        for members in by_shape.values():
-            heads = self._train([(Xs[jobs[i][0]][jobs[i][2]], ys[jobs[i][0]][jobs[i][2]]) for i in members],
-                                [grid[jobs[i][1]] for i in members],
-                                [int(seeds[jobs[i][0]]) + 7919 * jobs[i][1] for i in members], num_classes)
-            for i, head in zip(members, heads, strict=True):
-                k, j, _, va = jobs[i]
-                p = predict_proba(head, Xs[k][va])
-                yv = ys[k][va]
-                acc[k, j] += float(np.mean(p.argmax(1) == yv))
-                loss[k, j] += float(-np.mean(np.log(np.clip(p[np.arange(yv.size), yv], 1e-12, None))))
-        for k in {job[0] for job in jobs}:
-            best = max(range(len(grid)), key=lambda j, k=k: (round(acc[k, j], 9), -loss[k, j]))
-            chosen[k] = grid[best]
-        return chosen
-
-    def fit_many(self, Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], *, num_classes: int,
-                 seeds: Sequence[int]) -> list[Predictor]:
-        """Several same-shaped folds at once (:func:`train_softmax_many`).
-
-        Each fold gets exactly the head :meth:`fit` would give it alone.
-        """
-        Xs = [np.asarray(X, dtype=np.float32) for X in Xs]
-        ys = [np.asarray(y) for y in ys]
-        l2s = self.select_l2(Xs, ys, num_classes=num_classes, seeds=seeds)
-        heads = self._train(list(zip(Xs, ys, strict=True)), l2s, seeds, num_classes)
-
-        def predictor(head: TrainedHead) -> Predictor:
-            def predict(Xq: np.ndarray) -> np.ndarray:
-                return predict_proba(head, Xq)
-
-            predict.l2 = head.params["l2"]  # type: ignore[attr-defined]
-            return predict
-
-        return [predictor(h) for h in heads]
