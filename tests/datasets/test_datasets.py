@@ -10,12 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import REPO
-from helpers.images import make_bad_files, make_dataset, make_zoo, noise_image, save
+from helpers.images import jpeg_bytes, make_bad_files, make_dataset, make_zoo, noise_image, save
 from PIL import Image
 
 from tlreport.backbones import get_spec
 from tlreport.datasets import scan as datasets
-from tlreport.datasets.images import BadImage, display_name, load_prepared, load_rgb, prepare, validate
+from tlreport.datasets.images import (
+    BadImage,
+    display_name,
+    load_prepared,
+    load_prepared_many,
+    load_rgb,
+    prepare,
+    validate,
+)
 from tlreport.datasets.scan import Manifest, _Found, _read_file, _validate_file, scan_dataset
 from tlreport.errors import UserError
 
@@ -260,6 +268,31 @@ def test_load_prepared_drafts_large_jpegs_only(tmp_path: Path) -> None:
     assert out.shape == (16, 16, 3)
     full = prepare(load_rgb(str(big)), spec)  # draft decode stays close to a full decode
     assert np.abs(out.astype(int) - full.astype(int)).mean() < 40
+
+
+def test_one_decode_for_several_specs_gives_each_spec_s_own_pixels(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_prepared_many is load_prepared per spec, bit for bit: one decode for a photo no draft applies to,
+    one per draft that takes effect on a large JPEG (drafts depend on the spec's size)."""
+    from tlreport.datasets import images
+
+    specs = [_spec(input_size=16, crop_fraction=1.0), _spec(input_size=24, crop_fraction=1.0),
+             _spec(input_size=24, crop_fraction=1.0).with_flip(), _spec(input_size=20, crop_fraction=0.875)]
+    small = jpeg_bytes(3, (40, 30))                       # under twice every draft: one full decode
+    png = (tmp_path / "p.png")
+    noise_image(4, (90, 70)).save(png)
+    big = save(noise_image(8, (200, 160)), tmp_path / "big.jpg", quality=95).read_bytes()  # drafts 16/24/23
+    decodes = []
+    real = images.load_rgb
+    monkeypatch.setattr(images, "load_rgb", lambda *a, **k: decodes.append(k.get("draft")) or real(*a, **k))
+    for data, n_decodes in ((small, 1), (png.read_bytes(), 1), (big, 3)):
+        decodes.clear()
+        got = load_prepared_many(data, specs)
+        assert len(decodes) == n_decodes
+        for spec, out in zip(specs, got, strict=True):
+            assert np.array_equal(out, load_prepared(data, spec))
+    with pytest.raises(BadImage):
+        load_prepared_many(b"not an image at all, just some bytes", specs)
 
 
 @pytest.mark.realdata

@@ -20,7 +20,13 @@ from helpers.images import jpeg_bytes, make_dataset, make_zoo, noise_image, save
 from tlreport.datasets.images import load_rgb, prepare
 from tlreport.datasets.scan import scan_dataset
 from tlreport.errors import UserError
-from tlreport.features.extract import batch_function, extract_features, extract_shard
+from tlreport.features.extract import (
+    Extraction,
+    batch_function,
+    extract_features,
+    extract_features_many,
+    extract_shard,
+)
 from tlreport.features.store import FeatureStore, backbone_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +72,47 @@ def test_features_match_the_spec_preprocessing_and_loaders_agree(tmp_path: Path)
     for loader in ("threads", "tfdata"):
         np.testing.assert_allclose(extract_shard(m.entries, m.root, SPEC, fake_model, batch_size=5, loader=loader),
                                    feats, rtol=1e-6)
+
+
+def test_several_backbones_in_one_pass_decode_each_image_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              ) -> None:
+    """extract_features_many: the features each job gets alone, each image decoded once for all jobs, and a
+    job whose store entry already has some images runs its model on the others only."""
+    from tlreport.datasets import images
+
+    data = make_dataset(tmp_path / "data", {"a": 5, "b": 4})
+    m = scan_dataset(data, progress=False)
+    flip = SPEC.with_flip()
+
+    def left_half(x: np.ndarray) -> dict[str, np.ndarray]:       # not mirror-invariant, unlike fake_model
+        return {"features": np.concatenate([x[:, :, :8].mean(axis=(1, 2)), x.std(axis=(1, 2, 3))[:, None]], 1)}
+
+    models = {"plain": fake_model, "mirror": left_half}
+    alone = [extract_features(m, spec, FeatureStore(tmp_path / f"alone-{i}"), model=model, batch_size=4,
+                              progress=False) for i, (spec, model) in enumerate(zip((SPEC, flip), models.values(), strict=True))]
+    store = FeatureStore(tmp_path / "store")
+    half = scan_dataset(data, progress=False, include=["a"])
+    extract_features(half, flip, store, model=left_half, progress=False)       # the mirror has class a already
+    decodes, seen = [], {"plain": 0, "mirror": 0}
+    real = images.load_rgb
+    monkeypatch.setattr(images, "load_rgb", lambda *a, **k: decodes.append(1) or real(*a, **k))
+
+    def counting(name: str):
+        def model(x: np.ndarray) -> dict[str, np.ndarray]:
+            seen[name] += len(x)
+            return models[name](x)
+        return model
+
+    counted = Counter()
+    jobs = [Extraction(SPEC, counting("plain"), on_batch=counted), Extraction(flip, counting("mirror"))]
+    together = extract_features_many(m, jobs, store, batch_size=4, shard_size=3, progress=False)
+    assert len(decodes) == 9 and seen == {"plain": 9, "mirror": 4} and counted.n == 9
+    for got, want in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(together[0], together[1])
+    decodes.clear()
+    again = extract_features_many(m, jobs, store, progress=False)              # all cached: nothing decoded
+    assert not decodes and all(np.array_equal(a, b) for a, b in zip(again, together, strict=True))
 
 
 def test_cache_hits_when_files_are_added_renamed_and_removed(tmp_path: Path) -> None:

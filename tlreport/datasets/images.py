@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -208,11 +209,40 @@ def prepare(img: Image.Image, spec: Any) -> np.ndarray:
     return out
 
 
+def _draft(spec: Any) -> int:
+    """The smallest side :func:`load_prepared` lets libjpeg decode ``spec``'s images at."""
+    return _resize_target((1, 1), spec)[0] if spec.resize == "center_crop" else int(spec.input_size)
+
+
 def load_prepared(path_or_bytes: str | os.PathLike | bytes, spec: Any, *,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode + :func:`prepare` in one step: the single pixel path used for features."""
-    draft = _resize_target((1, 1), spec)[0] if spec.resize == "center_crop" else int(spec.input_size)
-    return prepare(load_rgb(path_or_bytes, max_pixels=max_pixels, draft=draft), spec)
+    return prepare(load_rgb(path_or_bytes, max_pixels=max_pixels, draft=_draft(spec)), spec)
+
+
+def load_prepared_many(data: bytes, specs: Sequence[Any], *,
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> list[np.ndarray]:
+    """:func:`load_prepared` for several specs, decoding the image once where that gives the same pixels.
+
+    Decoding costs about as much as one resize (0.7 ms against 1.1 ms for a Caltech-101 photo), so
+    three backbones that share it do a third less work.  A reduced-scale JPEG decode (``draft``) depends
+    on the spec's size, so the specs are grouped by the draft that takes effect on *this* image: a
+    photo smaller than twice every spec's input (every Caltech-101 image) is decoded once, a large JPEG
+    once per distinct draft.  Each result equals ``load_prepared(data, spec)`` bit for bit.
+    """
+    with _open(data, max_pixels) as head:                     # the header only: format and size
+        fmt, short = head.format, min(head.size)
+    by_draft: dict[int | None, list[int]] = {}
+    for i, spec in enumerate(specs):
+        d = _draft(spec)
+        by_draft.setdefault(d if fmt == "JPEG" and short >= 2 * d else None, []).append(i)
+    out: list[np.ndarray | None] = [None] * len(specs)
+    for draft, members in by_draft.items():
+        img = load_rgb(data, max_pixels=max_pixels, draft=draft)
+        with img:
+            for i in members:
+                out[i] = prepare(img, specs[i])
+    return out  # type: ignore[return-value]
 
 
 def _header_size(data: bytes) -> tuple[int, int]:

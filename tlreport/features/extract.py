@@ -1,4 +1,5 @@
-"""Bottleneck extraction: images decoded in parallel, batched through the backbone, written to the store."""
+"""Bottleneck extraction: images decoded in parallel (once for every backbone), batched through each backbone,
+written to the store."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from tlreport.datasets.images import DEFAULT_MAX_PIXELS, BadImage, display_name, load_prepared
+from tlreport.datasets.images import DEFAULT_MAX_PIXELS, BadImage, display_name, load_prepared_many
 from tlreport.datasets.scan import Entry, Manifest
 from tlreport.errors import UserError
 from tlreport.features.store import FeatureStore, backbone_key, feature_dtype
@@ -110,46 +112,59 @@ def stale_image_error(e: Entry, status: int) -> UserError:
 
 def prepare_bytes(data: bytes, spec: Any, max_pixels: int) -> tuple[np.ndarray, int]:
     """Encoded image -> (prepared uint8 (S, S, 3), ``_OK``), or zeros and ``_BAD`` if it does not decode."""
+    images, status = prepare_bytes_many(data, [spec], max_pixels)
+    return images[0], status
+
+
+def prepare_bytes_many(data: bytes, specs: Sequence[Any], max_pixels: int) -> tuple[list[np.ndarray], int]:
+    """Encoded image -> (one prepared uint8 (S, S, 3) per spec, ``_OK``), decoded once
+    (:func:`~tlreport.datasets.images.load_prepared_many`), or zeros and ``_BAD`` if it does not decode."""
     try:
-        return load_prepared(data, spec, max_pixels=max_pixels), _OK
+        return load_prepared_many(data, specs, max_pixels=max_pixels), _OK
     except BadImage:
-        s = int(spec.input_size)
-        return np.zeros((s, s, 3), np.uint8), _BAD
+        return _blank(specs), _BAD
 
 
-def _decoder(spec: Any, max_pixels: int) -> Callable[[str, str], tuple[np.ndarray, int]]:
-    s = int(spec.input_size)
+def _blank(specs: Sequence[Any]) -> list[np.ndarray]:
+    return [np.zeros((int(s.input_size), int(s.input_size), 3), np.uint8) for s in specs]
 
-    def decode(path: str, sha: str) -> tuple[np.ndarray, int]:
+
+def _decoder(specs: Sequence[Any], max_pixels: int) -> Callable[[str, str], tuple[list[np.ndarray], int]]:
+    def decode(path: str, sha: str) -> tuple[list[np.ndarray], int]:
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
         except OSError:
-            return np.zeros((s, s, 3), np.uint8), _MISSING
+            return _blank(specs), _MISSING
         if hashlib.sha256(data).hexdigest() != sha:
-            return np.zeros((s, s, 3), np.uint8), _CHANGED
-        return prepare_bytes(data, spec, max_pixels)
+            return _blank(specs), _CHANGED
+        return prepare_bytes_many(data, specs, max_pixels)
 
     return decode
 
 
-def _tfdata_batches(paths: Sequence[str], shas: Sequence[str], spec: Any, batch_size: int, workers: int,
-                    max_pixels: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+# a loader: (paths, shas, specs, batch_size, workers, max_pixels) -> batches of (one uint8 (B, S, S, 3) per spec,
+# status (B,)), in the paths' order
+ImageBatches = Iterator[tuple[list[np.ndarray], np.ndarray]]
+
+
+def _tfdata_batches(paths: Sequence[str], shas: Sequence[str], specs: Sequence[Any], batch_size: int, workers: int,
+                    max_pixels: int) -> ImageBatches:
     """tf.data: parallel read+decode+prepare (PIL in ``tf.numpy_function``), batch, prefetch."""
     import tensorflow as tf
 
-    s = int(spec.input_size)
-    decode = _decoder(spec, max_pixels)
+    decode = _decoder(specs, max_pixels)
 
-    def py(path: bytes, sha: bytes) -> tuple[np.ndarray, np.int32]:
-        img, status = decode(os.fsdecode(path), sha.decode())
-        return img, np.int32(status)
+    def py(path: bytes, sha: bytes) -> tuple[Any, ...]:
+        images, status = decode(os.fsdecode(path), sha.decode())
+        return (*images, np.int32(status))
 
     def tf_map(path: Any, sha: Any) -> tuple[Any, Any]:
-        img, status = tf.numpy_function(py, [path, sha], [tf.uint8, tf.int32], stateful=False)
-        img.set_shape([s, s, 3])
+        *images, status = tf.numpy_function(py, [path, sha], [tf.uint8] * len(specs) + [tf.int32], stateful=False)
+        for img, spec in zip(images, specs, strict=True):
+            img.set_shape([int(spec.input_size), int(spec.input_size), 3])
         status.set_shape([])
-        return img, status
+        return tuple(images), status
 
     ds = tf.data.Dataset.from_tensor_slices(([os.fsencode(p) for p in paths], list(shas)))
     ds = ds.map(tf_map, num_parallel_calls=workers, deterministic=True)
@@ -159,16 +174,17 @@ def _tfdata_batches(paths: Sequence[str], shas: Sequence[str], spec: Any, batch_
     opts.threading.private_threadpool_size = max(2, workers)
     opts.deterministic = True
     ds = ds.with_options(opts)
-    yield from ds.as_numpy_iterator()
+    for images, status in ds.as_numpy_iterator():
+        yield list(images), status
 
 
-def _thread_batches(paths: Sequence[str], shas: Sequence[str], spec: Any, batch_size: int, workers: int,
-                    max_pixels: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _thread_batches(paths: Sequence[str], shas: Sequence[str], specs: Sequence[Any], batch_size: int, workers: int,
+                    max_pixels: int) -> ImageBatches:
     """A plain thread pool (PIL releases the GIL in decode/resize), in order, 2 batches ahead."""
-    decode = _decoder(spec, max_pixels)
+    decode = _decoder(specs, max_pixels)
     window = batch_size * 3
     with ThreadPoolExecutor(workers) as pool:
-        pending: deque[Future[tuple[np.ndarray, int]]] = deque()
+        pending: deque[Future[tuple[list[np.ndarray], int]]] = deque()
         todo = iter(zip(paths, shas, strict=True))
         exhausted = False
         while True:
@@ -181,7 +197,8 @@ def _thread_batches(paths: Sequence[str], shas: Sequence[str], spec: Any, batch_
             if not pending:
                 return
             take = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
-            yield np.stack([t[0] for t in take]), np.array([t[1] for t in take], dtype=np.int32)
+            yield ([np.stack([t[0][i] for t in take]) for i in range(len(specs))],
+                   np.array([t[1] for t in take], dtype=np.int32))
 
 
 LOADERS = {"tfdata": _tfdata_batches, "threads": _thread_batches}
@@ -190,24 +207,28 @@ LOADERS = {"tfdata": _tfdata_batches, "threads": _thread_batches}
 BatchSource = Callable[[list[Entry]], Iterator[tuple[list[Entry], np.ndarray]]]
 
 
-def _feature_batches(entries: Sequence[Entry], root: str, spec: Any, fn: Callable[[np.ndarray], np.ndarray], *,
-                     batch_size: int, workers: int | None, max_pixels: int,
-                     loader: str) -> Iterator[tuple[list[Entry], np.ndarray]]:
+def _image_batches(entries: Sequence[Entry], root: str, specs: Sequence[Any], *, batch_size: int,
+                   workers: int | None, max_pixels: int, loader: str) -> Iterator[tuple[list[Entry], list[np.ndarray]]]:
+    """(entries, one prepared uint8 batch per spec), each image read and decoded once; an image that
+    changed since the scan is a one-line error."""
     paths = [os.path.join(root, *e.relpath.split("/")) for e in entries]
-    batches = LOADERS[loader](paths, [e.sha256 for e in entries], spec, batch_size,
+    batches = LOADERS[loader](paths, [e.sha256 for e in entries], specs, batch_size,
                               workers or os.cpu_count() or 1, max_pixels)
     start = 0
-    for imgs, status in batches:
-        chunk = list(entries[start:start + len(imgs)])
-        start += len(imgs)
+    for images, status in batches:
+        chunk = list(entries[start:start + len(status)])
+        start += len(status)
         bad = np.flatnonzero(status != _OK)
         if bad.size:
             raise stale_image_error(chunk[int(bad[0])], int(status[bad[0]]))
-        feats = fn(imgs)
-        if feats.shape != (len(imgs), spec.feature_dim):
-            raise ValueError(f"model returned features of shape {feats.shape}; spec {spec.name} "
-                             f"says ({len(imgs)}, {spec.feature_dim})")
-        yield chunk, feats
+        yield chunk, images
+
+
+def _checked(feats: np.ndarray, n: int, spec: Any) -> np.ndarray:
+    if feats.shape != (n, spec.feature_dim):
+        raise ValueError(f"model returned features of shape {feats.shape}; spec {spec.name} "
+                         f"says ({n}, {spec.feature_dim})")
+    return feats
 
 
 def extract_shard(entries: Sequence[Entry], root: str | os.PathLike, spec: Any, model: Any, *,
@@ -217,11 +238,21 @@ def extract_shard(entries: Sequence[Entry], root: str | os.PathLike, spec: Any, 
     fn = batch_function(model, spec)
     out = np.empty((len(entries), spec.feature_dim), np.float32)
     i = 0
-    for chunk, feats in _feature_batches(entries, os.fspath(root), spec, fn, batch_size=batch_size,
-                                         workers=workers, max_pixels=max_pixels, loader=loader):
-        out[i:i + len(chunk)] = feats
+    for chunk, (images,) in _image_batches(entries, os.fspath(root), [spec], batch_size=batch_size,
+                                           workers=workers, max_pixels=max_pixels, loader=loader):
+        out[i:i + len(chunk)] = _checked(fn(images), len(chunk), spec)
         i += len(chunk)
     return out
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """One feature matrix to complete: a spec, what computes it, and where the store keeps it."""
+
+    spec: Any
+    model: Any                                           # a Keras model or an engine's callable
+    key: str | None = None                               # default: :func:`backbone_key` of ``spec``
+    on_batch: Callable[[int], None] | None = None        # called with the images computed in each batch
 
 
 def extract_features(manifest: Manifest, spec: Any, store: FeatureStore, *, model: Any, batch_size: int = 32,
@@ -239,52 +270,108 @@ def extract_features(manifest: Manifest, spec: Any, store: FeatureStore, *, mode
     elsewhere (:mod:`tlreport.features.ray_runner`): it yields (entries, features)
     in any order, and ``model`` is not used.
     """
-    key = key or backbone_key(spec)
+    job = Extraction(spec, model, key, on_batch)
+    return extract_features_many(manifest, [job], store, batch_size=batch_size, shard_size=shard_size,
+                                 progress=progress, workers=workers, max_pixels=max_pixels, loader=loader,
+                                 batches=batches)[0]
+
+
+def extract_features_many(manifest: Manifest, jobs: Sequence[Extraction], store: FeatureStore, *,
+                          batch_size: int = 32, shard_size: int = 512, progress: bool = True,
+                          workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, loader: str = "tfdata",
+                          batches: BatchSource | None = None) -> list[np.ndarray]:
+    """:func:`extract_features` for several specs of one dataset in one pass over its images.
+
+    Each image missing from any job's store entry is read and decoded once and
+    prepared for every job (:func:`~tlreport.datasets.images.load_prepared_many`);
+    each job's model runs on the images its entry lacks.  On 2 cores, where the
+    loader shares the cores with the models, three backbones that share the
+    decode wait less for it (``benchmarks/extract.py``).  The features are those
+    each job would get alone.  ``batches`` (a Ray runner) serves one job only.
+    """
+    if batches is not None and len(jobs) != 1:
+        raise ValueError("a batch source computes one spec's features; got several jobs")
+    keys = [job.key or backbone_key(job.spec) for job in jobs]
     shas = [e.sha256 for e in manifest.entries]
-    found, rows = store.lookup(key, shas)
-    if rows.shape[1] not in (0, spec.feature_dim):
-        raise ValueError(f"store has {rows.shape[1]}-wide features for key {key[:12]}, spec says {spec.feature_dim}")
-    missing: dict[str, Entry] = {}
-    for e, hit in zip(manifest.entries, found, strict=True):
-        if not hit and e.sha256 not in missing:
-            missing[e.sha256] = e
-    computed: dict[str, np.ndarray] = {}
-    if missing:
-        store.write_meta(key, {"name": getattr(spec, "variant", spec.name), "fingerprint": spec.fingerprint(), "precision": spec.precision,
-                               "engine": getattr(spec, "engine", "tensorflow"), "weights_sha256": spec.weights.sha256, "feature_dim": spec.feature_dim,
-                               "dtype": str(feature_dtype(spec))})
-        dtype = feature_dtype(spec)
+    looked_up = [store.lookup(key, shas) for key in keys]
+    missing: list[set[str]] = []
+    todo: dict[str, Entry] = {}                          # missing from any job, in manifest order
+    for job, key, (found, rows) in zip(jobs, keys, looked_up, strict=True):
+        if rows.shape[1] not in (0, job.spec.feature_dim):
+            raise ValueError(f"store has {rows.shape[1]}-wide features for key {key[:12]}, "
+                             f"spec says {job.spec.feature_dim}")
+        lacks = {e.sha256 for e, hit in zip(manifest.entries, found, strict=True) if not hit}
+        missing.append(lacks)
+        for e in manifest.entries:
+            if e.sha256 in lacks and e.sha256 not in todo:
+                todo[e.sha256] = e
+    computed: list[dict[str, np.ndarray]] = [{} for _ in jobs]
+    if todo:
+        active = [i for i, lacks in enumerate(missing) if lacks]
+        writers = {i: _ShardWriter(store, keys[i], jobs[i].spec, shard_size) for i in active}
         if batches is None:
-            fn = batch_function(model, spec)
+            specs = [jobs[i].spec for i in active]
+            fns = [batch_function(jobs[i].model, jobs[i].spec) for i in active]
 
-            def batches(todo: list[Entry]) -> Iterator[tuple[list[Entry], np.ndarray]]:
-                return _feature_batches(todo, manifest.root, spec, fn, batch_size=batch_size, workers=workers,
-                                        max_pixels=max_pixels, loader=loader)
-        pend_shas: list[str] = []
-        pend_rows: list[np.ndarray] = []
+            def local(entries: list[Entry]) -> Iterator[list[tuple[int, list[Entry], np.ndarray]]]:
+                for chunk, images in _image_batches(entries, manifest.root, specs, batch_size=batch_size,
+                                                    workers=workers, max_pixels=max_pixels, loader=loader):
+                    out = []
+                    for i, fn, imgs in zip(active, fns, images, strict=True):
+                        rows = [r for r, e in enumerate(chunk) if e.sha256 in missing[i]]
+                        if rows:
+                            part = imgs if len(rows) == len(chunk) else imgs[rows]
+                            out.append((i, [chunk[r] for r in rows], _checked(fn(part), len(rows), jobs[i].spec)))
+                    yield out
 
-        def flush() -> None:
-            if pend_shas:
-                store.add_shard(key, pend_shas, np.concatenate(pend_rows).astype(dtype))
-                pend_shas.clear()
-                pend_rows.clear()
-
-        with bar(total=len(missing), desc=f"features {spec.name}", enabled=progress) as pbar:
+            stream = local(list(todo.values()))
+        else:
+            stream = ([(0, chunk, feats)] for chunk, feats in batches(list(todo.values())))
+        names = ", ".join(jobs[i].spec.name for i in active)
+        with bar(total=sum(len(missing[i]) for i in active), desc=f"features {names}", enabled=progress) as pbar:
             try:
-                for chunk, feats in batches(list(missing.values())):
-                    stored = feats.astype(dtype).astype(np.float32)  # what a cache hit would return
-                    for e, row in zip(chunk, stored, strict=True):
-                        computed[e.sha256] = row
-                    pend_shas.extend(e.sha256 for e in chunk)
-                    pend_rows.append(feats)
-                    if len(pend_shas) >= shard_size:
-                        flush()
-                    pbar.update(len(chunk))
-                    if on_batch is not None:
-                        on_batch(len(chunk))
+                for results in stream:
+                    for i, chunk, feats in results:
+                        for e, row in zip(chunk, writers[i].add(chunk, feats), strict=True):
+                            computed[i][e.sha256] = row
+                        pbar.update(len(chunk))
+                        if jobs[i].on_batch is not None:
+                            jobs[i].on_batch(len(chunk))
             finally:
-                flush()
-    out = np.empty((len(shas), spec.feature_dim), np.float32)
-    for i, sha in enumerate(shas):
-        out[i] = rows[i] if found[i] else computed[sha]
-    return out
+                for w in writers.values():
+                    w.flush()
+    outs = []
+    for job, (found, rows), done in zip(jobs, looked_up, computed, strict=True):
+        out = np.empty((len(shas), job.spec.feature_dim), np.float32)
+        for r, sha in enumerate(shas):
+            out[r] = rows[r] if found[r] else done[sha]
+        outs.append(out)
+    return outs
+
+
+class _ShardWriter:
+    """One job's computed rows, written to the store every ``shard_size`` rows and on :meth:`flush`."""
+
+    def __init__(self, store: FeatureStore, key: str, spec: Any, shard_size: int) -> None:
+        self.store, self.key, self.shard_size = store, key, shard_size
+        self.dtype = feature_dtype(spec)
+        self.shas: list[str] = []
+        self.rows: list[np.ndarray] = []
+        store.write_meta(key, {"name": getattr(spec, "variant", spec.name), "fingerprint": spec.fingerprint(),
+                               "precision": spec.precision, "engine": getattr(spec, "engine", "tensorflow"),
+                               "weights_sha256": spec.weights.sha256, "feature_dim": spec.feature_dim,
+                               "dtype": str(self.dtype)})
+
+    def add(self, chunk: Sequence[Entry], feats: np.ndarray) -> np.ndarray:
+        """Queue a batch; returns its rows as a cache hit will return them (stored dtype, as float32)."""
+        self.shas.extend(e.sha256 for e in chunk)
+        self.rows.append(feats)
+        if len(self.shas) >= self.shard_size:
+            self.flush()
+        return feats.astype(self.dtype).astype(np.float32)
+
+    def flush(self) -> None:
+        if self.shas:
+            self.store.add_shard(self.key, self.shas, np.concatenate(self.rows).astype(self.dtype))
+            self.shas.clear()
+            self.rows.clear()

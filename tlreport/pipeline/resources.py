@@ -302,15 +302,17 @@ def computed_on(ctx: BuildContext, where: str) -> None:
 
 
 def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.ndarray:
-    """Features (N, D) float32 aligned with the manifest; computes only what the store lacks."""
+    """Features (N, D) float32 aligned with the manifest; computes only what the store lacks.
+
+    Extracting on this machine, the first variant of a dataset that lacks images extracts every
+    variant of it the build needs in one pass (:func:`extract_missing`), so each image is decoded once.
+    """
 
     def get():
         from tlreport.features.extract import extract_features
 
         m = manifest(ctx, use)
-        spec = resolved_spec(ctx, variant)
-        if spec.family == "inception_2015":
-            raise UserError("inception_2015 is the seed's classification demo; use inception_v3 for features")
+        spec = _feature_spec(ctx, variant)
         n_missing = missing_count(ctx, use, variant)
         feats_cfg = ctx.config.features
         batches = None
@@ -323,23 +325,59 @@ def features(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> np.
                               data_root=ctx.data_root, weights_sha256=weights_id(ctx, variant.backbone),
                               key=feature_key(ctx, FeatureVariant(variant.backbone)), log=ctx.log,
                               on_cluster=lambda where: computed_on(ctx, where))
-        net = extractor(ctx, variant) if n_missing and batches is None else None
-        if net is not None and spec.engine == "tensorflow":    # OpenVINO runs on the CPU
-            from tlreport.backbones.device import compute_device, cpu_only
-
-            device = ctx.once("device", compute_device)
-            if device != cpu_only():
-                computed_on(ctx, device)         # a GPU, or a split CPU: the machine line does not say it
-
-        def extracted(n: int) -> None:
-            ctx.count("features.extracted", n)
-            ctx.count(f"features.extracted.{variant.name}", n)
-
-        return extract_features(m, spec, store(ctx), model=net, batch_size=ctx.config.features.batch_size,
-                                progress=not ctx.quiet, on_batch=extracted, key=feature_key(ctx, variant),
+        net = None
+        if batches is None and n_missing:
+            extract_missing(ctx, use)                  # this variant and its siblings, in one pass
+            net = _local_extractor(ctx, variant)       # loaded by that pass; used only if the pass left some
+        return extract_features(m, spec, store(ctx), model=net, batch_size=feats_cfg.batch_size,
+                                progress=not ctx.quiet, on_batch=_counter(ctx, variant), key=feature_key(ctx, variant),
                                 max_pixels=ctx.config.dataset.max_pixels, batches=batches)
 
     return ctx.once(f"features:{use.id}:{variant.name}", get)
+
+
+def extract_missing(ctx: BuildContext, use: DatasetUse) -> None:
+    """Extract, on this machine, every feature variant of ``use`` that the build needs and the store lacks,
+    in one pass over the images (each decoded once, prepared for every variant); once per build."""
+
+    def run() -> None:
+        from tlreport.features.extract import Extraction, extract_features_many
+
+        variants = [v for u, v in feature_jobs(ctx) if u.id == use.id and missing_count(ctx, u, v)]
+        jobs = [Extraction(_feature_spec(ctx, v), _local_extractor(ctx, v), feature_key(ctx, v), _counter(ctx, v))
+                for v in variants]
+        if jobs:
+            extract_features_many(manifest(ctx, use), jobs, store(ctx), batch_size=ctx.config.features.batch_size,
+                                  progress=not ctx.quiet, max_pixels=ctx.config.dataset.max_pixels)
+
+    ctx.once(f"extracted:{use.id}", run)
+
+
+def _feature_spec(ctx: BuildContext, variant: FeatureVariant):
+    spec = resolved_spec(ctx, variant)
+    if spec.family == "inception_2015":
+        raise UserError("inception_2015 is the seed's classification demo; use inception_v3 for features")
+    return spec
+
+
+def _local_extractor(ctx: BuildContext, variant: FeatureVariant):
+    """:func:`extractor`, noting in the provenance where TensorFlow runs it if not on the CPU alone."""
+    net = extractor(ctx, variant)
+    if resolved_spec(ctx, variant).engine == "tensorflow":    # OpenVINO runs on the CPU
+        from tlreport.backbones.device import compute_device, cpu_only
+
+        device = ctx.once("device", compute_device)
+        if device != cpu_only():
+            computed_on(ctx, device)         # a GPU, or a split CPU: the machine line does not say it
+    return net
+
+
+def _counter(ctx: BuildContext, variant: FeatureVariant):
+    def extracted(n: int) -> None:
+        ctx.count("features.extracted", n)
+        ctx.count(f"features.extracted.{variant.name}", n)
+
+    return extracted
 
 
 # ----------------------------------------------------------------------------- helpers
