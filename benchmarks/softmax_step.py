@@ -1,18 +1,20 @@
-"""Where a step of the grid's side-by-side softmax training goes, and what sharing a batch would buy.
+"""Where a step of the grid's side-by-side softmax training goes, and what the shared layout buys.
 
 Run by hand::
 
     .venv/bin/python benchmarks/softmax_step.py            # the concatenated backbone, D = 3840
     .venv/bin/python benchmarks/softmax_step.py --dim 1280
 
-``SoftmaxSGDHead`` cross-validates 3 penalties x 3 folds for each of 5 splits, so at 30 images per
-class one run of :func:`tlreport.heads.softmax.train_softmax_many` trains K = 45 heads, each on its
-own copy of the fold's images in its own order: every step is a batched ``(K, B, D) x (K, D, C)``
-matrix product.  The 3 penalties of a fold read the same images, so with one shared order per fold
-the step would be ``(K/3, B, D) x (K/3, D, 3C)``: the same arithmetic in wider products.  Printed,
-in one run, as GFLOP/s and ratios to today's layout: the forward product, the weight gradient, and
-one elementwise update pass over the ``(K, D, C)`` weights (memory-bound; a momentum step makes
-several).
+``SoftmaxSGDHead`` cross-validates 3 penalties x 3 folds for each of 5 splits: at 30 images per class
+45 heads.  Trained apart, every step is a batched ``(K, B, D) x (K, D, C)`` product, each head on its
+own copy of the fold's images in its own order; the 3 penalties of a fold read the same images, so
+:func:`tlreport.heads.softmax.train_softmax_penalties` gives them one order and one kernel, and the
+step is ``(K/3, B, D) x (K/3, D, 3C)``: the same arithmetic in wider products.  Printed, in one run:
+
+1. GFLOP/s of the forward product and the weight gradient in both layouts, as ratios;
+2. one elementwise pass over the ``(K, D, C)`` weights (memory-bound);
+3. one whole step of the shared layout with Keras' SGD on a taped penalty against the trainer's
+   fused momentum update with the penalty's gradient written out, as a ratio.
 """
 
 from __future__ import annotations
@@ -67,6 +69,54 @@ def main() -> None:
     matmul_ms = (flops / base[0] + flops / base[1]) / 1e9 * 1e3
     print(f"one momentum-style pass over the (K, D, C) weights: {update_ms:.0f} ms "
           f"(the two products today: {matmul_ms:.0f} ms)")
+    _whole_steps(K // L, B, D, L * C, a.reps)
+
+
+def _whole_steps(G: int, B: int, D: int, width: int, reps: int) -> None:
+    """One whole training step of the shared layout, (G, B, D) x (G, D, width), the update done two ways:
+    Keras' SGD with momentum on a taped ``l2 * sum(w * W**2)`` (the trainer before), and the trainer's
+    fused Keras-momentum update with the penalty's gradient written out (now)."""
+    import keras
+    import tensorflow as tf
+
+    rng = tf.random.Generator.from_seed(0)
+    x = rng.normal((G, B, D))
+    y = rng.uniform((G, B), 0, width, dtype=tf.int32)
+    l2w = tf.abs(rng.normal((G, D, width))) * 1e-3
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    kernel_k = keras.Variable(rng.normal((G, D, width)) * 0.01)
+    opt = keras.optimizers.SGD(learning_rate=0.03, momentum=0.9)
+    opt.build([kernel_k])
+
+    @tf.function
+    def keras_step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, tf.matmul(x, kernel_k.value)) + tf.reduce_sum(l2w * tf.square(kernel_k.value))
+        opt.apply(tape.gradient(loss, [kernel_k.value]), [kernel_k])
+        return loss
+
+    kernel_f = tf.Variable(kernel_k.numpy())
+    velocity = tf.Variable(tf.zeros_like(kernel_f))
+    grad_w = 2.0 * l2w
+
+    @tf.function
+    def fused_step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, tf.matmul(x, kernel_f))
+        g = tape.gradient(loss, kernel_f) + grad_w * kernel_f
+        tf.raw_ops.ResourceApplyKerasMomentum(var=kernel_f.handle, accum=velocity.handle, lr=tf.constant(0.03),
+                                              grad=g, momentum=tf.constant(0.9), use_nesterov=False)
+        return loss
+
+    times = {"keras": [], "fused": []}
+    for _ in range(3):                                       # interleaved
+        times["keras"].append(_seconds(keras_step, reps))
+        times["fused"].append(_seconds(fused_step, reps))
+    k, f = (sorted(v)[1] for v in times.values())
+    print(f"a whole step, {G} problems x (batch {B}, D={D}) x {width} columns (the penalties side by side):")
+    print(f"  Keras SGD, taped penalty        {k * 1e3:7.1f} ms")
+    print(f"  fused update, penalty gradient  {f * 1e3:7.1f} ms   {k / f:.2f}x")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,22 @@ def test_the_engine_is_part_of_the_feature_key_and_tensorflow_keys_are_unchanged
     assert spec.fingerprint() == hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def test_openvino_bf16_converts_the_float32_network_and_has_keys_of_its_own(tmp_path, monkeypatch):
+    """OpenVINO's bf16 comes from its precision hint on the float32 network: Keras' mixed-bfloat16 network,
+    converted, kept its bf16 casts and ran 1.5x slower.  Its features are new bits, so new keys."""
+    from tlreport.backbones import spec as spec_module
+
+    ov_bf16 = get_spec("efficientnet_lite0").with_engine("openvino").with_precision("bfloat16")
+    net = engines.load_keras_model(ov_bf16, cache_dir=tmp_path, data_root=None)
+    assert {layer.compute_dtype for layer in net.layers} == {"float32"}
+    tf_bf16 = engines.load_keras_model(ov_bf16.with_engine("tensorflow"), cache_dir=tmp_path, data_root=None)
+    assert "bfloat16" in {layer.compute_dtype for layer in tf_bf16.layers}      # TensorFlow's own bf16 is Keras'
+    new_bf16, fp32 = backbone_key(ov_bf16), backbone_key(ov_bf16.with_precision("float32"))
+    monkeypatch.delitem(spec_module.ENGINE_REVISIONS, ("openvino", "bfloat16"))
+    assert backbone_key(ov_bf16) != new_bf16                                    # the old way's entries stay apart
+    assert backbone_key(ov_bf16.with_precision("float32")) == fp32              # float32's entries are untouched
+
+
 def test_no_telemetry_is_sent_or_written(tiny):
     *_, home = tiny
     import openvino.tools.ovc.telemetry_utils as tu

@@ -23,8 +23,15 @@ FLIP = "+flip"  # suffix of a backbone name: the same network on mirrored images
 
 # Bumped when the way an engine runs a network changes the bits of its features (OpenVINO 2: one image
 # per request on per-core streams, was batches on one stream), so cached features of the old way are
-# not mixed with the new; TensorFlow, the reference, has no revision.
-ENGINE_REVISIONS = {"openvino": 2}
+# not mixed with the new; TensorFlow, the reference, has no revision.  One precision of an engine may
+# move on alone (OpenVINO bf16 3: the float32 network converted, OpenVINO's hint computing in bf16; was
+# Keras' mixed-bfloat16 network converted, bf16 casts and all, which ran 1.5x slower).
+ENGINE_REVISIONS: dict[str | tuple[str, str], int] = {"openvino": 2, ("openvino", "bfloat16"): 3}
+
+
+def engine_revision(engine: str, precision: str) -> int:
+    """The revision of ``engine`` running at ``precision`` (1 when never bumped)."""
+    return ENGINE_REVISIONS.get((engine, precision), ENGINE_REVISIONS.get(engine, 1))
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,8 @@ class BackboneSpec:
             d.pop("hflip")          # unflipped specs keep the keys they had before the field existed
         if d["engine"] == "tensorflow":
             d.pop("engine")         # so do TensorFlow's: the engine joined later
-        elif ENGINE_REVISIONS.get(d["engine"], 1) > 1:
-            d["engine"] += f"@{ENGINE_REVISIONS[d['engine']]}"   # revision 1 keeps its key
+        elif (revision := engine_revision(d["engine"], d["precision"])) > 1:
+            d["engine"] += f"@{revision}"                         # revision 1 keeps its key
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 

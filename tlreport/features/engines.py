@@ -43,9 +43,9 @@ def auto_engine(cpu_flags: frozenset[str] | set[str], *, gpu: bool | None = None
     """``features.engine = "auto"``: OpenVINO where it is installed and was measured faster, else TensorFlow.
 
     Measured on the real Caltech-101's ``features`` stage (the three EfficientNet-Lites, 9,145 images,
-    2 cores of an AMD EPYC), OpenVINO float32 against TensorFlow float32, every feature within 2.5e-5
-    of TensorFlow's: 1.84x as fast with AVX-512 (326 s against 600 s) and 2.26x with AVX2 only (414 s
-    against 935 s).  On a CPU with neither (not measured), TensorFlow, the reference, stays; so it
+    2 cores), OpenVINO float32 against TensorFlow float32, every feature within 2.7e-5 of TensorFlow's:
+    on an AMD EPYC 1.84x as fast with AVX-512 (326 s against 600 s) and 2.26x with AVX2 only (414 s
+    against 935 s); on an Intel Xeon with AVX-512 and AMX 2.20x (159 s against 351 s).  On a CPU with neither (not measured), TensorFlow, the reference, stays; so it
     does on a machine with a GPU TensorFlow can use (OpenVINO runs here on the CPU).  ``gpu``
     defaults to :func:`cuda_tensorflow`, which does not import TensorFlow.
     """
@@ -76,7 +76,8 @@ def auto_precision(engine: str, *, cpu_has_bf16: bool) -> str:
     Measured on the real Caltech-101 (AMD EPYC, AVX-512 with bf16, 2 cores; README, *Faster
     extraction*): OpenVINO bf16 features kept every Zeiler & Fergus row within 0.12 points of
     TensorFlow float32, and the whole ``features`` stage took 258 s against OpenVINO float32's 326 s
-    (1.26x; 2.33x TensorFlow float32's 600 s).  TensorFlow's own bf16
+    (1.26x; 2.33x TensorFlow float32's 600 s).  On an Intel Xeon with AMX: 136 s against 159 s
+    (1.17x; 2.59x TensorFlow float32's 351 s); there the image loader, not the network, sets the pace.  TensorFlow's own bf16
     (Keras mixed_bfloat16) ran 0.69x as fast as its float32 on the same CPU, so it is never automatic.
     """
     return "bfloat16" if engine == "openvino" and cpu_has_bf16 else "float32"
@@ -147,12 +148,16 @@ def converted_path(cache_dir: Path, key: str) -> Path:
 def load_keras_model(spec: Any, *, cache_dir: Path, data_root: str | None) -> Any:
     """The backbone's Keras model, built in the precision TensorFlow runs it in for ``spec``.
 
-    OpenVINO converts a float32 Keras model and runs it in bf16 by its own precision hint (a
-    mixed_bfloat16 SavedModel does not convert); TensorFlow runs bf16 by Keras' mixed policy.
+    OpenVINO converts the float32 network whatever the precision and runs it in bf16 by its own
+    precision hint: converted, Keras' mixed_bfloat16 network keeps its bf16 casts, and OpenVINO ran it
+    1.5x slower (65 against 95-110 images/s for the three EfficientNet-Lites on an Intel Xeon with
+    AMX).  TensorFlow runs bf16 by Keras' mixed policy.
     """
     from tlreport.backbones import load_model
 
-    if spec.precision == "bfloat16" and spec.engine == "tensorflow":
+    if spec.engine != "tensorflow":
+        return load_model(spec.with_precision("float32"), cache_dir=cache_dir, data_root=data_root)
+    if spec.precision == "bfloat16":
         import keras
 
         keras.mixed_precision.set_global_policy("mixed_bfloat16")

@@ -123,7 +123,8 @@ def train_softmax(
     Cross-entropy (Keras ``SparseCategoricalCrossentropy`` on the Dense logits,
     the same function as categorical cross-entropy after a softmax) plus
     ``l2 * sum(W**2)`` (Keras' ``L2`` regulariser; see ``l2_weighting`` below), minimised by
-    ``keras.optimizers.SGD(lr, momentum)`` over shuffled mini-batches.  Each
+    the steps of ``keras.optimizers.SGD(lr, momentum)`` (TensorFlow's fused Keras-momentum
+    update, tested step for step against Keras) over shuffled mini-batches.  Each
     epoch visits every image once in ``ceil(n / batch_size)`` batches whose
     sizes differ by at most one (``model.fit`` would end on a smaller batch;
     a runt of a few images, at full step size and momentum, hurt small
@@ -303,29 +304,30 @@ def _train_side_by_side(
     # a problem's L heads start from the same weights: its seed's, as train_softmax would draw them
     init = np.stack([np.tile(keras.initializers.GlorotUniform(seed=int(s))((d, C), dtype="float32"), (1, L))
                      for s in seeds])                                                     # (K, D, L*C)
-    kernel = keras.Variable(init, dtype="float32", name="kernel")
-    bias = keras.Variable(np.zeros((K, 1, L * C), np.float32), dtype="float32", name="bias")
-    params = [kernel, bias]
+    kernel = tf.Variable(init, name="kernel")
+    bias = tf.Variable(np.zeros((K, 1, L * C), np.float32), name="bias")
+    velocity = [tf.Variable(tf.zeros_like(v)) for v in (kernel, bias)]   # Keras SGD's momentums, zero at first
+    iterations = tf.Variable(0, dtype=tf.int64)
     if schedule == "cosine":
         rate: Any = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs)
     else:
-        rate = lr
-    opt = keras.optimizers.SGD(learning_rate=rate, momentum=momentum)
-    opt.build(params)
+        rate = lambda _: tf.constant(lr, tf.float32)  # noqa: E731
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
     X_t = tf.constant(Xs)
     y_t = tf.constant(np.stack([p[1] for p in data]))
     Xv_t = tf.constant(Xvs)
     yv_t = tf.constant(np.stack([p[3] for p in data]).reshape(K, nv))
-    l2_t = tf.constant(np.repeat(l2_kl.astype(np.float32), C, axis=1)[:, None, :])     # (K, 1, L*C)
+    # the penalty's gradient, d/dW of l2 * sum(w_d * W**2), is 2 * l2 * w_d * W: written out rather than
+    # taped (the loss reported is the data term alone, so the penalty's value is never needed)
+    penalty_grad = tf.constant(2.0 * np.repeat(l2_kl.astype(np.float32), C, axis=1)[:, None, :])  # (K, 1, L*C)
     if l2_weighting == "variance":
-        l2_t = l2_t * tf.constant(_variance_weights(Xs)[:, :, None])                     # (K, D, L*C)
+        penalty_grad = penalty_grad * tf.constant(_variance_weights(Xs)[:, :, None])     # (K, D, L*C)
     has_val = nv > 0
 
     def logits_of(x: Any) -> Any:
         """(K, B, D) -> (K, B, L, C): every head's logits, a problem's L heads on the same images."""
-        z = tf.matmul(x, kernel.value) + bias.value
+        z = tf.matmul(x, kernel) + bias
         return tf.reshape(z, tf.concat([tf.shape(z)[:2], [L, C]], axis=0))
 
     def scores(y: Any, logits: Any) -> tuple[Any, Any]:
@@ -340,9 +342,16 @@ def _train_side_by_side(
         with tf.GradientTape() as tape:
             per_image, hit = scores(yb, logits_of(xb))
             data_loss = tf.reduce_mean(per_image, axis=1)                    # (K, L): each head's mean
-            loss = tf.reduce_sum(data_loss) + tf.reduce_sum(l2_t * tf.square(kernel.value))
-        grads = tape.gradient(loss, [kernel.value, bias.value])
-        opt.apply(grads, params)
+            loss = tf.reduce_sum(data_loss)
+        g_kernel, g_bias = tape.gradient(loss, [kernel, bias])
+        # Keras' SGD step (velocity = momentum * velocity - rate * grad; var += velocity) fused into one
+        # pass over each variable: the (K, D, L*C) kernel is the largest tensor of a step, and Keras
+        # walks it five times (benchmarks/softmax_cv.py)
+        rate_t = tf.cast(rate(iterations), tf.float32)
+        for var, vel, grad in ((kernel, velocity[0], g_kernel + penalty_grad * kernel), (bias, velocity[1], g_bias)):
+            tf.raw_ops.ResourceApplyKerasMomentum(var=var.handle, accum=vel.handle, lr=rate_t, grad=grad,
+                                                  momentum=tf.constant(momentum, tf.float32), use_nesterov=False)
+        iterations.assign_add(1)
         k = tf.cast(tf.shape(idx)[1], tf.float32)
         return data_loss * k, tf.reduce_sum(hit, axis=1)
 
