@@ -51,7 +51,7 @@ def main() -> None:
     flops = 2 * K * B * D * C
     print(f"K={K} heads, batch {B}, D={D}, C={C}; one product = {flops / 1e9:.2f} GFLOP")
     rates = {}
-    for label, groups, width in [("own batch per head (today)", K, C), (f"{L} heads share a batch", K // L, L * C)]:
+    for label, groups, width in [("own batch per head (before)", K, C), (f"{L} heads share a batch (now)", K // L, L * C)]:
         x = tf.random.normal((groups, B, D))
         w = tf.random.normal((groups, D, width))
         g = tf.random.normal((groups, B, width))
@@ -62,13 +62,13 @@ def main() -> None:
     v = tf.Variable(tf.zeros((K, D, C)))
     update = tf.function(lambda: v.assign(0.9 * v - 0.01 * w, read_value=True))
     update_ms = _seconds(update, a.reps) * 1e3
-    base = rates["own batch per head (today)"]
+    base = rates["own batch per head (before)"]
     print(f"{'layout':32s} {'forward':>9s} {'x base':>7s} {'dW':>9s} {'x base':>7s}")
     for label, (f, gr) in rates.items():
         print(f"{label:32s} {f:7.1f} GF {f / base[0]:6.2f}x {gr:7.1f} GF {gr / base[1]:6.2f}x")
     matmul_ms = (flops / base[0] + flops / base[1]) / 1e9 * 1e3
     print(f"one momentum-style pass over the (K, D, C) weights: {update_ms:.0f} ms "
-          f"(the two products today: {matmul_ms:.0f} ms)")
+          f"(the two products, heads apart: {matmul_ms:.0f} ms)")
     _whole_steps(K // L, B, D, L * C, a.reps)
 
 

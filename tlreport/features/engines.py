@@ -45,7 +45,7 @@ def auto_engine(cpu_flags: frozenset[str] | set[str], *, gpu: bool | None = None
     Measured on the real Caltech-101's ``features`` stage (the three EfficientNet-Lites, 9,145 images,
     2 cores), OpenVINO float32 against TensorFlow float32, every feature within 2.7e-5 of TensorFlow's:
     on an AMD EPYC 1.84x as fast with AVX-512 (326 s against 600 s) and 2.26x with AVX2 only (414 s
-    against 935 s); on an Intel Xeon with AVX-512 and AMX 2.20x (159 s against 351 s).  On a CPU with neither (not measured), TensorFlow, the reference, stays; so it
+    against 935 s); on an Intel Xeon with AVX-512 and AMX 2.05x (159 s against 327 s).  On a CPU with neither (not measured), TensorFlow, the reference, stays; so it
     does on a machine with a GPU TensorFlow can use (OpenVINO runs here on the CPU).  ``gpu``
     defaults to :func:`cuda_tensorflow`, which does not import TensorFlow.
     """
@@ -76,8 +76,9 @@ def auto_precision(engine: str, *, cpu_has_bf16: bool) -> str:
     Measured on the real Caltech-101 (AMD EPYC, AVX-512 with bf16, 2 cores; README, *Faster
     extraction*): OpenVINO bf16 features kept every Zeiler & Fergus row within 0.12 points of
     TensorFlow float32, and the whole ``features`` stage took 258 s against OpenVINO float32's 326 s
-    (1.26x; 2.33x TensorFlow float32's 600 s).  On an Intel Xeon with AMX: 136 s against 159 s
-    (1.17x; 2.59x TensorFlow float32's 351 s); there the image loader, not the network, sets the pace.  TensorFlow's own bf16
+    (1.26x; 2.33x TensorFlow float32's 600 s).  On an Intel Xeon with AMX, with OpenVINO computing
+    the float32 network in bf16 (``load_keras_model``): 99 s against 159 s (1.61x; 3.30x TensorFlow
+    float32's 327 s), every Zeiler & Fergus row within 0.15 points (at most 0.147).  TensorFlow's own bf16
     (Keras mixed_bfloat16) ran 0.69x as fast as its float32 on the same CPU, so it is never automatic.
     """
     return "bfloat16" if engine == "openvino" and cpu_has_bf16 else "float32"
