@@ -110,6 +110,9 @@ def test_several_backbones_in_one_pass_decode_each_image_once(tmp_path: Path, mo
     for got, want in zip(together, alone, strict=True):
         np.testing.assert_array_equal(got, want)
     assert not np.array_equal(together[0], together[1])
+    threads = extract_features_many(m, jobs, FeatureStore(tmp_path / "threads"), batch_size=3, loader="threads",
+                                    progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(threads, together, strict=True))      # the loaders agree
     decodes.clear()
     again = extract_features_many(m, jobs, store, progress=False)              # all cached: nothing decoded
     assert not decodes and all(np.array_equal(a, b) for a, b in zip(again, together, strict=True))

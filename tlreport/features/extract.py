@@ -285,9 +285,11 @@ def extract_features_many(manifest: Manifest, jobs: Sequence[Extraction], store:
     Each image missing from any job's store entry is read and decoded once and
     prepared for every job (:func:`~tlreport.datasets.images.load_prepared_many`);
     each job's model runs on the images its entry lacks.  On 2 cores, where the
-    loader shares the cores with the models, three backbones that share the
-    decode wait less for it (``benchmarks/extract.py``).  The features are those
-    each job would get alone.  ``batches`` (a Ray runner) serves one job only.
+    loader shares the cores with the models, the three EfficientNet-Lites ran
+    1.03x (TensorFlow) to 1.07x (OpenVINO bf16) as fast as with a pass per
+    backbone (``benchmarks/extract_together.py``): resizing, done per backbone,
+    costs more than decoding.  The features are those each job would get alone.
+    ``batches`` (a Ray runner) serves one job only.
     """
     if batches is not None and len(jobs) != 1:
         raise ValueError("a batch source computes one spec's features; got several jobs")
