@@ -112,9 +112,12 @@ def test_openvino_bf16_converts_the_float32_network_and_has_keys_of_its_own(tmp_
     tf_bf16 = engines.load_keras_model(ov_bf16.with_engine("tensorflow"), cache_dir=tmp_path, data_root=None)
     assert "bfloat16" in {layer.compute_dtype for layer in tf_bf16.layers}      # TensorFlow's own bf16 is Keras'
     new_bf16, fp32 = backbone_key(ov_bf16), backbone_key(ov_bf16.with_precision("float32"))
-    monkeypatch.delitem(spec_module.ENGINE_REVISIONS, ("openvino", "bfloat16"))
-    assert backbone_key(ov_bf16) != new_bf16                                    # the old way's entries stay apart
-    assert backbone_key(ov_bf16.with_precision("float32")) == fp32              # float32's entries are untouched
+    with monkeypatch.context() as m:
+        m.delitem(spec_module.PRECISION_REVISIONS, ("openvino", "bfloat16"))
+        assert backbone_key(ov_bf16) != new_bf16                                # the old way's entries stay apart
+        assert backbone_key(ov_bf16.with_precision("float32")) == fp32          # float32's entries are untouched
+    monkeypatch.setitem(spec_module.ENGINE_REVISIONS, "openvino", spec_module.ENGINE_REVISIONS["openvino"] + 1)
+    assert backbone_key(ov_bf16) != new_bf16                                    # an engine bump reaches bf16 too
 
 
 def test_no_telemetry_is_sent_or_written(tiny):

@@ -118,6 +118,22 @@ def test_several_backbones_in_one_pass_decode_each_image_once(tmp_path: Path, mo
     assert not decodes and all(np.array_equal(a, b) for a, b in zip(again, together, strict=True))
 
 
+def test_a_failure_in_one_backbone_keeps_what_the_others_computed(tmp_path: Path) -> None:
+    """In the one-pass extraction, rows a job computed are written even when a later job fails on the same batch."""
+    data = make_dataset(tmp_path / "data", {"a": 5, "b": 4})
+    m = scan_dataset(data, progress=False)
+
+    def broken(x: np.ndarray) -> dict[str, np.ndarray]:
+        raise RuntimeError("the second backbone fails")
+
+    store = FeatureStore(tmp_path / "store")
+    jobs = [Extraction(SPEC, fake_model), Extraction(SPEC.with_flip(), broken)]
+    with pytest.raises(RuntimeError, match="second backbone"):
+        extract_features_many(m, jobs, store, batch_size=4, progress=False)
+    found, _ = store.lookup(backbone_key(SPEC), [e.sha256 for e in m.entries])
+    assert found.sum() == 4                                   # the first batch's features of the first backbone
+
+
 def test_cache_hits_when_files_are_added_renamed_and_removed(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", {"a": 6, "b": 5})
     store = FeatureStore(tmp_path / "store")

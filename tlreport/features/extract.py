@@ -288,8 +288,10 @@ def extract_features_many(manifest: Manifest, jobs: Sequence[Extraction], store:
     loader shares the cores with the models, the three EfficientNet-Lites ran
     1.03x (TensorFlow) to 1.07x (OpenVINO bf16) as fast as with a pass per
     backbone (``benchmarks/extract_together.py``): resizing, done per backbone,
-    costs more than decoding.  The features are those each job would get alone.
-    ``batches`` (a Ray runner) serves one job only.
+    costs more than decoding.  Each job's images are prepared as they would be
+    alone; a job whose entry already holds some of a batch's images gets the
+    others as a smaller batch, which can move TensorFlow's last bits (OpenVINO
+    runs one image per request).  ``batches`` (a Ray runner) serves one job only.
     """
     if batches is not None and len(jobs) != 1:
         raise ValueError("a batch source computes one spec's features; got several jobs")
@@ -315,30 +317,27 @@ def extract_features_many(manifest: Manifest, jobs: Sequence[Extraction], store:
             specs = [jobs[i].spec for i in active]
             fns = [batch_function(jobs[i].model, jobs[i].spec) for i in active]
 
-            def local(entries: list[Entry]) -> Iterator[list[tuple[int, list[Entry], np.ndarray]]]:
+            def local(entries: list[Entry]) -> Iterator[tuple[int, list[Entry], np.ndarray]]:
                 for chunk, images in _image_batches(entries, manifest.root, specs, batch_size=batch_size,
                                                     workers=workers, max_pixels=max_pixels, loader=loader):
-                    out = []
                     for i, fn, imgs in zip(active, fns, images, strict=True):
                         rows = [r for r, e in enumerate(chunk) if e.sha256 in missing[i]]
-                        if rows:
+                        if rows:                  # each job's rows go to its writer at once: an interrupt keeps them
                             part = imgs if len(rows) == len(chunk) else imgs[rows]
-                            out.append((i, [chunk[r] for r in rows], _checked(fn(part), len(rows), jobs[i].spec)))
-                    yield out
+                            yield i, [chunk[r] for r in rows], _checked(fn(part), len(rows), jobs[i].spec)
 
             stream = local(list(todo.values()))
         else:
-            stream = ([(0, chunk, feats)] for chunk, feats in batches(list(todo.values())))
+            stream = ((0, chunk, feats) for chunk, feats in batches(list(todo.values())))
         names = ", ".join(jobs[i].spec.name for i in active)
         with bar(total=sum(len(missing[i]) for i in active), desc=f"features {names}", enabled=progress) as pbar:
             try:
-                for results in stream:
-                    for i, chunk, feats in results:
-                        for e, row in zip(chunk, writers[i].add(chunk, feats), strict=True):
-                            computed[i][e.sha256] = row
-                        pbar.update(len(chunk))
-                        if jobs[i].on_batch is not None:
-                            jobs[i].on_batch(len(chunk))
+                for i, chunk, feats in stream:
+                    for e, row in zip(chunk, writers[i].add(chunk, feats), strict=True):
+                        computed[i][e.sha256] = row
+                    pbar.update(len(chunk))
+                    if jobs[i].on_batch is not None:
+                        jobs[i].on_batch(len(chunk))
             finally:
                 for w in writers.values():
                     w.flush()
