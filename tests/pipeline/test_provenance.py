@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tlreport.pipeline import provenance
 from tlreport.pipeline.provenance import vector_isa
 
@@ -18,4 +20,12 @@ def test_the_machine_line_carries_them(monkeypatch):
     assert " (AVX2), " in provenance._machine()
     monkeypatch.setattr(provenance, "cpu_flags", lambda: frozenset())
     line = provenance._machine()
-    assert "(" not in line and line.endswith(" cores, " + provenance.platform.system())
+    assert line == f"{provenance._cpu_name()}, {os.cpu_count()} cores, {provenance.platform.system()}"
+
+
+def test_the_cpu_name_drops_trademark_marks():
+    for raw, name in (("Intel(R) Xeon(R) Processor", "Intel Xeon Processor"),
+                      ("Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz", "Intel Core i7-8650U CPU @ 1.90GHz"),
+                      ("AMD EPYC 9R14 96-Core Processor", "AMD EPYC 9R14 96-Core Processor")):
+        assert provenance.cpu_model_name(f"processor\t: 0\nmodel name\t: {raw}\nflags\t: fpu\n") == name
+    assert provenance.cpu_model_name("processor\t: 0\n") == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -35,16 +36,25 @@ def _git_commit() -> str:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     isa = vector_isa(cpu_flags())
-    return f"{cpu}{f' ({isa})' if isa else ''}, {os.cpu_count()} cores, {platform.system()}"
+    return f"{_cpu_name()}{f' ({isa})' if isa else ''}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def _cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    return cpu_model_name(text) or platform.processor() or platform.machine()
+
+
+def cpu_model_name(cpuinfo: str) -> str:
+    """The first ``model name`` of a ``/proc/cpuinfo`` text without trademark marks ("Intel Xeon
+    Processor", not "Intel(R) Xeon(R) Processor"), or "" when it has none."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("model name"):
+            return " ".join(re.sub(r"\((?:R|TM)\)", " ", line.split(":", 1)[1], flags=re.IGNORECASE).split())
+    return ""
 
 
 def vector_isa(flags: frozenset[str] | set[str]) -> str:
