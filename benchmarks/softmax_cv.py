@@ -45,7 +45,7 @@ def _compare(d: int, args: argparse.Namespace, kw: dict) -> None:
     seeds = list(range(args.problems))
 
     def apart() -> None:
-        train_softmax_many([p for p in problems for _ in l2s], seeds=[s + 7919 * j for s in seeds for j in range(3)],
+        train_softmax_many([p for p in problems for _ in l2s], seeds=[s + 7919 * j for s in seeds for j in range(len(l2s))],
                            l2=[v for _ in problems for v in l2s], **kw)
 
     def shared() -> None:

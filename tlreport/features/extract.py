@@ -299,16 +299,15 @@ def extract_features_many(manifest: Manifest, jobs: Sequence[Extraction], store:
     shas = [e.sha256 for e in manifest.entries]
     looked_up = [store.lookup(key, shas) for key in keys]
     missing: list[set[str]] = []
-    todo: dict[str, Entry] = {}                          # missing from any job, in manifest order
     for job, key, (found, rows) in zip(jobs, keys, looked_up, strict=True):
         if rows.shape[1] not in (0, job.spec.feature_dim):
             raise ValueError(f"store has {rows.shape[1]}-wide features for key {key[:12]}, "
                              f"spec says {job.spec.feature_dim}")
-        lacks = {e.sha256 for e, hit in zip(manifest.entries, found, strict=True) if not hit}
-        missing.append(lacks)
-        for e in manifest.entries:
-            if e.sha256 in lacks and e.sha256 not in todo:
-                todo[e.sha256] = e
+        missing.append({e.sha256 for e, hit in zip(manifest.entries, found, strict=True) if not hit})
+    todo: dict[str, Entry] = {}                          # missing from any job, in manifest order, once per sha256
+    for e in manifest.entries:
+        if any(e.sha256 in lacks for lacks in missing):
+            todo.setdefault(e.sha256, e)
     computed: list[dict[str, np.ndarray]] = [{} for _ in jobs]
     if todo:
         active = [i for i, lacks in enumerate(missing) if lacks]
