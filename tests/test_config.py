@@ -37,9 +37,9 @@ def test_unknown_key_is_a_warning_with_did_you_mean():
 def test_types_and_ranges():
     with pytest.raises(ConfigError) as e:
         validate({"train": {"fractions": [0.5, 0.5, 0.5], "momentum": 1.5, "epochs": -3},
-                  "features": {"backbones": []}, "experiments": {"heads": ["svm"]}})
+                  "features": {"backbones": []}, "experiments": {"heads": ["svm"], "precision": "fp16"}})
     joined = "\n".join(e.value.problems)
-    for field in ("train.fractions: must sum to 1", "train.momentum", "train.epochs: must be > 0",
+    for field in ("experiments.precision: must be one of","train.fractions: must sum to 1", "train.momentum", "train.epochs: must be > 0",
                   "features.backbones: must list at least one backbone", "experiments.heads: unknown head"):
         assert field in joined, joined
     with pytest.raises(ConfigError, match="seed: must be an integer"):

@@ -212,6 +212,9 @@ SCHEMA: dict[str, Any] = {
                        item=str),
         "n_splits": Field(int, 5, _positive),
         "flip": Field(bool, False),  # also report each head with test-time flip averaging
+        # the softmax_sgd head's matrix products: float32, bfloat16 (mixed: float32 weights), or auto
+        # (bfloat16 where the CPU has AMX; tlreport/heads/softmax_sgd.py says why)
+        "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto")),
         "tables": Field(list, [], item=dict),  # [[experiments.tables]] entries
     },
 }
@@ -366,6 +369,7 @@ class ExperimentsConfig:
     heads: tuple[str, ...]
     n_splits: int
     flip: bool
+    precision: str                  # float32 | bfloat16 | auto
     tables: tuple[TableConfig, ...]
 
 

@@ -362,3 +362,14 @@ def test_plot_writes_a_png(tmp_path) -> None:  # noqa: ANN001
     paths = plot_accuracy_vs_ntrain(agg, tmp_path / "acc", literature_rows("caltech101"))
     assert [p.name for p in paths] == ["acc.png"]
     assert paths[0].stat().st_size > 5000
+
+
+def test_auto_precision_trains_softmax_sgd_in_bf16_only_on_amx():
+    from tlreport.heads.softmax_sgd import auto_precision
+
+    assert auto_precision("auto", {"avx512f", "amx_bf16", "amx_tile"}) == "bfloat16"
+    assert auto_precision("auto", {"avx512f", "avx512_bf16"}) == "float32"       # not measured without AMX
+    assert auto_precision("auto", {"avx2"}) == "float32"
+    assert auto_precision("bfloat16", {"avx2"}) == "bfloat16"                     # asked for: as asked
+    assert auto_precision("float32", {"amx_bf16"}) == "float32"
+    assert SoftmaxSGDHead(precision="bfloat16")._kwargs()["precision"] == "bfloat16"

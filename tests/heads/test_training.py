@@ -126,6 +126,24 @@ def test_train_softmax_is_deterministic(jit):
     assert c.W.tobytes() != a.W.tobytes()
 
 
+def test_bfloat16_products_train_float32_weights_close_to_the_float32_run():
+    """precision="bfloat16" rounds the inputs of the two matrix products only: the weights stay float32,
+    the run is deterministic and lands near the float32 one (a few bf16 roundings, not a different head)."""
+    X, y = _blobs(n_per_class=40, classes=5, dim=24, sep=1.5, seed=2)
+    kw = dict(num_classes=5, epochs=12, batch_size=32, seed=3, patience=None)
+    fp32 = train_softmax(X[:150], y[:150], X[150:], y[150:], **kw)
+    bf16 = train_softmax(X[:150], y[:150], X[150:], y[150:], precision="bfloat16", **kw)
+    again = train_softmax(X[:150], y[:150], X[150:], y[150:], precision="bfloat16", **kw)
+    assert bf16.W.dtype == np.float32 and bf16.params["precision"] == "bfloat16"
+    assert bf16.W.tobytes() == again.W.tobytes()
+    assert not np.array_equal(bf16.W, fp32.W)                       # the products did run in bf16
+    scale = float(np.abs(fp32.W).max())
+    assert float(np.abs(bf16.W - fp32.W).max()) < 0.05 * scale
+    assert evaluate(predict_proba(bf16, X[150:]), y[150:], 5)["accuracy"] > 0.95
+    with pytest.raises(UserError, match="precision"):
+        train_softmax(X, y, X, y, num_classes=5, precision="float16")
+
+
 def test_an_epoch_is_split_into_near_equal_batches_not_full_batches_and_a_runt():
     # 130 images at batch 128 train as two batches of 65, exactly like batch 65 (and batch 70, which
     # needs two batches too); batch 64 needs three (44, 43, 43) and so trains differently

@@ -119,6 +119,16 @@ def test_training_hyperparameter_reruns_train_and_downstream_only(project, tmp_p
     assert r.counters.get("features.extracted", 0) == 0
 
 
+def test_head_precision_reruns_the_experiments_only_and_the_post_names_it(project, tmp_path):
+    post_of = lambda root: (root / "site" / "_posts" / "2026-11-28-pipeline.md").read_text()  # noqa: E731
+    assert "softmax_sgd heads trained with float32 matrix products" in post_of(project)
+    p = _copy(project, tmp_path)
+    (p / "tlreport.toml").write_text(CONFIG.replace("n_splits = 2", 'n_splits = 2\nprecision = "bfloat16"'))
+    r = build(load_config(p / "tlreport.toml"), quiet=True)
+    assert r.ran == ["experiments", "figures", "render"]
+    assert "softmax_sgd heads trained with bfloat16 matrix products (mixed precision" in post_of(p)
+
+
 def test_a_concatenated_row_reuses_the_cached_features(project, tmp_path):
     import pandas as pd
 

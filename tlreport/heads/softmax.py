@@ -117,6 +117,7 @@ def train_softmax(
     seed: int = 0,
     standardize: bool = True,
     jit_compile: bool = False,
+    precision: str = "float32",
 ) -> TrainedHead:
     """Train ``Dense(num_classes, softmax)`` on features with SGD + momentum.
 
@@ -158,13 +159,20 @@ def train_softmax(
     time aside (Caltech-101's 5,482 x 1280 training set: 6.5 s vs 4.9 s for
     40 epochs), so it is off by default.
 
+    ``precision="bfloat16"`` runs the step's two matrix products (logits and the
+    weight gradient) on bfloat16 copies of the features and the weights,
+    accumulating in float32 (mixed precision); the weights, their momentum and
+    every update stay float32.  On a CPU with AMX or AVX-512 BF16 the products
+    are several times faster; elsewhere they are emulated and slower, which is
+    why :func:`tlreport.heads.softmax_sgd.auto_precision` picks it only there.
+
     The same inputs and ``seed`` give byte-identical ``W``, ``b`` and history.
     This is :func:`train_softmax_many` with one problem.
     """
     return train_softmax_many(
         [(Xtr, ytr, Xva, yva)], seeds=[seed], num_classes=num_classes, lr=lr, momentum=momentum,
         schedule=schedule, batch_size=batch_size, epochs=epochs, l2=l2, l2_weighting=l2_weighting,
-        patience=patience, standardize=standardize, jit_compile=jit_compile,
+        patience=patience, standardize=standardize, jit_compile=jit_compile, precision=precision,
     )[0]
 
 
@@ -240,6 +248,7 @@ def _train_side_by_side(
     patience: int | None = 20,
     standardize: bool = True,
     jit_compile: bool = False,
+    precision: str = "float32",
 ) -> list[list[TrainedHead]]:
     """``K`` problems x ``L`` penalties (``l2[k][j]``): ``K * L`` heads in one ``(K, D, L*C)`` kernel.
 
@@ -253,6 +262,8 @@ def _train_side_by_side(
         raise UserError(f"schedule must be 'cosine' or 'constant'. Received: schedule={schedule!r}")
     if l2_weighting not in ("uniform", "variance"):
         raise UserError(f"l2_weighting must be 'uniform' or 'variance'. Received: l2_weighting={l2_weighting!r}")
+    if precision not in ("float32", "bfloat16"):
+        raise UserError(f"precision must be 'float32' or 'bfloat16'. Received: precision={precision!r}")
     if batch_size < 1 or epochs < 1:
         raise UserError(f"batch_size and epochs must be >= 1. Received: {batch_size=}, {epochs=}")
     if num_classes < 2:
@@ -315,20 +326,29 @@ def _train_side_by_side(
         rate = lambda _: tf.constant(lr, tf.float32)  # noqa: E731
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
-    X_t = tf.constant(Xs)
+    # products in bfloat16 (mixed precision): the images and a bf16 copy of the kernel feed the matrix
+    # products, which accumulate in float32; the weights, their momentum and every update stay float32
+    mixed = precision == "bfloat16"
+    X_t = tf.constant(Xs.astype(tf.bfloat16.as_numpy_dtype) if mixed else Xs)
     y_t = tf.constant(np.stack([p[1] for p in data]))
     Xv_t = tf.constant(Xvs)
     yv_t = tf.constant(np.stack([p[3] for p in data]).reshape(K, nv))
+    kernel_bf16 = tf.Variable(tf.cast(init, tf.bfloat16), name="kernel_bf16") if mixed else None
     # the penalty's gradient, d/dW of l2 * sum(w_d * W**2), is 2 * l2 * w_d * W: written out rather than
-    # taped (the loss reported is the data term alone, so the penalty's value is never needed)
-    penalty_grad = tf.constant(2.0 * np.repeat(l2_kl.astype(np.float32), C, axis=1)[:, None, :])  # (K, 1, L*C)
-    if l2_weighting == "variance":
-        penalty_grad = penalty_grad * tf.constant(_variance_weights(Xs)[:, :, None])     # (K, D, L*C)
+    # taped (the loss reported is the data term alone, so the penalty's value is never needed), as the
+    # outer product of a per-feature weight (K, D, 1) and a per-column 2 * l2 (K, 1, L*C)
+    penalty_cols = tf.constant(2.0 * np.repeat(l2_kl.astype(np.float32), C, axis=1)[:, None, :])  # (K, 1, L*C)
+    penalty_rows = tf.constant(_variance_weights(Xs)[:, :, None] if l2_weighting == "variance"
+                               else np.ones((K, d, 1), np.float32))                              # (K, D, 1)
+    momentum_t = tf.constant(momentum, tf.float32)
     has_val = nv > 0
 
     def logits_of(x: Any) -> Any:
         """(K, B, D) -> (K, B, L, C): every head's logits, a problem's L heads on the same images."""
-        z = tf.matmul(x, kernel) + bias
+        if mixed and x.dtype == tf.bfloat16:
+            z = tf.cast(tf.matmul(x, kernel_bf16), tf.float32) + bias
+        else:
+            z = tf.matmul(x, kernel) + bias
         return tf.reshape(z, tf.concat([tf.shape(z)[:2], [L, C]], axis=0))
 
     def scores(y: Any, logits: Any) -> tuple[Any, Any]:
@@ -337,24 +357,43 @@ def _train_side_by_side(
         hit = tf.cast(tf.equal(tf.argmax(logits, 3, output_type=tf.int32), y), tf.float32)
         return loss_fn(y, logits), hit
 
+    @tf.function(jit_compile=True)
+    def update_kernel(g_data: Any, rate_t: Any) -> None:
+        """Keras' SGD step on the kernel (velocity = momentum * velocity - rate * grad; kernel += velocity),
+        its gradient the data term's plus the penalty's, in one fused pass (XLA): the (K, D, L*C) kernel is
+        the largest tensor of a step, and separate ops walk it and its momentum seven times
+        (``benchmarks/softmax_step.py``)."""
+        grad = tf.cast(g_data, tf.float32) + (penalty_rows * penalty_cols) * kernel
+        velocity[0].assign(momentum_t * velocity[0] - rate_t * grad)
+        kernel.assign_add(velocity[0])
+        if mixed:
+            kernel_bf16.assign(tf.cast(kernel, tf.bfloat16))
+
     def step(idx: Any) -> tuple[Any, Any]:
         xb = tf.gather(X_t, idx, batch_dims=1)          # (K, B, D)
         yb = tf.gather(y_t, idx, batch_dims=1)          # (K, B)
-        with tf.GradientTape() as tape:
-            per_image, hit = scores(yb, logits_of(xb))
-            data_loss = tf.reduce_mean(per_image, axis=1)                    # (K, L): each head's mean
-            loss = tf.reduce_sum(data_loss)
-        g_kernel, g_bias = tape.gradient(loss, [kernel, bias])
-        # Keras' SGD step (velocity = momentum * velocity - rate * grad; var += velocity) fused into one
-        # pass over each variable: the (K, D, L*C) kernel is the largest tensor of a step, and Keras
-        # walks it five times (benchmarks/softmax_step.py: a whole step 1.46x faster)
+        logits = logits_of(xb)                          # (K, B, L, C)
+        shape = tf.shape(logits)
+        yl = tf.repeat(yb[:, :, None], L, axis=2)
+        # the cross-entropy and its gradient d loss / d logits (softmax - one-hot) from one fused op: what
+        # Keras' sparse cross-entropy computes and its tape differentiates, without the tape
+        per_image, dlogits = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
+            features=tf.reshape(logits, [-1, C]), labels=tf.reshape(yl, [-1]))
+        per_image = tf.reshape(per_image, shape[:3])                                 # (K, B, L)
+        hit = tf.cast(tf.equal(tf.argmax(logits, 3, output_type=tf.int32), yl), tf.float32)
+        batch_f = tf.cast(shape[1], tf.float32)
+        dz = tf.reshape(dlogits, [shape[0], shape[1], L * C]) / batch_f   # each head's loss is its batch mean
+        if mixed:
+            g_kernel = tf.matmul(xb, tf.cast(dz, tf.bfloat16), transpose_a=True)    # (K, D, L*C)
+        else:
+            g_kernel = tf.matmul(xb, dz, transpose_a=True)
+        g_bias = tf.reduce_sum(dz, axis=1, keepdims=True)                          # (K, 1, L*C)
         rate_t = tf.cast(rate(iterations), tf.float32)
-        for var, vel, grad in ((kernel, velocity[0], g_kernel + penalty_grad * kernel), (bias, velocity[1], g_bias)):
-            tf.raw_ops.ResourceApplyKerasMomentum(var=var.handle, accum=vel.handle, lr=rate_t, grad=grad,
-                                                  momentum=tf.constant(momentum, tf.float32), use_nesterov=False)
+        update_kernel(g_kernel, rate_t)
+        tf.raw_ops.ResourceApplyKerasMomentum(var=bias.handle, accum=velocity[1].handle, lr=rate_t, grad=g_bias,
+                                              momentum=momentum_t, use_nesterov=False)
         iterations.assign_add(1)
-        k = tf.cast(tf.shape(idx)[1], tf.float32)
-        return data_loss * k, tf.reduce_sum(hit, axis=1)
+        return tf.reduce_mean(per_image, axis=1) * batch_f, tf.reduce_sum(hit, axis=1)
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def run_epoch(perm: Any) -> tuple[Any, Any, Any, Any]:
@@ -417,6 +456,7 @@ def _train_side_by_side(
             lr=lr, momentum=momentum, schedule=schedule, batch_size=batch, epochs=epochs, l2=float(l2_kl[k, j]),
             l2_weighting=l2_weighting,
             patience=patience, seed=int(seeds[k]), standardize=standardize, jit_compile=jit_compile,
+            precision=precision,
         )
         heads[k].append(TrainedHead(W=best[h][2], b=best[h][3], mean=stats[k][0], std=stats[k][1],
                                     history=history, best_epoch=int(best[h][1]), seconds=seconds, params=hp))

@@ -45,6 +45,25 @@ def short_classes(ctx: BuildContext, index: int, table: TableConfig) -> list[tup
     return short if table.drop_short_classes else []
 
 
+def head_precision(ctx: BuildContext) -> str:
+    """``experiments.precision`` with ``"auto"`` resolved for this machine's CPU."""
+    from tlreport.heads.softmax_sgd import auto_precision
+    from tlreport.pipeline.resources import cpu_flags
+
+    return auto_precision(ctx.config.experiments.precision, cpu_flags())
+
+
+def experiments_heads(ctx: BuildContext) -> list:
+    """The configured heads, each with the resolved precision where it has one."""
+    import dataclasses
+
+    from tlreport.heads import get_head
+
+    precision = head_precision(ctx)
+    heads = [get_head(h) for h in ctx.config.experiments.heads]
+    return [dataclasses.replace(h, precision=precision) if hasattr(h, "precision") else h for h in heads]
+
+
 def experiments_inputs(ctx: BuildContext) -> dict:
     from tlreport.pipeline import resources
 
@@ -52,7 +71,8 @@ def experiments_inputs(ctx: BuildContext) -> dict:
     uses = [resources.table_use(ctx, t) for t in e.tables]
     features = [feature_identity(ctx, u, v) for u in uses for v in resources.table_variants(ctx)]
     return {"experiments": e, "seed": ctx.config.seed, "tables": [u.id for u in uses], "features": features,
-            "dropped": [short_classes(ctx, i, t) for i, t in enumerate(e.tables)]}
+            "dropped": [short_classes(ctx, i, t) for i, t in enumerate(e.tables)],
+            "head_precision": head_precision(ctx)}
 
 
 def experiments_run(ctx: BuildContext, out: Path) -> None:
@@ -77,7 +97,7 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
         feats = {b: resources.table_features(ctx, use, b)[keep] for b in e.backbones}
         flips = ({b: resources.table_features(ctx, use, b, flip=True)[keep] for b in e.backbones}
                  if e.flip else None)
-        heads = e.heads
+        heads = experiments_heads(ctx)
         name = t.name or t.dataset
         total = len(feats) * len(heads) * len(t.settings) * e.n_splits
         with bar(total=total, desc=f"experiments {name}", unit="fit", enabled=not ctx.quiet) as pbar:

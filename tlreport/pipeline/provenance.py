@@ -77,6 +77,16 @@ def _engine(engine: str) -> str:
     return "TensorFlow"
 
 
+def _head_precision(ctx: BuildContext) -> str:
+    """The softmax_sgd head's precision in the experiments, '' when no experiment trained that head."""
+    from tlreport.pipeline.experiments import head_precision
+
+    e = ctx.config.experiments
+    if "experiments" not in ctx.outputs or "softmax_sgd" not in e.heads:
+        return ""
+    return head_precision(ctx)
+
+
 def _provenance(ctx: BuildContext) -> dict:
     from tlreport import __version__
     from tlreport.backbones import get_spec
@@ -107,6 +117,7 @@ def _provenance(ctx: BuildContext) -> dict:
         "numpy": _version("numpy"), "sklearn": _version("scikit-learn"),
         "backbones": backbones, "engine": _engine(spec.engine if spec else cfg.features.engine),
         "precision": spec.precision if spec else cfg.features.precision,
+        "head_precision": _head_precision(ctx),
         "datasets": ctx.memo.get("provenance.datasets", []),
         "machine": _machine(), "timings": timings,
     }
