@@ -1,0 +1,75 @@
+"""softmax_sgd in the Zeiler & Fergus grid, float32 against bfloat16 products: the time and the table check.
+
+Run by hand::
+
+    .venv/bin/python benchmarks/grid_precision.py                      # synthetic Caltech-101-shaped features
+    .venv/bin/python benchmarks/grid_precision.py --config configs/caltech101-offline.toml \\
+        --dataset ../shared/datasets/caltech101/101_ObjectCategories   # a build's cached features
+
+``experiments.precision = "bfloat16"`` runs the head's two matrix products per step in bf16 (float32
+weights, momentum and updates).  For every ``experiments.backbones`` row of the config's first table
+(or one synthetic 1280-d row), the whole ``softmax_sgd`` grid runs twice, float32 then bfloat16, on
+the same splits and seeds; printed per row: each precision's seconds and the ratio, and each
+setting's mean in both with the difference, against the 0.15-point budget the features' bf16 was held
+to (README, *Faster extraction*).  ``auto`` trains in bf16 where the CPU has AMX, the only kind where
+this was measured (README, *bf16 in the experiment grid*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tlreport.heads.grid import aggregate, run_grid  # noqa: E402
+from tlreport.heads.softmax_sgd import SoftmaxSGDHead  # noqa: E402
+
+BUDGET = 0.15  # points of mean per-class accuracy, per row and setting
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, help="read this config's cached features (first table)")
+    ap.add_argument("--dataset", help="the dataset folder, as for tlreport build --dataset")
+    args = ap.parse_args(argv)
+    if args.config:
+        from softmax_head import cached_rows  # benchmarks/softmax_head.py
+
+        rows, y, names, keys, protocol = cached_rows(args.config, args.dataset)
+    else:
+        from grid import synthetic_caltech101  # benchmarks/grid.py
+
+        X, y, names = synthetic_caltech101()
+        rows, keys = {"synthetic 1280-d": X}, None
+        protocol = {"settings": [15, 30], "test_cap": 50, "n_splits": 5, "seed": 0}
+    from tlreport.pipeline.resources import cpu_flags
+
+    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+    print(f"{len(y)} images, {len(names)} classes; {protocol}; CPU flags {', '.join(flags) or 'unknown'}")
+    worst, totals = 0.0, {"float32": 0.0, "bfloat16": 0.0}
+    for entry, X in rows.items():
+        means, seconds = {}, {}
+        for precision in ("float32", "bfloat16"):
+            t0 = time.perf_counter()
+            df = run_grid({entry: X}, y, names, heads=[SoftmaxSGDHead(precision=precision)], keys=keys, **protocol)
+            seconds[precision] = time.perf_counter() - t0
+            totals[precision] += seconds[precision]
+            means[precision] = aggregate(df).set_index("n_train")["mean"]
+        cells = []
+        for n in protocol["settings"]:
+            a, b = means["float32"].loc[n], means["bfloat16"].loc[n]
+            worst = max(worst, abs(b - a))
+            cells.append(f"{n}/class {a:.3f} -> {b:.3f} ({b - a:+.3f})")
+        print(f"{entry}: float32 {seconds['float32']:.1f} s, bfloat16 {seconds['bfloat16']:.1f} s "
+              f"(x{seconds['float32'] / seconds['bfloat16']:.2f}); " + "; ".join(cells), flush=True)
+    print(f"all rows: float32 {totals['float32']:.1f} s, bfloat16 {totals['bfloat16']:.1f} s "
+          f"(x{totals['float32'] / totals['bfloat16']:.2f}); largest change {worst:.3f} points "
+          f"({'within' if worst <= BUDGET else 'OVER'} the {BUDGET} budget)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
