@@ -17,7 +17,6 @@ this was measured (README, *bf16 in the experiment grid*).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -31,20 +30,9 @@ BUDGET = 0.15  # points of mean per-class accuracy, per row and setting
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, help="read this config's cached features (first table)")
-    ap.add_argument("--dataset", help="the dataset folder, as for tlreport build --dataset")
-    args = ap.parse_args(argv)
-    if args.config:
-        from softmax_head import cached_rows  # benchmarks/softmax_head.py
+    from softmax_head import grid_inputs  # benchmarks/softmax_head.py
 
-        rows, y, names, keys, protocol = cached_rows(args.config, args.dataset)
-    else:
-        from grid import synthetic_caltech101  # benchmarks/grid.py
-
-        X, y, names = synthetic_caltech101()
-        rows, keys = {"synthetic 1280-d": X}, None
-        protocol = {"settings": [15, 30], "test_cap": 50, "n_splits": 5, "seed": 0}
+    rows, y, names, keys, protocol = grid_inputs(argv, __doc__.splitlines()[0])
     from tlreport.pipeline.resources import cpu_flags
 
     flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})

@@ -69,19 +69,24 @@ def cached_rows(config: Path, dataset: str | None) -> tuple[dict[str, np.ndarray
     return rows, m.labels(), list(m.classes), [e.sha256 for e in m.entries], protocol
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def grid_inputs(argv: list[str] | None, description: str) -> tuple[dict[str, np.ndarray], np.ndarray, list[str],
+                                                                  list[str] | None, dict]:
+    """``--config``/``--dataset`` parsed: a config's cached rows (:func:`cached_rows`), else one synthetic
+    Caltech-101-shaped 1280-d row on the Zeiler & Fergus protocol."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--config", type=Path, help="read this config's cached features (first table)")
     ap.add_argument("--dataset", help="the dataset folder, as for tlreport build --dataset")
     args = ap.parse_args(argv)
     if args.config:
-        rows, y, names, keys, protocol = cached_rows(args.config, args.dataset)
-    else:
-        from grid import synthetic_caltech101  # benchmarks/grid.py
+        return cached_rows(args.config, args.dataset)
+    from grid import synthetic_caltech101  # benchmarks/grid.py
 
-        X, y, names = synthetic_caltech101()
-        rows, keys = {"synthetic 1280-d": X}, None
-        protocol = {"settings": [15, 30], "test_cap": 50, "n_splits": 5, "seed": 0}
+    X, y, names = synthetic_caltech101()
+    return {"synthetic 1280-d": X}, y, names, None, {"settings": [15, 30], "test_cap": 50, "n_splits": 5, "seed": 0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    rows, y, names, keys, protocol = grid_inputs(argv, __doc__.splitlines()[0])
     heads = [SEED_RECIPE, SoftmaxSGDHead(), LogRegHead()]
     print(f"{len(y)} images, {len(names)} classes; {protocol}")
     for entry, X in rows.items():
