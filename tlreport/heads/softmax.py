@@ -162,9 +162,10 @@ def train_softmax(
     ``precision="bfloat16"`` runs the step's two matrix products (logits and the
     weight gradient) on bfloat16 copies of the features and the weights,
     accumulating in float32 (mixed precision); the weights, their momentum and
-    every update stay float32.  On a CPU with AMX or AVX-512 BF16 the products
-    are several times faster; elsewhere they are emulated and slower, which is
-    why :func:`tlreport.heads.softmax_sgd.auto_precision` picks it only there.
+    every update stay float32.  With AMX the products ran 5x as fast (the whole
+    grid 1.52x); without native bf16 TensorFlow emulates them, and AVX-512 BF16
+    alone was not measured, so :func:`tlreport.heads.softmax_sgd.auto_precision`
+    picks bf16 on AMX only.
 
     The same inputs and ``seed`` give byte-identical ``W``, ``b`` and history.
     This is :func:`train_softmax_many` with one problem.
@@ -360,9 +361,10 @@ def _train_side_by_side(
     @tf.function(jit_compile=True)
     def update_kernel(g_data: Any, rate_t: Any) -> None:
         """Keras' SGD step on the kernel (velocity = momentum * velocity - rate * grad; kernel += velocity),
-        its gradient the data term's plus the penalty's, in one fused pass (XLA): the (K, D, L*C) kernel is
-        the largest tensor of a step, and separate ops walk it and its momentum seven times
-        (``benchmarks/softmax_step.py``)."""
+        its gradient the data term's plus the penalty's, in one fused pass (XLA) that also refreshes the
+        kernel's bf16 copy in mixed precision.  The (K, D, L*C) kernel is the largest tensor of a step and
+        this pass is bound by memory: about half of a bf16 step of the grid's cross-validation on the Xeon
+        (README, *bf16 in the experiment grid*).  In float32 the grid took as long as with separate ops."""
         grad = tf.cast(g_data, tf.float32) + (penalty_rows * penalty_cols) * kernel
         velocity[0].assign(momentum_t * velocity[0] - rate_t * grad)
         kernel.assign_add(velocity[0])
