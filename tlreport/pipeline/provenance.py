@@ -77,14 +77,15 @@ def _engine(engine: str) -> str:
     return "TensorFlow"
 
 
-def _head_precision(ctx: BuildContext) -> str:
-    """The softmax_sgd head's precision in the experiments, '' when no experiment trained that head."""
-    from tlreport.pipeline.experiments import head_precision
+def _head_precision(ctx: BuildContext) -> dict:
+    """The precision the experiments trained their heads in, and the heads that have one (the others, such
+    as logreg, have none); empty when no experiment trained such a head."""
+    from tlreport.pipeline.experiments import experiments_heads
 
-    e = ctx.config.experiments
-    if "experiments" not in ctx.outputs or "softmax_sgd" not in e.heads:
-        return ""
-    return head_precision(ctx)
+    if "experiments" not in ctx.outputs:
+        return {}
+    heads = [h for h in experiments_heads(ctx) if hasattr(h, "precision")]
+    return {"precision": heads[0].precision, "heads": [h.name for h in heads]} if heads else {}
 
 
 def _provenance(ctx: BuildContext) -> dict:
