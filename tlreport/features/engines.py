@@ -70,18 +70,27 @@ def cuda_tensorflow() -> bool:
     return Path("/dev/nvidiactl").exists()
 
 
-def auto_precision(engine: str, *, cpu_has_bf16: bool) -> str:
-    """``features.precision = "auto"``: bf16 where it is both faster and keeps the tables.
+#: The CPU kinds (each a set of flags it must have) on which OpenVINO bf16 features kept every row of
+#: the Caltech-101 Zeiler & Fergus table, both heads, within 0.15 points of float32 (README, *Faster
+#: extraction*).  None so far.  On the Intel Xeon with AMX, ``logreg``'s rows held (at most 0.147) but
+#: ``softmax_sgd``'s Lite0 at 30 per class fell 0.160; on the AMD EPYC with AVX-512 BF16 only the earlier
+#: release's bf16 path was checked, and with ``logreg`` only.
+BF16_TABLES_HELD: tuple[frozenset[str], ...] = ()
 
-    Measured on the real Caltech-101 (AMD EPYC, AVX-512 with bf16, 2 cores; README, *Faster
-    extraction*): OpenVINO bf16 features kept every Zeiler & Fergus row within 0.12 points of
-    TensorFlow float32, and the whole ``features`` stage took 258 s against OpenVINO float32's 326 s
-    (1.26x; 2.33x TensorFlow float32's 600 s).  On an Intel Xeon with AMX, with OpenVINO computing
-    the float32 network in bf16 (``load_keras_model``): 99 s against 159 s (1.61x; 3.30x TensorFlow
-    float32's 327 s), every Zeiler & Fergus row within 0.15 points (at most 0.147).  TensorFlow's own bf16
-    (Keras mixed_bfloat16) ran 0.69x as fast as its float32 on the same CPU, so it is never automatic.
+
+def auto_precision(engine: str, cpu_flags: frozenset[str] | set[str]) -> str:
+    """``features.precision = "auto"``: bf16 where it is faster and every row of the table held.
+
+    bf16 is faster with OpenVINO wherever the CPU has native bf16: on the Intel Xeon with AMX
+    the whole ``features`` stage took 99 s against float32's 159 s (1.61x; 3.30x TensorFlow
+    float32's 327 s), on the AMD EPYC with AVX-512 BF16 258 s against 326 s.  But the check that
+    decides is the tables, not the speed, and bf16 has passed it on no CPU kind yet
+    (:data:`BF16_TABLES_HELD`), so ``auto`` is float32 until one passes.  TensorFlow's own bf16
+    (Keras mixed_bfloat16) ran 0.69x as fast as its float32, so it is never automatic.
     """
-    return "bfloat16" if engine == "openvino" and cpu_has_bf16 else "float32"
+    flags = set(cpu_flags)
+    held = any(kind <= flags for kind in BF16_TABLES_HELD)
+    return "bfloat16" if engine == "openvino" and held else "float32"
 
 
 def block_telemetry() -> None:

@@ -203,7 +203,7 @@ def resolved_spec(ctx: BuildContext, variant: FeatureVariant | str):
     if precision == "auto":
         from tlreport.features.engines import auto_precision
 
-        precision = auto_precision(engine, cpu_has_bf16=cpu_has_bf16())
+        precision = auto_precision(engine, cpu_flags())
     if precision != spec.precision:
         spec = spec.with_precision(precision)
     return spec.with_engine(engine) if engine != spec.engine else spec
