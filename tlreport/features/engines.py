@@ -45,9 +45,10 @@ def auto_engine(cpu_flags: frozenset[str] | set[str], *, gpu: bool | None = None
     Measured on the real Caltech-101's ``features`` stage (the three EfficientNet-Lites, 9,145 images,
     2 cores), OpenVINO float32 against TensorFlow float32, every feature within 2.7e-5 of TensorFlow's:
     on an AMD EPYC 1.84x as fast with AVX-512 (326 s against 600 s) and 2.26x with AVX2 only (414 s
-    against 935 s); on an Intel Xeon with AVX-512 and AMX 2.05x (159 s against 327 s).  On a CPU with neither (not measured), TensorFlow, the reference, stays; so it
-    does on a machine with a GPU TensorFlow can use (OpenVINO runs here on the CPU).  ``gpu``
-    defaults to :func:`cuda_tensorflow`, which does not import TensorFlow.
+    against 935 s); on an Intel Xeon with AVX-512 and AMX 2.05x (159 s against 327 s).  On a CPU
+    with neither (not measured), TensorFlow, the reference, stays; so it does on a machine with a
+    GPU TensorFlow can use (OpenVINO runs here on the CPU).  ``gpu`` defaults to
+    :func:`cuda_tensorflow`, which does not import TensorFlow.
     """
     import importlib.util
 

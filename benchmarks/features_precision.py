@@ -1,0 +1,79 @@
+"""Do bf16 features keep the tables?  The ``features.precision = "auto"`` decision, checked on a config.
+
+Run by hand::
+
+    .venv/bin/python benchmarks/features_precision.py --config configs/caltech101-offline.toml \\
+        --dataset ../shared/datasets/caltech101/101_ObjectCategories
+
+The check is the table, not a cosine (issue #15): for every ``experiments.backbones`` row of the
+config's first table and every head of its ``experiments.heads`` (with ``experiments.precision``
+resolved as a build resolves it), the Zeiler & Fergus means with float32 and with bfloat16 features
+of the config's engine (``auto`` resolved: OpenVINO where it is installed), on the same splits and
+seeds.  Features the cache lacks are extracted first and kept, as a build keeps them (the features
+stage's seconds are printed then).  Printed per row and head: each setting's mean in both precisions
+and the difference; then the largest difference against the 0.15-point budget, and the verdict.
+Where every row of every head held, the CPU's kind belongs in ``BF16_TABLES_HELD``
+(``tlreport/features/engines.py``), which is what ``features.precision = "auto"`` reads.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BUDGET = 0.15  # points of mean per-class accuracy, for every row, head and setting
+PRECISIONS = ("float32", "bfloat16")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from softmax_head import table_context, table_rows  # benchmarks/softmax_head.py
+
+    from tlreport.heads.grid import aggregate, run_grid
+    from tlreport.pipeline.experiments import experiments_heads
+    from tlreport.pipeline.resources import FeatureVariant, cpu_flags, resolved_spec
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, required=True, help="the config whose first table is checked")
+    ap.add_argument("--dataset", help="the dataset folder, as for tlreport build --dataset")
+    args = ap.parse_args(argv)
+
+    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+    means: dict[str, dict] = {}
+    for precision in PRECISIONS:
+        ctx, use = table_context(args.config, args.dataset, features_precision=precision, read_only=False)
+        engine = resolved_spec(ctx, FeatureVariant(ctx.config.experiments.backbones[0].split("+")[0])).engine
+        t0 = time.perf_counter()
+        rows, y, names, keys, protocol = table_rows(ctx, use)
+        print(f"{precision} features ({engine}): ready in {time.perf_counter() - t0:.1f} s "
+              f"(extraction included where the cache lacked them)", flush=True)
+        heads = experiments_heads(ctx)
+        for entry, X in rows.items():
+            for head in heads:
+                t0 = time.perf_counter()
+                df = run_grid({entry: X}, y, names, heads=[head], keys=keys, **protocol)
+                table = aggregate(df).set_index("n_train")["mean"]
+                means.setdefault(f"{entry} + {head.name}", {})[precision] = table
+                print(f"  {entry} + {head.name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"{len(y)} images, {len(names)} classes; {protocol}; CPU flags {', '.join(flags) or 'unknown'}")
+    worst, where = 0.0, ""
+    for row, by_precision in means.items():
+        cells = []
+        for n in protocol["settings"]:
+            a, b = (by_precision[p].loc[n] for p in PRECISIONS)
+            if abs(b - a) > worst:
+                worst, where = abs(b - a), f"{row}, {n}/class"
+            cells.append(f"{n}/class {a:.3f} -> {b:.3f} ({b - a:+.3f})")
+        print(f"{row}: " + "; ".join(cells))
+    held = worst <= BUDGET
+    print(f"largest change {worst:.3f} points ({where}): {'every row held' if held else 'OVER'} the {BUDGET} "
+          f"budget" + ("; add this CPU's kind to BF16_TABLES_HELD" if held else "; auto stays float32 here"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
