@@ -41,10 +41,12 @@ SEED_RECIPE = SoftmaxSGDHead(epochs=300, l2_grid=(0.0,), train_kwargs={"lr": 0.0
                              name="seed recipe")
 
 
-def table_context(config: Path, dataset: str | None, *, features_precision: str | None = None,
-                  read_only: bool = True):
-    """A build context for ``config`` (its ``features.precision`` replaced by ``features_precision``
-    if given) and its first table's dataset use.  Read-only: nothing is extracted or written."""
+def table_context(config: Path, dataset: str | None, *, features: dict | None = None, read_only: bool = True):
+    """A build context for ``config``, its first table and that table's dataset use.
+
+    ``features`` replaces keys of the config's ``[features]`` (``{"precision": "bfloat16"}``).  With
+    ``read_only`` (the default) nothing is extracted or written.
+    """
     import dataclasses
 
     from tlreport.config import load_config
@@ -54,31 +56,34 @@ def table_context(config: Path, dataset: str | None, *, features_precision: str 
     from tlreport.pipeline import resources
 
     cfg = load_config(config)
-    if features_precision is not None:
-        raw = {**cfg.raw, "features": {**cfg.raw["features"], "precision": features_precision}}
+    if features:
+        raw = {**cfg.raw, "features": {**cfg.raw["features"], **features}}
         cfg = dataclasses.replace(cfg, raw=raw)                      # the sections are derived from raw
     if not cfg.experiments.tables:
         raise UserError(f"{config} has no [[experiments.tables]]")
     ctx = BuildContext(config=cfg, store=StageStore(cfg.cache_dir / "stages"), read_only=read_only,
                        dataset_override=dataset, quiet=True)
     ctx.data_root = resources.resolve_data_root(cfg, dataset)
-    return ctx, resources.table_use(ctx, cfg.experiments.tables[0])
+    table = cfg.experiments.tables[0]
+    return ctx, table, resources.table_use(ctx, table)
 
 
-def table_rows(ctx, use) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], list[str], dict]:
-    """Each ``experiments.backbones`` row's features of the table ``use``; extracted first where the
-    cache lacks them and ``ctx`` may write, else a one-line error."""
+def table_rows(ctx, table, use) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], list[str], dict]:
+    """Each ``experiments.backbones`` row's features for ``table`` (dataset use ``use``), and its protocol;
+    extracted first where the cache lacks them and ``ctx`` may write, else a one-line error."""
     from tlreport.errors import UserError
     from tlreport.pipeline import resources
 
     cfg = ctx.config
+    if table.drop_short_classes:  # the build's class filter lives in its experiments stage, not here
+        raise UserError(f"{table.name or table.dataset}: drop_short_classes = true is not supported here; "
+                        "the benchmarks run a table on all its classes")
     for b in dict.fromkeys(b for e in cfg.experiments.backbones for b in resources.table_parts(e)):
         missing = resources.missing_count(ctx, use, resources.FeatureVariant(b))
         if missing and ctx.read_only:
             raise UserError(f"{b}: {missing} images have no cached features; run tlreport build first")
     m = resources.manifest(ctx, use)
     rows = {e: resources.table_features(ctx, use, e) for e in cfg.experiments.backbones}
-    table = cfg.experiments.tables[0]
     protocol = {"settings": list(table.settings), "test_cap": table.test_cap, "n_splits": cfg.experiments.n_splits,
                 "seed": cfg.seed}
     return rows, m.labels(), list(m.classes), [e.sha256 for e in m.entries], protocol

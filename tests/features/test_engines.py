@@ -135,17 +135,6 @@ def test_without_openvino_the_engine_is_a_one_line_error(monkeypatch):
         engines.openvino_version()
 
 
-def test_auto_precision_is_float32_on_every_cpu_kind_where_bf16_has_not_held_the_tables(monkeypatch):
-    amx_xeon = {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
-    assert engines.auto_precision("openvino", amx_xeon) == "float32"              # softmax_sgd moved 0.160
-    assert engines.auto_precision("openvino", {"avx2", "avx512f", "avx512_bf16"}) == "float32"   # not checked
-    # a CPU kind that passes gets bf16 with OpenVINO, and only that kind; TensorFlow's bf16 never
-    monkeypatch.setattr(engines, "BF16_TABLES_HELD", (frozenset({"amx_bf16"}),))
-    assert engines.auto_precision("openvino", amx_xeon) == "bfloat16"
-    assert engines.auto_precision("openvino", {"avx2", "avx512f", "avx512_bf16"}) == "float32"
-    assert engines.auto_precision("tensorflow", amx_xeon) == "float32"           # Keras' bf16 was slower
-
-
 def test_auto_engine_is_openvino_where_installed_and_measured_faster_else_tensorflow(monkeypatch):
     assert engines.auto_engine({"avx2", "avx512f"}, gpu=False) == "openvino"   # the [test] extra installs it
     assert engines.auto_engine({"avx2"}, gpu=False) == "openvino"              # measured faster on AVX2 too
@@ -185,19 +174,6 @@ def test_the_config_takes_engine_auto_and_the_build_resolves_it_to_a_named_engin
         config = cfg
 
     assert resources.resolved_spec(Ctx(), "tiny_random").engine == expected
-
-
-def test_the_build_resolves_precision_auto_from_this_cpus_flags(monkeypatch):
-    from tlreport.config import validate
-    from tlreport.pipeline import resources
-
-    class Ctx:
-        config = validate({"features": {"engine": "openvino", "precision": "auto"}})
-
-    monkeypatch.setattr(resources, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
-    assert resources.resolved_spec(Ctx(), "tiny_random").precision == "float32"
-    monkeypatch.setattr(engines, "BF16_TABLES_HELD", (frozenset({"amx_bf16"}),))
-    assert resources.resolved_spec(Ctx(), "tiny_random").precision == "bfloat16"
 
 
 def test_the_conversion_folder_is_one_flat_name_per_openvino_build(tmp_path, monkeypatch):

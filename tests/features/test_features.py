@@ -330,3 +330,35 @@ def test_a_read_only_store_reports_a_bad_shard_but_keeps_it(tmp_path: Path) -> N
     found, _ = looker.lookup(backbone_key(SPEC), [e.sha256 for e in m.entries])
     assert not found.any() and len(looker.problems) == 1
     assert npy.exists() and npy.with_suffix(".json").exists()      # a dry run or `cache info` deletes nothing
+
+
+# features.precision = "auto" (no OpenVINO needed: these check the decision, not the engine)
+
+def test_auto_precision_is_float32_on_every_cpu_kind_where_bf16_has_not_held_the_tables(monkeypatch):
+    from tlreport.features import engines
+
+    amx_xeon = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    avx512_bf16_only = frozenset({"avx2", "avx512f", "avx512_bf16"})
+    assert engines.auto_precision("openvino", amx_xeon) == "float32"           # two rows moved 0.16-0.17
+    assert engines.auto_precision("openvino", avx512_bf16_only) == "float32"   # not checked
+    # a kind that passes gets bf16 with OpenVINO, only where the CPU has all of its flags
+    monkeypatch.setattr(engines, "BF16_TABLES_HELD", (frozenset({"avx512_bf16", "amx_bf16"}),))
+    assert engines.auto_precision("openvino", amx_xeon) == "bfloat16"
+    assert engines.auto_precision("openvino", avx512_bf16_only) == "float32"
+    assert engines.auto_precision("tensorflow", amx_xeon) == "float32"         # Keras' bf16 was slower
+
+
+def test_the_build_resolves_precision_auto_from_the_cpus_flags(monkeypatch):
+    from tlreport.config import validate
+    from tlreport.features import engines
+    from tlreport.pipeline import resources
+
+    class Ctx:
+        config = validate({"features": {"engine": "openvino", "precision": "auto"}})
+
+    monkeypatch.setattr(resources, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
+    assert resources.resolved_spec(Ctx(), "tiny_random").precision == "float32"
+    monkeypatch.setattr(engines, "BF16_TABLES_HELD", (frozenset({"amx_bf16"}),))
+    assert resources.resolved_spec(Ctx(), "tiny_random").precision == "bfloat16"
+    monkeypatch.setattr(resources, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert resources.resolved_spec(Ctx(), "tiny_random").precision == "float32"

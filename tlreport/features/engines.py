@@ -72,10 +72,12 @@ def cuda_tensorflow() -> bool:
 
 
 #: The CPU kinds (each a set of flags it must have) on which OpenVINO bf16 features kept every row of
-#: the Caltech-101 Zeiler & Fergus table, both heads, within 0.15 points of float32 (README, *Faster
-#: extraction*).  None so far.  On the Intel Xeon with AMX, ``logreg``'s rows held (at most 0.147) but
-#: ``softmax_sgd``'s Lite0 at 30 per class fell 0.160; on the AMD EPYC with AVX-512 BF16 only the earlier
-#: release's bf16 path was checked, and with ``logreg`` only.
+#: the Caltech-101 Zeiler & Fergus table, both heads, within 0.15 points of OpenVINO float32's (README,
+#: *Faster extraction*; ``benchmarks/features_precision.py`` runs the check).  None so far: on the Intel
+#: Xeon with AMX ``softmax_sgd``'s Lite0 and ``logreg``'s Lite2 at 30 per class fell by 0.167 and 0.163;
+#: on the AMD EPYC with AVX-512 BF16 only the earlier release's bf16 path was checked, with ``logreg``
+#: only.  A flag such as ``amx_bf16`` stands for every CPU generation that has it: add a kind only
+#: with the CPU it was measured on named beside it.
 BF16_TABLES_HELD: tuple[frozenset[str], ...] = ()
 
 
@@ -89,8 +91,7 @@ def auto_precision(engine: str, cpu_flags: frozenset[str] | set[str]) -> str:
     (:data:`BF16_TABLES_HELD`), so ``auto`` is float32 until one passes.  TensorFlow's own bf16
     (Keras mixed_bfloat16) ran 0.69x as fast as its float32, so it is never automatic.
     """
-    flags = set(cpu_flags)
-    held = any(kind <= flags for kind in BF16_TABLES_HELD)
+    held = any(kind <= cpu_flags for kind in BF16_TABLES_HELD)
     return "bfloat16" if engine == "openvino" and held else "float32"
 
 
