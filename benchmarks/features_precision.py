@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             for head in heads:
                 t0 = time.perf_counter()
                 df = run_grid({entry: X}, y, names, heads=[head], keys=keys, **protocol)
-                table = aggregate(df).set_index("n_train")["mean"]
-                means.setdefault(f"{entry} + {head.name}", {})[precision] = table
+                by_setting = aggregate(df).set_index("n_train")["mean"]
+                means.setdefault(f"{entry} + {head.name}", {})[precision] = by_setting
                 print(f"  {entry} + {head.name}: {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"{len(y)} images, {len(names)} classes; {protocol}; CPU flags {', '.join(flags) or 'unknown'}")
     worst, where = 0.0, ""
