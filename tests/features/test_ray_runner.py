@@ -130,9 +130,23 @@ def _local_features(manifest, spec, tmp_path: Path) -> np.ndarray:
                             progress=False)
 
 
-def test_a_killed_worker_costs_its_batch_and_the_run_finishes_with_the_local_features(cluster, images, tmp_path):
+def test_a_killed_worker_costs_its_batch_and_the_run_finishes_with_the_local_features(cluster, images, tmp_path,
+                                                                                      monkeypatch):
     if not Path("/proc/self/stat").exists():
         pytest.skip("finds Ray's worker processes through /proc")
+    from tlreport.features import ray_runner
+
+    class SlowWorker(ray_runner.FeatureWorker):
+        """A worker whose batches last long enough to be caught running one: tiny_random's take
+        milliseconds, and on a loaded machine the workers could finish every queued batch before the
+        first scan of /proc below.  Defined here, so Ray ships it to the workers by value."""
+
+        def run(self, blobs):
+            time.sleep(0.5)
+            return super().run(blobs)
+
+    SlowWorker.__name__ = SlowWorker.__qualname__ = "FeatureWorker"   # Ray titles its processes by it
+    monkeypatch.setattr(ray_runner, "FeatureWorker", SlowWorker)
     spec = get_spec("tiny_random")
     m = scan_dataset(images / "data")
     done: list[int] = []
