@@ -25,14 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-BUDGET = 0.15  # points of mean per-class accuracy, for every row, head and setting
 PRECISIONS = ("float32", "bfloat16")
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from softmax_head import table_context, table_rows  # benchmarks/softmax_head.py
+    # benchmarks/softmax_head.py
+    from softmax_head import TABLE_BUDGET, setting_changes, table_context, table_rows
 
     from tlreport.heads.grid import aggregate, run_grid
     from tlreport.pipeline.experiments import experiments_heads
@@ -63,18 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(y)} images, {len(names)} classes; {protocol}; CPU flags {', '.join(flags) or 'unknown'}")
     worst, where = 0.0, ""
     for row, by_precision in means.items():
-        cells = []
-        for n in protocol["settings"]:
-            a, b = (by_precision[p].loc[n] for p in PRECISIONS)
-            if abs(b - a) > worst:
-                worst, where = abs(b - a), f"{row}, {n}/class"
-            cells.append(f"{n}/class {a:.3f} -> {b:.3f} ({b - a:+.3f})")
+        cells, change, n = setting_changes(*(by_precision[p] for p in PRECISIONS), protocol["settings"])
+        if change > worst:
+            worst, where = change, f"{row}, {n}/class"
         print(f"{row}: " + "; ".join(cells))
-    held = worst <= BUDGET
-    bf16_flags = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-    print(f"largest change {worst:.3f} points ({where}): {'every row held' if held else 'OVER'} the {BUDGET} "
-          f"budget" + (f"; add this CPU's kind to BF16_TABLES_HELD: frozenset({bf16_flags})" if held
-                       else "; auto stays float32 on this CPU"))
+    held = worst <= TABLE_BUDGET
+    bf16_flags = [f for f in flags if f in ("amx_bf16", "avx512_bf16")]
+    print(f"largest change {worst:.3f} points ({where}): {'every row held' if held else 'OVER'} the "
+          f"{TABLE_BUDGET} budget" + (f"; add this CPU's kind to BF16_TABLES_HELD: frozenset({bf16_flags})"
+                                      if held else "; auto stays float32 on this CPU"))
     return 0
 
 

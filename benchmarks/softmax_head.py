@@ -41,6 +41,22 @@ SEED_RECIPE = SoftmaxSGDHead(epochs=300, l2_grid=(0.0,), train_kwargs={"lr": 0.0
                              name="seed recipe")
 
 
+#: the table check's budget: points of mean per-class accuracy any row and setting may move (issue #15)
+TABLE_BUDGET = 0.15
+
+
+def setting_changes(before, after, settings) -> tuple[list[str], float, int]:
+    """One row's means per setting (``before``/``after``: indexed by ``n_train``) side by side: the
+    printed cells, the largest absolute change and the setting it is at."""
+    cells, worst, at = [], 0.0, settings[0]
+    for n in settings:
+        a, b = before.loc[n], after.loc[n]
+        if abs(b - a) > worst:
+            worst, at = abs(b - a), n
+        cells.append(f"{n}/class {a:.3f} -> {b:.3f} ({b - a:+.3f})")
+    return cells, worst, at
+
+
 def table_context(config: Path, dataset: str | None, *, features: dict | None = None, read_only: bool = True):
     """A build context for ``config``, its first table and that table's dataset use.
 
