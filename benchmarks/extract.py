@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             for precision in ("float32", "bfloat16") if cpu_has_bf16() else ("float32",):
                 ov_spec = spec.with_engine("openvino").with_precision(precision)
                 t = time.perf_counter()
-                ov_model = openvino_backbone(model, ov_spec, cache_dir=Path(d),
+                ov_model = openvino_backbone(ov_spec, build_keras=lambda: model, cache_dir=Path(d),
                                              key=backbone_key(ov_spec, weights_sha256="b"))
                 label = {"float32": "ov fp32", "bfloat16": "ov bf16"}[precision]
                 print(f"openvino {openvino_version()} {precision}: converted and compiled in "

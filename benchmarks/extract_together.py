@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 if engine == "openvino":
                     from tlreport.features.engines import openvino_backbone
 
-                    model = openvino_backbone(model, s, cache_dir=Path(workdir.name), key=key)
+                    model = openvino_backbone(s, build_keras=lambda m=model: m, cache_dir=Path(workdir.name),
+                                              key=key)
                 jobs.append(Extraction(s, model, key))
             variants[f"{engine} {precision}"] = jobs
     fns = {label: [batch_function(j.model, j.spec) for j in jobs] for label, jobs in variants.items()}

@@ -1,7 +1,7 @@
 """Which engine runs the backbone for extraction: TensorFlow (the reference) or OpenVINO.
 
 Keras defines every model either way.  With ``features.engine = "openvino"``
-the backbone's features sub-model is exported once (a TF SavedModel),
+the backbone's features sub-model is traced once (a ``tf.function``),
 converted by OpenVINO, saved with float32 weights and cached under
 ``cache_dir/engines/``, keyed by the backbone's feature key (spec, weights
 hash, precision, engine) and the OpenVINO version; later builds load the
@@ -26,6 +26,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,21 +186,27 @@ def load_extractor(spec: Any, *, cache_dir: Path, data_root: str | None, key: st
     """What computes ``spec``'s features on this machine: its Keras model, or that model's OpenVINO
     conversion (``key``: the feature key of the unmirrored backbone, which names the converted file;
     ``threads``: OpenVINO's inference threads, default every core)."""
-    keras_model = load_keras_model(spec, cache_dir=cache_dir, data_root=data_root)
+    def keras_model() -> Any:
+        return load_keras_model(spec, cache_dir=cache_dir, data_root=data_root)
+
     if spec.engine == "tensorflow":
-        return keras_model
-    return openvino_backbone(keras_model, spec, cache_dir=cache_dir, key=key, threads=threads)
+        return keras_model()
+    return openvino_backbone(spec, build_keras=keras_model, cache_dir=cache_dir, key=key, threads=threads)
 
 
-def openvino_backbone(keras_model: Any, spec: Any, *, cache_dir: Path, key: str,
+def openvino_backbone(spec: Any, *, build_keras: Callable[[], Any], cache_dir: Path, key: str,
                       threads: int | None = None) -> OpenVINOBackbone:
-    """The backbone's features as an OpenVINO model, converted once per (feature key, OpenVINO version)."""
+    """The backbone's features as an OpenVINO model, converted once per (feature key, OpenVINO version).
+
+    ``build_keras()`` gives the backbone's Keras model; it is called only when no conversion is cached
+    (building the three EfficientNet-Lites took 11 s of a Caltech-101 build's features stage).
+    """
     ver = openvino_version()
     import openvino as ov
 
     xml = converted_path(cache_dir, key)
     if not xml.is_file():
-        _convert(keras_model, xml)
+        _convert(build_keras(), xml)
     precision = {"float32": "f32", "bfloat16": "bf16"}[spec.precision]
     core = ov.Core()
     threads = int(threads or os.cpu_count() or 1)
@@ -217,8 +224,14 @@ def openvino_backbone(keras_model: Any, spec: Any, *, cache_dir: Path, key: str,
 
 
 def _convert(keras_model: Any, xml: Path) -> None:
-    """Keras features sub-model -> SavedModel -> OpenVINO IR (float32 weights), written atomically."""
+    """Keras features sub-model -> OpenVINO IR (float32 weights), written atomically.
+
+    The sub-model is traced in memory (a ``tf.function`` on float32 images) and converted from
+    that graph.  Through a SavedModel on disk, as before, the IR held the same weights and ops, and
+    the features were the same bits, but exporting took 3x as long (Lite0: 4.8 s against 1.5 s).
+    """
     import keras
+    import tensorflow as tf
 
     block_telemetry()
     import openvino as ov
@@ -226,16 +239,20 @@ def _convert(keras_model: Any, xml: Path) -> None:
     struct = keras_model.output
     features = struct["features"] if isinstance(struct, dict) else keras_model.outputs[0]
     sub = keras.Model(keras_model.inputs, features, name="features")
+    shape = [None, *keras_model.inputs[0].shape[1:]]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+    def run(image: Any) -> Any:
+        return sub(image, training=False)
+
+    ov_model = ov.convert_model(run.get_concrete_function())
     xml.parent.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".convert-", dir=xml.parent.parent))
     try:
-        sub.export(str(work / "saved_model"), format="tf_saved_model", verbose=False)
-        ov_model = ov.convert_model(str(work / "saved_model"))
         ir = work / "ir"
         ir.mkdir()
         # compress_to_fp16=False: OpenVINO would otherwise store the weights in float16
         ov.save_model(ov_model, str(ir / "model.xml"), compress_to_fp16=False)
-        shutil.rmtree(work / "saved_model")
         try:
             os.replace(ir, xml.parent)
         except OSError:

@@ -268,30 +268,31 @@ def model(ctx: BuildContext, backbone: str):
     """The Keras model for a backbone, built once per build (its mirrored variant shares it)."""
 
     def build():
-        from tlreport.backbones.device import compute_device
         from tlreport.features.engines import load_keras_model
 
-        spec = resolved_spec(ctx, backbone)
-        device = ctx.once("device", compute_device)
-        ctx.log(f"features: {backbone} on {device}")
-        return load_keras_model(spec, cache_dir=ctx.cache_dir, data_root=ctx.data_root)
+        return load_keras_model(resolved_spec(ctx, backbone), cache_dir=ctx.cache_dir, data_root=ctx.data_root)
 
     return ctx.once(f"model:{backbone}", build)
 
 
 def extractor(ctx: BuildContext, variant: FeatureVariant):
-    """What computes a variant's features: the Keras model, or its OpenVINO conversion (``features.engine``)."""
+    """What computes a variant's features: the Keras model, or its OpenVINO conversion (``features.engine``),
+    loaded once per build (the mirror shares it).  OpenVINO builds the Keras model only to convert it."""
     spec = resolved_spec(ctx, variant)
-    if spec.engine == "tensorflow":
-        return model(ctx, variant.backbone)
 
-    def convert():
+    def load():
+        from tlreport.backbones.device import compute_device, cpu_only
+
+        if spec.engine == "tensorflow":
+            ctx.log(f"features: {variant.backbone} on {ctx.once('device', compute_device)}")
+            return model(ctx, variant.backbone)
         from tlreport.features.engines import openvino_backbone
 
-        return openvino_backbone(model(ctx, variant.backbone), spec, cache_dir=ctx.cache_dir,
+        ctx.log(f"features: {variant.backbone} on {cpu_only()}, OpenVINO {spec.precision}")
+        return openvino_backbone(spec, build_keras=lambda: model(ctx, variant.backbone), cache_dir=ctx.cache_dir,
                                  key=feature_key(ctx, FeatureVariant(variant.backbone)))
 
-    return ctx.once(f"extractor:{variant.backbone}:{spec.engine}", convert)   # the mirror shares it
+    return ctx.once(f"extractor:{variant.backbone}:{spec.engine}", load)
 
 
 def computed_on(ctx: BuildContext, where: str) -> None:
