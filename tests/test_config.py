@@ -46,6 +46,23 @@ def test_types_and_ranges():
         validate({"seed": True})
 
 
+def test_values_that_would_fail_later_are_refused_up_front():
+    """Each of these passed validation and failed minutes later (or silently miscounted)."""
+    with pytest.raises(ConfigError) as e:
+        validate({"seed": 2**32, "train": {"learning_rate": float("inf"), "l2": float("nan")},
+                  "dataset": {"max_pixels": 300_000_000},
+                  "experiments": {"heads": ["logreg", "logreg"],
+                                  "tables": [{"dataset": "demo", "settings": [5, 5]}]}})
+    joined = "\n".join(e.value.problems)
+    for problem in ("seed: must be in [0, 4294967295]",                 # NumPy's global seed takes 32 bits
+                    "train.learning_rate: must be a finite number > 0", "train.l2: must be a finite number >= 0",
+                    "dataset.max_pixels: must be at most 178,956,970",  # Pillow refuses larger images itself
+                    "experiments.heads: lists a head twice",             # every split would be counted twice
+                    "experiments.tables[0].settings: lists an n_train twice"):
+        assert problem in joined, joined
+    validate({"seed": 2**32 - 1, "dataset": {"max_pixels": 178_956_970}})
+
+
 def test_missing_and_invalid_toml(tmp_path):
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "nope.toml")

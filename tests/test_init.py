@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -62,3 +63,28 @@ def test_init_then_build_works_with_no_editing(tmp_path: Path) -> None:
     if dropped:
         assert "Left out of this table" in post and all(c in post for c in dropped)
     assert "40 images in 5 classes" in post
+
+
+def test_init_writes_a_config_that_loads_for_any_utf8_folder_name(tmp_path: Path) -> None:
+    """A newline or DEL in the folder's name: the config names it in an escaped string, comment included;
+    bytes that are not UTF-8 cannot be named in TOML at all, which is one line."""
+    from tlreport.config import load_config
+    from tlreport.errors import UserError
+    from tlreport.starter_config import write_starter_config
+
+    data = tmp_path / "odd\nname\x7f"
+    for c in ("a", "b"):
+        for i in range(4):
+            save_to = data / c / f"{i}.png"
+            save_to.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8, 3), 40 * i + (100 if c == "a" else 0), np.uint8)).save(save_to)
+    out = tmp_path / "tlreport.toml"
+    write_starter_config(data, out, backbone="tiny_random")
+    cfg = load_config(out)
+    assert (out.parent / cfg.dataset.path).resolve() == data.resolve()
+    assert out.read_text().startswith('# tlreport.toml for "') and "\\u007f" in out.read_text()
+    if os.name == "posix":
+        raw = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/not-utf8-\xff"))
+        raw.mkdir()
+        with pytest.raises(UserError, match="not valid UTF-8"):
+            write_starter_config(raw, tmp_path / "other.toml", backbone="tiny_random")

@@ -13,6 +13,7 @@ import datetime as _dt
 import difflib
 import hashlib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -35,12 +36,32 @@ class Field:
 
 
 def _positive(v: Any) -> str | None:
+    if not math.isfinite(v):            # TOML has inf and nan
+        return "must be a finite number > 0"
     return None if v > 0 else "must be > 0"
 
 
 def _non_negative(v: Any) -> str | None:
+    if not math.isfinite(v):
+        return "must be a finite number >= 0"
     return None if v >= 0 else "must be >= 0"
 
+
+def _seed(v: int) -> str | None:
+    # NumPy's and Keras' global seeds take 32 bits; a larger seed failed only after features were extracted
+    return None if 0 <= v < 2**32 else f"must be in [0, {2**32 - 1}]"
+
+
+def _max_pixels(v: int) -> str | None:
+    """Pillow refuses images over twice its ``MAX_IMAGE_PIXELS`` before tlreport's own check can pass them."""
+    from PIL import Image
+
+    pillow = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    if v <= 0:
+        return "must be > 0"
+    if pillow is not None and v > pillow:
+        return f"must be at most {pillow:,} (Pillow's own limit on an image's pixels)"
+    return None
 
 
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
@@ -110,6 +131,16 @@ def _settings(v: list) -> str | None:
         return "must list at least one n_train"
     if any(not isinstance(x, int) or isinstance(x, bool) or x <= 0 for x in v):
         return "each n_train must be a positive integer"
+    if len(set(v)) != len(v):       # the grid would fit its splits twice and count them as 10 splits
+        return "lists an n_train twice"
+    return None
+
+
+def _heads(v: list) -> str | None:
+    if not v:
+        return "must list at least one head"
+    if len(set(v)) != len(v):       # as n_train: every split fitted and counted twice
+        return "lists a head twice"
     return None
 
 
@@ -147,7 +178,7 @@ DEMO_IMAGES = [
 ]
 
 SCHEMA: dict[str, Any] = {
-    "seed": Field(int, 42, _non_negative),  # one seed for splits, training and sampling
+    "seed": Field(int, 42, _seed),  # one seed for splits, training and sampling
     "cache_dir": Field(str, ".tlreport"),  # stage and feature cache, relative to the config
     "site_dir": Field(str, "site"),  # the Jekyll site the post is written into
     "data_root": Field(str, ""),  # where fetched artifacts live (default: TLREPORT_DATA or XDG)
@@ -174,7 +205,7 @@ SCHEMA: dict[str, Any] = {
         "path": Field(str, "demo"),  # 'demo', 'artifact:NAME' or a folder of class folders
         "include": Field(list, [], item=str),
         "exclude": Field(list, [], item=str),
-        "max_pixels": Field(int, 40_000_000, _positive),
+        "max_pixels": Field(int, 40_000_000, _max_pixels),
     },
     "features": {
         "backbones": Field(list, ["efficientnet_lite0"], _backbones, item=str),
@@ -208,8 +239,7 @@ SCHEMA: dict[str, Any] = {
         "enabled": Field(bool, True),
         # a row per entry; "a+b+c" is one row on the concatenated features of a, b and c
         "backbones": Field(list, ["efficientnet_lite0"], _table_backbones, item=str),
-        "heads": Field(list, ["softmax_sgd", "logreg"], lambda v: None if v else "must list at least one head",
-                       item=str),
+        "heads": Field(list, ["softmax_sgd", "logreg"], _heads, item=str),
         "n_splits": Field(int, 5, _positive),
         "flip": Field(bool, False),  # also report each head with test-time flip averaging
         # the softmax_sgd head's matrix products: float32, bfloat16 (mixed: float32 weights), or auto

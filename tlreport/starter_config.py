@@ -41,7 +41,8 @@ def _slug(name: str) -> str:
 
 
 def _toml(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)      # a TOML basic string is a JSON string
+    """A TOML basic string: a JSON string, with DEL escaped as well (TOML forbids it raw, JSON does not)."""
+    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficientnet_lite0",
@@ -54,6 +55,13 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     dataset = dataset.expanduser().resolve()
     if not dataset.is_dir():
         raise UserError(f"not a folder: {dataset}")
+    try:
+        str(dataset).encode("utf-8")
+    except UnicodeEncodeError:                      # bytes that are not UTF-8: no TOML string can name them
+        from tlreport.datasets.images import display_name
+
+        raise UserError(f"{display_name(str(dataset))}: the path is not valid UTF-8, so a config file cannot "
+                        f"name it; rename the folder") from None
     if out.exists() and not force:
         raise UserError(f"{out} exists; pass --force to overwrite it")
     m = scan_dataset(dataset, progress=True)        # a hash cache is not written: nothing to reuse yet
@@ -71,7 +79,7 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     path = rel if not rel.startswith("..") or len(Path(rel).parts) < 4 else str(dataset)
     name = dataset.name
     skipped = Counter(s.kind for s in m.skipped)
-    text = f"""# tlreport.toml for {dataset}, written by `tlreport init` on {_dt.date.today().isoformat()}.
+    text = f"""# tlreport.toml for {_toml(str(dataset))}, written by `tlreport init` on {_dt.date.today().isoformat()}.
 # The scan found {m.summary()}.
 # Edit freely: every field is described in the README's config reference. Then run `tlreport build`.
 seed = 42

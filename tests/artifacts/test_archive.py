@@ -205,6 +205,24 @@ def test_zip_symlink_escape(work: tuple[Path, Path]) -> None:
     _assert_clean_failure(out, target, "'up'", arc)
 
 
+def test_zip_symlinks_that_escape_through_each_other(work: tuple[Path, Path]) -> None:
+    """Each target reads as inside (``d/..`` is the top), but on disk ``d -> .`` is followed first, so
+    ``d/..`` is the target's parent: a chain of such links ends outside."""
+    out, target = work
+    arc = out.parent / "chain.zip"
+    with zipfile.ZipFile(arc, "w") as zf:
+        for name, link in (("d", "."), ("up", "d/.."), ("up2", "up/..")):
+            zi = zipfile.ZipInfo(name)
+            zi.create_system = 3
+            zi.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(zi, link)
+    _assert_clean_failure(out, target, "resolves outside the target", arc)
+    # the same chain in a tar: the stdlib's data filter refuses it where there is one, the check on disk anyway
+    tar = _tar(out.parent / "chain.tar", lambda tf: [_add_special(tf, name, tarfile.SYMTYPE, link) for name, link
+                                                     in (("d", "."), ("up", "d/.."), ("up2", "up/.."))])
+    _assert_clean_failure(out, target, "resolves outside the target|rejected", tar)
+
+
 def test_zip_bomb_over_cap(work: tuple[Path, Path]) -> None:
     out, target = work
     arc = out.parent / "bomb.zip"
@@ -286,3 +304,13 @@ def test_nested_caltech_shaped_archive(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="over the cap"):
         extract_member(outer, "caltech-101/101_ObjectCategories.tar.gz", tmp_path / "small", max_bytes=10)
     assert not (tmp_path / "small").exists() and not (tmp_path / "small.partial").exists()
+
+
+def test_a_partial_file_left_by_a_killed_fetch_is_replaced(tmp_path: Path) -> None:
+    outer = tmp_path / "outer.zip"
+    with zipfile.ZipFile(outer, "w") as zf:
+        zf.writestr("inner.tar.gz", b"inner bytes")
+    dest = tmp_path / "inner.tar.gz"
+    (tmp_path / "inner.tar.gz.partial").write_bytes(b"half of an earlier try")     # SIGKILL left it
+    assert extract_member(outer, "inner.tar.gz", dest, max_bytes=CAP).read_bytes() == b"inner bytes"
+    assert not (tmp_path / "inner.tar.gz.partial").exists()

@@ -306,3 +306,66 @@ def test_caltech101_scan(tmp_path: Path) -> None:
     again = scan_dataset(CALTECH, hash_cache_path=cache, progress=False)
     assert time.perf_counter() - t < 3.0  # "well under a second" on an idle machine
     assert again.hash() == m.hash()
+
+
+def test_a_gif_cut_short_in_a_later_frame_gives_its_first_frame(tmp_path: Path) -> None:
+    """An interrupted download of an animated GIF: the scan keeps its first frame, so decoding must not
+    walk the frames (PIL's n_frames raised IndexError from inside the build)."""
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
+    buf = tmp_path / "anim.gif"
+    frames[0].save(buf, save_all=True, append_images=frames[1:])
+    whole = buf.read_bytes()
+    cut = whole[:len(whole) // 2 + 10]                        # the second frame's data cut short
+    assert validate(cut) == (32, 32)
+    np.testing.assert_array_equal(np.asarray(load_rgb(cut)), np.asarray(load_rgb(whole)))
+
+
+def test_a_file_that_is_not_an_image_is_not_read_into_memory(tmp_path: Path) -> None:
+    """A video among the images: its first bytes say what it is; it is neither read whole nor hashed."""
+    make_dataset(tmp_path, {"a": 2})
+    video = tmp_path / "a" / "holiday.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2 << 20))
+    assert len(_read_file(str(video))) == 32
+    image = next((tmp_path / "a").glob("*.jpg"))
+    assert _read_file(str(image)) == image.read_bytes()
+    m = scan_dataset(tmp_path, progress=False)
+    assert len(m.entries) == 2 and not m.skipped                 # ignored, as before: not an image name
+
+
+def test_an_interrupted_scan_keeps_the_files_it_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    make_dataset(data, {"a": 3, "b": 3})
+    cache = tmp_path / "scan.json"
+    real, done = _validate_file, []
+
+    def interrupted(f: _Found, max_pixels: int) -> list:
+        if len(done) == 4:
+            raise KeyboardInterrupt
+        done.append(f.relpath)
+        return real(f, max_pixels)
+
+    monkeypatch.setattr(datasets, "_validate_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        scan_dataset(data, hash_cache_path=cache, progress=False, workers=1)
+    validated: list[str] = []
+
+    def counting(f: _Found, max_pixels: int) -> list:
+        validated.append(f.relpath)
+        return real(f, max_pixels)
+
+    monkeypatch.setattr(datasets, "_validate_file", counting)
+    m = scan_dataset(data, hash_cache_path=cache, progress=False)
+    assert len(m.entries) == 6 and sorted(validated) == sorted({e.relpath for e in m.entries} - set(done))
+    assert len(validated) == 2
+
+
+def test_an_unreadable_dataset_folder_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_dataset(tmp_path, {"a": 2})
+
+    def denied(path: str) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(datasets.os, "scandir", denied)
+    with pytest.raises(UserError, match="cannot read dataset folder .*: Permission denied"):
+        scan_dataset(tmp_path, progress=False)

@@ -319,6 +319,10 @@ def test_table_rows_format_and_best_flags() -> None:
     # 91.83 and 91.84 print the same, so both are bold
     assert by_label["efficientnet_lite0 + softmax_sgd"][1] == [False, True]
     assert sum(b[0] for b in best) == 1
+    # bold follows the printed text: 89.35 prints as 89.3 (np.round would make it 89.4, alone in bold)
+    agg = _agg("caltech101", {("a", "logreg"): {15: (89.35, 0.3)}, ("b", "logreg"): {15: (89.3, 0.3)}})
+    rows, best = table_rows(agg, [], [15])
+    assert [r[1] for r in rows] == ["89.3 ± 0.3", "89.3 ± 0.3"] and best == [[True], [True]]
 
 
 def test_caltech256_stand_in_runs_all_four_settings() -> None:

@@ -62,6 +62,12 @@ def test_other_backbones_show_no_panda_row(tmp_path):
     assert c["panda"] is None and len(c["images"]) == 1
 
 
+def test_durations_round_once():
+    from tlreport.report.render import fmt_seconds
+
+    assert [fmt_seconds(s) for s in (59.94, 60.0, 119.7, 3599.6)] == ["59.9 s", "1 min 0 s", "2 min 0 s", "60 min 0 s"]
+
+
 def test_preprocessing_is_described_from_the_spec():
     assert describe_preprocessing(get_spec("efficientnet_lite0")) == "resized (bicubic) to 224×224"
     assert describe_preprocessing(get_spec("efficientnet_lite2")) == "resized (bicubic) to 260×260"
@@ -144,6 +150,11 @@ def test_summary_box_states_the_headline_numbers_from_the_results():
     # a subset of the classes is not compared with the seed's 102-class number
     md = _summary_md(_summary_context({"transfer": _transfer_stub(13, 0.835), "replication": None}, prov))
     assert "not comparable" in md and "points above" not in md
+    # a single split has no spread: the mean alone, never "± nan"
+    one = [{**best[0], "std": float("nan")}]
+    md = _summary_md(_summary_context({"transfer": None, "replication": {"tables": [{"name": "C", "best": one}],
+                                                                          "n_splits": 1}}, prov))
+    assert "**92.7%** at 15/class" in md and "nan" not in md
     # a feature set is named as the concatenation it is
     concat = {**_transfer_stub(102, 0.9563), "backbones": ["efficientnet_lite0", "efficientnet_lite1"]}
     md = _summary_md(_summary_context({"transfer": concat, "replication": None}, prov))

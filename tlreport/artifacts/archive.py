@@ -92,6 +92,7 @@ class _Writer:
         self.declared = 0
         self.written = 0
         self.members = 0
+        self.links: list[tuple[str, Path]] = []       # (member name, where) of every symlink written
 
     def count(self, name: str, declared_size: int) -> None:
         self.members += 1
@@ -159,6 +160,18 @@ class _Writer:
             self._makedirs(name, rel.parent)
         dest = self._dest(name, rel)
         os.symlink(link.replace("\\", "/"), dest)
+        self.links.append((name, dest))
+
+    def check_links(self) -> None:
+        """Every symlink, resolved on disk once all members are written, stays inside the tree.
+
+        The textual check of each target (:func:`_link_target_inside`) reads ``d/..`` as the tree's top;
+        on disk ``..`` applies after ``d`` is followed, so ``d -> .`` makes ``d/..`` the tree's parent."""
+        for name, dest in self.links:
+            real = os.path.realpath(dest)
+            if real != self.real_root and not real.startswith(self.real_root + os.sep):
+                raise UserError(f"{self.archive.name}: member {name!r} is a link that resolves outside the "
+                                f"target through other links")
 
     def hardlink(self, name: str, rel: PurePosixPath, link_rel: PurePosixPath) -> None:
         """Hard links become copies of an earlier, already extracted regular file."""
@@ -258,6 +271,7 @@ def safe_extract(
         w = _Writer(archive, tmp, max_total_bytes, max_members)
         try:
             (_extract_zip if kind == "zip" else _extract_tar)(archive, w)
+            w.check_links()
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
             raise UserError(f"{archive.name}: extraction failed ({type(exc).__name__}: {exc})") from None
         os.rename(tmp, target)
@@ -310,6 +324,7 @@ def extract_member(archive: Path, member: str, dest: Path, *, max_bytes: int) ->
             if size > max_bytes:
                 raise UserError(f"{archive.name}: member {member!r} declares {size:,} bytes, over the cap")
             written = 0
+            tmp.unlink(missing_ok=True)    # left by a fetch that was killed; the fetch lock keeps out live ones
             with open(tmp, "xb") as out:
                 while chunk := src.read(_CHUNK):
                     written += len(chunk)
@@ -319,6 +334,8 @@ def extract_member(archive: Path, member: str, dest: Path, *, max_bytes: int) ->
             it.close()
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise UserError(f"{archive.name}: damaged archive ({type(exc).__name__}: {exc})") from None
+        except OSError as exc:          # a full disk, a read-only folder
+            raise UserError(f"{archive.name}: cannot write {dest.name} ({exc.strerror or exc})") from None
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -123,8 +123,7 @@ def load_rgb(path_or_bytes: str | os.PathLike | bytes, *, max_pixels: int = DEFA
     try:
         if draft and img.format == "JPEG" and min(img.size) >= 2 * draft:
             img.draft("RGB", (draft, draft))
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
+        # an image opens on its first frame; asking a GIF for n_frames would walk (and trip on) the rest
         _load(img)
         try:
             ImageOps.exif_transpose(img, in_place=True)

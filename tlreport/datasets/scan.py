@@ -116,10 +116,16 @@ class Manifest:
 
 # --------------------------------------------------------------------------- scanning
 
+_HEAD_BYTES = 32      # enough for sniff() to name every format tlreport reads
+
+
 def _read_file(path: str) -> bytes:
-    """Read a whole file (a seam for tests that simulate files vanishing)."""
+    """A file's bytes if its first bytes are those of an image format tlreport reads, else only those first
+    bytes: a video or an archive among the images is not read into memory (a seam for tests that simulate
+    files vanishing)."""
     with open(path, "rb") as fh:
-        return fh.read()
+        head = fh.read(_HEAD_BYTES)
+        return head + fh.read() if sniff(head) is not None else head
 
 
 def _is_hidden_or_junk(name: str) -> bool:
@@ -259,11 +265,8 @@ def _validate_file(f: _Found, max_pixels: int) -> FileRecord:
     if not data:
         rec.reason = "empty file: 0 bytes"
         return rec
-    rec.size = len(data)
-    rec.sha256 = hashlib.sha256(data).hexdigest()
-    fmt = sniff(data[:32])
-    if fmt is None:
-        other = _unsupported_format(data[:32])
+    if sniff(data[:_HEAD_BYTES]) is None:      # only its first bytes were read (_read_file)
+        other = _unsupported_format(data)
         if other:
             rec.reason = f"unsupported format: {other}"
         elif ext in IMAGE_EXTS:
@@ -271,6 +274,8 @@ def _validate_file(f: _Found, max_pixels: int) -> FileRecord:
         else:
             rec.status = "ignore"
         return rec
+    rec.size = len(data)
+    rec.sha256 = hashlib.sha256(data).hexdigest()
     try:
         w, h = validate(data, max_pixels=max_pixels)
     except BadImage as e:
@@ -312,6 +317,15 @@ def _save_cache(path: Path, records: dict[str, FileRecord]) -> None:
                                        separators=(",", ":")))
 
 
+def _merged(cache: dict[str, FileRecord], records: dict[str, FileRecord], walked: Iterable[str]
+            ) -> dict[str, FileRecord]:
+    """The hash cache after a scan of the classes ``walked``: their records, and other classes' as they were."""
+    walked = set(walked)
+    keep = {k: v for k, v in cache.items() if k.split("/", 1)[0] not in walked}
+    keep.update(records)
+    return keep
+
+
 def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = None,
                  exclude: Iterable[str] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                  hash_cache_path: str | os.PathLike | None = None, progress: bool = True,
@@ -329,8 +343,11 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
         what = "is not a folder" if os.path.exists(root_s) else "does not exist"
         raise UserError(f"dataset folder {display_name(root_s)} {what}")
     root_s = os.path.abspath(root_s)
-    with os.scandir(root_s) as it:
-        all_classes = sorted(d.name for d in it if not _is_hidden_or_junk(d.name) and d.is_dir())
+    try:
+        with os.scandir(root_s) as it:
+            all_classes = sorted(d.name for d in it if not _is_hidden_or_junk(d.name) and d.is_dir())
+    except OSError as e:
+        raise UserError(f"cannot read dataset folder {display_name(root_s)}: {e.strerror}") from None
     if not all_classes:
         raise UserError(f"dataset folder {display_name(root_s)} has no class subfolders")
     classes = _select_classes(all_classes, include, exclude)
@@ -357,13 +374,19 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
             records[f.relpath] = rec
         else:
             todo.append(f)
+    save = cache_path is not None and update_hash_cache
     if todo:
         n_workers = workers or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(n_workers) as pool, \
-                bar(total=len(todo), desc="scanning", enabled=progress) as pbar:
-            for f, rec in zip(todo, pool.map(lambda f: _validate_file(f, max_pixels), todo), strict=True):
-                records[f.relpath] = rec
-                pbar.update(1)
+        try:
+            with ThreadPoolExecutor(n_workers) as pool, \
+                    bar(total=len(todo), desc="scanning", enabled=progress) as pbar:
+                for f, rec in zip(todo, pool.map(lambda f: _validate_file(f, max_pixels), todo), strict=True):
+                    records[f.relpath] = rec
+                    pbar.update(1)
+        except BaseException:               # Ctrl-C: the files hashed so far are not hashed again
+            if save:
+                _save_cache(cache_path, _merged(cache, records, classes))
+            raise
 
     entries: list[Entry] = []
     skipped: list[Skip] = []
@@ -389,11 +412,8 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
             skipped.append(Skip(f.relpath, f.label, reason))
             per_class_skips[f.label][skipped[-1].kind] += 1
 
-    if cache_path is not None and update_hash_cache and (todo or set(cache) != set(records)):
-        walked = set(classes)
-        keep = {k: v for k, v in cache.items() if k.split("/", 1)[0] not in walked}
-        keep.update(records)
-        _save_cache(cache_path, keep)
+    if save and (todo or set(cache) != set(records)):
+        _save_cache(cache_path, _merged(cache, records, classes))
 
     have = Counter(e.label for e in entries)
     empty = [c for c in classes if have[c] == 0]

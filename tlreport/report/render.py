@@ -62,7 +62,8 @@ def fmt_seconds(s: Any) -> str:
     s = float(s)
     if s < 60:
         return f"{s:.1f} s"
-    return f"{int(s // 60)} min {int(round(s % 60))} s"
+    whole = round(s)                    # rounded once: 119.7 s is "2 min 0 s", not "1 min 60 s"
+    return f"{whole // 60} min {whole % 60} s"
 
 
 def _shell(arg: object) -> str:

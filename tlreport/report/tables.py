@@ -104,8 +104,10 @@ def table_rows(agg: pd.DataFrame, literature: Sequence[dict[str, Any]], settings
     for j in range(m.shape[1]):
         col = m[:, j]
         if np.isfinite(col).any():
-            # compare at the printed precision so two cells that read the same are both bold
-            best[:, j] = np.round(col, 1) == np.nanmax(np.round(col, 1))
+            # compare at the printed precision so two cells that read the same are both bold (as printed:
+            # f"{89.35:.1f}" is 89.3 where np.round gives 89.4)
+            shown = np.array([float(f"{v:.1f}") if np.isfinite(v) else np.nan for v in col])
+            best[:, j] = shown == np.nanmax(shown)
     return rows, best.tolist()
 
 
