@@ -61,6 +61,8 @@ def test_values_that_would_fail_later_are_refused_up_front():
                     "experiments.tables[0].settings: lists an n_train twice"):
         assert problem in joined, joined
     validate({"seed": 2**32 - 1, "dataset": {"max_pixels": 178_956_970}})
+    with pytest.raises(ConfigError, match="train.epochs: must be > 0"):       # an int too large for a float: no OverflowError
+        validate({"train": {"epochs": -10**400}})
 
 
 def test_missing_and_invalid_toml(tmp_path):

@@ -36,13 +36,13 @@ class Field:
 
 
 def _positive(v: Any) -> str | None:
-    if not math.isfinite(v):            # TOML has inf and nan
+    if isinstance(v, float) and not math.isfinite(v):      # TOML has inf and nan (an int is always finite)
         return "must be a finite number > 0"
     return None if v > 0 else "must be > 0"
 
 
 def _non_negative(v: Any) -> str | None:
-    if not math.isfinite(v):
+    if isinstance(v, float) and not math.isfinite(v):
         return "must be a finite number >= 0"
     return None if v >= 0 else "must be >= 0"
 

@@ -310,7 +310,7 @@ def test_caltech101_scan(tmp_path: Path) -> None:
 
 def test_a_gif_cut_short_in_a_later_frame_gives_its_first_frame(tmp_path: Path) -> None:
     """An interrupted download of an animated GIF: the scan keeps its first frame, so decoding must not
-    walk the frames (PIL's n_frames raised IndexError from inside the build)."""
+    walk the frames (PIL's n_frames raised IndexError or struct.error from inside the build)."""
     rng = np.random.default_rng(0)
     frames = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
     buf = tmp_path / "anim.gif"

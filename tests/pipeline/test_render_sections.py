@@ -65,7 +65,8 @@ def test_other_backbones_show_no_panda_row(tmp_path):
 def test_durations_round_once():
     from tlreport.report.render import fmt_seconds
 
-    assert [fmt_seconds(s) for s in (59.94, 60.0, 119.7, 3599.6)] == ["59.9 s", "1 min 0 s", "2 min 0 s", "60 min 0 s"]
+    assert ([fmt_seconds(s) for s in (59.94, 59.97, 60.0, 119.7, 3599.6)]
+            == ["59.9 s", "1 min 0 s", "1 min 0 s", "2 min 0 s", "60 min 0 s"])
 
 
 def test_preprocessing_is_described_from_the_spec():

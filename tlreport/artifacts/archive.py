@@ -334,8 +334,9 @@ def extract_member(archive: Path, member: str, dest: Path, *, max_bytes: int) ->
             it.close()
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise UserError(f"{archive.name}: damaged archive ({type(exc).__name__}: {exc})") from None
-        except OSError as exc:          # a full disk, a read-only folder
-            raise UserError(f"{archive.name}: cannot write {dest.name} ({exc.strerror or exc})") from None
+        except OSError as exc:            # reading the archive, or writing beside it (a full disk)
+            raise UserError(f"{archive.name}: cannot extract {member!r} to {dest.parent} "
+                            f"({exc.strerror or exc})") from None
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

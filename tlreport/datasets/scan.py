@@ -212,10 +212,10 @@ FileStatus = Literal["ok", "skip", "ignore"]  # usable image / reported as a Ski
 class FileRecord:
     """What hashing and validating one file found; the value of the hash cache, keyed by relpath."""
 
-    size: int      # bytes read and hashed (the stat size when the file could not be read)
+    size: int      # an image's bytes read and hashed; the stat size for any other file
     mtime_ns: int  # stat mtime_ns at scan time; with size and inode, decides whether the record is stale
     inode: int
-    sha256: str = ""   # "" when the file could not be read
+    sha256: str = ""   # "" unless the file is an image (a file that is not one is never read whole)
     width: int = 0     # decoded size; for a "too large" skip the header's size (0 when unknown)
     height: int = 0
     status: FileStatus = "skip"
@@ -243,7 +243,8 @@ class FileRecord:
 
 
 def _validate_file(f: _Found, max_pixels: int) -> FileRecord:
-    """Hash and fully validate one file into a cache record."""
+    """One file's cache record: an image is hashed and fully decoded; any other file is named by its first
+    bytes (:func:`_read_file`), ignored or reported as a skip."""
     st = f.st
     assert st is not None
     rec = FileRecord(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)

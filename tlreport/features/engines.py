@@ -199,7 +199,8 @@ def openvino_backbone(spec: Any, *, build_keras: Callable[[], Any], cache_dir: P
     """The backbone's features as an OpenVINO model, converted once per (feature key, OpenVINO version).
 
     ``build_keras()`` gives the backbone's Keras model; it is called only when no conversion is cached
-    (building the three EfficientNet-Lites took 11 s of a Caltech-101 build's features stage).
+    (building the three EfficientNet-Lites took 11 s of a Caltech-101 features stage; a backbone only
+    the experiments use is then never built).
     """
     ver = openvino_version()
     import openvino as ov
@@ -227,8 +228,8 @@ def _convert(keras_model: Any, xml: Path) -> None:
     """Keras features sub-model -> OpenVINO IR (float32 weights), written atomically.
 
     The sub-model is traced in memory (a ``tf.function`` on float32 images) and converted from
-    that graph.  Through a SavedModel on disk, as before, the IR held the same weights and ops, and
-    the features were the same bits, but exporting took 3x as long (Lite0: 4.8 s against 1.5 s).
+    that graph.  Through a SavedModel on disk, as before, the features were the same bits (every
+    EfficientNet-Lite and Inception, ``benchmarks/convert.py``), but exporting took 2-4x as long.
     """
     import keras
     import tensorflow as tf

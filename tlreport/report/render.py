@@ -60,7 +60,7 @@ def fmt_num(x: Any, digits: int = 0) -> str:
 
 def fmt_seconds(s: Any) -> str:
     s = float(s)
-    if s < 60:
+    if round(s, 1) < 60:                # 59.97 s is "1 min 0 s", not "60.0 s"
         return f"{s:.1f} s"
     whole = round(s)                    # rounded once: 119.7 s is "2 min 0 s", not "1 min 60 s"
     return f"{whole // 60} min {whole % 60} s"
