@@ -35,12 +35,9 @@ from tlreport.features import engines  # noqa: E402
 
 def saved_model_route(keras_model, xml: Path) -> None:
     """(1) the conversion as tlreport did it before: a SavedModel on disk, converted by path."""
-    import keras
     import openvino as ov
 
-    struct = keras_model.output
-    features = struct["features"] if isinstance(struct, dict) else keras_model.outputs[0]
-    sub = keras.Model(keras_model.inputs, features, name="features")
+    sub = engines.features_submodel(keras_model)
     with tempfile.TemporaryDirectory() as d:
         sub.export(str(Path(d) / "saved_model"), format="tf_saved_model", verbose=False)
         ov_model = ov.convert_model(str(Path(d) / "saved_model"))

@@ -105,22 +105,16 @@ def table_rows(ctx, table, use) -> tuple[dict[str, np.ndarray], np.ndarray, list
     return rows, m.labels(), list(m.classes), [e.sha256 for e in m.entries], protocol
 
 
-def cached_rows(config: Path, dataset: str | None) -> tuple[dict[str, np.ndarray], np.ndarray, list[str],
-                                                             list[str], dict]:
-    """Each row's features of the config's first table, read from the cache (nothing is extracted)."""
-    return table_rows(*table_context(config, dataset))
-
-
 def grid_inputs(argv: list[str] | None, description: str) -> tuple[dict[str, np.ndarray], np.ndarray, list[str],
                                                                   list[str] | None, dict]:
-    """``--config``/``--dataset`` parsed: a config's cached rows (:func:`cached_rows`), else one synthetic
+    """``--config``/``--dataset`` parsed: a config's cached rows (:func:`table_rows`; nothing is extracted), else one synthetic
     Caltech-101-shaped 1280-d row on the Zeiler & Fergus protocol."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--config", type=Path, help="read this config's cached features (first table)")
     ap.add_argument("--dataset", help="the dataset folder, as for tlreport build --dataset")
     args = ap.parse_args(argv)
     if args.config:
-        return cached_rows(args.config, args.dataset)
+        return table_rows(*table_context(args.config, args.dataset))
     from grid import synthetic_caltech101  # benchmarks/grid.py
 
     X, y, names = synthetic_caltech101()

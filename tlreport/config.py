@@ -57,11 +57,10 @@ def _max_pixels(v: int) -> str | None:
     from PIL import Image
 
     pillow = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
-    if v <= 0:
-        return "must be > 0"
-    if pillow is not None and v > pillow:
-        return f"must be at most {pillow:,} (Pillow's own limit on an image's pixels)"
-    return None
+    problem = _positive(v)
+    if problem is None and pillow is not None and v > pillow:
+        problem = f"must be at most {pillow:,} (Pillow's own limit on an image's pixels)"
+    return problem
 
 
 def _one_of(*choices: str) -> Callable[[Any], str | None]:

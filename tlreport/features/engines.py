@@ -224,6 +224,15 @@ def openvino_backbone(spec: Any, *, build_keras: Callable[[], Any], cache_dir: P
     return OpenVINOBackbone(compiled, xml)
 
 
+def features_submodel(keras_model: Any) -> Any:
+    """The backbone's Keras model cut at its ``features`` output: what OpenVINO converts."""
+    import keras
+
+    struct = keras_model.output
+    features = struct["features"] if isinstance(struct, dict) else keras_model.outputs[0]
+    return keras.Model(keras_model.inputs, features, name="features")
+
+
 def _convert(keras_model: Any, xml: Path) -> None:
     """Keras features sub-model -> OpenVINO IR (float32 weights), written atomically.
 
@@ -231,15 +240,12 @@ def _convert(keras_model: Any, xml: Path) -> None:
     that graph.  Through a SavedModel on disk, as before, the features were the same bits (every
     EfficientNet-Lite and Inception, ``benchmarks/convert.py``), but exporting took 2-4x as long.
     """
-    import keras
     import tensorflow as tf
 
     block_telemetry()
     import openvino as ov
 
-    struct = keras_model.output
-    features = struct["features"] if isinstance(struct, dict) else keras_model.outputs[0]
-    sub = keras.Model(keras_model.inputs, features, name="features")
+    sub = features_submodel(keras_model)
     shape = [None, *keras_model.inputs[0].shape[1:]]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
