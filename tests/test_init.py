@@ -66,8 +66,9 @@ def test_init_then_build_works_with_no_editing(tmp_path: Path) -> None:
 
 
 def test_init_writes_a_config_that_loads_for_any_utf8_folder_name(tmp_path: Path) -> None:
-    """A newline or DEL in the folder's name: the config names it in an escaped string, comment included;
-    bytes that are not UTF-8 cannot be named in TOML at all, which is one line."""
+    """A newline or DEL in the folder's name: the config names it in an escaped string, comment included,
+    and the report shows it escaped; bytes that are not UTF-8 cannot be named in TOML at all, which is
+    one line."""
     from tlreport.config import load_config
     from tlreport.errors import UserError
     from tlreport.starter_config import write_starter_config
@@ -79,7 +80,8 @@ def test_init_writes_a_config_that_loads_for_any_utf8_folder_name(tmp_path: Path
             save_to.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.full((8, 8, 3), 40 * i + (100 if c == "a" else 0), np.uint8)).save(save_to)
     out = tmp_path / "tlreport.toml"
-    write_starter_config(data, out, backbone="tiny_random")
+    report = write_starter_config(data, out, backbone="tiny_random")
+    assert report.splitlines()[0].endswith("odd\\nname\\x7f: 8 images in 2 classes; 0 skipped")  # one line
     cfg = load_config(out)
     assert (out.parent / cfg.dataset.path).resolve() == data.resolve()
     assert out.read_text().startswith('# tlreport.toml for "') and "\\u007f" in out.read_text()

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from tlreport.errors import UserError
+from tlreport.util.text import display_name, shell_word
 
 #: Training images per class the table may use, as in the literature's Caltech tables.
 CANDIDATE_SETTINGS = (1, 2, 3, 5, 10, 15, 20, 30, 45, 60)
@@ -54,16 +55,14 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     get_spec(backbone)                              # an unknown name is one line, before the scan
     dataset = dataset.expanduser().resolve()
     if not dataset.is_dir():
-        raise UserError(f"not a folder: {dataset}")
+        raise UserError(f"not a folder: {display_name(str(dataset))}")
     try:
         str(dataset).encode("utf-8")
     except UnicodeEncodeError:                      # bytes that are not UTF-8: no TOML string can name them
-        from tlreport.datasets.images import display_name
-
         raise UserError(f"{display_name(str(dataset))}: the path is not valid UTF-8, so a config file cannot "
                         f"name it; rename the folder") from None
     if out.exists() and not force:
-        raise UserError(f"{out} exists; pass --force to overwrite it")
+        raise UserError(f"{display_name(str(out))} exists; pass --force to overwrite it")
     m = scan_dataset(dataset, progress=True)        # a hash cache is not written: nothing to reuse yet
     counts = Counter(e.label for e in m.entries)
     sizes = sorted(counts[c] for c in m.classes)
@@ -116,16 +115,16 @@ drop_short_classes = true
     from tlreport.util.files import atomic_write_text
 
     atomic_write_text(out, text)                    # an unwritable place is one line, not a traceback
-    lines = [f"{dataset}: {m.summary()}"]
+    lines = [f"{display_name(str(dataset))}: {m.summary()}"]
     if skipped:
         lines.append("  skipped: " + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items())))
-    lines.append("  smallest classes: " + ", ".join(f"{c} ({counts[c]})" for c in
+    lines.append("  smallest classes: " + ", ".join(f"{display_name(c)} ({counts[c]})" for c in
                                                      sorted(m.classes, key=lambda c: (counts[c], c))[:5]))
     lines.append(f"  settings {settings} per class, test images capped at {test_cap}"
                  + (f"; {len(short)} class(es) with fewer than {need} images left out of the table: "
-                    + ", ".join(f"{c} ({n})" for n, c in short[:10]) + ("..." if len(short) > 10 else "")
+                    + ", ".join(f"{display_name(c)} ({n})" for n, c in short[:10]) + ("..." if len(short) > 10 else "")
                     if short else ""))
-    lines.append(f"wrote {out}; now run: tlreport build" + ("" if out.name == "tlreport.toml" and
+    lines.append(f"wrote {display_name(str(out))}; now run: tlreport build" + ("" if out.name == "tlreport.toml" and
                                                              out.parent.resolve() == Path.cwd().resolve()
-                                                             else f" --config {out}"))
+                                                             else f" --config {shell_word(str(out))}"))
     return "\n".join(lines)

@@ -17,7 +17,6 @@ from tlreport.backbones import get_spec
 from tlreport.datasets import scan as datasets
 from tlreport.datasets.images import (
     BadImage,
-    display_name,
     load_prepared,
     load_prepared_many,
     load_rgb,
@@ -26,6 +25,7 @@ from tlreport.datasets.images import (
 )
 from tlreport.datasets.scan import Manifest, _Found, _read_file, _validate_file, scan_dataset
 from tlreport.errors import UserError
+from tlreport.util.text import display_name
 
 # the real Caltech-101 beside the checkout, where a machine has it (../shared); skipped elsewhere
 CALTECH = REPO.parent / "shared" / "datasets" / "caltech101" / "101_ObjectCategories"

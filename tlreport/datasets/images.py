@@ -53,11 +53,6 @@ def _unsupported_format(head: bytes) -> str | None:
     return None
 
 
-def display_name(relpath: str) -> str:
-    """A printable form of a path that may hold undecodable (surrogate-escaped) bytes."""
-    return relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 # --------------------------------------------------------------------------- decoding
 
 def _open(path_or_bytes: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:

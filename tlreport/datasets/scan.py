@@ -35,13 +35,13 @@ from tlreport.datasets.images import (
     BadImage,
     _header_size,
     _unsupported_format,
-    display_name,
     sniff,
     validate,
 )
 from tlreport.errors import UserError
 from tlreport.util.files import atomic_write_text
 from tlreport.util.progress import bar
+from tlreport.util.text import display_name
 
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store", "ehthumbs.db", "icon\r"})
 _CACHE_VERSION = 1
@@ -425,7 +425,7 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
             detail = f"{n} file{'s' if n != 1 else ''}"
             if sk:
                 detail += f", {sum(sk.values())} skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(sk.items()))
-            msgs.append(f"class {display_name(c)!r} has no usable images ({detail})")
+            msgs.append(f"class '{display_name(c)}' has no usable images ({detail})")
         raise UserError("; ".join(msgs))
 
     order = {c: i for i, c in enumerate(classes)}

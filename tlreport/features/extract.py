@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from tlreport.datasets.images import DEFAULT_MAX_PIXELS, BadImage, display_name, load_prepared_many
+from tlreport.datasets.images import DEFAULT_MAX_PIXELS, BadImage, load_prepared_many
 from tlreport.datasets.scan import Entry, Manifest
 from tlreport.errors import UserError
 from tlreport.features.store import FeatureStore, backbone_key, feature_dtype
 from tlreport.util.progress import bar
+from tlreport.util.text import display_name
 
 # --------------------------------------------------------------------------- the pipeline
 

@@ -42,6 +42,7 @@ def features_detail(ctx: BuildContext) -> str:
 
 def features_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.pipeline import resources
+    from tlreport.util.text import display_name
 
     jobs = []
     for use, v in resources.feature_jobs(ctx):
@@ -52,7 +53,7 @@ def features_run(ctx: BuildContext, out: Path) -> None:
         jobs.append({"dataset": use.ref, "id": use.id, "backbone": v.name, "key": resources.feature_key(ctx, v),
                      "precision": spec.precision, "engine": spec.engine, "images": int(x.shape[0]), "dim": int(x.shape[1]),
                      "summary": m.summary(), "manifest_hash": m.hash(),
-                     "skipped": [[s.relpath, s.label, s.reason] for s in m.skipped]})
+                     "skipped": [[display_name(s.relpath), display_name(s.label), s.reason] for s in m.skipped]})
     # where this build computed features, if not on the machine's CPU alone (a GPU, a Ray cluster)
     atomic_write_json(out / "features.json", {"jobs": jobs,
                                               "computed_on": ctx.memo.get("provenance.computed_on", [])})

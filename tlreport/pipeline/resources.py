@@ -28,6 +28,7 @@ from tlreport.config import Config, TableConfig
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import NeedsDownload, UserError
 from tlreport.util.hashing import hash_obj, sha256_file
+from tlreport.util.text import display_name
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def manifest(ctx: BuildContext, use: DatasetUse):
                          progress=not ctx.quiet, update_hash_cache=not ctx.read_only)
         ctx.log(f"dataset {use.ref}: {m.summary()}")
         for s in m.skipped[:20]:
-            ctx.log(f"  skipped {s.label}/{s.relpath}: {s.reason}")
+            ctx.log(f"  skipped {display_name(s.relpath)}: {s.reason}")
         if len(m.skipped) > 20:
             ctx.log(f"  ... and {len(m.skipped) - 20} more (listed in the manifest)")
         prov = ctx.memo.setdefault("provenance.datasets", [])

@@ -27,12 +27,12 @@ def train_inputs(ctx: BuildContext) -> dict:
 def train_run(ctx: BuildContext, out: Path) -> None:
     import numpy as np
 
-    from tlreport.datasets.images import display_name
     from tlreport.datasets.splits import split_by_hash
     from tlreport.heads.export import export_classifier
     from tlreport.heads.metrics import evaluate
     from tlreport.heads.softmax import predict_proba, seed_everything, train_softmax
     from tlreport.pipeline import resources
+    from tlreport.util.text import display_name
 
     t = ctx.config.train
     seed = ctx.config.seed

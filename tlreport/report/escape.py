@@ -4,7 +4,10 @@ Data-derived text (class names, file names, titles) reaches four languages on
 its way to a reader: YAML front matter, Liquid (Jekyll runs it over the post
 first), Markdown (kramdown, or Python-Markdown for the preview) and HTML.  The
 helpers below make such text inert in each, so that ``{{ site.title }}``,
-``<script>`` or ``a|b*c_d`` reads exactly as the user wrote it.
+``<script>`` or ``a|b*c_d`` reads exactly as the user wrote it.  Newlines and
+tabs become spaces; other control characters and bytes that are not UTF-8
+are shown as escapes (:func:`~tlreport.util.text.display_name`): an XML feed
+cannot hold them, and a browser would not show them.
 
 Markdown text is escaped with numeric character references rather than
 backslashes: both kramdown (with ``entity_output: as_input``) and
@@ -18,6 +21,8 @@ import html
 import json
 import re
 
+from tlreport.util.text import display_name
+
 # Characters that mean something to Markdown (kramdown or Python-Markdown),
 # Liquid, kramdown math or HTML, replaced by numeric character references.
 # ``_`` is escaped only where it could open or close emphasis (at a word edge);
@@ -27,7 +32,7 @@ _MD_SPECIAL = {c: f"&#{ord(c)};" for c in "\\`*{}[]<>|~$&#"}
 
 def md(text: object) -> str:
     """Escape text for a Markdown paragraph, heading or table cell (also Liquid-safe)."""
-    s = " ".join(str(text).split())            # newlines and tabs become spaces
+    s = _one_line(text)
     out = []
     for i, c in enumerate(s):
         if c == "_":
@@ -40,7 +45,7 @@ def md(text: object) -> str:
 
 def html_text(text: object) -> str:
     """Escape text for HTML content or a double-quoted attribute (also Liquid-safe)."""
-    s = html.escape(" ".join(str(text).split()), quote=True)
+    s = html.escape(_one_line(text), quote=True)
     # decimal, not html.escape's &#x27;: Liquid's escape_once (figure.html) knows only decimal references
     return s.replace("&#x27;", "&#39;").replace("{", "&#123;").replace("}", "&#125;")
 
@@ -57,7 +62,7 @@ def liquid_arg(text: object) -> str:
 
 def yaml_str(text: object) -> str:
     """A YAML double-quoted scalar (JSON strings are valid YAML)."""
-    return json.dumps(" ".join(str(text).split()), ensure_ascii=False)
+    return json.dumps(_one_line(text), ensure_ascii=False)
 
 
 def code(text: object, *, liquid: bool = True) -> str:
@@ -67,12 +72,17 @@ def code(text: object, *, liquid: bool = True) -> str:
     must be kept off it: text with ``{{``/``{%`` is wrapped in ``{% raw %}``.
     ``liquid=False`` (the Python-Markdown preview) returns the text unchanged.
     """
-    s = str(text)
+    s = display_name(str(text))
     if liquid and ("{{" in s or "{%" in s):
         # an endraw tag inside the text would close the raw block early: print it through Liquid
         s = _ENDRAW.sub(lambda m: "{% endraw %}{{ '" + m.group(0).replace("'", "") + "' }}{% raw %}", s)
         return "{% raw %}" + s + "{% endraw %}"
     return s
+
+
+def _one_line(text: object) -> str:
+    """Newlines and tabs as spaces, other control characters and undecodable bytes as escapes."""
+    return display_name(" ".join(str(text).split()))
 
 
 _ENDRAW = re.compile(r"\{%-?\s*endraw\s*-?%\}")

@@ -67,10 +67,10 @@ def fmt_seconds(s: Any) -> str:
 
 
 def _shell(arg: object) -> str:
-    """Quote one shell argument (file names with spaces or quotes)."""
-    import shlex
+    """Quote one shell argument (file names with spaces, quotes or control characters)."""
+    from tlreport.util.text import shell_word
 
-    return shlex.quote(str(arg))
+    return shell_word(str(arg))
 
 
 def get_env(user_dir: Path | None = None, *, target: str = "jekyll"):

@@ -158,7 +158,10 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def _short(name: str, limit: int = 24) -> str:
-    """A class name as a figure label: one line, shortened, ``$`` kept literal (not mathtext)."""
-    name = " ".join(str(name).replace("_", " ").split())
+    """A class name as a figure label: one line, shortened, ``$`` kept literal (not mathtext), control
+    characters and undecodable bytes as escapes (no font has a glyph for them)."""
+    from tlreport.util.text import display_name
+
+    name = display_name(" ".join(str(name).replace("_", " ").split()))
     name = name if len(name) <= limit else name[: limit - 1] + "…"
     return name.replace("$", r"\$")

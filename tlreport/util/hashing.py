@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,17 @@ def _plain(obj: Any) -> Any:
 
 
 def stable_json(obj: Any) -> str:
-    """JSON with sorted keys and fixed separators: the same object, the same bytes."""
-    return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, default=_plain) + "\n"
+    """JSON with sorted keys and fixed separators: the same object, the same bytes.
+
+    Lone surrogates (a file or folder name's bytes that are not UTF-8, as ``os.fsdecode`` gives them)
+    are written as ``\\udcXX`` escapes, so the text encodes as UTF-8 and loads back as the same name.
+    """
+    text = json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, default=_plain) + "\n"
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+# outside JSON strings there is only ASCII, so every surrogate in the text is inside one
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def hash_obj(obj: Any) -> str:

@@ -1,0 +1,57 @@
+"""Names from users' disks shown to people: in the terminal, the post and figures."""
+
+from __future__ import annotations
+
+import re
+
+# C0 and C1 control characters (DEL included) and the lone surrogates that stand for bytes that are not
+# UTF-8 (os.fsdecode's surrogateescape): a folder name may hold any of them
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = m.group()
+    if c in _NAMED:
+        return _NAMED[c]
+    code = ord(c)
+    return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
+
+
+def display_name(name: str) -> str:
+    r"""A name that may hold control characters or bytes that are not UTF-8, in a printable form.
+
+    Each such character becomes a Python-style escape (``\n``, ``\x1b``, ``\xff`` for the byte 0xff),
+    so an escape sequence in a folder name cannot restyle or clear the terminal, a newline cannot split a
+    line of output, and the text can always be encoded as UTF-8.  Everything else is kept as it is.
+
+    >>> display_name("caf\udce9/two\nlines\x1b[0m")
+    'caf\\xe9/two\\nlines\\x1b[0m'
+    """
+    return _UNSHOWABLE.sub(_escape, name)
+
+
+def shell_word(arg: str) -> str:
+    r"""One shell argument that a POSIX shell reads back as exactly ``arg``, for a command shown to copy.
+
+    Plain names are quoted by :func:`shlex.quote`.  A name with control characters or bytes that are not
+    UTF-8 cannot be written inside single quotes, so it is written in ANSI-C quoting (``$'...'``: bash,
+    zsh, ksh and POSIX 2024 shells), each such character as its ``\xNN`` bytes.
+
+    >>> shell_word("a b"), shell_word("caf\udce9's\x1b")
+    ("'a b'", "$'caf\\xe9\\'s\\x1b'")
+    """
+    import shlex
+
+    if not _UNSHOWABLE.search(arg):
+        return shlex.quote(arg)
+    out = []
+    for c in arg:
+        if c in "\\'":
+            out.append("\\" + c)
+        elif _UNSHOWABLE.fullmatch(c):
+            raw = bytes([ord(c) - 0xDC00]) if ord(c) >= 0xDC00 else c.encode("utf-8")
+            out.append("".join(f"\\x{b:02x}" for b in raw))
+        else:
+            out.append(c)
+    return "$'" + "".join(out) + "'"
