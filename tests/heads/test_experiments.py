@@ -171,6 +171,24 @@ def test_logreg_chooses_C_on_the_training_split_only() -> None:
     assert threaded[:2] == (C, scores)
 
 
+def test_logreg_standardises_each_cv_split_by_its_own_training_part(monkeypatch) -> None:
+    """No validation fold's images shape the scaling it is scored under: every scaler the fit makes sees
+    a CV split's training part (2/3 of the images) or, for the final fit, the whole training split."""
+    import sklearn.preprocessing
+
+    fitted: list[int] = []
+
+    class Recording(sklearn.preprocessing.StandardScaler):
+        def fit(self, X, y=None, sample_weight=None):
+            fitted.append(len(X))
+            return super().fit(X, y, sample_weight)
+
+    monkeypatch.setattr(sklearn.preprocessing, "StandardScaler", Recording)
+    X, y, _ = blobs([12] * 5, dim=6, spread=2.0)
+    LogRegHead(C_grid=(1e-2, 1.0)).fit(X, y, num_classes=5, seed=0)
+    assert fitted == [40, 40, 40, 60]
+
+
 def test_softmax_sgd_chooses_l2_on_the_training_split_only() -> None:
     """Its L2 comes from cross-validation inside each fold's training images: the test images cannot move it,
     a grid of one value skips the CV, and a problem that needs a strong penalty gets one."""

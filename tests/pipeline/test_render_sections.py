@@ -69,6 +69,14 @@ def test_durations_round_once():
             == ["59.9 s", "1 min 0 s", "1 min 0 s", "2 min 0 s", "60 min 0 s"])
 
 
+def test_the_classify_command_names_any_example_path_as_one_argument():
+    from tlreport.report.render import _shell
+
+    assert _shell("cats/1.jpg") == "cats/1.jpg" and _shell("my cats/1.jpg") == "'my cats/1.jpg'"
+    assert _shell("-n/1.jpg") == "./-n/1.jpg"                  # not an option to tlreport classify
+    assert _shell("caf\udce9/\x1b.png") == "$'caf\\xe9/\\x1b.png'"
+
+
 def test_preprocessing_is_described_from_the_spec():
     assert describe_preprocessing(get_spec("efficientnet_lite0")) == "resized (bicubic) to 224×224"
     assert describe_preprocessing(get_spec("efficientnet_lite2")) == "resized (bicubic) to 260×260"

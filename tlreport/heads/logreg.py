@@ -19,7 +19,9 @@ class LogRegHead:
 
     The scaler is fit on the training split only; ``C`` is chosen by stratified
     ``cv_folds``-fold cross-validation *inside the training split* (accuracy, ties
-    broken by log-loss, then by the smaller C).  The grid is walked from the
+    broken by log-loss, then by the smaller C), each CV split standardised by its
+    own training part, so no validation fold's images shape the scaling it is
+    scored under.  The grid is walked from the
     strongest regularisation up, each fold warm-starting from its previous
     solution, and the walk stops once ``patience`` consecutive values score below
     the best so far.  The final fit on the whole split warm-starts from the mean
@@ -52,9 +54,10 @@ class LogRegHead:
     description: str = ("L2-regularised multinomial logistic regression (scikit-learn, lbfgs) on standardised "
                         "features, its C chosen by 3-fold cross-validation on the training images only")
 
-    def select_C(self, Xs: np.ndarray, y: np.ndarray, *, seed: int
+    def select_C(self, X: np.ndarray, y: np.ndarray, *, seed: int
                  ) -> tuple[float, dict[float, float], list[tuple[np.ndarray, np.ndarray]] | None]:
-        """Cross-validate ``C`` on standardised training features.
+        """Cross-validate ``C`` on the training features ``X`` (each CV split standardised by its own
+        training part).
 
         Returns the chosen C, the mean CV accuracy per C tried, and the fold
         solutions ``(coef, intercept)`` at the chosen C (``None`` when CV was
@@ -62,6 +65,7 @@ class LogRegHead:
         """
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold
+        from sklearn.preprocessing import StandardScaler
 
         grid = sorted(self.C_grid)
         counts = np.bincount(y)
@@ -70,13 +74,17 @@ class LogRegHead:
         if folds < 2 or len(grid) == 1:
             return grid[len(grid) // 2], {}, None
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seed) % (2**32))
-        fold_idx = list(cv.split(Xs, y))
+        fold_idx = list(cv.split(X, y))
         models = [LogisticRegression(C=grid[0], solver="lbfgs", tol=self.tol_cv, max_iter=self.max_iter,
                                      warm_start=True) for _ in fold_idx]
         scores: dict[float, float] = {}
         best_key: tuple[float, float, float] | None = None
         best_C, best_sol, worse = grid[0], None, 0
-        parts = [(Xs[tr], y[tr], Xs[va], y[va]) for tr, va in fold_idx]
+        parts = []
+        for tr, va in fold_idx:
+            scaler = StandardScaler().fit(X[tr])
+            parts.append((scaler.transform(X[tr]).astype(self.dtype, copy=False), y[tr],
+                          scaler.transform(X[va]).astype(self.dtype, copy=False), y[va]))
         k = int(y.max()) + 1
 
         def run_fold(i: int, C: float) -> tuple[float, float, tuple[np.ndarray, np.ndarray]]:
@@ -122,9 +130,9 @@ class LogRegHead:
         from sklearn.preprocessing import StandardScaler
 
         X = np.asarray(X, dtype=self.dtype)
+        C, _, sols = self.select_C(X, y, seed=seed)
         scaler = StandardScaler().fit(X)
         Xs = scaler.transform(X).astype(self.dtype, copy=False)
-        C, _, sols = self.select_C(Xs, y, seed=seed)
         model = LogisticRegression(C=C, solver="lbfgs", tol=self.tol, max_iter=self.max_iter,
                                    warm_start=sols is not None)
         if sols is not None and all(s[0].shape == sols[0][0].shape for s in sols):

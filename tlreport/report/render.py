@@ -66,11 +66,13 @@ def fmt_seconds(s: Any) -> str:
     return f"{whole // 60} min {whole % 60} s"
 
 
-def _shell(arg: object) -> str:
-    """Quote one shell argument (file names with spaces, quotes or control characters)."""
+def _shell(path: object) -> str:
+    """Quote a file path as one shell argument (names with spaces, quotes or control characters); a
+    path that starts with ``-`` gets ``./`` in front, so the command does not read it as an option."""
     from tlreport.util.text import shell_word
 
-    return shell_word(str(arg))
+    path = str(path)
+    return shell_word("./" + path if path.startswith("-") else path)
 
 
 def get_env(user_dir: Path | None = None, *, target: str = "jekyll"):
