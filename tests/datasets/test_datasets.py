@@ -38,10 +38,12 @@ def _skips(m: Manifest) -> dict[str, str]:
 def test_zoo_formats_are_all_accepted(tmp_path: Path) -> None:
     zoo = make_zoo(tmp_path)
     m = scan_dataset(tmp_path, progress=False)
-    assert m.skipped == []
+    # a link to a file of the same class is one picture twice: the link (first by path) is kept
+    assert [(s.relpath, s.reason) for s in m.skipped] == [
+        ("zoo/pic.bmp", "duplicate: the same bytes as zoo/link_to_bmp.bmp")]
     rel = {e.relpath for e in m.entries}
-    for path in zoo.values():
-        assert path.relative_to(tmp_path).as_posix() in rel
+    for name, path in zoo.items():
+        assert path.relative_to(tmp_path).as_posix() in rel or name == "bmp"
     assert "zoo/nested/deeper/inner.jpg" in rel  # nested files belong to the top-level class
     assert {e.label for e in m.entries} == {"zoo"}
 
@@ -369,3 +371,45 @@ def test_an_unreadable_dataset_folder_is_one_line(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(datasets.os, "scandir", denied)
     with pytest.raises(UserError, match="cannot read dataset folder .*: Permission denied"):
         scan_dataset(tmp_path, progress=False)
+
+
+def test_byte_identical_images_are_kept_once_and_the_copies_reported(tmp_path: Path) -> None:
+    """A copy inside a class could sit in training and in test at once: the first by path is kept. The
+    same picture in two classes has no one true class: every copy is left out. Each skip says why."""
+    make_dataset(tmp_path, {"cats": 3, "dogs": 3})
+    cat0 = (tmp_path / "cats" / "img_000.jpg").read_bytes()
+    (tmp_path / "cats" / "sub").mkdir()
+    (tmp_path / "cats" / "sub" / "again.jpg").write_bytes(cat0)            # a copy within the class
+    dog1 = (tmp_path / "dogs" / "img_001.jpg").read_bytes()
+    (tmp_path / "cats" / "a_dog.jpg").write_bytes(dog1)                    # the same picture in two classes
+    m = scan_dataset(tmp_path, progress=False)
+    assert [e.relpath for e in m.entries] == ["cats/img_000.jpg", "cats/img_001.jpg", "cats/img_002.jpg",
+                                              "dogs/img_000.jpg", "dogs/img_002.jpg"]
+    assert _skips(m) == {"cats/sub/again.jpg": "duplicate", "cats/a_dog.jpg": "duplicate",
+                         "dogs/img_001.jpg": "duplicate"}
+    reasons = {s.relpath: s.reason for s in m.skipped}
+    assert reasons["cats/sub/again.jpg"] == "duplicate: the same bytes as cats/img_000.jpg"
+    assert reasons["dogs/img_001.jpg"] == "duplicate: the same image in classes cats, dogs"
+    assert "3 skipped (3 duplicate)" in m.summary()
+    assert len({e.sha256 for e in m.entries}) == len(m.entries)
+
+
+def test_a_class_folder_linked_to_another_or_to_the_dataset_is_one_line(tmp_path: Path) -> None:
+    if not hasattr(os, "symlink"):
+        pytest.skip("no symlinks here")
+    make_dataset(tmp_path / "data", {"cats": 2, "dogs": 2})
+    (tmp_path / "data" / "kitties").symlink_to(tmp_path / "data" / "cats", target_is_directory=True)
+    with pytest.raises(UserError, match="'kitties' and 'cats' hold the same images"):
+        scan_dataset(tmp_path / "data", progress=False)
+    assert scan_dataset(tmp_path / "data", exclude=["kitties"], progress=False).classes == ["cats", "dogs"]
+    (tmp_path / "data" / "kitties").unlink()
+    (tmp_path / "data" / "everything").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(UserError, match="'everything' is a link to the dataset folder or a folder above it"):
+        scan_dataset(tmp_path / "data", progress=False)
+
+
+def test_a_macos_archive_folder_is_not_a_class(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"cats": 2, "dogs": 2})
+    (tmp_path / "__MACOSX" / "cats").mkdir(parents=True)
+    (tmp_path / "__MACOSX" / "cats" / "._img_000.jpg").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    assert scan_dataset(tmp_path, progress=False).classes == ["cats", "dogs"]

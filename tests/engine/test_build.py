@@ -220,3 +220,26 @@ def test_published_files_get_the_umasks_mode(tmp_path):
         subprocess.run([find_jekyll(), "build", "--source", str(site), "--destination", str(tmp_path / "_site")],
                        check=True, capture_output=True, timeout=300)
         assert set(_modes(tmp_path / "_site").values()) == {"0o644"}
+
+
+def test_a_dataset_folder_that_holds_the_site_is_refused_before_any_work(tmp_path):
+    """``path = "."``: the project folder, site/ included; the post's figures would become a class."""
+    from helpers.images import make_dataset
+
+    make_dataset(tmp_path / "data", {"cats": 3, "dogs": 3})
+    (tmp_path / "site" / "images").mkdir(parents=True)
+    cfg = load_config(write_config(tmp_path, """
+[classify]
+enabled = false
+[dataset]
+path = "."
+[features]
+backbones = ["tiny_random"]
+[train]
+backbone = "tiny_random"
+[experiments]
+enabled = false
+"""))
+    with pytest.raises(UserError, match="holds this build's site folder"):
+        build(cfg, quiet=True)
+    assert not (tmp_path / ".tlreport" / "features").exists()

@@ -12,15 +12,18 @@ import pytest
 from tlreport.util.hashing import stable_json
 from tlreport.util.text import display_name, shell_word
 
-# a control sequence, a newline, DEL, a C1 control (NEL), a byte that is not UTF-8, a quote, a backslash
-ODD = "esc\x1b[31m two\nlines\x7f nel\x85 caf\udce9 it's a\\b é"
+# a control sequence, a newline, DEL, a C1 control (NEL), a right-to-left override, a zero-width space,
+# a byte that is not UTF-8, a quote, a backslash
+ODD = "esc\x1b[31m two\nlines\x7f nel\x85 \u202egnp.exe z\u200bw caf\udce9 it's a\\b é"
 
 
 def test_display_name_escapes_exactly_what_cannot_be_shown():
     shown = display_name(ODD)
-    assert shown == "esc\\x1b[31m two\\nlines\\x7f nel\\x85 caf\\xe9 it's a\\b é"
+    assert shown == "esc\\x1b[31m two\\nlines\\x7f nel\\x85 \\u202egnp.exe z\\u200bw caf\\xe9 it's a\\b é"
     shown.encode("utf-8")                                          # always encodable
     assert display_name("plain/naïve name.jpg") == "plain/naïve name.jpg"
+    family = "\U0001f468\u200d\U0001f467 \u0915\u094d\u200c\u0937"     # joiners that emoji and Devanagari need
+    assert display_name(family) == family
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

@@ -43,7 +43,8 @@ from tlreport.util.files import atomic_write_text
 from tlreport.util.progress import bar
 from tlreport.util.text import display_name
 
-JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store", "ehthumbs.db", "icon\r"})
+# files and folders that operating systems and archivers leave behind (macOS zips: __MACOSX)
+JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store", "ehthumbs.db", "icon\r", "__macosx"})
 _CACHE_VERSION = 1
 
 
@@ -126,6 +127,53 @@ def _read_file(path: str) -> bytes:
     with open(path, "rb") as fh:
         head = fh.read(_HEAD_BYTES)
         return head + fh.read() if sniff(head) is not None else head
+
+
+def _check_class_folders(root: str, classes: Sequence[str]) -> None:
+    """One line when a class folder is a link to another class folder, to the dataset folder or a folder
+    above it: its images would be counted twice, under two labels."""
+    real_root = os.path.realpath(root)
+    real = {c: os.path.realpath(os.path.join(root, c)) for c in classes}
+
+    def within(inner: str, outer: str) -> bool:
+        return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+    for c in classes:
+        if within(real_root, real[c]):
+            raise UserError(f"class folder '{display_name(c)}' is a link to the dataset folder or a folder "
+                            f"above it; remove the link or leave it out with dataset.exclude")
+    for c in sorted(classes, key=lambda c: not os.path.islink(os.path.join(root, c))):   # links first
+        for other in classes:
+            if other != c and (within(real[c], real[other]) or within(real[other], real[c])):
+                raise UserError(f"class folders '{display_name(c)}' and '{display_name(other)}' hold the same "
+                                f"images (one is a link into the other); leave one out with dataset.exclude")
+
+
+def _without_copies(entries: list[Entry]) -> tuple[list[Entry], list[Skip]]:
+    """Byte-identical images, kept once: the entries left and the copies skipped, each with its reason.
+
+    Copies inside one class could land on both sides of a split (the same picture in training and in
+    test flatters the score), so the first by path is kept.  The same picture in two classes has no
+    one true class, so every copy is skipped.
+    """
+    by_hash: dict[str, list[Entry]] = {}
+    for e in entries:
+        by_hash.setdefault(e.sha256, []).append(e)
+    kept: list[Entry] = []
+    skips: list[Skip] = []
+    for group in by_hash.values():
+        if len(group) == 1:
+            kept.append(group[0])
+            continue
+        group.sort(key=lambda e: e.relpath)
+        labels = sorted({e.label for e in group})
+        if len(labels) == 1:
+            kept.append(group[0])
+            skips += [Skip(e.relpath, e.label, f"duplicate: the same bytes as {group[0].relpath}") for e in group[1:]]
+        else:
+            skips += [Skip(e.relpath, e.label, f"duplicate: the same image in classes {', '.join(labels)}")
+                      for e in group]
+    return kept, skips
 
 
 def _is_hidden_or_junk(name: str) -> bool:
@@ -354,6 +402,7 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
     classes = _select_classes(all_classes, include, exclude)
     if not classes:
         raise UserError("include/exclude leave no classes to use")
+    _check_class_folders(root_s, classes)
 
     found: list[_Found] = []
     for c in classes:
@@ -415,6 +464,11 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
 
     if save and (todo or set(cache) != set(records)):
         _save_cache(cache_path, _merged(cache, records, classes))
+
+    entries, copies = _without_copies(entries)
+    skipped += copies
+    for s in copies:
+        per_class_skips[s.label][s.kind] += 1
 
     have = Counter(e.label for e in entries)
     empty = [c for c in classes if have[c] == 0]

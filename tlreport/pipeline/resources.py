@@ -155,7 +155,20 @@ def dataset_root(ctx: BuildContext, ref: str) -> Path:
                 raise NeedsDownload([download_note(name)])
             found = ensure(name, root, allow_download=True)
         return Path(found)
-    return ctx.config.resolve(ref)
+    root = ctx.config.resolve(ref)
+    _check_not_holding_the_output(ctx, root)
+    return root
+
+
+def _check_not_holding_the_output(ctx: BuildContext, root: Path) -> None:
+    """One line when a dataset folder holds the build's own site or cache (``path = "."``): its
+    figures would become images of a class, and every build would train on the last one's output."""
+    real = os.path.realpath(root)
+    for what, out in (("site", ctx.config.site_dir), ("cache", ctx.cache_dir)):
+        inside = os.path.realpath(out)
+        if inside == real or inside.startswith(real.rstrip(os.sep) + os.sep):
+            raise UserError(f"the dataset folder {display_name(str(root))} holds this build's {what} folder "
+                            f"({display_name(str(out))}); point the dataset at the folder of class folders")
 
 
 def scratch_dir(ctx: BuildContext) -> str:
@@ -176,7 +189,7 @@ def manifest(ctx: BuildContext, use: DatasetUse):
                          progress=not ctx.quiet, update_hash_cache=not ctx.read_only)
         ctx.log(f"dataset {use.ref}: {m.summary()}")
         for s in m.skipped[:20]:
-            ctx.log(f"  skipped {display_name(s.relpath)}: {s.reason}")
+            ctx.log(f"  skipped {display_name(s.relpath)}: {display_name(s.reason)}")
         if len(m.skipped) > 20:
             ctx.log(f"  ... and {len(m.skipped) - 20} more (listed in the manifest)")
         prov = ctx.memo.setdefault("provenance.datasets", [])

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 
-# C0 and C1 control characters (DEL included) and the lone surrogates that stand for bytes that are not
-# UTF-8 (os.fsdecode's surrogateescape): a folder name may hold any of them
-_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+# What a folder name may hold that no reader should get raw: C0 and C1 control characters (DEL
+# included); the invisible characters that reorder or hide text (bidi embeddings, overrides and
+# isolates, zero-width space, word joiner and invisible operators, byte-order mark; the joiners
+# that emoji and Indic scripts need are kept); and the lone surrogates that stand for bytes that are
+# not UTF-8 (os.fsdecode's surrogateescape)
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+                         "\udc80-\udcff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -15,18 +19,23 @@ def _escape(m: re.Match[str]) -> str:
     if c in _NAMED:
         return _NAMED[c]
     code = ord(c)
-    return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"          # the byte it stands for
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def display_name(name: str) -> str:
-    r"""A name that may hold control characters or bytes that are not UTF-8, in a printable form.
+    r"""A name that may hold control characters, invisible characters or bytes that are not UTF-8, in a
+    printable form.
 
-    Each such character becomes a Python-style escape (``\n``, ``\x1b``, ``\xff`` for the byte 0xff),
-    so an escape sequence in a folder name cannot restyle or clear the terminal, a newline cannot split a
-    line of output, and the text can always be encoded as UTF-8.  Everything else is kept as it is.
+    Each such character becomes a Python-style escape (``\n``, ``\x1b``, ``\u202e``, ``\xff`` for the
+    byte 0xff), so an escape sequence in a folder name cannot restyle or clear the terminal, a newline
+    cannot split a line of output, a right-to-left override cannot reverse the text after it, names
+    that differ by a zero-width space read differently, and the text can always be encoded as UTF-8.
+    Everything else is kept as it is.
 
-    >>> display_name("caf\udce9/two\nlines\x1b[0m")
-    'caf\\xe9/two\\nlines\\x1b[0m'
+    >>> display_name("caf\udce9/two\nlines\x1b[0m \u202egnp.exe")
+    'caf\\xe9/two\\nlines\\x1b[0m \\u202egnp.exe'
     """
     return _UNSHOWABLE.sub(_escape, name)
 
@@ -34,9 +43,10 @@ def display_name(name: str) -> str:
 def shell_word(arg: str) -> str:
     r"""One shell argument that a POSIX shell reads back as exactly ``arg``, for a command shown to copy.
 
-    Plain names are quoted by :func:`shlex.quote`.  A name with control characters or bytes that are not
-    UTF-8 cannot be written inside single quotes, so it is written in ANSI-C quoting (``$'...'``: bash,
-    zsh, ksh and POSIX 2024 shells), each such character as its ``\xNN`` bytes.
+    Plain names are quoted by :func:`shlex.quote`.  A name with characters :func:`display_name` escapes
+    (control characters cannot be written inside single quotes, invisible ones would hide in them) is
+    written in ANSI-C quoting (``$'...'``: bash, zsh, ksh and POSIX 2024 shells), each such character
+    as its ``\xNN`` bytes.
 
     >>> shell_word("a b"), shell_word("caf\udce9's\x1b")
     ("'a b'", "$'caf\\xe9\\'s\\x1b'")
