@@ -565,3 +565,25 @@ def test_a_full_disk_during_a_download_is_one_line_and_not_retried(tmp_path, mon
         with pytest.raises(UserError, match="disk full while writing"):
             ensure("blob", root, progress=False)
     assert len(srv.requests) == 1
+
+
+def test_an_unpinned_archive_that_cannot_be_extracted_is_not_kept_as_verified(tmp_path, monkeypatch, root) -> None:
+    """With no published checksum only its first use vouches for a file: junk that fails to extract must
+    not stay behind as 'present-verified', or every later fetch would fail on it without fetching again."""
+    junk = os.urandom(1000)
+    with LoopbackServer({"/ds.tar.gz": junk}) as srv:
+        use(tmp_path, monkeypatch, {"ds": {"kind": "dataset", "urls": [srv.url("/ds.tar.gz")], "filename": "ds.tar.gz",
+                                           "root": "ds", "licence": "test"}})
+        with pytest.raises(UserError) as ei:                          # downloaded, then extraction fails
+            ensure("ds", root, progress=False)
+        assert "\n" not in str(ei.value) and "extraction failed" in str(ei.value)
+        assert artifact_state("ds", root) == "missing" and _leftovers(root / "ds") == []
+        src = tmp_path / "ds.tar.gz"
+        src.write_bytes(junk)
+        with pytest.raises(UserError, match="extraction failed"):    # the same with --from
+            ensure("ds", root, from_path=src, progress=False)
+        assert artifact_state("ds", root) == "missing" and _leftovers(root / "ds") == []
+        (root / "ds" / "ds.tar.gz").write_bytes(junk)                 # placed by hand: kept, but not vouched for
+        with pytest.raises(UserError, match="extraction failed"):
+            ensure("ds", root, progress=False)
+        assert artifact_state("ds", root) == "missing" and _leftovers(root / "ds") == ["ds.tar.gz"]

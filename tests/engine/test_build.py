@@ -243,3 +243,25 @@ enabled = false
     with pytest.raises(UserError, match="holds this build's site folder"):
         build(cfg, quiet=True)
     assert not (tmp_path / ".tlreport" / "features").exists()
+
+
+def test_a_dataset_too_small_for_the_train_fractions_is_one_line(tmp_path):
+    """Two images per class at 0.6/0.2/0.2 leave the test part empty (1 train, 1 validation each)."""
+    from helpers.images import make_dataset
+
+    make_dataset(tmp_path / "data", {"cats": 2, "dogs": 2})
+    cfg = load_config(write_config(tmp_path, """
+[classify]
+enabled = false
+[dataset]
+path = "data"
+[features]
+backbones = ["tiny_random"]
+[train]
+backbone = "tiny_random"
+[experiments]
+enabled = false
+"""))
+    with pytest.raises(UserError, match=r"4 images are too few for train.fractions = \[0.6, 0.2, 0.2\]: the test "
+                                        r"part is empty"):
+        build(cfg, quiet=True)

@@ -31,6 +31,11 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's message up to its first line break: tarfile lists every compression it tried."""
+    return str(exc).strip().split("\n", 1)[0].rstrip(":")
+
+
 def archive_kind(path: Path) -> str:
     """``"zip"`` or ``"tar"`` from the file name, falling back to the content."""
     name = Path(path).name.lower()
@@ -273,7 +278,7 @@ def safe_extract(
             (_extract_zip if kind == "zip" else _extract_tar)(archive, w)
             w.check_links()
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
-            raise UserError(f"{archive.name}: extraction failed ({type(exc).__name__}: {exc})") from None
+            raise UserError(f"{archive.name}: extraction failed ({type(exc).__name__}: {_first_line(exc)})") from None
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -333,7 +338,7 @@ def extract_member(archive: Path, member: str, dest: Path, *, max_bytes: int) ->
                     out.write(chunk)
             it.close()
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-            raise UserError(f"{archive.name}: damaged archive ({type(exc).__name__}: {exc})") from None
+            raise UserError(f"{archive.name}: damaged archive ({type(exc).__name__}: {_first_line(exc)})") from None
         except OSError as exc:            # reading the archive, or writing beside it (a full disk)
             raise UserError(f"{archive.name}: cannot extract {member!r} to {dest.parent} "
                             f"({exc.strerror or exc})") from None

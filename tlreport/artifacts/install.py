@@ -228,6 +228,22 @@ def _finish(art: Artifact, adir: Path, archive: Path, rec: dict, progress: bool)
     return out
 
 
+def _finish_or_forget(art: Artifact, adir: Path, archive: Path, rec: dict, progress: bool, *,
+                      ours: bool) -> Path:
+    """:func:`_finish`; if that fails for an artifact with no published checksum, its record (which only
+    its own first use vouched for) is dropped, and so is the file when tlreport wrote it (``ours``: a
+    download or a ``--from`` copy), so that the next fetch starts again instead of reporting the
+    unusable file as verified."""
+    try:
+        return _finish(art, adir, archive, rec, progress)
+    except Exception:
+        if not rec.get("pinned"):
+            (adir / RECORD).unlink(missing_ok=True)
+            if ours:
+                archive.unlink(missing_ok=True)
+        raise
+
+
 def _copy_hashing(src: Path, dst: Path, progress: bool) -> tuple[str, str]:
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(src, "rb") as fin, open(dst, "wb") as fout, \
@@ -267,7 +283,7 @@ def _install_from(art: Artifact, adir: Path, src: Path, progress: bool) -> Path:
         _say(f"warning: {art.name} has no published checksum; recorded sha256 {sha} from {src}")
     rec = _record_for(dest, sha, md5, f"--from {src}", art.pinned or inner_ok)
     _write_record(adir, rec)
-    return _finish(art, adir, dest, rec, progress)
+    return _finish_or_forget(art, adir, dest, rec, progress, ours=True)
 
 
 def ensure(
@@ -302,7 +318,7 @@ def ensure(
                 if not _fast_ok(art, f, adir, rec):
                     rec = _record_for(f, sha, md5, rec.get("source", "existing file"), art.pinned)
                     _write_record(adir, rec)
-                return _finish(art, adir, f, rec, progress)
+                return _finish_or_forget(art, adir, f, rec, progress, ours=False)
             _say(f"{art.name}: {f} does not match its checksum; removing it")
             f.unlink()
         if not allow_download:
@@ -337,7 +353,7 @@ def _download_and_install(art: Artifact, adir: Path, dest: Path, progress: bool)
         _say(f"warning: {art.name} has no published checksum; recorded sha256 {sha} on first fetch")
     rec = _record_for(dest, sha, md5, url, art.pinned)
     _write_record(adir, rec)
-    return _finish(art, adir, dest, rec, progress)
+    return _finish_or_forget(art, adir, dest, rec, progress, ours=True)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -34,7 +34,7 @@ def site_is_current(site: Path, render_key: str | None, owner: str) -> bool:
         return False
     if meta.get("render_key") != render_key:
         return False
-    return all((site / rel).exists() for rel in meta.get("files", []))
+    return all(os.path.exists(site / rel) for rel in meta.get("files", []))   # False, not an error, if unreadable
 
 
 PUBLISHED_FOLDERS = ("_posts", "images", "preview")  # where render puts the post, its figures, its preview

@@ -62,7 +62,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     (o / "history_accuracy.png").rename(o / "accuracy.png")
     confusion_files = plot_confusion(y, yhat, names, o / "confusion")
     per_class = per_class_accuracy(y, yhat, names)
-    n_worst = min(12, max(3, len(per_class) // 3))
+    n_worst = min(len(per_class), 12, max(3, len(per_class) // 3))   # per_class: the classes with test images
     plot_per_class(per_class, o / "per_class", worst=n_worst)
     rng = np.random.default_rng(ctx.config.seed)
     g = ctx.config.train.grid_size
@@ -100,7 +100,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
         "pairs": pairs, "n_test": len(y), "n_classes": len(names), "n_wrong": n_wrong, "n_grid": len(pick),
         "dim": int(x.shape[1]), "grid_rows": rows, "grid_cols": cols,
         "confusion_full": len(confusion_files) > 1, "example_px": EXAMPLE_PX, "pair_px": PAIR_PX,
-        "per_class": {"n_classes": len(per_class), "n_worst": n_worst,
+        "per_class": {"n_classes": len(per_class), "n_worst": n_worst, "untested": len(names) - len(per_class),
                       "perfect": int((per_class["accuracy"] == 1.0).sum()),
                       "median": float(per_class["accuracy"].median()) if len(per_class) else 0.0,
                       "worst": [{"class": r["class"], "n": int(r["n"]), "accuracy": float(r["accuracy"]),

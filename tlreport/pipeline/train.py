@@ -45,7 +45,12 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     C = len(m.classes)
     missing = [m.classes[c] for c in range(C) if not np.any((parts == 0) & (y == c))]
     if missing:
-        raise UserError(f"train.fractions leaves no training image for class(es) {', '.join(missing[:5])}")
+        raise UserError(f"train.fractions leaves no training image for class(es) "
+                        f"{', '.join(display_name(c) for c in missing[:5])}")
+    for i, part in ((1, "validation"), (2, "test")):
+        if not np.any(parts == i):
+            raise UserError(f"{len(y)} images are too few for train.fractions = {list(t.fractions)}: the {part} "
+                            f"part is empty; add images or give it a larger fraction")
     seed_everything(seed)
     head = train_softmax(x[parts == 0], y[parts == 0], x[parts == 1], y[parts == 1], num_classes=C,
                          lr=float(t.learning_rate), momentum=float(t.momentum), schedule=t.schedule,
