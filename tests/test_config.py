@@ -63,6 +63,14 @@ def test_values_that_would_fail_later_are_refused_up_front():
     validate({"seed": 2**32 - 1, "dataset": {"max_pixels": 178_956_970}})
     with pytest.raises(ConfigError, match="train.epochs: must be > 0"):       # an int too large for a float: no OverflowError
         validate({"train": {"epochs": -10**400}})
+    with pytest.raises(ConfigError) as e:
+        validate({"train": {"fractions": [float("nan"), 0.5, 0.5]},
+                  "classify": {"images": [], "out_of_vocabulary": ""}})
+    joined = "\n".join(e.value.problems)
+    assert "train.fractions: each fraction must be a number > 0" in joined, joined
+    assert "classify: no images to classify" in joined, joined
+    validate({"classify": {"images": [], "enabled": False}})
+    validate({"classify": {"images": []}})                                  # the out-of-vocabulary photo alone
 
 
 def test_missing_and_invalid_toml(tmp_path):

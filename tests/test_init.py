@@ -90,3 +90,24 @@ def test_init_writes_a_config_that_loads_for_any_utf8_folder_name(tmp_path: Path
         raw.mkdir()
         with pytest.raises(UserError, match="not valid UTF-8"):
             write_starter_config(raw, tmp_path / "other.toml", backbone="tiny_random")
+
+
+def test_init_refuses_a_folder_the_build_could_not_run_on(tmp_path: Path) -> None:
+    """Each of these got a config and 'now run: tlreport build', which then failed."""
+    from tlreport.errors import UserError
+    from tlreport.starter_config import write_starter_config
+
+    rng = np.random.default_rng(0)
+    cases = {"one": ({"a": 3}, "1 class folder with images; classifying needs at least two"),
+             "ones": ({"a": 1, "b": 1}, "0 of its 2 classes have 2 or more images"),
+             "uneven": ({"big": 20, "small": 1}, "1 of its 2 classes have 2 or more images"),
+             "twos": ({"a": 2, "b": 2}, "4 images are too few to set any aside for the test part")}
+    for name, (sizes, message) in cases.items():
+        for c, n in sizes.items():
+            for i in range(n):
+                save_to = tmp_path / name / c / f"{i}.png"
+                save_to.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(save_to)
+        with pytest.raises(UserError, match=message):
+            write_starter_config(tmp_path / name, tmp_path / f"{name}.toml", backbone="tiny_random")
+        assert not (tmp_path / f"{name}.toml").exists()

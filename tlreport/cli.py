@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tlreport.errors import UserError
+from tlreport.util.text import display_name
 
 DEFAULT_CONFIG = "tlreport.toml"
 
@@ -67,7 +68,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.images]
     for p in paths:
         if not p.is_file():
-            raise UserError(f"image not found: {p}")
+            raise UserError(f"image not found: {display_name(str(p))}")
     cache = Path(args.cache_dir)
     tops = classify_images(spec, paths, cache_dir=cache, data_root=args.data_root, top_k=args.top)
     for p, top in zip(paths, tops, strict=True):
@@ -76,7 +77,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _print_top(path: Path, top: list[tuple[str, float]]) -> None:
-    print(f"{path}:")
+    print(f"{display_name(str(path))}:")
     for name, p in top:
         print(f"    {p:.4f} {name}")
 
@@ -144,15 +145,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from tlreport.site.serve import _preview_serve, _site, preview_screenshot
+    from tlreport.site.jekyll import site_folder
+    from tlreport.site.serve import _preview_serve, preview_screenshot
 
-    site = _site(args.site)
+    site = site_folder(args.site)
     if args.screenshot:
         kwargs = {"widths": args.width} if args.width else {}
         for out in preview_screenshot(site, args.screenshot, slug=args.post, **kwargs):
             print(f"wrote {out}")
         return 0
     return _preview_serve(site, host=args.host, port=args.port, slug=args.post)
+
+
+def _port(text: str) -> int:
+    """A TCP port for --port: 1 to 65535."""
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number, 1 to 65535")
+    return value
 
 
 def _width(text: str) -> int:
@@ -168,7 +178,7 @@ def add_site_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
         "serve", help="serve the Jekyll site locally (jekyll serve, or the static preview)"
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=4000, help="port (default 4000)")
+    p.add_argument("--port", type=_port, default=4000, help="port (default 4000)")
     p.add_argument("--site", default="site", help="site directory (default: site)")
     p.set_defaults(func=cmd_serve)
 
@@ -183,7 +193,7 @@ def add_site_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
     )
     p.add_argument("--post", metavar="SLUG", help="the post to show (default: the newest)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=4000, help="port (default 4000)")
+    p.add_argument("--port", type=_port, default=4000, help="port (default 4000)")
     p.add_argument("--site", default="site", help="site directory (default: site)")
     p.set_defaults(func=cmd_preview)
 

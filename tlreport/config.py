@@ -118,8 +118,8 @@ def _table_backbones(v: list) -> str | None:
 def _split_fractions(v: list) -> str | None:
     if len(v) != 3:
         return "must be [train, validation, test]"
-    if any(not isinstance(x, (int, float)) or x <= 0 for x in v):
-        return "each fraction must be > 0"
+    if any(not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) or x <= 0 for x in v):
+        return "each fraction must be a number > 0"
     if abs(sum(v) - 1.0) > 1e-6:
         return f"must sum to 1 (sums to {sum(v):g})"
     return None
@@ -492,6 +492,10 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
                             f"{', '.join(sorted(_literature_keys()))} (got {lit!r})")
     if "tables" in exp:
         exp["tables"] = tables
+    cls = raw.get("classify", {})
+    if cls.get("enabled") and cls.get("images") == [] and not cls.get("out_of_vocabulary"):
+        problems.append("classify: no images to classify (images = [] and no out_of_vocabulary); list some, or "
+                        "set classify.enabled = false")
     if raw.get("train", {}).get("backbone") and raw.get("features", {}).get("backbones") and raw["train"]["enabled"]:
         for b in str(raw["train"]["backbone"]).split("+"):
             if b not in raw["features"]["backbones"]:

@@ -15,12 +15,17 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tlreport.errors import UserError
 from tlreport.util.text import display_name, shell_word
 
+if TYPE_CHECKING:
+    from tlreport.datasets.scan import Manifest
+
 #: Training images per class the table may use, as in the literature's Caltech tables.
 CANDIDATE_SETTINGS = (1, 2, 3, 5, 10, 15, 20, 30, 45, 60)
+SEED = 42               # the seed the written config names
 COVERAGE = 0.8          # a setting is offered when at least this share of the classes can meet it
 
 
@@ -34,6 +39,27 @@ def choose_settings(counts: list[int]) -> list[int]:
     """
     met = [s for s in CANDIDATE_SETTINGS if sum(c >= s + 1 for c in counts) >= COVERAGE * len(counts)]
     return met[-2:] if met else [1]
+
+
+def _check_buildable(dataset: Path, m: Manifest, enough: int, need: int) -> None:
+    """One line, before a config is written, when the build it would start cannot run on this folder:
+    a table needs two classes with ``need`` images, the new layer's split a validation and a test image
+    (the split is computed here exactly as the build will, with the config's fractions and seed)."""
+    from tlreport.config import SCHEMA
+    from tlreport.datasets.splits import split_by_hash
+
+    where = display_name(str(dataset))
+    if len(m.classes) < 2:
+        raise UserError(f"{where}: {len(m.classes)} class folder with images; classifying needs at least two")
+    if enough < 2:
+        raise UserError(f"{where}: {enough} of its {len(m.classes)} classes have {need} or more images; a results "
+                        f"table needs at least two such classes. Add images")
+    parts = split_by_hash([e.sha256 for e in m.entries], m.labels(), SCHEMA["train"]["fractions"].default,
+                          seed=SEED)
+    for i, part in ((1, "validation"), (2, "test")):
+        if not (parts == i).any():
+            raise UserError(f"{where}: {len(m.entries)} images are too few to set any aside for the {part} "
+                            f"part of the new layer's split. Add images")
 
 
 def _slug(name: str) -> str:
@@ -69,6 +95,7 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     settings = choose_settings(sizes)
     need = max(settings) + 1
     short = sorted((n, c) for c, n in counts.items() if n < need)
+    _check_buildable(dataset, m, len(m.classes) - len(short), need)
     rest = sorted(n for n in sizes if n >= need)
     test_cap = max(1, min(50, rest[len(rest) // 2] - max(settings))) if rest else 1
     try:
@@ -81,7 +108,7 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     text = f"""# tlreport.toml for {_toml(str(dataset))}, written by `tlreport init` on {_dt.date.today().isoformat()}.
 # The scan found {m.summary()}.
 # Edit freely: every field is described in the README's config reference. Then run `tlreport build`.
-seed = 42
+seed = {SEED}
 
 [post]
 title = {_toml(f"Transfer learning on {name}")}

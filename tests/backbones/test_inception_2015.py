@@ -260,3 +260,26 @@ def test_top_k_names_and_order(model: Inception2015) -> None:
     assert [name.split(",")[0] for name, _ in top] == ["giant panda", "goldfish", "tench", ""]
     np.testing.assert_allclose([p for _, p in top], [0.6, 0.25, 0.1, 0.05], rtol=1e-6)
     assert len(model.top_k(probs, k=2)) == 2
+
+
+def test_a_bad_image_for_the_2015_graph_is_one_line_before_any_fetch(tmp_path: Path, monkeypatch) -> None:
+    """The graph's own JPEG decoder raised InvalidArgumentError on a truncated JPEG, and PIL a
+    DecompressionBombError on a huge one: every file is decoded by the project's loader first."""
+    from helpers.images import bomb_png
+
+    from tlreport.artifacts import install
+    from tlreport.backbones import get_spec
+    from tlreport.pipeline.classify import classify_images
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("fetched the graph for an image that cannot be classified")
+
+    monkeypatch.setattr(install, "ensure", no_fetch)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buf, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[:-200])
+    (tmp_path / "bomb.png").write_bytes(bomb_png())
+    for name, why in (("cut.jpg", "corrupt"), ("bomb.png", "too large")):
+        with pytest.raises(UserError, match=f"cannot decode image .*{name}: {why}"):
+            classify_images(get_spec("inception_2015"), [tmp_path / name], cache_dir=tmp_path, data_root=None,
+                            top_k=5)

@@ -427,3 +427,41 @@ def test_a_file_that_is_not_a_classifier_is_one_line(tmp_path):
     bogus.write_bytes(b"not a zip at all")
     with pytest.raises(UserError, match="is not a readable Keras classifier"):
         load_classifier(bogus)
+
+
+def test_a_hand_edited_classifier_is_one_line(tmp_path):
+    """A .keras file whose config.json was edited: not a model config at all, or class names that are not
+    a list of strings, one per output."""
+    import json
+    import zipfile
+
+    from tlreport.errors import UserError
+    from tlreport.heads.export import load_classifier
+
+    backbone = _fake_backbone()
+    feats = np.asarray(backbone.predict(np.zeros((4, 16, 16, 3), np.float32), verbose=0))
+    head = train_softmax(feats, np.array([0, 1, 0, 1]), feats, np.array([0, 1, 0, 1]), num_classes=2, epochs=2,
+                         batch_size=2, seed=0, patience=None)
+    good = export_classifier(backbone, head, ["a", "b"], tmp_path / "good.keras")
+
+    def edited(name: str, edit):
+        out = tmp_path / name
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(out, "w") as dst:
+            for item in src.infolist():
+                data = src.read(item)
+                if item.filename == "config.json":
+                    data = json.dumps(edit(json.loads(data))).encode()
+                dst.writestr(item, data)
+        return out
+
+    def names(value):
+        def edit(cfg):
+            text = json.dumps(cfg).replace('"class_names": ["a", "b"]', '"class_names": ' + json.dumps(value))
+            assert text != json.dumps(cfg)
+            return json.loads(text)
+        return edit
+
+    for name, edit in [("list.keras", lambda cfg: []), ("five.keras", names(5)), ("short.keras", names(["a"]))]:
+        with pytest.raises(UserError) as ei:
+            load_classifier(edited(name, edit))
+        assert "\n" not in str(ei.value) and name in str(ei.value)

@@ -88,6 +88,9 @@ def test_post_has_every_section_and_numbers_from_the_results(project):
     assert "this build has 4 classes, so the two are not comparable" in post
     assert "points below the seed" not in post and "points above the seed" not in post
     assert "replication/table0.png" in post
+    # tiny_random has random weights: the summary does not call it pretrained
+    assert "pretrained on ImageNet" not in post and "not all pretrained (random weights" in post
+    assert "Colours, 2 splits, mean per-class accuracy" in post
     # the hostile class name is escaped, never live Liquid or HTML (code blocks show it raw)
     body = post.split("---", 2)[2]
     prose = "".join(part for i, part in enumerate(body.split("```")) if i % 2 == 0)

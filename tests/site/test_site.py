@@ -391,6 +391,14 @@ def test_preview_errors_are_user_errors(tmp_path: Path, monkeypatch: pytest.Monk
         serve.serve(site, port=0)
     args = parser.parse_args(["serve", "--site", "s", "--port", "4001"])
     assert (args.site, args.port, args.host, args.func) == ("s", 4001, "127.0.0.1", cmd_serve)
+    for bad in ("-5", "0", "99999", "http"):                    # argparse's one line, not a socket traceback
+        with pytest.raises(SystemExit):
+            parser.parse_args(["preview", "--port", bad])
+    from tlreport.site.check import check_site
+
+    with pytest.raises(UserError, match="not a tlreport site"):  # before Jekyll runs (and makes the folder)
+        check_site(tmp_path / "nope")
+    assert not (tmp_path / "nope").exists()
 
 
 @needs_jekyll

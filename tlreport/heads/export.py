@@ -13,6 +13,7 @@ import numpy as np
 
 from tlreport.errors import UserError
 from tlreport.heads.softmax import TrainedHead
+from tlreport.util.text import display_name
 
 # --------------------------------------------------------------------------- export
 
@@ -123,18 +124,23 @@ def load_classifier(path: str | os.PathLike, *, custom_objects: dict[str, Any] |
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no classifier file at {path}")
+        raise UserError(f"no classifier file at {display_name(str(path))}")
     objs = {"LabeledDense": _labeled_dense_class(), **(custom_objects or {})}
     try:
         model = keras.saving.load_model(path, custom_objects=objs, compile=False)
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as e:      # not a .keras file, or damaged
-        raise UserError(f"{path} is not a readable Keras classifier ({type(e).__name__}: "
+    except (ValueError, OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
+        # not a .keras file, or a damaged or hand-edited one (Keras raises all of these)
+        raise UserError(f"{display_name(str(path))} is not a readable Keras classifier ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
     for layer in model.layers:
         names = getattr(layer, "class_names", None)
         if layer.name == _HEAD_LAYER_NAME and names:
+            if not (isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)
+                    and len(names) == getattr(layer, "units", len(names))):
+                raise UserError(f"{display_name(str(path))} is damaged: its class names do not match its "
+                                f"{getattr(layer, 'units', '?')} outputs")
             return model, list(names)
-    raise UserError(f"{path} is not a tlreport classifier (no '{_HEAD_LAYER_NAME}' layer with class names)")
+    raise UserError(f"{display_name(str(path))} is not a tlreport classifier (no '{_HEAD_LAYER_NAME}' layer with class names)")
 
 
 def classify_with(
@@ -176,17 +182,17 @@ def classify_files(path: str | os.PathLike, images: Sequence[str | os.PathLike],
     model, names = load_classifier(path)
     head = next(layer for layer in model.layers if layer.name == _HEAD_LAYER_NAME)
     if not getattr(head, "backbone", ""):
-        raise UserError(f"{path} does not record its backbone; export it again with tlreport build")
+        raise UserError(f"{display_name(str(path))} does not record its backbone; export it again with tlreport build")
     specs = [get_spec(b) for b in head.backbone.split("+")]
     batches: list[list[np.ndarray]] = [[] for _ in specs]
     for p in images:
         p = Path(p)
         if not p.is_file():
-            raise UserError(f"image not found: {p}")
+            raise UserError(f"image not found: {display_name(str(p))}")
         try:
             for batch, spec in zip(batches, specs, strict=True):
                 batch.append(load_prepared(p, spec))
         except BadImage as e:
-            raise UserError(f"cannot decode image {p}: {e}") from None
+            raise UserError(f"cannot decode image {display_name(str(p))}: {e}") from None
     tops = classify_with(model, names, [np.stack(b) for b in batches], top_k=top_k)
     return [(Path(p), t) for p, t in zip(images, tops, strict=True)]

@@ -68,13 +68,19 @@ def classify_images(spec, paths: list[Path], *, cache_dir: Path, data_root: str 
 
     from tlreport.backbones.labels import label_names
     from tlreport.backbones.labels import top_k as topk
-    from tlreport.datasets.images import BadImage, load_prepared
+    from tlreport.datasets.images import BadImage, load_prepared, load_rgb
+    from tlreport.util.text import display_name
 
     if spec.family == "inception_2015":
         from tlreport.artifacts.install import ensure
         from tlreport.artifacts.registry import data_root as default_data_root
         from tlreport.backbones.inception_2015 import Inception2015
 
+        for p in paths:           # the graph's own JPEG decoder would raise on a bad file: check them first
+            try:
+                load_rgb(p)
+            except BadImage as e:
+                raise UserError(f"cannot decode image {display_name(str(p))}: {e}") from None
         root = ensure("inception_2015", default_data_root(data_root))
         with Inception2015(Path(root)) as net:
             return [net.top_k(net.predict_jpeg(p.read_bytes())[1], top_k) for p in paths]
@@ -83,7 +89,7 @@ def classify_images(spec, paths: list[Path], *, cache_dir: Path, data_root: str 
         try:
             batch.append(load_prepared(p, spec))
         except BadImage as e:
-            raise UserError(f"cannot decode image {p}: {e}") from None
+            raise UserError(f"cannot decode image {display_name(str(p))}: {e}") from None
     from tlreport.backbones import load_model
 
     model = load_model(spec, cache_dir=cache_dir, data_root=data_root)

@@ -9,6 +9,7 @@ from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
 from tlreport.pipeline.resources import feature_identity
 from tlreport.util.files import atomic_write_json
+from tlreport.util.text import display_name
 
 
 def short_classes(ctx: BuildContext, index: int, table: TableConfig) -> list[tuple[str, int]]:
@@ -30,14 +31,18 @@ def short_classes(ctx: BuildContext, index: int, table: TableConfig) -> list[tup
         def too_small_for(n: int) -> str:
             return ", ".join(str(s) for s in table.settings if n < s + 1)
 
-        listed = "; ".join(f"{name!r} has {n} (too few for {too_small_for(n)})" for name, n in short[:10])
+        listed = "; ".join(f"'{display_name(name)}' has {n} (too few for {too_small_for(n)})"
+                           for name, n in short[:10])
         more = f"; and {len(short) - 10} more" if len(short) > 10 else ""
         smallest = min(n for _, n in short)
+        # a class of one image fits no setting (n_train >= 1, and one image to test on)
+        lower = (f"lower the settings to at most {smallest - 1}" if smallest >= 2 else
+                 "give those classes more images (or leave them out with dataset.exclude)")
         raise UserError(
             f"experiments.tables[{index}] ({table.name or table.dataset}): {len(short)} class(es) have fewer "
-            f"than n_train + 1 images for settings {list(table.settings)}: {listed}{more}. Either lower the "
-            f"settings to at most {max(smallest - 1, 0)}, or set drop_short_classes = true in this table to "
-            "leave those classes out of it (the post lists them)")
+            f"than n_train + 1 images for settings {list(table.settings)}: {listed}{more}. Either {lower}, "
+            "or set drop_short_classes = true in this table to leave those classes out of it (the post lists "
+            "them)")
     if len(m.classes) - len(short) < 2:
         raise UserError(
             f"experiments.tables[{index}] ({table.name or table.dataset}): only {len(m.classes) - len(short)} "

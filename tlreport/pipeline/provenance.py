@@ -101,7 +101,8 @@ def _provenance(ctx: BuildContext) -> dict:
     backbones = []
     for n in names:
         s = get_spec(n)
-        backbones.append({"name": n, "weights": weights_id(ctx, n), "source": s.weights.describe(), "licence": s.licence})
+        backbones.append({"name": n, "weights": weights_id(ctx, n), "source": s.weights.describe(), "licence": s.licence,
+                          "pretrained": s.weights.kind != "random"})
     timings = []
     for name, d in ctx.outputs.items():
         meta = d / "_meta.json"

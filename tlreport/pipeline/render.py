@@ -198,7 +198,8 @@ def _summary_context(sections: dict, prov: dict) -> dict | None:
     backbones = [b["name"] for b in prov["backbones"]]
     return {"transfer": transfer, "tables": replication["tables"] if replication else [],
             "n_splits": replication["n_splits"] if replication else 0,
-            "backbones": backbones, "build_seconds": total, "machine": prov["machine"]}
+            "backbones": backbones, "pretrained": all(b.get("pretrained", True) for b in prov["backbones"]),
+            "build_seconds": total, "machine": prov["machine"]}
 
 
 SECTION_CONTEXTS = {"classify": _classify_context, "transfer": _transfer_context,

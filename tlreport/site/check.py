@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tlreport.site.browser import VIEWPORTS, browser_check, browser_problems, find_chromium
-from tlreport.site.jekyll import jekyll_build, jekyll_problems, post_slug
+from tlreport.site.jekyll import jekyll_build, jekyll_problems, post_slug, site_folder
 from tlreport.site.lint import html_problems
 from tlreport.site.server import SiteServer
 
@@ -36,6 +36,7 @@ def check_site(
     ``browser=None`` runs the browser check when Chromium is installed; pages
     checked in the browser are the home page and every post.
     """
+    site_folder(site_dir)                  # a missing or wrong folder is one line, before Jekyll runs
     problems: list[str] = []
     use_browser = find_chromium() is not None if browser is None else browser
     for baseurl in baseurls:

@@ -17,6 +17,14 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # --------------------------------------------------------------------------- tools
 
 
+def site_folder(site_dir: str | os.PathLike[str]) -> Path:
+    """``site_dir`` as a Path if it is a Jekyll site (it has ``_config.yml``), else one line."""
+    site = Path(site_dir)
+    if not (site / "_config.yml").is_file():
+        raise UserError(f"{site} is not a tlreport site (no _config.yml)")
+    return site
+
+
 def find_jekyll() -> str | None:
     """Path of the ``jekyll`` executable (``$TLREPORT_JEKYLL`` wins), or None."""
     env = os.environ.get("TLREPORT_JEKYLL")

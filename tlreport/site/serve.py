@@ -20,15 +20,8 @@ from pathlib import Path
 from tlreport.errors import UserError
 from tlreport.site.browser import VIEWPORTS, find_chromium, screenshot
 from tlreport.site.check import built_page
-from tlreport.site.jekyll import find_jekyll, find_post, jekyll_build, post_slug
+from tlreport.site.jekyll import find_jekyll, find_post, jekyll_build, post_slug, site_folder
 from tlreport.site.server import SiteServer
-
-
-def _site(site_dir: str | os.PathLike[str]) -> Path:
-    site = Path(site_dir)
-    if not (site / "_config.yml").is_file():
-        raise UserError(f"{site} is not a tlreport site (no _config.yml)")
-    return site
 
 
 def _preview_page(site: Path, slug: str | None = None) -> Path:
@@ -45,7 +38,7 @@ def serve(site_dir: str | os.PathLike[str], *, host: str = "127.0.0.1", port: in
     With ``jekyll`` on PATH this is ``jekyll serve`` (layout, live rebuilds);
     without it, a static server over ``site/preview/`` (no Jekyll layout).
     """
-    site = _site(site_dir)
+    site = site_folder(site_dir)
     jekyll = find_jekyll()
     if jekyll is not None:
         cmd = [jekyll, "serve", "--source", str(site), "--destination", str(site / "_site")]
@@ -92,7 +85,7 @@ def preview_screenshot(
     Builds with Jekyll into a temporary directory when Jekyll is installed,
     otherwise shoots the static preview page.
     """
-    site = _site(site_dir)
+    site = site_folder(site_dir)
     if find_chromium() is None:
         raise UserError(
             "Chromium not found: install chromium (or set TLREPORT_CHROMIUM) to take a screenshot"
