@@ -27,6 +27,8 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if args.dataset is not None and not args.dataset.strip():      # "" would quietly mean the config's dataset
+        raise UserError("--dataset needs a folder of class folders, 'demo' or 'artifact:NAME'")
     from tlreport.pipeline import build
 
     cfg = _load(args)

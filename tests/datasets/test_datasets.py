@@ -413,3 +413,21 @@ def test_a_macos_archive_folder_is_not_a_class(tmp_path: Path) -> None:
     (tmp_path / "__MACOSX" / "cats").mkdir(parents=True)
     (tmp_path / "__MACOSX" / "cats" / "._img_000.jpg").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
     assert scan_dataset(tmp_path, progress=False).classes == ["cats", "dogs"]
+
+
+def test_a_bundled_image_is_named_by_its_file_name_only(tmp_path: Path) -> None:
+    from tlreport.datasets.sources import resolve_image
+
+    assert resolve_image("skimage:coffee.png", base_dir=tmp_path).path.is_file()
+    for ref in ("skimage:../../../../etc/hostname", "skimage:", "skimage:nope.png"):
+        with pytest.raises(UserError, match=r"no such bundled image \(available: .*coffee\.png"):
+            resolve_image(ref, base_dir=tmp_path)
+
+
+def test_images_beside_the_class_folders_are_reported(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"cats": 2, "dogs": 2})
+    (tmp_path / "stray.jpg").write_bytes((tmp_path / "cats" / "img_000.jpg").read_bytes())
+    (tmp_path / "README.txt").write_text("about this dataset")                 # not an image: not reported
+    m = scan_dataset(tmp_path, progress=False)
+    assert [(s.relpath, s.label, s.kind) for s in m.skipped] == [("stray.jpg", "", "not in a class folder")]
+    assert len(m.entries) == 4 and "1 skipped (1 not in a class folder)" in m.summary()

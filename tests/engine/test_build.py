@@ -265,3 +265,9 @@ enabled = false
     with pytest.raises(UserError, match=r"4 images are too few for train.fractions = \[0.6, 0.2, 0.2\]: the test "
                                         r"part is empty"):
         build(cfg, quiet=True)
+
+
+def test_an_empty_dataset_option_is_refused_not_ignored(tmp_path):
+    r = run_cli("build", "--dataset", "", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == ("tlreport: --dataset needs a folder of class folders, "
+                                                       "'demo' or 'artifact:NAME'")

@@ -394,7 +394,10 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
     root_s = os.path.abspath(root_s)
     try:
         with os.scandir(root_s) as it:
-            all_classes = sorted(d.name for d in it if not _is_hidden_or_junk(d.name) and d.is_dir())
+            top = [d for d in it if not _is_hidden_or_junk(d.name)]
+        all_classes = sorted(d.name for d in top if d.is_dir())
+        # images beside the class folders belong to no class: reported, so that none goes missing unseen
+        loose = sorted(d.name for d in top if not d.is_dir() and os.path.splitext(d.name)[1].lower() in IMAGE_EXTS)
     except OSError as e:
         raise UserError(f"cannot read dataset folder {display_name(root_s)}: {e.strerror}") from None
     if not all_classes:
@@ -482,6 +485,8 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
             msgs.append(f"class '{display_name(c)}' has no usable images ({detail})")
         raise UserError("; ".join(msgs))
 
+    skipped += [Skip(name, "", "not in a class folder: images go in a folder named after their class")
+                for name in loose]
     order = {c: i for i, c in enumerate(classes)}
     entries.sort(key=lambda e: (order[e.label], e.relpath))
     skipped.sort(key=lambda s: s.relpath)

@@ -45,9 +45,10 @@ def resolve_image(ref: str, *, base_dir: Path, data_root: str | None = None, dow
     prefix, sep, rest = ref.partition(":")
     if sep and prefix in _PACKAGES:
         pkg, sub = _PACKAGES[prefix]
-        path = _package_dir(pkg) / sub / rest
-        if not path.is_file():
-            avail = sorted(p.name for p in path.parent.glob("*") if p.suffix in (".png", ".jpg"))
+        folder = _package_dir(pkg) / sub
+        path = folder / rest
+        if Path(rest).name != rest or rest in ("", ".", "..") or not path.is_file():   # a bare file name only
+            avail = sorted(p.name for p in folder.glob("*") if p.suffix in (".png", ".jpg"))
             raise UserError(f"{ref}: no such bundled image (available: {', '.join(avail)})")
     elif sep and prefix == "artifact":
         from tlreport.artifacts.install import artifact_state, download_note, ensure
