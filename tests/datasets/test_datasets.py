@@ -403,6 +403,11 @@ def test_a_class_folder_linked_to_another_or_to_the_dataset_is_one_line(tmp_path
         scan_dataset(tmp_path / "data", progress=False)
     assert scan_dataset(tmp_path / "data", exclude=["kitties"], progress=False).classes == ["cats", "dogs"]
     (tmp_path / "data" / "kitties").unlink()
+    make_dataset(tmp_path / "data" / "cats" / "sub", {"x": 1}, seed=9)       # cats/sub/x/img_000.jpg
+    (tmp_path / "data" / "subset").symlink_to(tmp_path / "data" / "cats" / "sub", target_is_directory=True)
+    with pytest.raises(UserError, match="'subset' and 'cats' hold the same images"):
+        scan_dataset(tmp_path / "data", progress=False)
+    (tmp_path / "data" / "subset").unlink()
     (tmp_path / "data" / "everything").symlink_to(tmp_path, target_is_directory=True)
     with pytest.raises(UserError, match="'everything' is a link to the dataset folder or a folder above it"):
         scan_dataset(tmp_path / "data", progress=False)

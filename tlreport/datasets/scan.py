@@ -134,19 +134,25 @@ def _check_class_folders(root: str, classes: Sequence[str]) -> None:
     above it: its images would be counted twice, under two labels."""
     real_root = os.path.realpath(root)
     real = {c: os.path.realpath(os.path.join(root, c)) for c in classes}
-
-    def within(inner: str, outer: str) -> bool:
-        return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
-
+    by_real: dict[str, list[str]] = {}
     for c in classes:
-        if within(real_root, real[c]):
+        by_real.setdefault(real[c], []).append(c)
+    for c in classes:
+        if real_root == real[c] or real_root.startswith(real[c].rstrip(os.sep) + os.sep):
             raise UserError(f"class folder '{display_name(c)}' is a link to the dataset folder or a folder "
                             f"above it; remove the link or leave it out with dataset.exclude")
+    # a class folder is another's when its real path is that one's or lies below it: its own path and
+    # its ancestors are looked up (not every pair of classes: a dataset may have thousands)
     for c in sorted(classes, key=lambda c: not os.path.islink(os.path.join(root, c))):   # links first
-        for other in classes:
-            if other != c and (within(real[c], real[other]) or within(real[other], real[c])):
+        path, above = real[c], os.path.dirname(real[c])
+        while True:
+            other = next((o for o in by_real.get(path, ()) if o != c), None)
+            if other is not None:
                 raise UserError(f"class folders '{display_name(c)}' and '{display_name(other)}' hold the same "
                                 f"images (one is a link into the other); leave one out with dataset.exclude")
+            if above == path:
+                break
+            path, above = above, os.path.dirname(above)
 
 
 def _without_copies(entries: list[Entry]) -> tuple[list[Entry], list[Skip]]:
