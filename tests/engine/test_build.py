@@ -222,24 +222,28 @@ def test_published_files_get_the_umasks_mode(tmp_path):
         assert set(_modes(tmp_path / "_site").values()) == {"0o644"}
 
 
-def test_a_dataset_folder_that_holds_the_site_is_refused_before_any_work(tmp_path):
-    """``path = "."``: the project folder, site/ included; the post's figures would become a class."""
-    from helpers.images import make_dataset
-
-    make_dataset(tmp_path / "data", {"cats": 3, "dogs": 3})
-    (tmp_path / "site" / "images").mkdir(parents=True)
-    cfg = load_config(write_config(tmp_path, """
+# the transfer section alone, on the weightless test backbone, for a dataset at PATH
+TRAIN_ONLY = """
 [classify]
 enabled = false
 [dataset]
-path = "."
+path = "PATH"
 [features]
 backbones = ["tiny_random"]
 [train]
 backbone = "tiny_random"
 [experiments]
 enabled = false
-"""))
+"""
+
+
+def test_a_dataset_folder_that_holds_the_site_is_refused_before_any_work(tmp_path):
+    """``path = "."``: the project folder, site/ included; the post's figures would become a class."""
+    from helpers.images import make_dataset
+
+    make_dataset(tmp_path / "data", {"cats": 3, "dogs": 3})
+    (tmp_path / "site" / "images").mkdir(parents=True)
+    cfg = load_config(write_config(tmp_path, TRAIN_ONLY.replace("PATH", ".")))
     with pytest.raises(UserError, match="holds this build's site folder"):
         build(cfg, quiet=True)
     assert not (tmp_path / ".tlreport" / "features").exists()
@@ -250,18 +254,7 @@ def test_a_dataset_too_small_for_the_train_fractions_is_one_line(tmp_path):
     from helpers.images import make_dataset
 
     make_dataset(tmp_path / "data", {"cats": 2, "dogs": 2})
-    cfg = load_config(write_config(tmp_path, """
-[classify]
-enabled = false
-[dataset]
-path = "data"
-[features]
-backbones = ["tiny_random"]
-[train]
-backbone = "tiny_random"
-[experiments]
-enabled = false
-"""))
+    cfg = load_config(write_config(tmp_path, TRAIN_ONLY.replace("PATH", "data")))
     with pytest.raises(UserError, match=r"4 images are too few for train.fractions = \[0.6, 0.2, 0.2\]: the test "
                                         r"part is empty"):
         build(cfg, quiet=True)
