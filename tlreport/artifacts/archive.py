@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from tlreport.errors import UserError
+from tlreport.util.paths import is_within
 
 DEFAULT_MAX_MEMBERS = 200_000
 _CHUNK = 1 << 20
@@ -113,7 +114,7 @@ class _Writer:
     def _dest(self, name: str, rel: PurePosixPath) -> Path:
         dest = self.root.joinpath(*rel.parts)
         parent = os.path.realpath(dest.parent)
-        if parent != self.real_root and not parent.startswith(self.real_root + os.sep):
+        if not is_within(parent, self.real_root):
             raise UserError(f"{self.archive.name}: member {name!r} would be written outside the target")
         if os.path.lexists(dest) and (os.path.islink(dest) or not dest.is_dir()):
             raise UserError(f"{self.archive.name}: member {name!r} would overwrite an earlier member")
@@ -174,7 +175,7 @@ class _Writer:
         on disk ``..`` applies after ``d`` is followed, so ``d -> .`` makes ``d/..`` the tree's parent."""
         for name, dest in self.links:
             real = os.path.realpath(dest)
-            if real != self.real_root and not real.startswith(self.real_root + os.sep):
+            if not is_within(real, self.real_root):
                 raise UserError(f"{self.archive.name}: member {name!r} is a link that resolves outside the "
                                 f"target through other links")
 

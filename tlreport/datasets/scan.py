@@ -40,6 +40,7 @@ from tlreport.datasets.images import (
 )
 from tlreport.errors import UserError
 from tlreport.util.files import atomic_write_text
+from tlreport.util.paths import is_within
 from tlreport.util.progress import bar
 from tlreport.util.text import display_name
 
@@ -138,7 +139,7 @@ def _check_class_folders(root: str, classes: Sequence[str]) -> None:
     for c in classes:
         by_real.setdefault(real[c], []).append(c)
     for c in classes:
-        if real_root == real[c] or real_root.startswith(real[c].rstrip(os.sep) + os.sep):
+        if is_within(real_root, real[c]):
             raise UserError(f"class folder '{display_name(c)}' is a link to the dataset folder or a folder "
                             f"above it; remove the link or leave it out with dataset.exclude")
     # a class folder is another's when its real path is that one's or lies below it: its own path and

@@ -123,24 +123,25 @@ def load_classifier(path: str | os.PathLike, *, custom_objects: dict[str, Any] |
     import keras
 
     path = Path(path)
+    shown = display_name(str(path))                 # the name in every message below
     if not path.is_file():
-        raise UserError(f"no classifier file at {display_name(str(path))}")
+        raise UserError(f"no classifier file at {shown}")
     objs = {"LabeledDense": _labeled_dense_class(), **(custom_objects or {})}
     try:
         model = keras.saving.load_model(path, custom_objects=objs, compile=False)
     except (ValueError, OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
         # not a .keras file, or a damaged or hand-edited one (Keras raises all of these)
-        raise UserError(f"{display_name(str(path))} is not a readable Keras classifier ({type(e).__name__}: "
+        raise UserError(f"{shown} is not a readable Keras classifier ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
     for layer in model.layers:
         names = getattr(layer, "class_names", None)
         if layer.name == _HEAD_LAYER_NAME and names:
             if not (isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)
                     and len(names) == getattr(layer, "units", len(names))):
-                raise UserError(f"{display_name(str(path))} is damaged: its class names do not match its "
+                raise UserError(f"{shown} is damaged: its class names do not match its "
                                 f"{getattr(layer, 'units', '?')} outputs")
             return model, list(names)
-    raise UserError(f"{display_name(str(path))} is not a tlreport classifier (no '{_HEAD_LAYER_NAME}' layer with class names)")
+    raise UserError(f"{shown} is not a tlreport classifier (no '{_HEAD_LAYER_NAME}' layer with class names)")
 
 
 def classify_with(

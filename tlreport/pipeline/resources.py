@@ -28,6 +28,7 @@ from tlreport.config import Config, TableConfig
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import NeedsDownload, UserError
 from tlreport.util.hashing import hash_obj, sha256_file
+from tlreport.util.paths import is_within
 from tlreport.util.text import display_name
 
 
@@ -165,8 +166,7 @@ def _check_not_holding_the_output(ctx: BuildContext, root: Path) -> None:
     figures would become images of a class, and every build would train on the last one's output."""
     real = os.path.realpath(root)
     for what, out in (("site", ctx.config.site_dir), ("cache", ctx.cache_dir)):
-        inside = os.path.realpath(out)
-        if inside == real or inside.startswith(real.rstrip(os.sep) + os.sep):
+        if is_within(os.path.realpath(out), real):
             raise UserError(f"the dataset folder {display_name(str(root))} holds this build's {what} folder "
                             f"({display_name(str(out))}); point the dataset at the folder of class folders")
 
