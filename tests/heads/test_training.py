@@ -295,6 +295,22 @@ def test_the_trainer_takes_the_steps_of_keras_sgd_with_momentum(schedule):
     np.testing.assert_allclose(head.b, b, atol=2e-5)
 
 
+def test_without_validation_images_the_last_epochs_weights_are_kept():
+    """A fixed budget (the grid's heads train without validation images) ends on the weights the schedule
+    ends on, even when an earlier epoch had a lower training loss (here the loss rises at a rate of 2)."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(70, 10)).astype(np.float32)
+    y = rng.integers(0, 4, 70)
+    empty = (np.zeros((0, 10), np.float32), np.zeros(0, np.int64))
+    kw = dict(num_classes=4, batch_size=16, lr=2.0, schedule="constant", seed=3, patience=None, standardize=False)
+    head = train_softmax(X, y, *empty, epochs=12, **kw)
+    assert head.history.loss.idxmin() != len(head.history) - 1       # an earlier epoch had the lowest loss
+    assert head.best_epoch == 12 and len(head.history) == 12
+    longer = train_softmax(X, y, *empty, epochs=13, **kw)             # the same steps, one epoch more
+    assert not np.array_equal(head.W, longer.W)
+    np.testing.assert_allclose(head.history.loss, longer.history.loss[:12])
+
+
 def test_a_variance_weighted_penalty_is_the_plain_penalty_of_standardised_features():
     """l2_weighting="variance" on raw features has the optimum of the uniform penalty on standardised ones
     (l2 over the mean variance), so it does not care in which units each raw feature comes; the uniform
