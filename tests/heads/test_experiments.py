@@ -18,7 +18,14 @@ from tlreport.heads.logreg import LogRegHead
 from tlreport.heads.metrics import mean_per_class_accuracy
 from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 from tlreport.report.figures import plot_accuracy_vs_ntrain
-from tlreport.report.tables import _literature_path, comparison_sentences, literature_rows, table_rows
+from tlreport.report.tables import (
+    _literature_path,
+    chosen_sentence,
+    comparison_sentences,
+    literature_rows,
+    margin_sentences,
+    table_rows,
+)
 
 FAST_LOGREG = LogRegHead(C_grid=(0.01, 0.1, 1.0))
 
@@ -201,6 +208,7 @@ def test_softmax_sgd_chooses_l2_on_the_training_split_only() -> None:
     assert l2_a > 0.0                                        # 200 pure-noise features: the penalty pays
     predictors = head.fit_many([noisy], [y], num_classes=4, seeds=[3])
     assert predictors[0].l2 == l2_a                          # fit_many trains with the value CV chose
+    assert predictors[0].chosen == {"l2": l2_a}              # and says so, for the grid's "chosen" column
     fixed = SoftmaxSGDHead(epochs=20, l2_grid=(0.5,))
     assert fixed.select_l2([noisy], [y], num_classes=4, seeds=[3]) == [0.5]
     tiny = np.array([0, 0, 1, 1])                           # 2 images per class: 2-fold CV still runs
@@ -368,14 +376,39 @@ def test_comparison_sentences_are_computed_from_the_results() -> None:
                               ("efficientnet_lite0", "softmax_sgd"): {15: (89.0, 0.5), 30: (91.0, 0.4)}})
     text = comparison_sentences(agg, lit, "caltech101")
     assert text[0] == ("At 30 training images per class, efficientnet_lite0 + logreg reaches 91.8 ± 0.6%, "
-                       "1.7 points above Inception-ResNet v2 (seed post) (90.1) and 5.3 points above Zeiler & Fergus, "
-                       "2013 (86.5).")
+                       "1.7 points above the 90.1 of Inception-ResNet v2 (seed post) and 5.3 points above the "
+                       "86.5 of Zeiler & Fergus, 2013.")
     assert text[1].startswith("At 15 training images per class, efficientnet_lite0 + logreg reaches 90.0 ± 0.3%, "
-                              "2.2 points above Inception-ResNet v2 (seed post) (87.8)")
+                              "2.2 points above the 87.8 of Inception-ResNet v2 (seed post)")
     assert text[2] == ("The largest gain from 15 to 30 training images per class is 2.0 points "
                        "(efficientnet_lite0 + softmax_sgd).")
     worse = _agg("caltech101", {("tiny", "logreg"): {30: (80.0, 1.0)}})
-    assert "10.1 points below Inception-ResNet v2" in comparison_sentences(worse, lit, "caltech101")[0]
+    assert "10.1 points below the 90.1 of Inception-ResNet v2" in comparison_sentences(worse, lit, "caltech101")[0]
+
+
+def test_margin_sentences_pair_the_best_row_with_the_next_split_by_split() -> None:
+    """The lead is the mean ± sample std of per-split differences (the splits are shared), not a
+    difference of two means with each row's own spread."""
+    acc = {("a", "logreg"): [0.90, 0.80, 0.85], ("b", "logreg"): [0.89, 0.78, 0.86], ("c", "logreg"): [0.5] * 3}
+    rows = [{"dataset": "t", "backbone": b, "head": h, "n_train": 15, "split": s, "mean_per_class_accuracy": v}
+            for (b, h), vals in acc.items() for s, v in enumerate(vals)]
+    (text,) = margin_sentences(pd.DataFrame(rows), "t", [15, 30])      # no result at 30: no sentence
+    diff = np.array([1.0, 2.0, -1.0])
+    assert text == (f"At 15 per class the best row leads the next, b + logreg, by {diff.mean():.2f} ± "
+                    f"{diff.std(ddof=1):.2f} points over the 3 paired splits, ahead on 2 of them.")
+    assert margin_sentences(pd.DataFrame(rows[:3]), "t", [15]) == []       # one row: nothing to compare
+
+
+def test_the_grid_records_what_each_fits_cross_validation_chose() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 8)
+    feats = {"f": (rng.normal(size=(24, 4)) + labels[:, None]).astype(np.float32)}
+    head = LogRegHead(C_grid=(1e-2, 1.0), processes=1)
+    df = run_grid(feats, labels, ["a", "b", "c"], settings=[4], test_cap=None, n_splits=2, seed=0, heads=[head])
+    assert set(df["chosen"]) <= {"C=0.01", "C=1"} and len(df) == 2
+    text = chosen_sentence(df, None)
+    assert text.startswith("What the cross-validation chose, in how many of the fits: logreg: C=")
+    assert "of 2" in text
 
 
 def test_plot_writes_a_png(tmp_path) -> None:  # noqa: ANN001

@@ -22,11 +22,12 @@ from tlreport.heads.metrics import mean_per_class_accuracy
 ProgressFn = Callable[[int, int, str], None]
 
 COLUMNS = ["dataset", "backbone", "head", "n_train", "split", "mean_per_class_accuracy", "accuracy",
-           "n_test", "seconds"]
+           "n_test", "chosen", "seconds"]
 
 # per fold: test probabilities, flip-averaged test probabilities (None without flipped features),
-# seconds for fit + predict, extra seconds for predicting the mirrors
-FoldResult = tuple[np.ndarray, np.ndarray | None, float, float]
+# seconds for fit + predict, extra seconds for predicting the mirrors, what the head's cross-validation
+# chose ("C=0.1"; "" for a head without one)
+FoldResult = tuple[np.ndarray, np.ndarray | None, float, float, str]
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,8 @@ def _backbone_rows(rows: list[dict[str, Any]], backbone: str, feats: np.ndarray,
                 delayed(_fit_predict)(job) for job in jobs)
         else:
             outs = (_fit_predict(job) for job in jobs)
-        for (n, s, _, te, _), (proba, proba_flip, seconds, seconds_flip) in zip(tasks, outs, strict=True):
-            base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size))
+        for (n, s, _, te, _), (proba, proba_flip, seconds, seconds_flip, chosen) in zip(tasks, outs, strict=True):
+            base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size), chosen=chosen)
             rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
             if proba_flip is not None:
                 rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
@@ -180,9 +181,14 @@ def _fit_predict(job: FoldJob) -> FoldResult:
     proba = predict(job.X_test)
     seconds = time.perf_counter() - t0
     if job.X_test_flip is None:
-        return proba, None, seconds, 0.0
+        return proba, None, seconds, 0.0, _chosen(predict)
     t1 = time.perf_counter()
-    return proba, 0.5 * (proba + predict(job.X_test_flip)), seconds, time.perf_counter() - t1
+    return proba, 0.5 * (proba + predict(job.X_test_flip)), seconds, time.perf_counter() - t1, _chosen(predict)
+
+
+def _chosen(predict: Any) -> str:
+    """What a fitted head's cross-validation chose, as ``"C=0.1"`` (a head sets ``predict.chosen``)."""
+    return ", ".join(f"{k}={v:g}" for k, v in getattr(predict, "chosen", {}).items())
 
 
 STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-by-side run
@@ -212,11 +218,11 @@ def _fit_predict_stacked(jobs: list[FoldJob]) -> Iterator[FoldResult]:
                 proba = predict(job.X_test)
                 seconds = fit_seconds + time.perf_counter() - t1
                 if job.X_test_flip is None:
-                    results[i] = (proba, None, seconds, 0.0)
+                    results[i] = (proba, None, seconds, 0.0, _chosen(predict))
                 else:
                     t2 = time.perf_counter()
                     results[i] = (proba, 0.5 * (proba + predict(job.X_test_flip)), seconds,
-                                  time.perf_counter() - t2)
+                                  time.perf_counter() - t2, _chosen(predict))
             while ready in results:
                 yield results.pop(ready)
                 ready += 1

@@ -148,4 +148,5 @@ class LogRegHead:
             return _full_proba(model.predict_proba(Xq), model.classes_, num_classes)
 
         predict.C = C  # type: ignore[attr-defined]
+        predict.chosen = {"C": C}  # type: ignore[attr-defined]
         return predict

@@ -70,11 +70,12 @@ class SoftmaxSGDHead:
         default_factory=lambda: {"lr": 0.03, "standardize": False, "l2_weighting": "variance"})
     name: str = "softmax_sgd"
     #: how the post describes this head
-    description: str = ("the seed's head, a softmax layer trained with SGD with momentum on cross-entropy "
-                        "(raw bottleneck features, 100 epochs at 0.03 with a cosine schedule, all n training "
-                        "images), plus an L2 weight penalty, each feature's weights weighted by its variance "
-                        "(the penalty of standardised features), whose strength is chosen by 3-fold "
-                        "cross-validation on the training images only")
+    description: str = ("the seed's head, a softmax layer trained with SGD with momentum on cross-entropy, "
+                        "on the raw bottleneck features of all n training images (100 epochs, learning rate "
+                        "0.03 with a cosine schedule, the last epoch's weights kept), plus an L2 penalty on "
+                        "the weights in which each feature counts by its variance (the plain penalty of "
+                        "standardised features); the penalty's strength is chosen by 3-fold cross-validation "
+                        "on the training images only")
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor:
         return self.fit_many([X], [y], num_classes=num_classes, seeds=[seed])[0]
@@ -155,6 +156,7 @@ class SoftmaxSGDHead:
                 return predict_proba(head, Xq)
 
             predict.l2 = head.params["l2"]  # type: ignore[attr-defined]
+            predict.chosen = {"l2": head.params["l2"]}  # type: ignore[attr-defined]
             return predict
 
         return [predictor(h) for h in heads]

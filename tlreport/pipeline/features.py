@@ -45,6 +45,7 @@ def features_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.util.text import display_name
 
     jobs = []
+    extracted_before = ctx.counters.get("features.extracted", 0)
     for use, v in resources.feature_jobs(ctx):
         m = resources.manifest(ctx, use)
         x = resources.features(ctx, use, v)
@@ -55,5 +56,7 @@ def features_run(ctx: BuildContext, out: Path) -> None:
                      "summary": m.summary(), "manifest_hash": m.hash(),
                      "skipped": [[display_name(s.relpath), display_name(s.label), s.reason] for s in m.skipped]})
     # where this build computed features, if not on the machine's CPU alone (a GPU, a Ray cluster)
+    # "extracted": images this run passed through a network (0: every vector came from the feature cache)
     atomic_write_json(out / "features.json", {"jobs": jobs,
-                                              "computed_on": ctx.memo.get("provenance.computed_on", [])})
+                                              "computed_on": ctx.memo.get("provenance.computed_on", []),
+                                              "extracted": ctx.counters.get("features.extracted", 0) - extracted_before})

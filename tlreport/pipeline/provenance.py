@@ -110,9 +110,10 @@ def _provenance(ctx: BuildContext) -> dict:
             timings.append((name, read_json(meta)["seconds"]))
     spec = resolved_spec(ctx, jobs[0][1]) if jobs else None
     features_json = ctx.outputs["features"] / "features.json" if "features" in ctx.outputs else None
-    computed_on = read_json(features_json).get("computed_on", []) if features_json and features_json.is_file() else []
+    features_run = read_json(features_json) if features_json and features_json.is_file() else {}
     return {
-        "computed_on": ", ".join(computed_on),
+        "computed_on": ", ".join(features_run.get("computed_on", [])),
+        "features_extracted": features_run.get("extracted"),
         "version": __version__, "git": _git_commit(), "config_hash": ctx.config.hash(),
         "seed": ctx.config.seed, "python": platform.python_version(),
         "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 
@@ -16,12 +17,13 @@ from tlreport.util.files import atomic_write_text, read_json
 
 def render_inputs(ctx: BuildContext) -> dict:
     # the whole config: the post's provenance box prints its hash and the backbone list
-    from tlreport.pipeline.resources import shipped_hash
+    from tlreport.pipeline.resources import dataset_credit, shipped_hash, transfer_use
     from tlreport.report.render import templates_fingerprint
 
     return {"post": ctx.config.post, "config": ctx.config.hash(),
             "templates": templates_fingerprint(_user_templates(ctx)),
-            "shipped": [shipped_hash(ctx, "data", name) for name in ("literature.toml", "seed_post.toml")]}
+            "shipped": [shipped_hash(ctx, "data", name) for name in ("literature.toml", "seed_post.toml")],
+            "credit": dataset_credit(ctx, transfer_use(ctx).ref) if ctx.config.train.enabled else ""}
 
 
 def _user_templates(ctx: BuildContext) -> Path | None:
@@ -119,7 +121,6 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     total = sum(n for _, n in counts)
     from tlreport.pipeline import resources
 
-    credit = resources.dataset_root(ctx, res["dataset"]) / "CREDIT.txt"      # a dataset folder may credit its source
     demo = None
     if res["dataset"] == "demo":
         demo = {"classes": len(res["classes"]), "per_class": round(total / max(1, len(res["classes"])))}
@@ -131,7 +132,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         "backbone": res["backbone"], "backbones": res.get("backbones", [res["backbone"]]),
         "dims": res.get("dims", [res["features_dim"]]), "dim": res["features_dim"], "n_classes": len(res["classes"]),
         "demo": demo, "dataset": resources.dataset_name(res["dataset"]), "summary": res["manifest_summary"],
-        "credit": credit.read_text(encoding="utf-8").strip() if credit.is_file() else "",
+        "credit": resources.dataset_credit(ctx, res["dataset"]),
         "skipped": res.get("skipped_files", [])[:SKIPS_SHOWN], "skipped_total": res.get("skipped", 0),
         "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
         "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],
@@ -148,13 +149,20 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     import pandas as pd
 
     from tlreport.report import escape
-    from tlreport.report.tables import comparison_sentences, literature_rows, table_rows
+    from tlreport.report.tables import (
+        chosen_sentence,
+        comparison_sentences,
+        literature_rows,
+        margin_sentences,
+        table_rows,
+    )
 
     d = ctx.outputs.get("experiments")
     if d is None or "figures" not in ctx.outputs:
         return None
     e = ctx.config.experiments
     agg = pd.read_csv(d / "aggregate.csv")
+    splits = pd.read_csv(d / "results.csv")
     fig = _copy_figures(ctx, slug, site_out, "replication")
     fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
     dropped = read_json(d / "tables.json")["dropped"]
@@ -168,7 +176,8 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
         rows, best = table_rows(agg, lit, t.settings, dataset=ds)
         cells = []
         for row, flags in zip(rows, best, strict=True):
-            out = [escape.md(row[0])]
+            # a line may break after each "+" inside a concatenation's long name, rather than inside a name
+            out = [re.sub(r"(?<! )\+(?! )", "+<wbr>", escape.md(row[0]))]
             for c, b in zip(row[1:], flags, strict=True):
                 out.append(f"**{escape.md(c)}**" if b else escape.md(c))
             cells.append(out)
@@ -177,8 +186,10 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
         tables.append({
             "name": name, "settings": t.settings, "test_cap": t.test_cap,
             "summary": f"{name}: {job.get('summary', '')}",
-            "header": ["# Train"] + [f"Acc(%) {n}/class" for n in t.settings],
-            "rows": cells, "sentences": comparison_sentences(agg, lit, ds) if lit else [],
+            "header": ["Features + head"] + [f"Acc(%) {n}/class" for n in t.settings],
+            "rows": cells,
+            "sentences": ((comparison_sentences(agg, lit, ds) if lit else []) + margin_sentences(splits, ds, t.settings)
+                          + [s for s in [chosen_sentence(splits, ds)] if s]),
             "figure": fig[f"table{i}"], "has_literature": bool(lit),
             "dropped": [{"name": n, "images": k} for n, k in dropped[i]], "need": max(t.settings) + 1,
             "best": best_by_setting(agg, lit, t.settings, dataset=ds),
@@ -199,7 +210,8 @@ def _summary_context(sections: dict, prov: dict) -> dict | None:
     return {"transfer": transfer, "tables": replication["tables"] if replication else [],
             "n_splits": replication["n_splits"] if replication else 0,
             "backbones": backbones, "pretrained": all(b.get("pretrained", True) for b in prov["backbones"]),
-            "build_seconds": total, "machine": prov["machine"]}
+            "build_seconds": total, "machine": prov["machine"],
+            "features_cached": prov.get("features_extracted") == 0}
 
 
 SECTION_CONTEXTS = {"classify": _classify_context, "transfer": _transfer_context,
@@ -217,7 +229,8 @@ def render_run(ctx: BuildContext, out: Path) -> None:
         sections.setdefault(name, None)
     post["excerpt"] = post["description"]
     prov = _provenance(ctx)
-    context = {"post": post, "prov": prov, "summary": _summary_context(sections, prov), **sections}
+    context = {"post": post, "prov": prov, "summary": _summary_context(sections, prov),
+               "seed_post": _seed_post()["post"], **sections}
     user = _user_templates(ctx)
     md_jekyll = render_post(context, user_dir=user, target="jekyll")
     md_preview = render_post(context, user_dir=user, target="preview")

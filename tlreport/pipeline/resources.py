@@ -136,6 +136,29 @@ def dataset_name(ref: str) -> str:
     return Path(ref.rstrip("/\\")).name or ref
 
 
+def dataset_credit(ctx: BuildContext, ref: str) -> str:
+    """Who made the transfer dataset's images, and under which licence, as one line for the post.
+
+    A ``CREDIT.txt`` in the dataset folder says it; else, when the config names a registry artifact
+    (``artifact:caltech101``, even with ``--dataset`` pointing at a copy elsewhere), the registry's
+    citation, licence and homepage; else nothing.
+    """
+    if ref != "demo" and not ref.startswith("artifact:"):
+        credit = ctx.config.resolve(ref) / "CREDIT.txt"
+        if credit.is_file():
+            return credit.read_text(encoding="utf-8").strip()
+    declared = ctx.config.dataset.path
+    if not declared.startswith("artifact:"):
+        return ""
+    from tlreport.artifacts.registry import load_registry
+
+    art = load_registry().get(declared.split(":", 1)[1])
+    if art is None or art.kind != "dataset":
+        return ""
+    return " ".join(part for part in (art.citation, f"Licence: {art.licence}." if art.licence else "",
+                                      art.homepage) if part)
+
+
 def dataset_root(ctx: BuildContext, ref: str) -> Path:
     if ref == "demo":
         from tlreport.datasets.demo import demo_dataset_path, make_demo_dataset

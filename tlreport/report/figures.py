@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from tlreport.report.numbers import percent
 from tlreport.report.style import (
     PALETTE,
     WIDTH,
@@ -120,7 +121,7 @@ def _grid_figure(
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         mark = "✗ WRONG" if wrong else "✓ right"
         ax.set_title(
-            f"{mark} ({float(confidence[k]):.0%})\npred: {_short(pred_names[k], limit)}\n"
+            f"{mark} ({percent(confidence[k])})\npred: {_short(pred_names[k], limit)}\n"
             f"true: {_short(true_names[k], limit)}",
             fontsize=fontsize,
             color=WRONG_COLOR if wrong else "#222222",
@@ -345,7 +346,8 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
     ax.set_xlabel("training images per class")
     ax.set_ylabel("mean per-class accuracy (%)")
     fig.legend(loc="outside lower center", ncols=2, fontsize=8.5,
-               title=f"features ({prefix}…) + head; references" if prefix else None, title_fontsize=8.5)
+               title=(f"features ({prefix}…) + head" + ("; references" if refs else "")) if prefix else None,
+               title_fontsize=8.5)
     return fig
 
 

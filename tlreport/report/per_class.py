@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.ticker import PercentFormatter
 
 from tlreport.report.confusion import confusion_counts
+from tlreport.report.numbers import percent
 from tlreport.report.style import PALETTE, WIDTH, WRONG_COLOR, _short, house_style, new_figure, save_figure
 
 
@@ -57,7 +58,7 @@ def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int =
         top.bar(order, acc, width=0.85 if len(acc) < 60 else 1.0, color=colors, linewidth=0)
         if len(acc):
             med = float(np.median(acc))
-            top.axhline(med, color="#333333", ls="--", lw=1.0, label=f"median {med:.0%}")
+            top.axhline(med, color="#333333", ls="--", lw=1.0, label=f"median {percent(med)}")
             top.legend(loc="upper left")
         top.set_xlim(-0.6, max(len(acc), 1) - 0.4)
         top.set_ylim(0, 1.0)
@@ -70,7 +71,7 @@ def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int =
         bottom.barh(y, w["accuracy"], color=WRONG_COLOR, height=0.7)
         bottom.set_yticks(y, [f"{_short(r['class'], 26)} ({r['n']})" for _, r in w.iterrows()], fontsize=8.5)
         for yi, (_, r) in zip(y, w.iterrows(), strict=True):
-            note = f"{r['accuracy']:.0%}"
+            note = percent(r["accuracy"])
             if r["confused_count"]:
                 note += f"  → {_short(r['confused_with'], 24)} ×{r['confused_count']}"
             bottom.text(r["accuracy"] + 0.01, yi, note, va="center", fontsize=8)

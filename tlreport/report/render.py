@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tlreport.report import escape
+from tlreport.report.numbers import percent
 from tlreport.util.paths import shipped_path
 
 
@@ -43,7 +44,7 @@ def fmt_pct(x: Any, digits: int = 2) -> str:
     """0.9247 -> '92.47%'."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
-    return f"{100 * float(x):.{digits}f}%"
+    return percent(x, digits)
 
 
 def fmt_prob(x: Any, digits: int = 4) -> str:

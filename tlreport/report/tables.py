@@ -126,7 +126,7 @@ def comparison_sentences(agg: pd.DataFrame, literature: Sequence[dict[str, Any]]
     sentences = []
     for b in best_by_setting(agg, literature, sorted({settings[0], settings[-1]}, reverse=True), dataset):
         text = f"At {b['n']} training images per class, {b['label']} reaches {format_cell(b['mean'], b['std'])}%"
-        refs = [f"{_points(b['mean'] - ref['mean'])} {ref['label']} ({ref['mean']:.1f})"
+        refs = [f"{_points(b['mean'] - ref['mean'])} the {ref['mean']:.1f} of {ref['label']}"
                 for ref in (b["seed"], b["paper"]) if ref]
         if refs:
             text += ", " + " and ".join(refs)
@@ -139,6 +139,64 @@ def comparison_sentences(agg: pd.DataFrame, literature: Sequence[dict[str, Any]]
             sentences.append(f"The largest gain from {lo} to {hi} training images per class is "
                              f"{gain:.1f} points ({label}).")
     return sentences
+
+
+def margin_sentences(splits: pd.DataFrame, dataset: str | None, settings: Sequence[int]) -> list[str]:
+    """For each setting, how far this build's best row leads its next-best row, split by split.
+
+    Every row is scored on the same splits, so the per-split differences are
+    paired: their mean and sample standard deviation, and on how many splits the
+    best row is ahead, say whether the lead is larger than the splits' noise
+    (the ± of each row includes how hard each split is, which both rows share).
+    ``splits`` has one row per fit (``results.csv``); no sentence for fewer than
+    two rows or two splits.
+    """
+    if dataset is not None and "dataset" in splits:
+        splits = splits[splits["dataset"] == dataset]
+    out = []
+    for n in settings:
+        s = splits[splits["n_train"] == n]
+        by_split = s.pivot_table(index="split", columns=["backbone", "head"], values="mean_per_class_accuracy")
+        by_split = by_split.dropna(axis=1)
+        if by_split.shape[1] < 2 or len(by_split) < 2:
+            continue
+        means = by_split.mean().sort_values(ascending=False, kind="stable")
+        first, second = means.index[0], means.index[1]
+        diff = (by_split[first] - by_split[second]) * 100.0
+        ahead = int((diff > 0).sum())
+        out.append(f"At {n} per class the best row leads the next, {second[0]} + {second[1]}, by "
+                   f"{diff.mean():.2f} ± {diff.std(ddof=1):.2f} points over the "
+                   f"{len(diff)} paired splits, ahead on {ahead} of them.")
+    return out
+
+
+def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
+    """How often each head's cross-validation chose each value, over every fit of the table.
+
+    ``splits`` has one row per fit with a ``chosen`` column (``"C=0.1"``); a head that chose nothing,
+    and the ``+flip`` rows (the same fits), are left out.  ``""`` when no head chose anything.
+
+    >>> df = pd.DataFrame({"head": ["a", "a", "a", "a+flip", "b"], "chosen": ["l2=0.01", "l2=0.03", "l2=0.01",
+    ...                    "l2=0.01", None]})
+    >>> chosen_sentence(df, None)
+    'What the cross-validation chose, in how many of the fits: a: l2=0.01 in 2 of 3, l2=0.03 in 1.'
+    """
+    if dataset is not None and "dataset" in splits:
+        splits = splits[splits["dataset"] == dataset]
+    if "chosen" not in splits:
+        return ""
+    parts = []
+    for head, g in splits.groupby("head", sort=False):
+        values = g["chosen"].fillna("").astype(str)
+        if str(head).endswith("+flip") or not (values != "").any():
+            continue
+        counts = values[values != ""].value_counts(sort=False)
+        order = sorted(counts.index, key=lambda v: (-counts[v], v))
+        listed = [f"{v} in {counts[v]}" + (f" of {len(values)}" if i == 0 else "") for i, v in enumerate(order)]
+        parts.append(f"{head}: {', '.join(listed)}")
+    if not parts:
+        return ""
+    return "What the cross-validation chose, in how many of the fits: " + "; ".join(parts) + "."
 
 
 def best_by_setting(agg: pd.DataFrame, literature: Sequence[dict[str, Any]], settings: Sequence[int],
