@@ -8,7 +8,9 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from tlreport.errors import UserError
@@ -251,11 +253,22 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``kill``, ``docker stop``, a cancelled CI job), met as Ctrl-C is: whatever
+    catches the interrupt to keep finished work (feature shards, grid fits) keeps it."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if getattr(args, "top", 1) is not None and getattr(args, "top", 1) < 1:
         parser.error("--top must be >= 1")
+    if threading.current_thread() is threading.main_thread():      # signal handlers live there only
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except UserError as e:
@@ -263,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tlreport: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("tlreport: interrupted; completed work is cached and will be reused", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"tlreport: {how}; completed work is cached and will be reused", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130

@@ -76,6 +76,35 @@ def test_damaged_cache_entry_is_recomputed(tmp_path, capsys):
     assert "damaged" in capsys.readouterr().out
 
 
+def test_a_cache_entry_altered_in_place_is_recomputed_not_published(tmp_path, capsys):
+    """Same size, other bytes (an edited number): the entry's sha256 list catches it."""
+    cfg = load_config(write_config(tmp_path, RENDER_ONLY))
+    build(cfg)
+    entry = next((tmp_path / ".tlreport" / "stages" / "render").iterdir())
+    victim = next(p for p in entry.rglob("*.md"))
+    text = victim.read_text()
+    victim.write_text(text.replace("Render only", "Rendxr only"))
+    post = tmp_path / "site" / "_posts" / "2026-11-28-render-only.md"
+    post.unlink()
+    r = build(cfg)
+    assert r.ran == ["render"] and "damaged" in capsys.readouterr().out
+    assert "Rendxr" not in post.read_text()
+
+
+def test_prune_removes_the_unfinished_folders_of_killed_builds(tmp_path, capsys):
+    from tlreport.pipeline.cache_commands import cache_prune
+
+    cfg = load_config(write_config(tmp_path, RENDER_ONLY))
+    build(cfg)
+    stages = tmp_path / ".tlreport" / "stages" / "render"
+    (stages / ".tmp-0123456789ab-xyz").mkdir()                     # what a SIGKILL mid-stage leaves
+    (stages / ".partial-0123456789abcdef01234567").mkdir()        # resume data of an entry no longer wanted
+    capsys.readouterr()
+    cache_prune(cfg)
+    assert "removed 2 unfinished stage folder(s)" in capsys.readouterr().out
+    assert not list(stages.glob(".tmp-*")) and not list(stages.glob(".partial-*"))
+
+
 def test_dry_run_writes_nothing(tmp_path, capsys):
     cfg = load_config(write_config(tmp_path, RENDER_ONLY))
     r = build(cfg, dry_run=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -181,7 +182,8 @@ def test_float16_storage(tmp_path: Path) -> None:
     np.testing.assert_allclose(first, expected(data, spec), rtol=2e-3)
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "drop_npy"])
+@pytest.mark.parametrize("damage", ["flip", "truncate", "drop_npy", "index_without_sha256", "index_without_dim",
+                                    "index_a_list"])
 def test_corrupt_shard_is_reported_and_recomputed(tmp_path: Path, damage: str) -> None:
     data = make_dataset(tmp_path / "data", {"a": 10})
     store = FeatureStore(tmp_path / "store", report=lambda msg: None)
@@ -196,8 +198,13 @@ def test_corrupt_shard_is_reported_and_recomputed(tmp_path: Path, damage: str) -
         victim.write_bytes(bytes(raw))
     elif damage == "truncate":
         victim.write_bytes(bytes(raw[: len(raw) // 2]))
-    else:
+    elif damage == "drop_npy":
         victim.unlink()
+    else:                                  # an index that parses but lacks what a lookup reads
+        index = victim.with_suffix(".json")
+        idx = json.loads(index.read_text())
+        idx.pop("sha256" if damage == "index_without_sha256" else "dim")
+        index.write_text(json.dumps([idx] if damage == "index_a_list" else idx))
     fresh = FeatureStore(tmp_path / "store", report=lambda msg: None)
     feats, n = run(data, fresh)
     assert n == 8

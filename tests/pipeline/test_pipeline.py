@@ -152,6 +152,28 @@ def test_a_concatenated_row_reuses_the_cached_features(project, tmp_path):
     assert "| tiny_random+<wbr>tiny_random_48 + logreg |" in post
 
 
+def test_a_build_stopped_in_the_grid_resumes_from_its_finished_fits(project, tmp_path):
+    """Each finished backbone x head of the grid is kept; the next build fits only the rest, and the
+    table is the one an uninterrupted build makes."""
+    from conftest import run_cli
+
+    p = _copy(project, tmp_path)
+    exp = p / ".tlreport" / "stages" / "experiments"
+    (entry,) = [e for e in exp.iterdir() if (e / "_complete.json").is_file()]
+    reference = (entry / "results.csv").read_bytes()
+    shutil.rmtree(entry)
+    r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": "int:experiments:fits-saved"})
+    assert r.returncode == 130 and "Traceback" not in r.stderr
+    assert len(list(exp.glob(".partial-*/*.json"))) == 1          # the first head's fits, saved
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0, r.stderr
+    last = json.loads((p / ".tlreport" / "last_build.json").read_text())
+    assert last["ran"] == ["experiments"]                 # the same inputs: figures and render stay cached
+    assert last["counters"]["experiments.fits_resumed"] == 2 * 2     # one head: 2 settings x 2 splits
+    assert (exp / entry.name / "results.csv").read_bytes() == reference
+    assert not list(exp.glob(".partial-*"))                          # the entry holds it all now
+
+
 def test_the_transfer_section_can_read_concatenated_features(project, tmp_path):
     """``train.backbone = "a+b"``: the new layer trains on both backbones' features side by side (a's are
     cached already), the post says so, and the exported classifier takes the photo at both sizes."""

@@ -116,6 +116,20 @@ def test_ctrl_c_is_one_line_and_the_rerun_reuses_finished_stages(reference, tmp_
     assert _results(p) == _results(reference)
 
 
+def test_sigterm_is_met_as_ctrl_c_is(reference, tmp_path):
+    """``timeout``, ``kill`` and a cancelled CI job send SIGTERM: one line, exit 143, and the same
+    clean-up and reuse as Ctrl-C (the feature shards are flushed by the same interrupt)."""
+    p = _fresh(reference, tmp_path)
+    r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": "term:train:before-commit"})
+    assert r.returncode == 143 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "tlreport: terminated; completed work is cached and will be reused"
+    assert not list((p / ".tlreport" / "stages" / "train").glob(".tmp-*"))
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0, r.stderr
+    assert _last(p)["ran"] == ["train", "figures", "render"]
+    assert _results(p) == _results(reference)
+
+
 def test_disk_full_during_render_keeps_the_previous_site(reference, tmp_path):
     p = tmp_path / "p"
     shutil.copytree(reference, p)
@@ -163,6 +177,42 @@ def test_unwritable_site_dir_is_one_line_before_any_work(reference, tmp_path):
     assert r.stderr.strip().startswith(f"tlreport: site_dir {p / 'site' / '_posts'} is not writable"), r.stderr
     assert sorted((p / ".tlreport" / "stages").glob("*/*")) == entries   # stopped before training, not after
     assert post.read_text() == before
+
+
+def test_an_unwritable_stage_folder_is_one_line(reference, tmp_path):
+    prefix = _without_root_powers()
+    if prefix is None:
+        pytest.skip("cannot drop root's permission override here (no setpriv)")
+    p = tmp_path / "p"
+    shutil.copytree(reference, p)
+    figures = p / ".tlreport" / "stages" / "figures"
+    shutil.rmtree(figures)
+    figures.mkdir(mode=0o500)
+    try:
+        r = subprocess.run([*prefix, sys.executable, "-m", "tlreport", "build"], cwd=p, capture_output=True,
+                           text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+    finally:
+        figures.chmod(0o700)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == f"tlreport: cannot write {figures}: Permission denied", r.stderr
+
+
+def test_a_publish_that_fails_midway_is_one_line_and_the_post_stays_whole(reference, tmp_path):
+    """The figures go in before the post's markdown, so a publish stopped between them leaves the old
+    post with everything it links to; the next build publishes the rest."""
+    p = tmp_path / "p"
+    shutil.copytree(reference, p)
+    post = p / "site" / "_posts" / "2026-11-28-reliability.md"
+    before = post.read_text()
+    (p / "tlreport.toml").write_text(CONFIG.replace('title = "Reliability"', 'title = "Changed"'))
+    r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": "enospc:publish:mid"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == (f"tlreport: disk full while writing {p / 'site' / 'images' / 'reliability'}; "
+                                "nothing half-written was kept")
+    assert post.read_text() == before
+    assert not list((p / "site").rglob(".*.tlreport-*"))                # no temporary copies left behind
+    r = run_cli("build", cwd=p)
+    assert r.returncode == 0 and 'title: "Changed"' in post.read_text()
 
 
 def test_site_dir_that_cannot_be_created_is_one_line(reference, tmp_path):

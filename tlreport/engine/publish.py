@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
 from tlreport.config import Config
 from tlreport.util.faults import fault_point
-from tlreport.util.files import atomic_write_json, read_json
+from tlreport.util.files import atomic_write_json, disk_error, read_json
 from tlreport.util.hashing import hash_obj
 
 
@@ -59,29 +60,20 @@ def publish(render_out: Path, site: Path, render_key: str, owner: str) -> list[s
     except (OSError, ValueError):
         old = []
     published: list[str] = []
-    for top in sorted(src.iterdir()):
+    # the post's markdown last: a post in _posts always finds its images and preview in place
+    for top in sorted(src.iterdir(), key=lambda t: (t.name == "_posts", t.name)):
         for item in sorted(top.iterdir()):
             rel = item.relative_to(src)
             dest = site / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".{dest.name}.tlreport-new")
-            if tmp.exists():
-                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-            if item.is_dir():
-                shutil.copytree(item, tmp)
-                if dest.exists():
-                    trash = dest.with_name(f".{dest.name}.tlreport-old")
-                    shutil.rmtree(trash, ignore_errors=True)
-                    os.replace(dest, trash)
-                    os.replace(tmp, dest)
-                    shutil.rmtree(trash, ignore_errors=True)
-                else:
-                    os.replace(tmp, dest)
-            else:
-                shutil.copy2(item, tmp)
-                os.replace(tmp, dest)
+            try:
+                _swap_in(item, dest, tmp)
+                fault_point("publish:mid")
+            except OSError as e:          # a folder in site/ the user made unwritable, a full disk: one line
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+                raise disk_error(dest, e) from None
             published.append(rel.as_posix())
-            fault_point("publish:mid")
     for rel in old:
         if rel not in published:
             p = site / rel
@@ -91,6 +83,30 @@ def publish(render_out: Path, site: Path, render_key: str, owner: str) -> list[s
                 p.unlink()
     atomic_write_json(_site_marker(site, owner), {"render_key": render_key, "files": published})
     return published
+
+
+def _swap_in(item: Path, dest: Path, tmp: Path) -> None:
+    """Copy ``item`` (a file or folder) to ``tmp`` beside ``dest``, then rename it into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    if item.is_dir():
+        shutil.copytree(item, tmp)
+        if dest.exists():
+            trash = dest.with_name(f".{dest.name}.tlreport-old")
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(dest, trash)
+            try:
+                os.replace(tmp, dest)
+            except OSError:
+                os.replace(trash, dest)          # the old version back where it was
+                raise
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    else:
+        shutil.copy2(item, tmp)
+        os.replace(tmp, dest)
 
 
 def _copy_scaffold(scaffold: Path, site: Path) -> None:

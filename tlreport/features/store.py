@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tlreport.util.files import atomic_write_bytes
+from tlreport.util.files import atomic_write_bytes, disk_error
 
 _FORMAT = 1
 _META = "backbone.json"
@@ -81,9 +81,11 @@ class FeatureStore:
                 continue
             try:
                 idx = json.loads(p.read_text(encoding="utf-8"))
-                if idx.get("format") != _FORMAT or len(idx["shas"]) != idx["rows"]:
-                    raise ValueError("bad index")
-            except (OSError, ValueError, KeyError, TypeError):
+                if (idx.get("format") != _FORMAT or not isinstance(idx.get("shas"), list)
+                        or len(idx["shas"]) != idx["rows"] or not isinstance(idx.get("sha256"), str)
+                        or not isinstance(idx.get("dim"), int)):
+                    raise ValueError("bad index")      # every field a lookup reads, there and well-typed
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 self._warn(f"feature shard index {p} is unreadable; its rows will be recomputed")
                 self._drop(p.with_suffix(""))
                 continue
@@ -94,7 +96,10 @@ class FeatureStore:
         if self.read_only:
             return
         for suffix in (".json", ".npy"):
-            stem.with_suffix(suffix).unlink(missing_ok=True)
+            try:
+                stem.with_suffix(suffix).unlink(missing_ok=True)
+            except OSError as e:           # a folder the user made unwritable: one line, not a traceback
+                raise disk_error(stem.with_suffix(suffix), e) from None
 
     def _load_shard(self, key: str, name: str, idx: dict[str, Any]) -> np.ndarray | None:
         """The verified rows of a shard, or None (reported, deleted) when it is corrupt."""

@@ -6,7 +6,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,18 @@ from tlreport.heads.metrics import mean_per_class_accuracy
 # ---------------------------------------------------------------------- grid
 
 ProgressFn = Callable[[int, int, str], None]
+
+
+class FinishedFits(Protocol):
+    """Where :func:`run_grid` keeps the rows of each finished backbone x head, and finds them again.
+
+    A build interrupted in the grid resumes from them; every fit is seeded on its own,
+    so resumed rows are those a whole run would give.
+    """
+
+    def load(self, backbone: str, head: str) -> list[dict[str, Any]] | None: ...
+
+    def save(self, backbone: str, head: str, rows: list[dict[str, Any]]) -> None: ...
 
 COLUMNS = ["dataset", "backbone", "head", "n_train", "split", "mean_per_class_accuracy", "accuracy",
            "n_test", "chosen", "seconds"]
@@ -47,8 +59,8 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
              *, settings: Sequence[int], test_cap: int | None, n_splits: int = 5, seed: int = 0,
              heads: Sequence[str | Head] = ("softmax_sgd", "logreg"), keys: Sequence[str] | None = None,
              progress: ProgressFn | None = None, dataset: str = "",
-             features_flip: dict[str, np.ndarray] | None = None, ray_address: str | None = None
-             ) -> pd.DataFrame:
+             features_flip: dict[str, np.ndarray] | None = None, ray_address: str | None = None,
+             finished: FinishedFits | None = None) -> pd.DataFrame:
     """Run every backbone x head x ``n_train`` x fold and return one row per fit.
 
     The folds come from :func:`protocol_splits` and are identical for all
@@ -59,7 +71,9 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
     fit).  ``progress(done, total, description)`` is called after every fit.
     With ``ray_address`` (``""``: ``$RAY_ADDRESS``, else a cluster on this
     machine) the fits run as Ray tasks (:func:`_ray_fits`); every fit is seeded
-    on its own, so the rows are those of a local run.
+    on its own, so the rows are those of a local run.  With ``finished``, the
+    rows of each backbone x head are saved there when done, and a backbone x
+    head found there is not fitted again.
     ``seconds`` is the wall time of the fit plus prediction; every other column
     is deterministic in the inputs and ``seed``.
     """
@@ -86,7 +100,7 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
         for backbone, feats in features_by_backbone.items():
             done = _backbone_rows(rows, backbone, feats, features_flip, head_objs, settings, splits, labels,
                                   num_classes, seed, dataset, n_splits, done, total, progress,
-                                  ray=ray_address is not None)
+                                  ray=ray_address is not None, finished=finished)
     finally:
         if connected:
             import ray
@@ -99,10 +113,20 @@ def _backbone_rows(rows: list[dict[str, Any]], backbone: str, feats: np.ndarray,
                    features_flip: dict[str, np.ndarray] | None, head_objs: list[Head], settings: Sequence[int],
                    splits: dict[int, list[tuple[np.ndarray, np.ndarray]]], labels: np.ndarray, num_classes: int,
                    seed: int, dataset: str, n_splits: int, done: int, total: int, progress: ProgressFn | None,
-                   *, ray: bool) -> int:
+                   *, ray: bool, finished: FinishedFits | None = None) -> int:
     """Every head x setting x fold of one backbone, appended to ``rows``; returns the fits done so far."""
     flip = features_flip.get(backbone) if features_flip else None
     for head in head_objs:
+        saved = finished.load(backbone, head.name) if finished is not None else None
+        if saved is not None:                  # fitted by an interrupted run of the same stage
+            rows.extend(saved)
+            fits = len(settings) * n_splits
+            for _ in range(fits):
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"{backbone} {head.name} (fitted by an interrupted run)")
+            continue
+        head_rows: list[dict[str, Any]] = []
         # the same seed for every backbone; a head's seed does not depend on the other heads
         head_key = zlib.crc32(head.name.encode())
         tasks = [(n, s, tr, te, int(np.random.SeedSequence([seed, head_key, n, s]).generate_state(1)[0]))
@@ -126,13 +150,16 @@ def _backbone_rows(rows: list[dict[str, Any]], backbone: str, feats: np.ndarray,
             outs = (_fit_predict(job) for job in jobs)
         for (n, s, _, te, _), (proba, proba_flip, seconds, seconds_flip, chosen) in zip(tasks, outs, strict=True):
             base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size), chosen=chosen)
-            rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
+            head_rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
             if proba_flip is not None:
-                rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
-                                 seconds + seconds_flip))
+                head_rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
+                                      seconds + seconds_flip))
             done += 1
             if progress is not None:
                 progress(done, total, f"{backbone} {head.name} {n}/class split {s + 1}/{n_splits}")
+        rows.extend(head_rows)
+        if finished is not None:
+            finished.save(backbone, head.name, head_rows)
     return done
 
 

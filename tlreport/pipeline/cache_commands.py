@@ -51,6 +51,9 @@ def cache_prune(cfg: Config) -> int:
             if (stage, key) not in keep and stage not in unkeyed:
                 shutil.rmtree(store.root / stage / key, ignore_errors=True)
                 removed += 1
+        unfinished = store.unfinished(keep)      # the lock is ours: no build is writing them
+        for tmp in unfinished:
+            shutil.rmtree(tmp, ignore_errors=True)
         try:
             keys = {resources.feature_key(ctx, v) for _, v in resources.feature_jobs(ctx)}
         except NeedsDownload:       # some backbone's weights are not installed: its namespace is unknown
@@ -60,5 +63,6 @@ def cache_prune(cfg: Config) -> int:
         freed = features.prune(sorted(keys)) if keys is not None else 0
         removed_f = len(before - {i.key for i in features.info()})
     print(f"pruned {removed} stage entr{'y' if removed == 1 else 'ies'} and {removed_f} feature namespace(s)"
-          + (f", {human_size(freed)} of features freed" if freed else ""))
+          + (f", {human_size(freed)} of features freed" if freed else "")
+          + (f"; removed {len(unfinished)} unfinished stage folder(s) of interrupted builds" if unfinished else ""))
     return 0

@@ -8,7 +8,8 @@ from tlreport.config import TableConfig
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
 from tlreport.pipeline.resources import feature_identity
-from tlreport.util.files import atomic_write_json
+from tlreport.util.faults import fault_point
+from tlreport.util.files import atomic_write_json, read_json
 from tlreport.util.text import display_name
 
 
@@ -80,6 +81,41 @@ def experiments_inputs(ctx: BuildContext) -> dict:
             "head_precision": head_precision(ctx)}
 
 
+class FinishedFits:
+    """The grid's finished backbone x head fits of one table, kept in the stage's partial folder
+    (:meth:`~tlreport.engine.store.StageStore.partial`), so that a build stopped in the grid (Ctrl-C,
+    SIGTERM, a crash, a killed machine) resumes there instead of fitting everything again."""
+
+    def __init__(self, folder: Path, table: int):
+        self.folder, self.table = folder, table
+        self.resumed = 0                           # rows read back, for the build's counters
+
+    def _path(self, backbone: str, head: str) -> Path:
+        import hashlib
+
+        name = hashlib.sha256(f"{self.table}\0{backbone}\0{head}".encode()).hexdigest()[:24]
+        return self.folder / f"{name}.json"
+
+    def load(self, backbone: str, head: str) -> list[dict] | None:
+        try:
+            saved = read_json(self._path(backbone, head))
+            if (saved["table"], saved["backbone"], saved["head"]) == (self.table, backbone, head):
+                self.resumed += len(saved["rows"])
+                return list(saved["rows"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass                                   # none, or unreadable: fit again
+        return None
+
+    def save(self, backbone: str, head: str, rows: list[dict]) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self._path(backbone, head),
+                              {"table": self.table, "backbone": backbone, "head": head, "rows": rows})
+        except OSError:
+            return      # only a resume is lost; the stage's own output is written (or fails) as before
+        fault_point("experiments:fits-saved")
+
+
 def experiments_run(ctx: BuildContext, out: Path) -> None:
     import numpy as np
     import pandas as pd
@@ -90,6 +126,8 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
 
     e = ctx.config.experiments
     frames, dropped_by_table = [], []
+    key = ctx.keys.get("experiments")
+    finished = ctx.store.partial("experiments", key) if key and not ctx.read_only else None
     for i, t in enumerate(e.tables):
         use = resources.table_use(ctx, t)
         m = resources.manifest(ctx, use)
@@ -103,6 +141,7 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
         flips = ({b: resources.table_features(ctx, use, b, flip=True)[keep] for b in e.backbones}
                  if e.flip else None)
         heads = experiments_heads(ctx)
+        resume = FinishedFits(finished, i) if finished is not None else None
         name = t.name or t.dataset
         total = len(feats) * len(heads) * len(t.settings) * e.n_splits
         with bar(total=total, desc=f"experiments {name}", unit="fit", enabled=not ctx.quiet) as pbar:
@@ -115,8 +154,11 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
                           n_splits=e.n_splits, seed=ctx.config.seed, heads=heads,
                           keys=[m.entries[j].sha256 for j in keep], dataset=f"table{i}", progress=progress,
                           features_flip=flips,
-                          ray_address=ctx.config.features.ray_address if ctx.config.features.runner == "ray" else None)
+                          ray_address=ctx.config.features.ray_address if ctx.config.features.runner == "ray" else None,
+                          finished=resume)
         ctx.count("experiments.fits", len(df))
+        if resume is not None and resume.resumed:
+            ctx.count("experiments.fits_resumed", resume.resumed)
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     timing = df.pop("seconds") if "seconds" in df else None
