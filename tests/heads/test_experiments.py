@@ -394,7 +394,7 @@ def test_margin_sentences_pair_the_best_row_with_the_next_split_by_split() -> No
             for (b, h), vals in acc.items() for s, v in enumerate(vals)]
     (text,) = margin_sentences(pd.DataFrame(rows), "t", [15, 30])      # no result at 30: no sentence
     diff = np.array([1.0, 2.0, -1.0])
-    assert text == (f"At 15 per class the best row leads the next, b + logreg, by {diff.mean():.2f} ± "
+    assert text == (f"At 15 per class the best row, a + logreg, leads the next, b + logreg: {diff.mean():.2f} ± "
                     f"{diff.std(ddof=1):.2f} points over the 3 paired splits, ahead on 2 of them.")
     assert margin_sentences(pd.DataFrame(rows[:3]), "t", [15]) == []       # one row: nothing to compare
 
@@ -407,8 +407,7 @@ def test_the_grid_records_what_each_fits_cross_validation_chose() -> None:
     df = run_grid(feats, labels, ["a", "b", "c"], settings=[4], test_cap=None, n_splits=2, seed=0, heads=[head])
     assert set(df["chosen"]) <= {"C=0.01", "C=1"} and len(df) == 2
     text = chosen_sentence(df, None)
-    assert text.startswith("What the cross-validation chose, in how many of the fits: logreg: C=")
-    assert "of 2" in text
+    assert text.startswith("What the cross-validation chose: logreg's C=") and "of 2 fits" in text
 
 
 def test_plot_writes_a_png(tmp_path) -> None:  # noqa: ANN001

@@ -126,10 +126,10 @@ def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
     assert "|:---|---:|---:|---:|---:|" in md
     assert "| efficientnet_lite0 + logreg | **81.5 ± 0.3** | 83.0 ± 0.3 | 84.5 ± 0.3 | 86.0 ± 0.3 |" in md
     # the paired lead over the next row, and what each head's cross-validation chose, from results.csv
-    assert ("At 15 per class the best row leads the next, efficientnet_lite0 + softmax_sgd, by 2.50 ± 0.00 points "
+    assert ("At 15 per class the best row, efficientnet_lite0 + logreg, leads the next, efficientnet_lite0 + softmax_sgd: 2.50 ± 0.00 points "
             "over the 5 paired splits, ahead on 5 of them.") in md
-    assert ("What the cross-validation chose, in how many of the fits: softmax_sgd: l2=0.01 in 5 of 5; "
-            "logreg: C=0.1 in 5 of 5.") in md
+    assert ("What the cross-validation chose: softmax_sgd's l2=0.01 in 5 of 5 fits; "
+            "logreg's C=0.1 in 5 of 5 fits.") in md
 
 
 def _summary_md(summary: dict) -> str:

@@ -164,22 +164,26 @@ def margin_sentences(splits: pd.DataFrame, dataset: str | None, settings: Sequen
         first, second = means.index[0], means.index[1]
         diff = (by_split[first] - by_split[second]) * 100.0
         ahead = int((diff > 0).sum())
-        out.append(f"At {n} per class the best row leads the next, {second[0]} + {second[1]}, by "
+        how = "is level with" if abs(diff.mean()) < 0.005 else "leads"
+        out.append(f"At {n} per class the best row, {first[0]} + {first[1]}, {how} the next, {second[0]} + {second[1]}: "
                    f"{diff.mean():.2f} ± {diff.std(ddof=1):.2f} points over the "
                    f"{len(diff)} paired splits, ahead on {ahead} of them.")
     return out
 
 
 def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
-    """How often each head's cross-validation chose each value, over every fit of the table.
+    """What each head's cross-validation chose, over every fit of the table.
 
     ``splits`` has one row per fit with a ``chosen`` column (``"C=0.1"``); a head that chose nothing,
-    and the ``+flip`` rows (the same fits), are left out.  ``""`` when no head chose anything.
+    and the ``+flip`` rows (the same fits), are left out.  Up to three values are each counted; more
+    are given as their range and the most frequent.  ``""`` when no head chose anything.
 
     >>> df = pd.DataFrame({"head": ["a", "a", "a", "a+flip", "b"], "chosen": ["l2=0.01", "l2=0.03", "l2=0.01",
     ...                    "l2=0.01", None]})
     >>> chosen_sentence(df, None)
-    'What the cross-validation chose, in how many of the fits: a: l2=0.01 in 2 of 3, l2=0.03 in 1.'
+    "What the cross-validation chose: a's l2=0.01 in 2 of 3 fits, l2=0.03 in 1."
+    >>> chosen_sentence(pd.DataFrame({"head": ["b"] * 5, "chosen": ["C=0.1", "C=10", "C=1", "C=0.1", "C=3"]}), None)
+    "What the cross-validation chose: b's C from 0.1 to 10, most often 0.1 (2 of 5 fits)."
     """
     if dataset is not None and "dataset" in splits:
         splits = splits[splits["dataset"] == dataset]
@@ -188,15 +192,25 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
     parts = []
     for head, g in splits.groupby("head", sort=False):
         values = g["chosen"].fillna("").astype(str)
-        if str(head).endswith("+flip") or not (values != "").any():
+        values = values[values != ""]
+        if str(head).endswith("+flip") or values.empty:
             continue
-        counts = values[values != ""].value_counts(sort=False)
+        counts = values.value_counts(sort=False)
         order = sorted(counts.index, key=lambda v: (-counts[v], v))
-        listed = [f"{v} in {counts[v]}" + (f" of {len(values)}" if i == 0 else "") for i, v in enumerate(order)]
-        parts.append(f"{head}: {', '.join(listed)}")
+        names = {v.split("=", 1)[0] for v in order}
+        if len(order) > 3 and len(names) == 1 and all("," not in v for v in order):
+            name = names.pop()
+            numbers = sorted(float(v.split("=", 1)[1]) for v in order)
+            mode = order[0].split("=", 1)[1]
+            parts.append(f"{head}'s {name} from {numbers[0]:g} to {numbers[-1]:g}, most often {mode} "
+                         f"({counts[order[0]]} of {len(values)} fits)")
+        else:
+            listed = [f"{v} in {counts[v]}" + (f" of {len(values)} fits" if i == 0 else "")
+                      for i, v in enumerate(order)]
+            parts.append(f"{head}'s {', '.join(listed)}")
     if not parts:
         return ""
-    return "What the cross-validation chose, in how many of the fits: " + "; ".join(parts) + "."
+    return "What the cross-validation chose: " + "; ".join(parts) + "."
 
 
 def best_by_setting(agg: pd.DataFrame, literature: Sequence[dict[str, Any]], settings: Sequence[int],
