@@ -196,3 +196,28 @@ def test_classification_is_a_grid_of_cards_with_bars(tmp_path):
     assert md.count('loading="lazy"') == 1
     block = md[md.index('<div class="topk-grid">'):md.index("</div>")]
     assert "\n\n" not in block          # no blank line: both Markdown parsers keep the HTML block whole
+
+
+def test_a_dataset_is_credited_from_its_folder_else_from_the_registry(tmp_path, monkeypatch):
+    """The Caltech-101 post, built from a local copy (``--dataset``) of the registry's artifact, credits
+    Caltech-101 as the registry does; a CREDIT.txt in the folder says it instead."""
+    from tlreport.pipeline.resources import dataset_credit
+
+    folder = tmp_path / "101_ObjectCategories"
+    folder.mkdir()
+    registry = tmp_path / "artifacts.toml"
+    registry.write_text('[cal]\nkind = "dataset"\nurls = []\nfilename = "c.zip"\ntitle = "Caltech-101"\n'
+                        'citation = "F.-F. et al., 2004."\nlicence = "CC BY 4.0"\n'
+                        'homepage = "https://data.example.org/records/1"\n')
+    monkeypatch.setenv("TLREPORT_ARTIFACTS", str(registry))
+    ctx = BuildContext(config=validate({"dataset": {"path": "artifact:cal"}}), store=StageStore(tmp_path / "s"),
+                       dataset_override=str(folder))
+    assert dataset_credit(ctx, str(folder)) == ("Caltech-101: F.-F. et al., 2004. Licence: CC BY 4.0.",
+                                                "https://data.example.org/records/1")
+    (folder / "CREDIT.txt").write_text("Photos by us, CC0.\n")
+    assert dataset_credit(ctx, str(folder)) == ("Photos by us, CC0.", "")
+    plain = BuildContext(config=validate({"dataset": {"path": str(tmp_path / "other")}}),
+                         store=StageStore(tmp_path / "s"))
+    assert dataset_credit(plain, str(tmp_path / "other")) == ("", "")
+    registry.write_text(registry.read_text().replace("https://data.example.org/records/1", "javascript:x)"))
+    assert dataset_credit(ctx, "artifact:cal")[1] == ""           # not a link the post would write

@@ -164,6 +164,8 @@ def test_post_renders_the_contract(built: dict[str, tuple[Path, str]], baseurl: 
         f'<figure class="figure wide"><a class="figure-zoom" href="{baseurl}/images/{SLUG}/confusion.png">'
         in page
     )
+    # every figure opens its image at full size (a phone shows a 1200 px chart at a third of that)
+    assert f'<a class="figure-zoom" href="{baseurl}/images/{SLUG}/loss.png">' in page
     assert 'style="max-width: 700px"' in page
     assert "<strong>88.1 ± 0.4</strong>" in page
     assert "<td>a|b (class name with a pipe)</td>" in page

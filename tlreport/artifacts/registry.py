@@ -63,6 +63,7 @@ class Artifact:
     sha256: str = ""
     md5: str = ""
     licence: str = ""
+    title: str = ""          # how a post names a dataset ("Caltech-101")
     citation: str = ""
     homepage: str = ""
     root: str = ""
@@ -130,6 +131,7 @@ def _parse_artifact(name: str, d: dict, source: str) -> Artifact:
         sha256=_check_hex(f"{where}.sha256", d.get("sha256", ""), 64),
         md5=_check_hex(f"{where}.md5", d.get("md5", ""), 32),
         licence=d.get("licence", ""),
+        title=d.get("title", ""),
         citation=d.get("citation", ""),
         homepage=d.get("homepage", ""),
         root=_safe_rel(f"{where}.root", d.get("root", "")),

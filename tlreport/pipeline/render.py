@@ -23,7 +23,7 @@ def render_inputs(ctx: BuildContext) -> dict:
     return {"post": ctx.config.post, "config": ctx.config.hash(),
             "templates": templates_fingerprint(_user_templates(ctx)),
             "shipped": [shipped_hash(ctx, "data", name) for name in ("literature.toml", "seed_post.toml")],
-            "credit": dataset_credit(ctx, transfer_use(ctx).ref) if ctx.config.train.enabled else ""}
+            "credit": dataset_credit(ctx, transfer_use(ctx).ref) if ctx.config.train.enabled else None}
 
 
 def _user_templates(ctx: BuildContext) -> Path | None:
@@ -125,6 +125,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     if res["dataset"] == "demo":
         demo = {"classes": len(res["classes"]), "per_class": round(total / max(1, len(res["classes"])))}
     seed = _seed_post()["transfer"]
+    credit = resources.dataset_credit(ctx, res["dataset"])
     pairs = [{**p, "thumb_true_url": fig[p["thumb_true"]], "thumb_pred_url": fig[p["thumb_pred"]]}
              for p in fmeta["pairs"]]
     ex = res["example"]
@@ -132,7 +133,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         "backbone": res["backbone"], "backbones": res.get("backbones", [res["backbone"]]),
         "dims": res.get("dims", [res["features_dim"]]), "dim": res["features_dim"], "n_classes": len(res["classes"]),
         "demo": demo, "dataset": resources.dataset_name(res["dataset"]), "summary": res["manifest_summary"],
-        "credit": resources.dataset_credit(ctx, res["dataset"]),
+        "credit": credit[0], "credit_url": credit[1],
         "skipped": res.get("skipped_files", [])[:SKIPS_SHOWN], "skipped_total": res.get("skipped", 0),
         "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
         "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,27 +137,31 @@ def dataset_name(ref: str) -> str:
     return Path(ref.rstrip("/\\")).name or ref
 
 
-def dataset_credit(ctx: BuildContext, ref: str) -> str:
-    """Who made the transfer dataset's images, and under which licence, as one line for the post.
+def dataset_credit(ctx: BuildContext, ref: str) -> tuple[str, str]:
+    """Who made the transfer dataset's images, and under which licence: one line for the post, and a
+    link to the dataset's page (``""`` if none).
 
     A ``CREDIT.txt`` in the dataset folder says it; else, when the config names a registry artifact
     (``artifact:caltech101``, even with ``--dataset`` pointing at a copy elsewhere), the registry's
-    citation, licence and homepage; else nothing.
+    title, citation and licence, linked to its homepage; else nothing.
     """
     if ref != "demo" and not ref.startswith("artifact:"):
         credit = ctx.config.resolve(ref) / "CREDIT.txt"
         if credit.is_file():
-            return credit.read_text(encoding="utf-8").strip()
+            return credit.read_text(encoding="utf-8").strip(), ""
     declared = ctx.config.dataset.path
     if not declared.startswith("artifact:"):
-        return ""
+        return "", ""
     from tlreport.artifacts.registry import load_registry
 
     art = load_registry().get(declared.split(":", 1)[1])
     if art is None or art.kind != "dataset":
-        return ""
-    return " ".join(part for part in (art.citation, f"Licence: {art.licence}." if art.licence else "",
-                                      art.homepage) if part)
+        return "", ""
+    text = " ".join(part for part in (f"{art.title}:" if art.title else "", art.citation,
+                                      f"Licence: {art.licence}." if art.licence else "") if part)
+    # a link the post can write as Markdown: http(s), nothing that would end it early
+    url = art.homepage if re.fullmatch(r"https?://[^\s()<>\[\]\"']+", str(art.homepage or "")) else ""
+    return text, url
 
 
 def dataset_root(ctx: BuildContext, ref: str) -> Path:
