@@ -66,13 +66,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
             _print_top(path, top)
         return 0
     from tlreport.backbones import get_spec
+    from tlreport.datasets.images import check_image_path
     from tlreport.pipeline.classify import classify_images
 
     spec = get_spec(args.backbone)
     paths = [Path(p) for p in args.images]
     for p in paths:
-        if not p.is_file():
-            raise UserError(f"image not found: {display_name(str(p))}")
+        check_image_path(p)
     cache = Path(args.cache_dir)
     tops = classify_images(spec, paths, cache_dir=cache, data_root=args.data_root, top_k=args.top)
     for p, top in zip(paths, tops, strict=True):

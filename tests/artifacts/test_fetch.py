@@ -465,6 +465,7 @@ def test_malicious_dataset_archive_is_rejected(tmp_path, monkeypatch, root) -> N
             ensure("evil", root, progress=False)
     assert not (root / "evil" / "files").exists()
     assert not (tmp_path / "escaped.txt").exists() and not (root / "escaped.txt").exists()
+    assert artifact_state("evil", root) == "refused"      # verified, kept, but not installed: --list says so
 
 
 # --------------------------------------------------------------------------- registry, paths, CLI
@@ -486,9 +487,43 @@ def test_bad_registry_entries_are_user_errors(tmp_path, monkeypatch) -> None:
         use(tmp_path, monkeypatch, {"x": bad})
         with pytest.raises(UserError, match=match):
             load_registry()
+    for bad, match in [({"kind": "model", "filename": "f", "size": "116"}, r"\[x\]\.size: must be a whole number"),
+                       ({"kind": "model", "filename": "f", "size": -5}, "size: must be a whole number"),
+                       ({"kind": "model", "filename": "f", "urls": 5}, "urls: must be a list"),
+                       ({"kind": "model", "filename": "f", "urls": ["not a url"]}, "http:// or https://"),
+                       ({"kind": "model", "filename": "f", "urls": ["file:///etc/passwd"]}, "http:// or https://"),
+                       ({"kind": "model", "filename": 3}, "filename: must be a string"),
+                       ({"kind": "model", "filename": "f", "sha256": 5}, "sha256: must be a string"),
+                       ({"kind": "model", "filename": "f", "root": 3}, "root: must be a string"),
+                       ({"kind": "model", "filename": "f", "max_extracted_bytes": "big"}, "max_extracted_bytes"),
+                       ({"kind": "model", "filename": "f", "inner": "a"}, "inner: must be a table")]:
+        use(tmp_path, monkeypatch, {"x": bad})
+        with pytest.raises(UserError, match=match):
+            load_registry()
     use(tmp_path, monkeypatch, {"x": {"kind": "model", "filename": "f", "urls": []}})
     with pytest.raises(UserError, match="unknown artifact 'nope'"):
         ensure("nope", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "/tmp/abs", "a/b", "-x", ".hidden"])
+def test_an_artifact_name_must_be_one_folder_of_the_data_root(tmp_path, monkeypatch, name) -> None:
+    """The name becomes <data root>/<name>: '..' or an absolute name would install outside it."""
+    registry = tmp_path / "artifacts.toml"
+    registry.write_text(f'[{json.dumps(name)}]\nkind = "model"\nfilename = "f.bin"\nurls = []\n')
+    monkeypatch.setenv("TLREPORT_ARTIFACTS", str(registry))
+    with pytest.raises(UserError, match="an artifact's name is a folder of the data root"):
+        load_registry()
+
+
+def test_an_installed_artifact_is_served_without_writing_to_the_data_root(tmp_path, monkeypatch, root) -> None:
+    """A shared, read-only data root: an installed, recorded artifact needs no lock file and no write."""
+    with LoopbackServer({"/blob.bin": PAYLOAD}) as srv:
+        use(tmp_path, monkeypatch, {"blob": blob([srv.url("/blob.bin")])})
+        first = ensure("blob", root, progress=False)
+    lock = root / "blob" / ".lock"
+    lock.unlink(missing_ok=True)
+    lock.mkdir()                                  # any attempt to take the lock would now fail
+    assert ensure("blob", root, progress=False) == first
 
 
 def test_shipped_registry_matches_backbones() -> None:

@@ -129,6 +129,21 @@ def test_truncated_jpeg_passes_verify_but_is_caught(tmp_path: Path) -> None:
         validate(data)  # ... the decode is not
 
 
+def test_an_image_past_pils_own_limit_is_one_reported_line_without_pils_warning(tmp_path: Path, monkeypatch) -> None:
+    """Between PIL's MAX_IMAGE_PIXELS and twice it PIL only warns, in two lines on stderr; the project's
+    own limit decides, quietly (here PIL's limit is lowered to 1,000 pixels, the image has 1,600)."""
+    import warnings
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    save(noise_image(5, (40, 40)), tmp_path / "big.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(BadImage, match="too large: 40x40 = 1,600 pixels > limit 1,200"):
+            load_rgb(tmp_path / "big.png", max_pixels=1200)
+        assert load_rgb(tmp_path / "big.png", max_pixels=2000).size == (40, 40)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
 def test_max_pixels_is_configurable_and_cached_results_follow_it(tmp_path: Path) -> None:
     make_dataset(tmp_path, {"a": 2}, size=(100, 100))
     save(noise_image(5, (20, 20)), tmp_path / "a" / "small.jpg")

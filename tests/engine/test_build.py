@@ -148,6 +148,8 @@ def test_cli_user_errors_are_one_line(tmp_path):
         assert f in r.stderr
     r = run_cli("classify", str(tmp_path / "nope.jpg"), cwd=tmp_path)
     assert r.returncode == 2 and "image not found" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("classify", str(tmp_path), cwd=tmp_path)               # a folder is not "not found"
+    assert r.returncode == 2 and r.stderr.strip().startswith(f"tlreport: {tmp_path} is a folder; give image files")
     r = run_cli("classify", "x.jpg", "--backbone", "vgg", cwd=tmp_path)
     assert r.returncode == 2 and "unknown backbone 'vgg'" in r.stderr
 

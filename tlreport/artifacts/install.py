@@ -14,6 +14,7 @@ Only the standard library (urllib) and tqdm are used.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -141,12 +142,15 @@ def _tree_recorded(art: Artifact, adir: Path, rec: dict) -> bool:
 
 
 def artifact_state(name: str, root: str | os.PathLike[str] | None = None) -> str:
-    """``missing``, ``present-verified`` or ``present-corrupt`` (hashes only if a file changed)."""
+    """``missing``, ``present-verified``, ``present-corrupt`` (hashes only if a file changed) or
+    ``refused`` (a verified archive whose contents were refused: an unsafe member, too large, no root)."""
     art = get_artifact(name)
     adir = _adir(art, data_root(root))
     rec = _read_record(adir)
     if _tree_recorded(art, adir, rec):
         return "present-verified"
+    if art.extract and rec.get("refused") and Path(str(rec.get("file", ""))).is_file():
+        return "refused"                  # verified, but its contents were not installed (fetch says why)
     candidates = [_file_path(art, adir)] + ([_inner_file(art, adir)] if art.inner else [])
     for f in candidates:
         if f is not None and f.is_file():
@@ -235,12 +239,15 @@ def _finish_or_forget(art: Artifact, adir: Path, archive: Path, rec: dict, progr
     download or a ``--from`` copy), so that the next fetch starts again instead of reporting the
     unusable file as verified."""
     try:
-        return _finish(art, adir, archive, rec, progress)
-    except Exception:
+        return _finish(art, adir, archive, {k: v for k, v in rec.items() if k != "refused"}, progress)
+    except Exception as e:
         if not rec.get("pinned"):
             (adir / RECORD).unlink(missing_ok=True)
             if ours:
                 archive.unlink(missing_ok=True)
+        elif isinstance(e, UserError):    # a verified archive that cannot be installed: `fetch --list` says so
+            with contextlib.suppress(OSError):
+                _write_record(adir, {**rec, "refused": str(e).splitlines()[0]})
         raise
 
 
@@ -300,6 +307,12 @@ def ensure(
     """
     art = get_artifact(name)
     adir = _adir(art, data_root(root))
+    if from_path is None:                # installed and vouched for: nothing to write, so no lock to take
+        rec = _read_record(adir)         # (a shared, read-only data root serves what it holds)
+        if _tree_recorded(art, adir, rec):
+            return _installed_path(art, adir)
+        if not art.extract and _fast_ok(art, _file_path(art, adir), adir, rec):
+            return _file_path(art, adir)
     with FileLock(adir / ".lock", on_wait=lambda: _say(f"waiting for another tlreport fetch of {adir.name} to finish ...")):
         if from_path is not None:
             return _install_from(art, adir, Path(from_path), progress)

@@ -16,6 +16,9 @@ KINDS = ("dataset", "model", "keras-weights")
 RECORD = ".verified.json"
 TREE = "files"  # extracted archives live in <data_root>/<name>/files
 _HEX = re.compile(r"^[0-9a-f]+$")
+# an artifact's name is a folder of the data root: one plain path component
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_URL = re.compile(r"https?://\S+")
 
 
 def data_root(override: str | os.PathLike[str] | None = None) -> Path:
@@ -100,25 +103,48 @@ def _safe_rel(where: str, value: str) -> str:
     return "/".join(p for p in parts if p not in ("", "."))
 
 
+def _typed(where: str, d: dict, key: str, kind: type, default: object) -> object:
+    """``d[key]`` if it has the type the registry needs (a whole number for sizes), else one line."""
+    value = d.get(key, default)
+    if value is default:
+        return value
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is int:
+        ok = ok and value >= 0
+    if not ok:
+        what = {str: "a string", int: "a whole number >= 0", dict: "a table", list: "a list"}[kind]
+        raise UserError(f"{where}.{key}: must be {what}, got {value!r}")
+    return value
+
+
 def _parse_artifact(name: str, d: dict, source: str) -> Artifact:
     where = f"{source} [{name}]"
+    if not _NAME.fullmatch(name):
+        raise UserError(f"{where}: an artifact's name is a folder of the data root: letters, digits, '_', '.' "
+                        "and '-', not starting with '.' or '-'")
     kind = d.get("kind")
     if kind not in KINDS:
         raise UserError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    urls = d.get("urls", [])
-    if isinstance(urls, str) or not all(isinstance(u, str) for u in urls):
-        raise UserError(f"{where}: urls must be a list of strings")
-    filename = d.get("filename", "")
+    urls = _typed(where, d, "urls", list, [])
+    if not all(isinstance(u, str) and _URL.fullmatch(u) for u in urls):
+        raise UserError(f"{where}: urls must be a list of http:// or https:// addresses")
+    filename = _typed(where, d, "filename", str, "")
     if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
         raise UserError(f"{where}: filename must be a plain file name, got {filename!r}")
+    for key in ("sha256", "md5", "root", "licence", "title", "citation", "homepage"):
+        _typed(where, d, key, str, "")
+    for key in ("size", "max_extracted_bytes"):
+        _typed(where, d, key, int, None)
     inner = None
-    if isinstance(d.get("inner"), dict):
+    if _typed(where, d, "inner", dict, None) is not None:
         i = d["inner"]
+        for key in ("path", "sha256", "md5"):
+            _typed(f"{where}.inner", i, key, str, "")
         inner = Inner(
             path=_safe_rel(f"{where}.inner.path", i.get("path", "")),
             sha256=_check_hex(f"{where}.inner.sha256", i.get("sha256", ""), 64),
             md5=_check_hex(f"{where}.inner.md5", i.get("md5", ""), 32),
-            size=i.get("size"),
+            size=_typed(f"{where}.inner", i, "size", int, None),
         )
         if not inner.path or not (inner.sha256 or inner.md5):
             raise UserError(f"{where}.inner: needs a path and a published sha256 or md5")

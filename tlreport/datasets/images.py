@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,12 +54,30 @@ def _unsupported_format(head: bytes) -> str | None:
     return None
 
 
+def check_image_path(path: os.PathLike[str] | str) -> None:
+    """One line for a path given as an image that is no file: missing, or a folder."""
+    from pathlib import Path
+
+    from tlreport.errors import UserError
+    from tlreport.util.text import display_name
+
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{display_name(str(p))} is a folder; give image files (a shell glob such as {display_name(str(p))}/*.jpg)")
+    if not p.is_file():
+        raise UserError(f"image not found: {display_name(str(p))}")
+
+
 # --------------------------------------------------------------------------- decoding
 
 def _open(path_or_bytes: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
     src: Any = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes | bytearray) else path_or_bytes
     try:
-        img = Image.open(src)
+        with warnings.catch_warnings():
+            # PIL warns (two lines on stderr) between its own limit and twice it; `max_pixels` is checked
+            # below, and a refused image is one reported line, so PIL's warning is not wanted
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(src)
     except Image.DecompressionBombError as e:
         raise BadImage(f"too large: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:  # PIL raises all three for bad headers

@@ -178,7 +178,7 @@ def classify_files(path: str | os.PathLike, images: Sequence[str | os.PathLike],
     on several backbones (``a+b+c``) gets each photo prepared once per backbone.
     """
     from tlreport.backbones import get_spec
-    from tlreport.datasets.images import BadImage, load_prepared
+    from tlreport.datasets.images import BadImage, check_image_path, load_prepared
 
     model, names = load_classifier(path)
     head = next(layer for layer in model.layers if layer.name == _HEAD_LAYER_NAME)
@@ -188,8 +188,7 @@ def classify_files(path: str | os.PathLike, images: Sequence[str | os.PathLike],
     batches: list[list[np.ndarray]] = [[] for _ in specs]
     for p in images:
         p = Path(p)
-        if not p.is_file():
-            raise UserError(f"image not found: {display_name(str(p))}")
+        check_image_path(p)
         try:
             for batch, spec in zip(batches, specs, strict=True):
                 batch.append(load_prepared(p, spec))

@@ -33,6 +33,7 @@ class FinishedFits(Protocol):
 
     def save(self, backbone: str, head: str, rows: list[dict[str, Any]]) -> None: ...
 
+
 COLUMNS = ["dataset", "backbone", "head", "n_train", "split", "mean_per_class_accuracy", "accuracy",
            "n_test", "chosen", "seconds"]
 
