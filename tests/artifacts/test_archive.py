@@ -76,6 +76,9 @@ def test_good_tar_tgz_zip(tmp_path: Path) -> None:
         for k, v in payload.items():
             assert (target / k).read_bytes() == v
         assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+        umask = os.umask(0)
+        os.umask(umask)
+        assert target.stat().st_mode & 0o777 == 0o777 & ~umask   # as any folder: others may read a shared root
 
 
 def test_internal_symlink_is_kept(tmp_path: Path) -> None:

@@ -280,6 +280,9 @@ def safe_extract(
             w.check_links()
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
             raise UserError(f"{archive.name}: extraction failed ({type(exc).__name__}: {_first_line(exc)})") from None
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)        # mkdtemp's 0700 would hide a shared data root from its other users
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
