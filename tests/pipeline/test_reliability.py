@@ -130,21 +130,6 @@ def test_sigterm_is_met_as_ctrl_c_is(reference, tmp_path):
     assert _results(p) == _results(reference)
 
 
-def test_disk_full_during_render_keeps_the_previous_site(reference, tmp_path):
-    p = tmp_path / "p"
-    shutil.copytree(reference, p)
-    post = p / "site" / "_posts" / "2026-11-28-reliability.md"
-    before = post.read_text()
-    (p / "tlreport.toml").write_text(CONFIG.replace('title = "Reliability"', 'title = "Changed"'))
-    r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": "enospc:render:before-commit"})
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().startswith("tlreport: disk full while writing")
-    assert post.read_text() == before
-    assert not list((p / ".tlreport" / "stages" / "render").glob(".tmp-*"))
-    r = run_cli("build", cwd=p)
-    assert r.returncode == 0 and 'title: "Changed"' in post.read_text()
-
-
 def _without_root_powers() -> list[str] | None:
     """A command prefix that makes the build obey file permissions, or None if it cannot."""
     if os.geteuid() != 0:
@@ -157,22 +142,27 @@ def _without_root_powers() -> list[str] | None:
     return cmd[:-1] if subprocess.run(cmd, capture_output=True).returncode == 0 else None
 
 
-def test_unwritable_site_dir_is_one_line_before_any_work(reference, tmp_path):
+def _build_with_folder_locked(p: Path, folder: Path) -> subprocess.CompletedProcess:
+    """``tlreport build`` in ``p`` as a user held to the mode bits, with ``folder`` read-only meanwhile."""
     prefix = _without_root_powers()
     if prefix is None:
         pytest.skip("cannot drop root's permission override here (no setpriv)")
+    folder.chmod(0o500)
+    try:
+        return subprocess.run([*prefix, sys.executable, "-m", "tlreport", "build"], cwd=p, capture_output=True,
+                              text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_unwritable_site_dir_is_one_line_before_any_work(reference, tmp_path):
     p = tmp_path / "p"
     shutil.copytree(reference, p)
     post = p / "site" / "_posts" / "2026-11-28-reliability.md"
     before = post.read_text()
     entries = sorted((p / ".tlreport" / "stages").glob("*/*"))
-    (p / "site" / "_posts").chmod(0o500)
     (p / "tlreport.toml").write_text(CONFIG.replace("epochs = 8", "epochs = 9"))
-    try:
-        r = subprocess.run([*prefix, sys.executable, "-m", "tlreport", "build"], cwd=p, capture_output=True,
-                           text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
-    finally:
-        (p / "site" / "_posts").chmod(0o700)
+    r = _build_with_folder_locked(p, p / "site" / "_posts")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().startswith(f"tlreport: site_dir {p / 'site' / '_posts'} is not writable"), r.stderr
     assert sorted((p / ".tlreport" / "stages").glob("*/*")) == entries   # stopped before training, not after
@@ -180,36 +170,32 @@ def test_unwritable_site_dir_is_one_line_before_any_work(reference, tmp_path):
 
 
 def test_an_unwritable_stage_folder_is_one_line(reference, tmp_path):
-    prefix = _without_root_powers()
-    if prefix is None:
-        pytest.skip("cannot drop root's permission override here (no setpriv)")
     p = tmp_path / "p"
     shutil.copytree(reference, p)
     figures = p / ".tlreport" / "stages" / "figures"
     shutil.rmtree(figures)
-    figures.mkdir(mode=0o500)
-    try:
-        r = subprocess.run([*prefix, sys.executable, "-m", "tlreport", "build"], cwd=p, capture_output=True,
-                           text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
-    finally:
-        figures.chmod(0o700)
+    figures.mkdir()
+    r = _build_with_folder_locked(p, figures)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip() == f"tlreport: cannot write {figures}: Permission denied", r.stderr
 
 
-def test_a_publish_that_fails_midway_is_one_line_and_the_post_stays_whole(reference, tmp_path):
-    """The figures go in before the post's markdown, so a publish stopped between them leaves the old
-    post with everything it links to; the next build publishes the rest."""
+@pytest.mark.parametrize("point", ["render:before-commit", "publish:mid"])
+def test_a_full_disk_while_rendering_or_publishing_keeps_the_post_whole(reference, tmp_path, point):
+    """One line, and the old post stays as it was: a render that fails leaves ``site/`` alone, and a
+    publish puts the figures in before the post's markdown, so one stopped between them leaves the old
+    post with everything it links to; the next build publishes the new one."""
     p = tmp_path / "p"
     shutil.copytree(reference, p)
     post = p / "site" / "_posts" / "2026-11-28-reliability.md"
     before = post.read_text()
     (p / "tlreport.toml").write_text(CONFIG.replace('title = "Reliability"', 'title = "Changed"'))
-    r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": "enospc:publish:mid"})
+    r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": f"enospc:{point}"})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.strip() == (f"tlreport: disk full while writing {p / 'site' / 'images' / 'reliability'}; "
-                                "nothing half-written was kept")
+    where = p / ".tlreport" / "stages" / "render" if point.startswith("render") else p / "site" / "images"
+    assert r.stderr.strip().startswith(f"tlreport: disk full while writing {where}"), r.stderr
     assert post.read_text() == before
+    assert not list((p / ".tlreport" / "stages" / "render").glob(".tmp-*"))
     assert not list((p / "site").rglob(".*.tlreport-*"))                # no temporary copies left behind
     r = run_cli("build", cwd=p)
     assert r.returncode == 0 and 'title: "Changed"' in post.read_text()
