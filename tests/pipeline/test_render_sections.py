@@ -216,6 +216,8 @@ def test_a_dataset_is_credited_from_its_folder_else_from_the_registry(tmp_path, 
                                                 "https://data.example.org/records/1")
     (folder / "CREDIT.txt").write_text("Photos by us, CC0.\n")
     assert dataset_credit(ctx, str(folder)) == ("Photos by us, CC0.", "")
+    (folder / "CREDIT.txt").write_bytes(b"Photos by caf\xe9, CC0.")         # not UTF-8: shown, not a traceback
+    assert dataset_credit(ctx, str(folder)) == ("Photos by caf\ufffd, CC0.", "")
     plain = BuildContext(config=validate({"dataset": {"path": str(tmp_path / "other")}}),
                          store=StageStore(tmp_path / "s"))
     assert dataset_credit(plain, str(tmp_path / "other")) == ("", "")

@@ -148,7 +148,10 @@ def dataset_credit(ctx: BuildContext, ref: str) -> tuple[str, str]:
     if ref != "demo" and not ref.startswith("artifact:"):
         credit = ctx.config.resolve(ref) / "CREDIT.txt"
         if credit.is_file():
-            return credit.read_text(encoding="utf-8").strip(), ""
+            try:
+                return credit.read_text(encoding="utf-8", errors="replace").strip(), ""
+            except OSError as e:
+                raise UserError(f"cannot read {display_name(str(credit))}: {e.strerror}") from None
     declared = ctx.config.dataset.path
     if not declared.startswith("artifact:"):
         return "", ""
