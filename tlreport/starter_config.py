@@ -46,7 +46,7 @@ def _check_buildable(dataset: Path, m: Manifest, enough: int, need: int) -> None
     a table needs two classes with ``need`` images, the new layer's split a validation and a test image
     (the split is computed here exactly as the build will, with the config's fractions and seed)."""
     from tlreport.config import SCHEMA
-    from tlreport.datasets.splits import split_by_hash
+    from tlreport.datasets.splits import empty_held_out_part, split_by_hash
 
     where = display_name(str(dataset))
     if len(m.classes) < 2:
@@ -56,10 +56,9 @@ def _check_buildable(dataset: Path, m: Manifest, enough: int, need: int) -> None
                         f"table needs at least two such classes. Add images")
     parts = split_by_hash([e.sha256 for e in m.entries], m.labels(), SCHEMA["train"]["fractions"].default,
                           seed=SEED)
-    for i, part in ((1, "validation"), (2, "test")):
-        if not (parts == i).any():
-            raise UserError(f"{where}: {len(m.entries)} images are too few to set any aside for the {part} "
-                            f"part of the new layer's split. Add images")
+    if (part := empty_held_out_part(parts)) is not None:
+        raise UserError(f"{where}: {len(m.entries)} images are too few to set any aside for the {part} "
+                        f"part of the new layer's split. Add images")
 
 
 def _slug(name: str) -> str:

@@ -25,16 +25,12 @@ from typing import IO
 
 from tlreport.errors import UserError
 from tlreport.util.paths import is_within
+from tlreport.util.text import first_line
 
 DEFAULT_MAX_MEMBERS = 200_000
 _CHUNK = 1 << 20
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception's message up to its first line break: tarfile lists every compression it tried."""
-    return str(exc).strip().split("\n", 1)[0].rstrip(":")
 
 
 def archive_kind(path: Path) -> str:
@@ -279,7 +275,8 @@ def safe_extract(
             (_extract_zip if kind == "zip" else _extract_tar)(archive, w)
             w.check_links()
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
-            raise UserError(f"{archive.name}: extraction failed ({type(exc).__name__}: {_first_line(exc)})") from None
+            why = first_line(exc).rstrip(":")          # tarfile's "...: " before its list of codecs
+            raise UserError(f"{archive.name}: extraction failed ({type(exc).__name__}: {why})") from None
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)        # mkdtemp's 0700 would hide a shared data root from its other users
@@ -342,7 +339,8 @@ def extract_member(archive: Path, member: str, dest: Path, *, max_bytes: int) ->
                     out.write(chunk)
             it.close()
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-            raise UserError(f"{archive.name}: damaged archive ({type(exc).__name__}: {_first_line(exc)})") from None
+            why = first_line(exc).rstrip(":")
+            raise UserError(f"{archive.name}: damaged archive ({type(exc).__name__}: {why})") from None
         except OSError as exc:            # reading the archive, or writing beside it (a full disk)
             raise UserError(f"{archive.name}: cannot extract {member!r} to {dest.parent} "
                             f"({exc.strerror or exc})") from None

@@ -20,6 +20,7 @@ import tlreport
 from tlreport.errors import UserError
 from tlreport.util.files import disk_error
 from tlreport.util.progress import bar
+from tlreport.util.text import first_line
 
 _CHUNK = 1 << 20
 
@@ -79,12 +80,6 @@ class _Permanent(Exception):
     """Not worth retrying this URL: 404, 403, DNS failure."""
 
 
-def _first_line(reason: object) -> str:
-    """urllib's reason for an HTTP error, first line only (a redirect loop's runs to three)."""
-    lines = str(reason).strip().splitlines()
-    return lines[0] if lines else ""
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
@@ -118,8 +113,8 @@ def _fetch_once(url: str, part: Path, size: int | None, progress: bool, desc: st
             raise _Transient("server refused the resume range; restarting") from None
         if exc.code in (408, 425, 429) or exc.code >= 500:
             wait = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            raise _Transient(f"HTTP {exc.code} {_first_line(exc.reason)}", retry_after=wait) from None
-        raise _Permanent(f"HTTP {exc.code} {_first_line(exc.reason)}") from None
+            raise _Transient(f"HTTP {exc.code} {first_line(exc.reason)}", retry_after=wait) from None
+        raise _Permanent(f"HTTP {exc.code} {first_line(exc.reason)}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason if isinstance(exc.reason, BaseException) else exc
         if isinstance(reason, socket.gaierror):

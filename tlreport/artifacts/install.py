@@ -38,6 +38,7 @@ from tlreport.errors import IntegrityError, UserError
 from tlreport.util.files import atomic_write_json
 from tlreport.util.humanize import human_size
 from tlreport.util.locks import FileLock
+from tlreport.util.text import first_line
 
 
 def hash_file(path: Path, *, progress: bool = False) -> tuple[str, str]:
@@ -247,7 +248,7 @@ def _finish_or_forget(art: Artifact, adir: Path, archive: Path, rec: dict, progr
                 archive.unlink(missing_ok=True)
         elif isinstance(e, UserError):    # a verified archive that cannot be installed: `fetch --list` says so
             with contextlib.suppress(OSError):
-                _write_record(adir, {**rec, "refused": str(e).splitlines()[0]})
+                _write_record(adir, {**rec, "refused": first_line(e)})
         raise
 
 

@@ -102,3 +102,9 @@ def split_by_hash(
             parts[ranked[start : start + count]] = part
             start += count
     return parts
+
+
+def empty_held_out_part(parts: np.ndarray) -> str | None:
+    """``"validation"`` or ``"test"`` if :func:`split_by_hash` gave that part no image (too few images for
+    the fractions), else None: the new layer needs both."""
+    return next((name for i, name in ((1, "validation"), (2, "test")) if not np.any(parts == i)), None)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from tlreport.errors import UserError
+from tlreport.util.text import first_line
 
 ENGINES = ("tensorflow", "openvino")
 
@@ -220,7 +221,7 @@ def openvino_backbone(spec: Any, *, build_keras: Callable[[], Any], cache_dir: P
     try:
         compiled = core.compile_model(str(xml), "CPU", config)
     except RuntimeError as e:
-        raise UserError(f"OpenVINO {ver} could not compile {spec.name} ({str(e).splitlines()[0][:160]})") from None
+        raise UserError(f"OpenVINO {ver} could not compile {spec.name} ({first_line(e, 160)})") from None
     return OpenVINOBackbone(compiled, xml)
 
 

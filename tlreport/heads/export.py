@@ -13,7 +13,7 @@ import numpy as np
 
 from tlreport.errors import UserError
 from tlreport.heads.softmax import TrainedHead
-from tlreport.util.text import display_name
+from tlreport.util.text import display_name, first_line
 
 # --------------------------------------------------------------------------- export
 
@@ -132,7 +132,7 @@ def load_classifier(path: str | os.PathLike, *, custom_objects: dict[str, Any] |
     except (ValueError, OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
         # not a .keras file, or a damaged or hand-edited one (Keras raises all of these)
         raise UserError(f"{shown} is not a readable Keras classifier ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'})") from None
+                        f"{first_line(e, 120) or 'unreadable'})") from None
     for layer in model.layers:
         names = getattr(layer, "class_names", None)
         if layer.name == _HEAD_LAYER_NAME and names:

@@ -27,7 +27,7 @@ def train_inputs(ctx: BuildContext) -> dict:
 def train_run(ctx: BuildContext, out: Path) -> None:
     import numpy as np
 
-    from tlreport.datasets.splits import split_by_hash
+    from tlreport.datasets.splits import empty_held_out_part, split_by_hash
     from tlreport.heads.export import export_classifier
     from tlreport.heads.metrics import evaluate
     from tlreport.heads.softmax import predict_proba, seed_everything, train_softmax
@@ -47,10 +47,9 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     if missing:
         raise UserError(f"train.fractions leaves no training image for class(es) "
                         f"{', '.join(display_name(c) for c in missing[:5])}")
-    for i, part in ((1, "validation"), (2, "test")):
-        if not np.any(parts == i):
-            raise UserError(f"{len(y)} images are too few for train.fractions = {list(t.fractions)}: the {part} "
-                            f"part is empty; add images or give it a larger fraction")
+    if (part := empty_held_out_part(parts)) is not None:
+        raise UserError(f"{len(y)} images are too few for train.fractions = {list(t.fractions)}: the {part} "
+                        f"part is empty; add images or give it a larger fraction")
     seed_everything(seed)
     head = train_softmax(x[parts == 0], y[parts == 0], x[parts == 1], y[parts == 1], num_classes=C,
                          lr=float(t.learning_rate), momentum=float(t.momentum), schedule=t.schedule,

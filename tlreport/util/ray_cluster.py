@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from tlreport.errors import UserError
+from tlreport.util.text import first_line
 
 INSTALL_HINT = "features.runner = 'ray' needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"
 
@@ -38,7 +39,7 @@ def connect(address: str) -> bool:
                      logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise UserError(f"cannot start or reach {where}: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot start or reach {where}: {first_line(e, 200)}") from None
     return True
 
 

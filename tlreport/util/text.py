@@ -1,4 +1,5 @@
-"""Names from users' disks shown to people: in the terminal, the post and figures."""
+"""Text shown to people, in the terminal, the post and figures: names from users' disks, and other
+libraries' messages cut to the one line an error gets."""
 
 from __future__ import annotations
 
@@ -65,3 +66,15 @@ def shell_word(arg: str) -> str:
         else:
             out.append(c)
     return "$'" + "".join(out) + "'"
+
+
+def first_line(message: object, limit: int | None = None) -> str:
+    r"""``message`` (an exception, a reason) up to its first line break, at most ``limit`` characters: what
+    a one-line error quotes of a library's message (tarfile lists every codec it tried, urllib a redirect
+    loop in three lines, Ray its whole log).  ``""`` for an empty message.
+
+    >>> first_line(ValueError("bad header\nfile could not be opened successfully:\n- method gz")), first_line("")
+    ('bad header', '')
+    """
+    lines = str(message).strip().splitlines()
+    return lines[0].strip()[:limit] if lines else ""
