@@ -96,11 +96,17 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from tlreport.pipeline.cache_commands import cache_info, cache_prune
+    from tlreport.pipeline.cache_commands import cache_info, cache_path, cache_prune
 
     cfg = _load(args)
     if args.action == "info":
         return cache_info(cfg)
+    if args.action == "path":
+        if not args.stage:
+            raise UserError("cache path: name a stage, e.g. tlreport cache path train")
+        return cache_path(cfg, args.stage)
+    if args.stage:
+        raise UserError(f"cache {args.action}: takes no stage (got {args.stage!r})")
     return cache_prune(cfg)
 
 
@@ -240,7 +246,8 @@ def make_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_backbones)
 
     ca = sub.add_parser("cache", help="inspect or prune the cache")
-    ca.add_argument("action", choices=["info", "prune"])
+    ca.add_argument("action", choices=["info", "prune", "path"])
+    ca.add_argument("stage", nargs="?", help="for path: the stage whose cache entry to print (e.g. train)")
     ca.add_argument("--config")
     ca.set_defaults(func=cmd_cache)
 

@@ -190,6 +190,7 @@ SCHEMA: dict[str, Any] = {
                                   "features and training a new softmax layer, reproduced end to end."),
         "tags": Field(list, ["transfer-learning", "tensorflow", "keras"], item=str),
         "templates": Field(str, ""),  # a folder of user templates searched before the packaged ones
+        "pin": Field(bool, False),    # listed before unpinned posts on the site's index
     },
     "classify": {
         "enabled": Field(bool, True),
@@ -333,6 +334,7 @@ class PostConfig:
     description: str
     tags: tuple[str, ...]
     templates: str                  # a folder of user templates searched first ('' for none)
+    pin: bool                       # listed first on the site's index
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from tlreport.report.figures import plot_accuracy_vs_ntrain
 from tlreport.report.tables import (
     _literature_path,
     chosen_sentence,
-    comparison_sentences,
+    claims,
     literature_rows,
-    margin_sentences,
-    table_rows,
+    paired_lead,
+    results_table,
 )
 
 FAST_LOGREG = LogRegHead(C_grid=(0.01, 0.1, 1.0))
@@ -302,15 +302,15 @@ def test_aggregate_matches_the_fold_rows() -> None:
 def test_literature_rows_match_the_seed_tables() -> None:
     c101 = {r["label"]: r for r in literature_rows("caltech101")}
     assert c101["Bo et al., 2013"]["results"] == {30: {"mean": 81.4, "std": 0.33}}
-    assert c101["Jianchao et al., 2009"]["results"] == {15: {"mean": 73.2, "std": None},
+    assert c101["Yang et al., 2009"]["results"] == {15: {"mean": 73.2, "std": None},
                                                         30: {"mean": 84.3, "std": None}}
     assert c101["Zeiler & Fergus, 2013"]["results"][15] == {"mean": 83.8, "std": 0.5}
-    assert c101["Inception v3 (seed post)"]["kind"] == "seed post"
-    assert c101["Inception-ResNet v2 (seed post)"]["results"][30] == {"mean": 90.1, "std": 0.5}
+    assert c101["Inception v3"]["kind"] == "seed post"
+    assert c101["Inception-ResNet v2"]["results"][30] == {"mean": 90.1, "std": 0.5}
     c256 = {r["label"]: r for r in literature_rows("caltech256")}
     assert [c256["Sohn et al., 2011"]["results"][n]["mean"] for n in (15, 30, 45, 60)] == [35.1, 42.1, 45.7, 47.9]
     assert c256["Zeiler & Fergus, 2013"]["results"][60] == {"mean": 74.2, "std": 0.3}
-    assert c256["Inception v4 (seed post)"]["results"][45] == {"mean": 85.2, "std": 0.5}
+    assert c256["Inception v4"]["results"][45] == {"mean": 85.2, "std": 0.5}
     assert all(r["citation"] for r in c256.values())
     with pytest.raises(UserError, match="caltech101"):
         literature_rows("mnist")
@@ -332,23 +332,70 @@ def _agg(dataset: str, rows: dict[tuple[str, str], dict[int, tuple[float, float]
     return pd.DataFrame(out)
 
 
-def test_table_rows_format_and_best_flags() -> None:
+def _fits(acc: dict, n: int = 15, dataset: str = "t") -> pd.DataFrame:
+    """results.csv rows: one per (backbone, head) and split, from ``{(backbone, head): [accuracy per split]}``."""
+    return pd.DataFrame([{"dataset": dataset, "backbone": b, "head": h, "n_train": n, "split": s,
+                          "mean_per_class_accuracy": v} for (b, h), vals in acc.items() for s, v in enumerate(vals)])
+
+
+def _agg_of(fits: pd.DataFrame) -> pd.DataFrame:
+    g = fits.groupby(["dataset", "backbone", "head", "n_train"], sort=False)["mean_per_class_accuracy"]
+    out = pd.concat([g.mean() * 100, g.std(ddof=1) * 100], axis=1).reset_index()
+    out.columns = ["dataset", "backbone", "head", "n_train", "mean", "std"]
+    return out
+
+
+def test_a_clear_lead_is_bold_alone() -> None:
+    """Ahead on 5 of 5 paired splits by far more than twice the standard error: the one best row."""
+    fits = _fits({("a", "logreg"): [0.92, 0.93, 0.91, 0.94, 0.92], ("b", "logreg"): [0.90, 0.915, 0.89, 0.925, 0.905]})
+    table = results_table(_agg_of(fits), fits, [], [15], dataset="t")
+    bold = {r["label"]: r["bold"] for r in table["groups"][0]["rows"]}
+    assert bold == {"a with logistic regression": [True], "b with logistic regression": [False]}
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    assert c["best"] == ["a with logistic regression"] and c["clear_lead"]["ahead"] == 5
+    assert c["clear_lead"]["mean"] == pytest.approx(1.7)
+
+
+def test_a_lead_inside_the_noise_is_level() -> None:
+    """The Caltech-101 case: a 0.05-point mean lead, ahead on 4 of 5 splits, is no winner: both rows are
+    bold (level), and a third row that is clearly behind is not."""
+    fits = _fits({("a", "softmax_sgd"): [0.9280, 0.9310, 0.9250, 0.9300, 0.9255],
+                  ("a", "logreg"): [0.9270, 0.9300, 0.9240, 0.9290, 0.9280],
+                  ("c", "logreg"): [0.90, 0.905, 0.899, 0.902, 0.901]})
+    table = results_table(_agg_of(fits), fits, [], [15], dataset="t")
+    bold = {r["label"]: r["bold"] for r in table["groups"][0]["rows"]}
+    assert bold == {"a with softmax (SGD)": [True], "a with logistic regression": [True], "c with logistic regression": [False]}
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    assert c["best"] == ["a with softmax (SGD)", "a with logistic regression"] and c["clear_lead"] is None
+    assert c["closest"]["ahead"] == 4 and not c["closest"]["clear"]
+    # every row level: nothing is bold (bolding the whole column says nothing)
+    same = _fits({("a", "logreg"): [0.9, 0.91, 0.92], ("b", "logreg"): [0.91, 0.9, 0.92]})
+    table = results_table(_agg_of(same), same, [], [15], dataset="t")
+    assert not any(r["bold"][0] for r in table["groups"][0]["rows"])
+
+
+def test_too_few_splits_call_no_row_best() -> None:
+    fits = _fits({("a", "logreg"): [0.95, 0.96], ("b", "logreg"): [0.80, 0.81]})
+    assert paired_lead(fits[fits.backbone == "a"].mean_per_class_accuracy.reset_index(drop=True),
+                       fits[fits.backbone == "b"].mean_per_class_accuracy.reset_index(drop=True))["clear"] is False
+    table = results_table(_agg_of(fits), fits, [], [15], dataset="t")
+    assert not any(r["bold"][0] for r in table["groups"][0]["rows"])
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    assert c["decided"] is False and c["best"] == []
+
+
+def test_quoted_rows_are_set_apart_never_bold_and_name_their_source() -> None:
     lit = literature_rows("caltech101")
-    agg = _agg("caltech101", {("efficientnet_lite0", "logreg"): {15: (90.04, 0.31), 30: (91.84, 0.62)},
-                              ("efficientnet_lite0", "softmax_sgd"): {15: (86.0, 0.5), 30: (91.83, 0.4)}})
-    rows, best = table_rows(agg, lit, [15, 30])
-    by_label = {r[0]: (r[1:], b) for r, b in zip(rows, best, strict=True)}
-    assert by_label["Bo et al., 2013"][0] == ["-", "81.4 ± 0.33"]
-    assert by_label["Jianchao et al., 2009"][0] == ["73.2", "84.3"]
-    assert by_label["Inception v3 (seed post)"][0] == ["87.5 ± 0.5", "89.8 ± 0.4"]
-    assert by_label["efficientnet_lite0 + logreg"] == (["90.0 ± 0.3", "91.8 ± 0.6"], [True, True])
-    # 91.83 and 91.84 print the same, so both are bold
-    assert by_label["efficientnet_lite0 + softmax_sgd"][1] == [False, True]
-    assert sum(b[0] for b in best) == 1
-    # bold follows the printed text: 89.35 prints as 89.3 (np.round would make it 89.4, alone in bold)
-    agg = _agg("caltech101", {("a", "logreg"): {15: (89.35, 0.3)}, ("b", "logreg"): {15: (89.3, 0.3)}})
-    rows, best = table_rows(agg, [], [15])
-    assert [r[1] for r in rows] == ["89.3 ± 0.3", "89.3 ± 0.3"] and best == [[True], [True]]
+    fits = _fits({("efficientnet_lite0", "logreg"): [0.90, 0.91, 0.92]}, dataset="caltech101")
+    table = results_table(_agg_of(fits), fits, lit, [15, 30], dataset="caltech101")
+    titles = [g["title"] for g in table["groups"]]
+    assert titles == ["This build", "Quoted from the seed post", "Published, as quoted by the seed post"]
+    quoted = {r["label"]: r for g in table["groups"][1:] for r in g["rows"]}
+    assert quoted["Bo et al., 2013"]["cells"] == ["-", "81.4 ± 0.33"]
+    assert quoted["Yang et al., 2009"]["cells"] == ["73.2", "84.3"] and quoted["Yang et al., 2009"]["ref"] == "yang2009"
+    assert quoted["Inception v3"]["cells"] == ["87.5 ± 0.5", "89.8 ± 0.4"]
+    assert not any(b for r in quoted.values() for b in r["bold"])
+    assert table["groups"][0]["rows"][0]["cells"] == ["91.0 ± 1.0", "-"]
 
 
 def test_caltech256_stand_in_runs_all_four_settings() -> None:
@@ -362,41 +409,21 @@ def test_caltech256_stand_in_runs_all_four_settings() -> None:
     assert len(df) == 4 * 2
     assert (df.groupby("n_train")["n_test"].max() <= proto.test_cap * proto.num_classes).all()
     agg = aggregate(df)
-    rows, best = table_rows(agg, literature_rows("caltech256"), list(proto.settings))
-    assert all(len(r) == 5 for r in rows) and all(len(b) == 4 for b in best)
+    table = results_table(agg, df, literature_rows("caltech256"), list(proto.settings))
+    ours = table["groups"][0]["rows"]
     assert (agg["mean"] > 90).all()
-    ours = rows[-1]
-    assert ours[0] == "tiny + centroid" and all("±" in c for c in ours[1:])
-    assert [r[0] for r in rows[:3]] == ["Sohn et al., 2011", "Bo et al., 2013", "Zeiler & Fergus, 2013"]
+    assert ours[0]["label"] == "tiny with centroid" and all("±" in c for c in ours[0]["cells"])
+    assert [r["label"] for r in table["groups"][2]["rows"]] == ["Sohn et al., 2011", "Bo et al., 2013",
+                                                               "Zeiler & Fergus, 2013"]
 
 
-def test_comparison_sentences_are_computed_from_the_results() -> None:
+def test_claims_compare_with_the_seed_and_the_paper() -> None:
     lit = literature_rows("caltech101")
-    agg = _agg("caltech101", {("efficientnet_lite0", "logreg"): {15: (90.04, 0.31), 30: (91.84, 0.62)},
-                              ("efficientnet_lite0", "softmax_sgd"): {15: (89.0, 0.5), 30: (91.0, 0.4)}})
-    text = comparison_sentences(agg, lit, "caltech101")
-    assert text[0] == ("At 30 training images per class, efficientnet_lite0 + logreg reaches 91.8 ± 0.6%, "
-                       "1.7 points above the 90.1 of Inception-ResNet v2 (seed post) and 5.3 points above the "
-                       "86.5 of Zeiler & Fergus, 2013.")
-    assert text[1].startswith("At 15 training images per class, efficientnet_lite0 + logreg reaches 90.0 ± 0.3%, "
-                              "2.2 points above the 87.8 of Inception-ResNet v2 (seed post)")
-    assert text[2] == ("The largest gain from 15 to 30 training images per class is 2.0 points "
-                       "(efficientnet_lite0 + softmax_sgd).")
-    worse = _agg("caltech101", {("tiny", "logreg"): {30: (80.0, 1.0)}})
-    assert "10.1 points below the 90.1 of Inception-ResNet v2" in comparison_sentences(worse, lit, "caltech101")[0]
-
-
-def test_margin_sentences_pair_the_best_row_with_the_next_split_by_split() -> None:
-    """The lead is the mean ± sample std of per-split differences (the splits are shared), not a
-    difference of two means with each row's own spread."""
-    acc = {("a", "logreg"): [0.90, 0.80, 0.85], ("b", "logreg"): [0.89, 0.78, 0.86], ("c", "logreg"): [0.5] * 3}
-    rows = [{"dataset": "t", "backbone": b, "head": h, "n_train": 15, "split": s, "mean_per_class_accuracy": v}
-            for (b, h), vals in acc.items() for s, v in enumerate(vals)]
-    (text,) = margin_sentences(pd.DataFrame(rows), "t", [15, 30])      # no result at 30: no sentence
-    diff = np.array([1.0, 2.0, -1.0])
-    assert text == (f"At 15 per class the best row, a + logreg, leads the next, b + logreg: {diff.mean():.2f} ± "
-                    f"{diff.std(ddof=1):.2f} points over the 3 paired splits, ahead on 2 of them.")
-    assert margin_sentences(pd.DataFrame(rows[:3]), "t", [15]) == []       # one row: nothing to compare
+    fits = _fits({("efficientnet_lite0", "logreg"): [0.915, 0.92, 0.92]}, n=30, dataset="caltech101")
+    (c,) = claims(_agg_of(fits), fits, lit, [15, 30], "caltech101")
+    assert c["seed"]["label"] == "Inception-ResNet v2" and c["seed"]["mean"] == 90.1
+    assert c["paper"]["label"] == "Zeiler & Fergus, 2013" and c["paper"]["ref"] == "zeiler2013"
+    assert c["decided"] is False                     # one row: nothing to compare it with
 
 
 def test_the_grid_records_what_each_fits_cross_validation_chose() -> None:
@@ -407,14 +434,14 @@ def test_the_grid_records_what_each_fits_cross_validation_chose() -> None:
     df = run_grid(feats, labels, ["a", "b", "c"], settings=[4], test_cap=None, n_splits=2, seed=0, heads=[head])
     assert set(df["chosen"]) <= {"C=0.01", "C=1"} and len(df) == 2
     text = chosen_sentence(df, None)
-    assert text.startswith("What the cross-validation chose: logreg's C=") and "of 2 fits" in text
+    assert text.startswith("logistic regression's C=") and "of 2 fits" in text
 
 
 def test_plot_writes_a_png(tmp_path) -> None:  # noqa: ANN001
     agg = _agg("caltech101", {("b", "logreg"): {15: (90.0, 0.3), 30: (91.8, 0.6)}})
     agg.loc[0, "std"] = math.nan  # a single fold has no std; the plot must cope
     paths = plot_accuracy_vs_ntrain(agg, tmp_path / "acc", literature_rows("caltech101"))
-    assert [p.name for p in paths] == ["acc.png"]
+    assert [p.name for p in paths] == ["acc.png", "acc.phone.png"]
     assert paths[0].stat().st_size > 5000
 
 

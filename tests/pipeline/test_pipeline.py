@@ -77,7 +77,9 @@ def test_post_has_every_section_and_numbers_from_the_results(project):
     acc = res["metrics"]["test"]["accuracy"]
     assert acc >= 0.75                                     # colours are separable
     assert f"| accuracy | {100 * acc:.2f}% |" in post
-    for fig in ("loss.png", "accuracy.png", "confusion.png", "per_class.png", "grid.jpg", "bottleneck.png",
+    # every chart with its phone variant; the prediction grids are HTML over one small JPEG per image
+    for fig in ("loss.png", "accuracy.png", "confusion.png", "per_class.png", "bottleneck.png", "loss.phone.png",
+                "confusion.phone.png", "per_class.phone.png", "bottleneck.phone.png", "grid/00.jpg",
                 "example.jpg"):
         assert (project / "site" / "images" / "pipeline" / "transfer" / fig).is_file()
         assert f"transfer/{fig}" in post

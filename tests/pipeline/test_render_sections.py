@@ -111,31 +111,39 @@ def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
     ctx.outputs.update({"experiments": exp, "figures": figs, "features": feats})
     rep = _replication_context(ctx, "slug", tmp_path / "site")
     t = rep["tables"][0]
-    assert t["header"] == ["Features + head", "Acc(%) 15/class", "Acc(%) 30/class", "Acc(%) 45/class", "Acc(%) 60/class"]
-    labels = [r[0] for r in t["rows"]]
-    assert "Zeiler &#38; Fergus, 2013" in labels and "efficientnet_lite0 + logreg" in labels
-    ours = t["rows"][labels.index("efficientnet_lite0 + logreg")]
-    # 81.5 beats every row at 15/class (seed's best: 81.0), so the generator bolds it
-    assert ours[1:] == ["**81.5 ± 0.3**", "83.0 ± 0.3", "84.5 ± 0.3", "86.0 ± 0.3"]
-    # Inception-ResNet v2 (seed post) has 86.7 at 60/class, our 86.0 is not the best there
-    resnet = t["rows"][labels.index("Inception-ResNet v2 (seed post)")]
-    assert resnet[4] == "**86.7 ± 0.7**" and ours[4] == "86.0 ± 0.3"
+    groups = {g["title"]: g["rows"] for g in t["table"]["groups"]}
+    assert list(groups) == ["This build", "Quoted from the seed post", "Published, as quoted by the seed post"]
+    ours = {r["label"]: r for r in groups["This build"]}
+    # logreg leads softmax (SGD) by 2.5 points on every one of the 5 paired splits: bold alone at 15/class
+    lr = ours["EfficientNet-Lite0 with logistic regression"]
+    assert lr["cells"] == ["81.5 ± 0.3", "83.0 ± 0.3", "84.5 ± 0.3", "86.0 ± 0.3"]
+    assert lr["bold"] == [True, False, False, False]
+    assert ours["EfficientNet-Lite0 with softmax (SGD)"]["bold"] == [False] * 4
+    # quoted rows are never bold, and name their source
+    resnet = next(r for r in groups["Quoted from the seed post"] if r["label"] == "Inception-ResNet v2")
+    assert resnet["cells"][3] == "86.7 ± 0.7" and not any(resnet["bold"]) and resnet["ref"] == "seed_post"
     assert (tmp_path / "site" / "images" / "slug" / "replication" / "table0.png").is_file()
+    # the seed's other table (Caltech-101) is shown as not run, with its rows and the commands that run it
+    (c101,) = [x for x in rep["tables"] if not x["run"]]
+    assert c101["name"] == "Caltech-101" and c101["settings"] == (15, 30)
     md = _render(replication=rep)
-    assert "| Features + head | Acc(%) 15/class | Acc(%) 30/class | Acc(%) 45/class | Acc(%) 60/class |" in md
-    assert "|:---|---:|---:|---:|---:|" in md
-    assert "| efficientnet_lite0 + logreg | **81.5 ± 0.3** | 83.0 ± 0.3 | 84.5 ± 0.3 | 86.0 ± 0.3 |" in md
-    # the paired lead over the next row, and what each head's cross-validation chose, from results.csv
-    assert ("At 15 per class the best row, efficientnet_lite0 + logreg, leads the next, efficientnet_lite0 + softmax_sgd: 2.50 ± 0.00 points "
-            "over the 5 paired splits, ahead on 5 of them.") in md
-    assert ("What the cross-validation chose: softmax_sgd's l2=0.01 in 5 of 5 fits; "
-            "logreg's C=0.1 in 5 of 5 fits.") in md
+    assert "| Features and head | Acc(%) 15/class | Acc(%) 30/class | Acc(%) 45/class | Acc(%) 60/class |" in md
+    assert "| ***This build*** | | | | |" in md
+    assert "| EfficientNet-Lite0 with logistic regression | **81.5 ± 0.3** | 83.0 ± 0.3 | 84.5 ± 0.3 | 86.0 ± 0.3 |" in md
+    assert "| Sohn et al., 2011 [\\[" in md and "](#ref-" in md
+    assert ("EfficientNet-Lite0 with logistic regression is best, 81.5 ± 0.3%; it leads the next row, "
+            "EfficientNet-Lite0 with softmax (SGD), by 2.50 ± 0.00 points, ahead on 5 of 5 paired splits.") in md
+    assert "The seed post's best row here, Inception-ResNet v2, has 81.0; the best published row it quotes, Zeiler" in md
+    assert "softmax (SGD)'s l2=0.01 in 5 of 5 fits; logistic regression's C=0.1 in 5 of 5 fits." in md
+    assert "### Caltech-101 (not run here) {#caltech-101-not-run-here}" in md
+    assert "tlreport fetch caltech101" in md and 'dataset = "artifact:caltech101"' in md
+    assert "## References {#references}" in md and md.count('<li id="ref-') >= 6
 
 
 def _summary_md(summary: dict) -> str:
     from tlreport.report.render import get_env
 
-    return get_env(None, target="jekyll").get_template("sections/summary.md.j2").render(summary=summary)
+    return get_env(None, target="jekyll").get_template("sections/summary.md.j2").render(summary=summary, reproduce=None)
 
 
 def _transfer_stub(n_classes: int, accuracy: float) -> dict:
@@ -145,39 +153,46 @@ def _transfer_stub(n_classes: int, accuracy: float) -> dict:
             "diff": accuracy - seed["accuracy"]}
 
 
-def test_summary_box_states_the_headline_numbers_from_the_results():
+def test_summary_box_states_the_answers_with_their_noise():
     from tlreport.pipeline.render import _summary_context
 
-    best = [{"n": 15, "label": "lite0 + logreg", "mean": 92.71, "std": 0.44,
-             "seed": {"label": "Inception-ResNet v2 (seed post)", "mean": 87.8}, "paper": None},
-            {"n": 30, "label": "lite0 + logreg", "mean": 94.33, "std": 0.55,
-             "seed": {"label": "Inception-ResNet v2 (seed post)", "mean": 90.1}, "paper": None}]
-    prov = {"timings": [("features", 600.0), ("experiments", 61.5)], "machine": "AMD EPYC, 2 cores, Linux",
-            "backbones": [{"name": "efficientnet_lite0"}, {"name": "efficientnet_lite1"}]}
-    summary = _summary_context({"transfer": _transfer_stub(102, 0.9377),
-                                "replication": {"tables": [{"name": "Caltech-101", "best": best}], "n_splits": 5}},
-                               prov)
+    def claim(n, best, mean, std, **kw):
+        return {"n": n, "top": best[0] if best else "x", "best": best, "decided": True, "mean": mean, "std": std,
+                "k": 5, "clear_lead": None, "closest": None, "paper": None,
+                "seed": {"label": "Inception-ResNet v2", "mean": 87.8 if n == 15 else 90.1}, **kw}
+
+    concat = "Lite0 + Lite1 + Lite2"
+    claims = [claim(15, [f"{concat} with softmax (SGD)", f"{concat} with logistic regression"], 92.8, 0.5),
+              claim(30, [f"{concat} with logistic regression"], 94.3, 0.6, clear_lead={"over": "x"})]
+    prov = {"timings": [("features", 600.0)], "machine": "AMD EPYC, 2 cores, Linux",
+            "backbones": [{"name": "efficientnet_lite0"}]}
+    c256 = {"name": "Caltech-256", "literature": "caltech256", "run": False}
+    transfer = {**_transfer_stub(102, 0.9377), "like_for_like": True}
+    transfer["test"]["accuracy_ci"] = [0.9260, 0.9480]
+    summary = _summary_context({"transfer": transfer, "replication": {
+        "tables": [{"name": "Caltech-101", "run": True, "claims": claims}, c256], "n_splits": 5}}, prov)
     md = _summary_md(summary)
     assert md.startswith('<aside class="post-summary" markdown="1">')
-    assert "**93.77%** of the 1,830 held-out test images of 101_ObjectCategories" in md
-    assert "1.30 points above the seed post's 92.47%" in md
-    assert ("**92.7 ± 0.4%** at 15/class vs 87.8 for the seed's best, Inception-ResNet v2; "
-            "**94.3 ± 0.6%** at 30/class vs 90.1") in md
-    assert "all with lite0 + logreg." in md                       # one best row: named once
-    assert "efficientnet_lite0, efficientnet_lite1" in md and "11 min 2 s of stage time on AMD EPYC" in md
-    assert md.count("\n- ") == 4                                   # a tight list: four items, no blank lines
+    # level rows are named as level; a clear best is bold with its noise
+    assert (f"{concat} with softmax (SGD) and {concat} with logistic regression are level at the top "
+            "(92.8 ± 0.5%, mean per-class accuracy over 5 splits)") in md
+    assert f"**94.3 ± 0.6%** mean per-class accuracy: {concat} with logistic regression, ahead of every other row" in md
+    assert "**93.77%** of 1,830 test images right (95% interval 92.6%–94.8%)" in md
+    assert "on the seed's 60/40 split of all 102 classes: 1.30 points above the seed post's 92.47%" in md
+    assert "**Caltech-256** (the seed's second table) was not run by this build" in md
+    assert "(#caltech-256-not-run-here)" in md
+    # answers only: no build time, no machine
+    assert "AMD EPYC" not in md and "stage time" not in md
     # a subset of the classes is not compared with the seed's 102-class number
-    md = _summary_md(_summary_context({"transfer": _transfer_stub(13, 0.835), "replication": None}, prov))
+    sub = {**_transfer_stub(13, 0.835), "like_for_like": False}
+    sub["test"]["accuracy_ci"] = [0.75, 0.9]
+    md = _summary_md(_summary_context({"transfer": sub, "replication": None}, prov))
     assert "not comparable" in md and "points above" not in md
-    # a single split has no spread: the mean alone, never "± nan"
-    one = [{**best[0], "std": float("nan")}]
-    md = _summary_md(_summary_context({"transfer": None, "replication": {"tables": [{"name": "C", "best": one}],
-                                                                          "n_splits": 1}}, prov))
-    assert "**92.7%** at 15/class" in md and "nan" not in md
-    # a feature set is named as the concatenation it is
-    concat = {**_transfer_stub(102, 0.9563), "backbones": ["efficientnet_lite0", "efficientnet_lite1"]}
-    md = _summary_md(_summary_context({"transfer": concat, "replication": None}, prov))
-    assert "on the concatenated efficientnet_lite0 + efficientnet_lite1 bottlenecks" in md
+    # too few splits: no row is called best
+    one = [claim(15, [], 92.7, 0.0, decided=False, k=1)]
+    md = _summary_md(_summary_context({"transfer": None, "replication": {
+        "tables": [{"name": "C", "run": True, "claims": one}], "n_splits": 1}}, prov))
+    assert "too few splits to call any row best" in md
     assert _summary_context({"transfer": None, "replication": None}, prov) is None
 
 
@@ -223,3 +238,19 @@ def test_a_dataset_is_credited_from_its_folder_else_from_the_registry(tmp_path, 
     assert dataset_credit(plain, str(tmp_path / "other")) == ("", "")
     registry.write_text(registry.read_text().replace("https://data.example.org/records/1", "javascript:x)"))
     assert dataset_credit(ctx, "artifact:cal")[1] == ""           # not a link the post would write
+
+
+def test_a_panda_of_the_dataset_is_shown_beside_the_seeds_quoted_panda(tmp_path):
+    top = [["giant panda", 0.97], ["lesser panda", 0.01]]
+    row = {**_row("panda/image_0001", top), "ref": "dataset:panda/image_0001.jpg", "file": "00-panda.jpg"}
+    d = _classify_output(tmp_path, "efficientnet_lite0", [row, _row("cat", top)])
+    ctx = BuildContext(config=validate({}), store=StageStore(tmp_path / "s"))
+    ctx.outputs["classify"] = d
+    c = _classify_context(ctx, "slug", tmp_path / "site")
+    assert c["panda"] is None and [i["title"] for i in c["images"]] == ["cat"]
+    assert c["own_panda"]["seed_top"][0] == ("giant panda", 0.8923)         # from data/seed_post.toml
+    md = _render(classify=c)
+    assert "### A panda, as in the seed post" in md
+    assert '<span class="topk-name">giant panda</span> <span class="topk-p">0.8923</span>' in md
+    assert "quoted from the seed post" in md and '<a href="#ref-' in md
+    assert "EfficientNet-Lite0" in md and "efficientnet_lite0" not in md

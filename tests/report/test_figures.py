@@ -18,20 +18,30 @@ from tlreport.report.confusion import (
     plot_confusion,
 )
 from tlreport.report.figures import (
-    _TILE_HEIGHT,
-    _grid_figure,
     accuracy_figure,
     feature_grid_shape,
+    pick_grid,
     plot_bottleneck,
     plot_history,
-    plot_misclassified,
-    plot_prediction_grid,
+    prediction_gallery,
+    prediction_label,
     reference_rows,
     thumbnail,
     top_mistakes,
 )
 from tlreport.report.per_class import per_class_accuracy, plot_per_class
-from tlreport.report.style import DPI, WIDTH, house_style, new_figure, save_figure
+from tlreport.report.style import (
+    DPI,
+    PHONE_DPI,
+    PHONE_WIDTH,
+    WIDTH,
+    house_style,
+    min_text_pt,
+    new_figure,
+    phone_style,
+    read_text_px,
+    save_figure,
+)
 from tlreport.report.tables import literature_rows
 
 
@@ -70,10 +80,11 @@ def test_save_figure_pixel_size_atomic_and_reproducible(tmp_path):
 
 def test_plot_history_two_figures_with_train_and_val_curves(tmp_path):
     out = plot_history(_history(), tmp_path / "hist.png", best_epoch=8)
-    assert [p.name for p in out] == ["hist_loss.png", "hist_accuracy.png"]
+    assert [p.name for p in out] == ["hist_loss.png", "hist_accuracy.png",
+                                     "hist_loss.phone.png", "hist_accuracy.phone.png"]
     for p in out:
         px, size = _png(p)
-        assert size == (1200, 640)
+        assert size == ((round(PHONE_WIDTH * PHONE_DPI), round(3.0 * PHONE_DPI)) if ".phone" in p.name else (1200, 640))
         # both the training (blue) and validation (vermillion) curves are drawn
         assert _near(px, (0, 114, 178)) > 200 and _near(px, (213, 94, 0)) > 100
 
@@ -152,8 +163,9 @@ def test_confusion_257_classes_overview_and_a_full_size_copy_naming_every_class(
     y = np.repeat(np.arange(c), 8)
     y_pred = np.where(rng.random(y.size) < 0.2, rng.integers(0, c, y.size), y)
     names = [f"{i:03d}.category_name_{i}" for i in range(c)]
-    overview, full = plot_confusion(y, y_pred, names, tmp_path / "cm257")
-    assert overview.name == "cm257.png" and full.name == "cm257_full.png"
+    overview, full, phone = plot_confusion(y, y_pred, names, tmp_path / "cm257")
+    assert overview.name == "cm257.png" and full.name == "cm257_full.png" and phone.name == "cm257.phone.png"
+    assert Image.open(phone).width == round(PHONE_WIDTH * PHONE_DPI)
     assert Image.open(overview).size == (1200, round(WIDTH * 0.94 * DPI))
     side = full_size_side(c)
     fw, fh = Image.open(full).size
@@ -170,8 +182,8 @@ def test_confusion_257_classes_overview_and_a_full_size_copy_naming_every_class(
 
 def test_confusion_up_to_sixty_classes_is_one_labelled_image(tmp_path):
     y = np.repeat(np.arange(60), 3)
-    (path,) = plot_confusion(y, y, [f"c{i}" for i in range(60)], tmp_path / "cm60")
-    assert path.name == "cm60.png"
+    path, phone = plot_confusion(y, y, [f"c{i}" for i in range(60)], tmp_path / "cm60")
+    assert path.name == "cm60.png" and phone.name == "cm60.phone.png"
     size, step = _tick_plan(60, 10.0)
     assert step == 1 and size >= 3.5
 
@@ -213,8 +225,8 @@ def test_per_class_figure_labels_the_worst_classes_with_their_wrong_answer(tmp_p
     y = np.repeat(np.arange(c), 10)
     y_pred = np.where(rng.random(y.size) < y / c / 2, (y + 1) % c, y)     # later classes worse
     t = per_class_accuracy(y, y_pred, [f"class{i}" for i in range(c)])
-    (path,) = plot_per_class(t, tmp_path / "pc", worst=5)
-    assert Image.open(path).size[0] == 1200
+    path, phone = plot_per_class(t, tmp_path / "pc", worst=5)
+    assert Image.open(path).size[0] == 1200 and Image.open(phone).size[0] == round(PHONE_WIDTH * PHONE_DPI)
     worst = t.iloc[0]
     assert worst["confused_with"] == f"class{(int(worst['class'][5:]) + 1) % c}"
 
@@ -226,89 +238,128 @@ def test_accuracy_figure_tells_rows_apart_without_colour():
                         for h in ("softmax_sgd", "logreg") for n in (15, 30)])
     lit = literature_rows("caltech101")
     refs = reference_rows(lit)
-    assert [r["label"] for r in refs] == ["Inception v3 (seed post)", "Inception v4 (seed post)",
-                                          "Inception-ResNet v2 (seed post)", "Zeiler & Fergus, 2013"]
+    assert [r["label"] for r in refs] == ["Inception v3", "Inception v4", "Inception-ResNet v2", "Zeiler & Fergus, 2013"]
+    assert [r["kind"] for r in refs[:3]] == ["seed post"] * 3
     with house_style():
         fig = accuracy_figure(agg, lit, dataset="table0")
     ax = fig.axes[0]
     labels = [c.get_label() for c in ax.containers]              # one errorbar container per row
     lines = [c.lines[0] for c in ax.containers]
-    assert labels[:4] == ["lite0 + softmax_sgd", "lite0 + logreg", "lite0+lite1 + softmax_sgd", "lite0+lite1 + logreg"]
-    assert labels[-1] == "Zeiler & Fergus, 2013 (best published row)"
+    # display names (tlreport.report.names), not registry identifiers
+    assert labels[:4] == ["EfficientNet-Lite0, softmax (SGD)", "EfficientNet-Lite0, logistic regression",
+                          "Lite0 + Lite1, softmax (SGD)", "Lite0 + Lite1, logistic regression"]
+    assert labels[4:] == ["Inception v3 (seed post)", "Inception v4 (seed post)", "Inception-ResNet v2 (seed post)",
+                          "Zeiler & Fergus, 2013 (best published row)"]
     # every row differs from every other in marker or line style, not only in colour
     looks = {(ln.get_marker(), str(ln.get_linestyle()), ln.get_markerfacecolor() == "white") for ln in lines}
     assert len(looks) == len(lines)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["15", "30"]
 
 
-def _grid_inputs(n=9):
-    images = [np.full((60, 80, 3), 128, np.uint8) for _ in range(n)]
-    true = [f"c{i}" for i in range(n)]
-    pred = list(true)
-    pred[4] = "c0"  # the centre tile of a 3x3 grid is wrong
-    probs = np.linspace(0.5, 0.99, n)
-    return images, true, pred, probs
+# --------------------------------------------------------------------------- prediction galleries (HTML)
 
 
-def _border_hits(px, h, ax, edge):
-    """Pixels of WRONG_COLOR along one edge of an axes (sampled densely)."""
-    target = np.array([0xB2, 0x18, 0x2B])
-    xs = np.linspace(0.05, 0.95, 400)
-    pts = np.c_[xs, np.full_like(xs, edge)]
-    disp = ax.transAxes.transform(pts)
-    hits = []
-    for x, y in disp:
-        r, c = int(round(h - y)), int(round(x))
-        hits.append(np.abs(px[r, c] - target).sum() < 90)
-    return np.array(hits)
+def test_prediction_label_marks_wrong_and_never_crowns_a_tie():
+    names = ["cat", "dog", "fox"]
+    assert prediction_label(np.array([0.9, 0.06, 0.04]), names, 0) == {
+        "prob": "90.0%", "true": "cat", "pred": "cat", "tied": [], "status": "right"}
+    wrong = prediction_label(np.array([0.2, 0.7, 0.1]), names, 0)
+    assert (wrong["status"], wrong["pred"], wrong["true"], wrong["prob"]) == ("wrong", "dog", "cat", "70.0%")
+    # 0.45002 and 0.44998 both print as 45.0%: a tie, and no winner is named
+    tie = prediction_label(np.array([0.44998, 0.45002, 0.1]), names, 2)
+    assert (tie["status"], tie["pred"], tie["tied"], tie["prob"]) == ("tie", None, ["cat", "dog"], "45.0%")
 
 
-def test_prediction_grid_marks_wrong_tile_with_dashed_border(tmp_path):
-    images, true, pred, probs = _grid_inputs()
-    with house_style():
-        fig = _grid_figure(images, true, pred, probs, cols=3)
-        (path,) = save_figure(fig, tmp_path / "grid")
-    px, (w, h) = _png(path)
-    assert w == 1200
-    axes = fig.axes
-    wrong = _border_hits(px, h, axes[4], 0.0)
-    right = _border_hits(px, h, axes[0], 0.0)
-    assert right.sum() == 0
-    assert wrong.mean() > 0.4  # the border is there ...
-    assert (~wrong).sum() > 20  # ... and dashed: it has gaps
-    assert np.count_nonzero(np.diff(wrong.astype(int))) >= 10
-    assert axes[4].get_title().startswith("✗ WRONG") and not axes[0].get_title().startswith("✗")
+def test_pick_grid_shows_right_and_wrong_and_is_seeded():
+    y = np.arange(100) % 5
+    yhat = y.copy()
+    yhat[:7] = (y[:7] + 1) % 5                      # 7 wrong of 100
+    pick, n_wrong = pick_grid(y, yhat, 16, seed=3)
+    assert len(pick) == 16 == len(set(pick.tolist())) and n_wrong == 7
+    assert int((y[pick] != yhat[pick]).sum()) == 7
+    again, _ = pick_grid(y, yhat, 16, seed=3)
+    assert again.tolist() == pick.tolist()
+    yhat[:40] = (y[:40] + 1) % 5                     # many wrong: at most half of the grid
+    pick, n_wrong = pick_grid(y, yhat, 16, seed=3)
+    assert n_wrong == 8 and int((y[pick] != yhat[pick]).sum()) == 8
+    pick, n_wrong = pick_grid(y, y, 16, seed=3)      # none wrong: all right
+    assert n_wrong == 0 and len(pick) == 16
+    pick, n_wrong = pick_grid(y[:5], (y[:5] + 1) % 5, 16, seed=3)   # all wrong, fewer than asked
+    assert n_wrong == 5 and sorted(pick.tolist()) == [0, 1, 2, 3, 4]
 
 
-def test_prediction_grid_public_and_reproducible(tmp_path):
-    images, true, pred, probs = _grid_inputs(16)
-    a = plot_prediction_grid(images, true, pred, probs, tmp_path / "a", cols=4)
-    b = plot_prediction_grid(images, true, pred, probs, tmp_path / "b", cols=4)
-    assert a[0].name == "a.jpg" and Image.open(a[0]).format == "JPEG"     # photographs: JPEG
-    assert a[0].read_bytes() == b[0].read_bytes()
-    w, h = Image.open(a[0]).size
-    assert w == 1200 and h == round(4 * (WIDTH / 4) * _TILE_HEIGHT * DPI)
-    with pytest.raises(ValueError):
-        plot_prediction_grid(images, true[:3], pred, probs, tmp_path / "c")
+def test_prediction_gallery_writes_small_reproducible_jpegs(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (60, 80, 3), dtype=np.uint8) for _ in range(4)]
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.5, 0.5], [0.2, 0.8]])
+    y = np.array([0, 0, 1, 1])
+    touched = []
+
+    def image(i):
+        touched.append(i)
+        return imgs[i]
+
+    a = prediction_gallery(image, [1, 2], probs, y, ["a", "b"], tmp_path / "a", "grid", size=64)
+    assert sorted(touched) == [1, 2]                 # only the shown images are decoded
+    assert [(it["thumb"], it["index"], it["status"]) for it in a] == [("grid/00", 1, "wrong"), ("grid/01", 2, "tie")]
+    prediction_gallery(image, [1, 2], probs, y, ["a", "b"], tmp_path / "b", "grid", size=64)
+    for name in ("00.jpg", "01.jpg"):
+        with Image.open(tmp_path / "a" / name) as im:
+            assert im.format == "JPEG" and im.size == (64, 64)
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_misclassified_picks_most_confident_mistakes(tmp_path):
+def test_top_mistakes_picks_most_confident_mistakes():
     y_true = np.array([0, 1, 2, 0, 1, 2, 0])
     y_pred = np.array([0, 2, 2, 1, 1, 0, 2])
     conf = np.array([0.9, 0.6, 0.8, 0.95, 0.7, 0.6, 0.3])
     assert list(top_mistakes(y_true, y_pred, conf, k=3)) == [3, 1, 5]
+    assert list(top_mistakes(y_true, y_true, conf)) == []
 
-    class Lazy:
-        touched: list[int] = []
 
-        def __getitem__(self, i):
-            self.touched.append(i)
-            return np.zeros((20, 20, 3), np.uint8)
+# --------------------------------------------------------------------------- phone variants and text size
 
-    lazy = Lazy()
-    out = plot_misclassified(lazy, y_true, y_pred, conf, ["a", "b", "c"], tmp_path / "mis", k=3, cols=3)
-    assert len(out) == 1 and sorted(lazy.touched) == [1, 3, 5]
-    assert plot_misclassified(lazy, y_true, y_true, conf, ["a", "b", "c"], tmp_path / "none") == []
+
+def test_every_chart_has_a_phone_variant_whose_text_reads_at_11_css_px(tmp_path):
+    """At a 390 px viewport a chart is shown about 347 CSS px wide: its phone variant's smallest text,
+    recorded in the PNG, must come to 11 CSS px or more there (the desktop file's would not)."""
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(13), 8)
+    y_pred = np.where(rng.random(y.size) < 0.2, rng.integers(0, 13, y.size), y)
+    names = [f"class name {i}" for i in range(13)]
+    agg = pd.DataFrame([{"dataset": "table0", "backbone": b, "head": h, "n_train": n, "mean": 80 + n / 10,
+                         "std": 0.4, "n_splits": 5, "accuracy": 80.0}
+                        for b in ("efficientnet_lite0", "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2")
+                        for h in ("softmax_sgd", "logreg") for n in (5, 10, 20)])
+    from tlreport.report.figures import plot_accuracy_vs_ntrain
+
+    files = (plot_history(_history(), tmp_path / "h", best_epoch=4)
+             + plot_confusion(y, y_pred, names, tmp_path / "cm")
+             + plot_per_class(per_class_accuracy(y, y_pred, names), tmp_path / "pc", worst=4)
+             + plot_bottleneck(rng.integers(0, 255, (50, 50, 3), dtype=np.uint8), rng.random(1280), tmp_path / "bn")
+             + plot_accuracy_vs_ntrain(agg, tmp_path / "t0", literature_rows("caltech101"), dataset="table0"))
+    phones = [p for p in files if p.name.endswith(".phone.png")]
+    assert len(phones) == 6 and len(files) == 12
+    for p in files:
+        text_px = read_text_px(p)
+        assert text_px is not None, p.name
+        css = 347 / Image.open(p).width * text_px
+        if p in phones:
+            assert css >= 11.5, (p.name, css)
+        else:
+            assert css < 11, (p.name, css)     # why the phone variant exists
+
+
+def test_min_text_pt_sees_the_smallest_drawn_text(tmp_path):
+    with phone_style():
+        fig = new_figure(PHONE_WIDTH, 3.0)
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1])
+        ax.text(0.5, 0.5, "tiny", fontsize=4)
+        ax.text(0.5, 0.2, "", fontsize=2)              # empty text draws nothing
+        (p,) = save_figure(fig, tmp_path / "c", dpi=PHONE_DPI)
+    assert min_text_pt(fig) == 4
+    assert read_text_px(p) == pytest.approx(4 * PHONE_DPI / 72, abs=0.01)
 
 
 @pytest.mark.parametrize("d,shape", [(2048, (32, 64)), (1280, (32, 40)), (1536, (32, 48)), (1001, (31, 33))])
@@ -321,8 +372,9 @@ def test_feature_grid_shape(d, shape):
 def test_plot_bottleneck_and_thumbnail(tmp_path):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    (p,) = plot_bottleneck(img, rng.random(1280).astype(np.float32), tmp_path / "bn")
+    p, phone = plot_bottleneck(img, rng.random(1280).astype(np.float32), tmp_path / "bn")
     assert Image.open(p).size == (1200, round(3.4 * DPI))
+    assert phone.name == "bn.phone.png" and Image.open(phone).width == round(PHONE_WIDTH * PHONE_DPI)
     t = thumbnail(img, tmp_path / "thumb", size=96)
     assert t.name == "thumb.png" and Image.open(t).size == (96, 96)
     j = thumbnail(img, tmp_path / "thumb.jpg", size=128)

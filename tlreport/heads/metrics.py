@@ -61,4 +61,49 @@ def evaluate(probs: np.ndarray, y: np.ndarray, num_classes: int) -> dict[str, fl
         loss=float(-np.log(p_true).mean()),
         top5_accuracy=float(top5.mean()),
         n=int(n),
+        # 95% intervals: Wilson for the two proportions, a class-stratified bootstrap for the mean of recalls
+        accuracy_ci=wilson_interval(int(hit.sum()), n),
+        top5_accuracy_ci=wilson_interval(int(top5.sum()), n),
+        mean_per_class_accuracy_ci=bootstrap_mean_per_class_interval(hit, y),
     )
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> list[float]:
+    """The Wilson score interval of a proportion (95% by default), as ``[low, high]`` fractions.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n successes.
+
+    >>> [round(v, 4) for v in wilson_interval(8, 10)]
+    [0.4902, 0.9433]
+    >>> wilson_interval(0, 0)
+    [nan, nan]
+    """
+    if n <= 0:
+        return [float("nan"), float("nan")]
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def bootstrap_mean_per_class_interval(hit: np.ndarray, y: np.ndarray, *, resamples: int = 2000,
+                                      seed: int = 0) -> list[float]:
+    """A 95% percentile-bootstrap interval of the mean per-class accuracy, resampling within each class.
+
+    Each class keeps its number of test images in every resample, as the protocol does; the seed is
+    fixed so the same predictions always print the same interval.
+    """
+    hit = np.asarray(hit, dtype=np.float64)
+    y = np.asarray(y)
+    if len(y) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    recalls = []
+    for c in np.unique(y):
+        h = hit[y == c]
+        draws = rng.integers(0, len(h), size=(resamples, len(h)))
+        recalls.append(h[draws].mean(axis=1))
+    means = np.mean(recalls, axis=0)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return [float(low), float(high)]

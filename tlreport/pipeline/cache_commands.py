@@ -30,6 +30,29 @@ def cache_info(cfg: Config) -> int:
     return 0
 
 
+def cache_path(cfg: Config, stage: str) -> int:
+    """Print the folder of ``stage``'s cache entry for this config (``train``: where ``classifier.keras`` is)."""
+    from tlreport.engine.plan import plan
+    from tlreport.engine.stage import BuildContext
+    from tlreport.engine.store import StageStore
+    from tlreport.errors import UserError
+    from tlreport.pipeline import STAGES, resources
+
+    names = [s.name for s in STAGES]
+    if stage not in names:
+        raise UserError(f"cache path: unknown stage {stage!r}; stages: {', '.join(names)}")
+    store = StageStore(cfg.cache_dir / "stages")
+    ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=resources.resolve_data_root(cfg),
+                       read_only=True)
+    plan(ctx, STAGES)
+    key = ctx.keys.get(stage)
+    path = store.path(stage, key) if key else None
+    if path is None or not path.is_dir():
+        raise UserError(f"cache path: the {stage} stage has no entry for this config yet; run tlreport build first")
+    print(path)
+    return 0
+
+
 def cache_prune(cfg: Config) -> int:
     """Remove stage entries and feature namespaces that this config no longer references."""
     from tlreport.engine.plan import plan

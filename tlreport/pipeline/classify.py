@@ -16,7 +16,22 @@ def _classify_sources(ctx: BuildContext):
     c = ctx.config.classify
     base = ctx.config.base_dir
     download = not ctx.read_only
-    imgs = [resolve_image(r, base_dir=base, data_root=ctx.data_root, download=download) for r in c.images]
+
+    def resolve(ref: str):
+        # dataset:PATH is a file of the post's own dataset (wherever --dataset points it), e.g. its panda
+        if ref.startswith("dataset:"):
+            from tlreport.datasets.sources import ImageSource
+            from tlreport.pipeline.resources import dataset_root, transfer_use
+            from tlreport.util.paths import is_within
+
+            root = dataset_root(ctx, transfer_use(ctx).ref)
+            path = root / ref.split(":", 1)[1]
+            if not path.is_file() or not is_within(path, root):
+                raise UserError(f"{ref}: no such file in the dataset {root}")
+            return ImageSource(ref=ref, path=path, name=f"{path.parent.name}/{path.stem}")
+        return resolve_image(ref, base_dir=base, data_root=ctx.data_root, download=download)
+
+    imgs = [resolve(r) for r in c.images]
     oov = (resolve_image(c.out_of_vocabulary, base_dir=base, data_root=ctx.data_root, download=download)
            if c.out_of_vocabulary else None)
     return imgs, oov

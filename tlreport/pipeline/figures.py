@@ -25,11 +25,12 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     from tlreport.report.confusion import confused_pairs, plot_confusion
     from tlreport.report.figures import (
         feature_grid_shape,
+        pick_grid,
         plot_bottleneck,
         plot_history,
-        plot_misclassified,
-        plot_prediction_grid,
+        prediction_gallery,
         thumbnail,
+        top_mistakes,
     )
     from tlreport.report.per_class import per_class_accuracy, plot_per_class
 
@@ -58,23 +59,25 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     o.mkdir(parents=True, exist_ok=True)
     hist = pd.read_csv(d / "history.csv")
     plot_history(hist, o / "history", best_epoch=res["best_epoch"])
-    (o / "history_loss.png").rename(o / "loss.png")
-    (o / "history_accuracy.png").rename(o / "accuracy.png")
+    for metric in ("loss", "accuracy"):
+        (o / f"history_{metric}.png").rename(o / f"{metric}.png")
+        (o / f"history_{metric}.phone.png").rename(o / f"{metric}.phone.png")
     confusion_files = plot_confusion(y, yhat, names, o / "confusion")
     per_class = per_class_accuracy(y, yhat, names)
     n_worst = min(len(per_class), 12, max(3, len(per_class) // 3))   # per_class: the classes with test images
     plot_per_class(per_class, o / "per_class", worst=n_worst)
-    rng = np.random.default_rng(ctx.config.seed)
     g = ctx.config.train.grid_size
-    pick = np.sort(rng.choice(len(test_idx), size=min(g * g, len(test_idx)), replace=False))
-    plot_prediction_grid([image(test_idx[i]) for i in pick], [names[y[i]] for i in pick],
-                                 [names[yhat[i]] for i in pick], conf[pick], o / "grid", cols=g)
-
-    class Lazy:
-        def __getitem__(self, i: int) -> np.ndarray:
-            return image(test_idx[i])
-
-    plot_misclassified(Lazy(), y, yhat, conf, names, o / "misclassified", k=12, cols=4)
+    pick, n_grid_wrong = pick_grid(y, yhat, g * g, ctx.config.seed)
+    grid = prediction_gallery(lambda i: image(test_idx[i]), pick, probs, y, names, o / "grid", "grid", size=2 * PRED_PX)
+    mistakes = prediction_gallery(lambda i: image(test_idx[i]), top_mistakes(y, yhat, conf, k=12), probs, y, names,
+                                  o / "misclassified", "misclassified", size=2 * PRED_PX)
+    # the images most likely mislabelled (the train stage's confident learning), as thumbnails
+    noise = read_json(d / "label_noise.json") if (d / "label_noise.json").is_file() else {}
+    noise_items = []
+    for k, f in enumerate(noise.get("flagged", [])[:LABEL_NOISE_SHOWN]):
+        thumbnail(image(f["index"]), o / "label_noise" / f"{k:02d}.jpg", size=2 * PRED_PX)
+        noise_items.append({**f, "given_name": names[f["given"]], "suggested_name": names[f["suggested"]],
+                            "thumb": f"label_noise/{k:02d}"})
     x = resources.table_features(ctx, use, res["backbone"])
     ex = res["example"]["index"]
     plot_bottleneck(image(ex), x[ex], o / "bottleneck")
@@ -98,8 +101,10 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     # the numbers the figures' captions quote; the captions themselves are prose, in the templates
     atomic_write_json(out / "transfer.json", {
         "pairs": pairs, "n_test": len(y), "n_classes": len(names), "n_wrong": n_wrong, "n_grid": len(pick),
+        "n_grid_wrong": n_grid_wrong, "grid": grid, "misclassified": mistakes, "pred_px": PRED_PX,
         "dim": int(x.shape[1]), "grid_rows": rows, "grid_cols": cols,
-        "confusion_full": len(confusion_files) > 1, "example_px": EXAMPLE_PX, "pair_px": PAIR_PX,
+        "label_noise": {**{k: v for k, v in noise.items() if k != "flagged"}, "items": noise_items},
+        "confusion_full": any(p.name == "confusion_full.png" for p in confusion_files), "example_px": EXAMPLE_PX, "pair_px": PAIR_PX,
         "per_class": {"n_classes": len(per_class), "n_worst": n_worst, "untested": len(names) - len(per_class),
                       "perfect": int((per_class["accuracy"] == 1.0).sum()),
                       "median": float(per_class["accuracy"].median()) if len(per_class) else 0.0,
@@ -112,6 +117,8 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
 # shown sizes in CSS pixels; the files hold twice as many for high-DPI screens
 EXAMPLE_PX = 240
 PAIR_PX = 64
+PRED_PX = 144     # a prediction gallery's images: two columns on a phone, four or five on a laptop
+LABEL_NOISE_SHOWN = 12    # images most likely mislabelled, shown in their own gallery
 
 
 def _replication_figures(ctx: BuildContext, out: Path) -> None:

@@ -22,7 +22,9 @@ def render_inputs(ctx: BuildContext) -> dict:
 
     return {"post": ctx.config.post, "config": ctx.config.hash(),
             "templates": templates_fingerprint(_user_templates(ctx)),
-            "shipped": [shipped_hash(ctx, "data", name) for name in ("literature.toml", "seed_post.toml")],
+            "shipped": [shipped_hash(ctx, "data", name)
+                        for name in ("literature.toml", "seed_post.toml", "references.toml")],
+            "site_config": _site_repository(ctx), "config_name": _config_name(ctx),
             "credit": dataset_credit(ctx, transfer_use(ctx).ref) if ctx.config.train.enabled else None}
 
 
@@ -38,6 +40,7 @@ def _user_templates(ctx: BuildContext) -> Path | None:
 
 def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
     from tlreport.backbones import get_spec
+    from tlreport.report.references import backbone_reference_keys
 
     d = ctx.outputs.get("classify")
     if d is None:
@@ -65,6 +68,14 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
                 panda["rows"] = [{"name": n, "prob": p, "seed": f"{seed_top[n]:.4f}" if n in seed_top else "–"}
                                  for n, p in r["top"]]
         rows = [r for r in rows if r["name"] != "cropped_panda"]
+    # another network on a panda of the dataset, beside the seed's quoted result for its cropped_panda
+    own_panda = None
+    pandas = [r for r in rows if r["ref"].startswith("dataset:") and "panda" in r["ref"].lower()]
+    if panda is None and pandas:
+        r = pandas[0]
+        own_panda = item(r, f"{r['ref'].split(':', 1)[1]}, a photo of the dataset's panda class")
+        own_panda["seed_top"] = [(n, p) for n, p in _seed_post()["panda"]["top5"]]
+        rows = [x for x in rows if x is not r]
     images = [item(r, f"{r['name']} ({r['ref']})") for r in rows]
     oov = None
     if res["oov"]:
@@ -72,7 +83,8 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         oov["label"] = res["oov_label"]
     return {"spec": spec, "num_classes": 1000 if spec.num_classes in (1000, 1001, 1008) else spec.num_classes,
             "preprocess": describe_preprocessing(spec), "top_k": res["top_k"],
-            "images": images, "oov": oov, "panda": panda}
+            "images": images, "oov": oov, "panda": panda, "own_panda": own_panda,
+            "ref_keys": list(backbone_reference_keys(spec))}
 
 
 def describe_preprocessing(spec) -> str:
@@ -129,6 +141,10 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     pairs = [{**p, "thumb_true_url": fig[p["thumb_true"]], "thumb_pred_url": fig[p["thumb_pred"]]}
              for p in fmeta["pairs"]]
     ex = res["example"]
+    galleries = {k: [{**it, "src": fig[it["thumb"]]} for it in fmeta.get(k, [])] for k in ("grid", "misclassified")}
+    noise = dict(fmeta.get("label_noise") or {})
+    noise["items"] = [{**it, "src": fig[it["thumb"]]} for it in noise.get("items", [])]
+    noise["to_class"] = {res["classes"][int(k)]: v for k, v in noise.get("suggested_counts", {}).items()}
     return {
         "backbone": res["backbone"], "backbones": res.get("backbones", [res["backbone"]]),
         "dims": res.get("dims", [res["features_dim"]]), "dim": res["features_dim"], "n_classes": len(res["classes"]),
@@ -139,24 +155,31 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],
         "test": res["metrics"]["test"], "val": res["metrics"]["validation"], "seed": seed,
         "diff": res["metrics"]["test"]["accuracy"] - seed["accuracy"],
-        "fig": fig, "pairs": pairs, "figures": fmeta, "per_class": fmeta["per_class"],
+        # like for like with the seed: all of Caltech-101's classes, and the seed's 40% held out for testing
+        "like_for_like": (demo is None and len(res["classes"]) == seed["classes"]
+                          and abs(float(res["params"]["fractions"][2]) - seed["held_out"]) < 0.005),
+        "fractions": [float(f) for f in res["params"]["fractions"]],
+        "dataset_ref": "caltech101" if "caltech" in (res["dataset"] + credit[0]).lower().replace("-", "") else None,
+        "fig": fig, "pairs": pairs, "figures": fmeta, "galleries": galleries, "per_class": fmeta["per_class"],
+        "label_noise": noise, "classes": res["classes"],
         "example": {"relpath": ex["relpath"], "label": ex["label"], "src": fig["example"],
                     "top": [(n, p) for n, p in ex["top"]]},
         "escape": escape,
     }
 
 
+#: the seed post's two tables: the literature key, the name, the settings and the test cap of each, so that
+#: a post shows both halves of the seed even when its build ran neither (see configs/seed-replication.toml)
+SEED_TABLES = (
+    {"literature": "caltech101", "name": "Caltech-101", "settings": (15, 30), "test_cap": 50},
+    {"literature": "caltech256", "name": "Caltech-256", "settings": (15, 30, 45, 60), "test_cap": 25},
+)
+
+
 def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
     import pandas as pd
 
-    from tlreport.report import escape
-    from tlreport.report.tables import (
-        chosen_sentence,
-        comparison_sentences,
-        literature_rows,
-        margin_sentences,
-        table_rows,
-    )
+    from tlreport.report.tables import LEAD_RULE, chosen_sentence, claims, literature_rows, results_table
 
     d = ctx.outputs.get("experiments")
     if d is None or "figures" not in ctx.outputs:
@@ -168,51 +191,119 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
     dropped = read_json(d / "tables.json")["dropped"]
     from tlreport.pipeline import resources
-    from tlreport.report.tables import best_by_setting
 
     tables = []
     for i, t in enumerate(e.tables):
         ds = f"table{i}"
         lit = literature_rows(t.literature) if t.literature else []
-        rows, best = table_rows(agg, lit, t.settings, dataset=ds)
-        cells = []
-        for row, flags in zip(rows, best, strict=True):
-            # a line may break after each "+" inside a concatenation's long name, rather than inside a name
-            out = [re.sub(r"(?<! )\+(?! )", "+<wbr>", escape.md(row[0]))]
-            for c, b in zip(row[1:], flags, strict=True):
-                out.append(f"**{escape.md(c)}**" if b else escape.md(c))
-            cells.append(out)
         name = t.name or t.dataset
         job = fjobs.get(resources.table_use(ctx, t).id, {})
         tables.append({
-            "name": name, "settings": t.settings, "test_cap": t.test_cap,
-            "summary": f"{name}: {job.get('summary', '')}",
-            "header": ["Features + head"] + [f"Acc(%) {n}/class" for n in t.settings],
-            "rows": cells,
-            "sentences": ((comparison_sentences(agg, lit, ds) if lit else []) + margin_sentences(splits, ds, t.settings)
-                          + [s for s in [chosen_sentence(splits, ds)] if s]),
+            "name": name, "settings": t.settings, "test_cap": t.test_cap, "literature": t.literature, "run": True,
+            "summary": job.get("summary", ""),
+            "table": results_table(agg, splits, lit, t.settings, dataset=ds),
+            "claims": claims(agg, splits, lit, t.settings, ds),
+            "chosen": chosen_sentence(splits, ds),
             "figure": fig[f"table{i}"], "has_literature": bool(lit),
             "dropped": [{"name": n, "images": k} for n, k in dropped[i]], "need": max(t.settings) + 1,
-            "best": best_by_setting(agg, lit, t.settings, dataset=ds),
         })
+    ran = {t["literature"] for t in tables}
+    for seed_table in SEED_TABLES:
+        if seed_table["literature"] in ran:
+            continue
+        lit = literature_rows(seed_table["literature"])
+        tables.append({**seed_table, "run": False, "artifact": seed_table["literature"],
+                       "table": results_table(agg.iloc[0:0], splits.iloc[0:0], lit, seed_table["settings"]),
+                       "claims": [], "has_literature": True})
     from tlreport.heads import get_head
+    from tlreport.report.names import head_title
 
-    heads = [{"name": h, "text": get_head(h).description} for h in e.heads]
-    return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip}
+    heads = [{"name": head_title(h), "text": get_head(h).description} for h in e.heads]
+    return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip, "lead_rule": LEAD_RULE,
+            "config_name": _config_name(ctx)}
+
+
+def _config_name(ctx: BuildContext) -> str:
+    """The config file as a reader types it: relative to the repository (or folder) it lives in."""
+    import subprocess
+
+    path = ctx.config.path
+    if path is None:
+        return "tlreport.toml"
+    try:
+        top = subprocess.run(["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        top = ""
+    for base in (Path(top) if top else None, Path.cwd()):
+        if base is not None and path.is_relative_to(base.resolve()):
+            return path.relative_to(base.resolve()).as_posix()
+    return path.name
+
+
+def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
+    """The exact commands that rebuild this post, and where the exported classifier lands."""
+    from tlreport.artifacts.registry import load_registry
+    from tlreport.pipeline.resources import dataset_name
+
+    dataset = ctx.config.dataset.path
+    fetch = []
+    refs = [dataset] + [t.dataset for t in ctx.config.experiments.tables] if ctx.config.experiments.enabled else [dataset]
+    for ref in dict.fromkeys(refs):
+        if ref.startswith("artifact:"):
+            fetch.append(ref.split(":", 1)[1])
+    names = {b["name"] for b in prov["backbones"]}
+    registry = load_registry()
+    fetch += sorted(n for n in names if n in registry)
+    return {"config": _config_name(ctx), "config_hash": prov["config_hash"], "version": prov["version"],
+            "git": prov["git"], "fetch": fetch, "repository": _site_repository(ctx),
+            "dataset": dataset, "dataset_name": dataset_name(dataset), "classifier": ctx.config.train.enabled}
+
+
+def _site_repository(ctx: BuildContext) -> str:
+    """``repository:`` of the site's ``_config.yml`` (``owner/name`` or a URL), else ``""``."""
+    cfg = ctx.config.resolve(ctx.config.site_dir) / "_config.yml"
+    try:
+        text = cfg.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    m = re.search(r"^repository:\s*[\"']?([^\"'\s#]+)", text, flags=re.M)
+    if not m:
+        return ""
+    repo = m.group(1)
+    return repo if "://" in repo else f"https://github.com/{repo}"
 
 
 def _summary_context(sections: dict, prov: dict) -> dict | None:
-    """The box at the top of the post: the headline numbers, each from a section's results."""
+    """The box at the top of the post: the answers only, each from a section's results."""
     transfer, replication = sections.get("transfer"), sections.get("replication")
     if not transfer and not replication:
         return None
-    total = sum(s for _, s in prov["timings"])
-    backbones = [b["name"] for b in prov["backbones"]]
-    return {"transfer": transfer, "tables": replication["tables"] if replication else [],
+    tables = replication["tables"] if replication else []
+    return {"transfer": transfer, "tables": [t for t in tables if t["run"]],
+            "not_run": [t for t in tables if not t["run"]],
             "n_splits": replication["n_splits"] if replication else 0,
-            "backbones": backbones, "pretrained": all(b.get("pretrained", True) for b in prov["backbones"]),
-            "build_seconds": total, "machine": prov["machine"],
-            "features_cached": prov.get("features_extracted") == 0}
+            "pretrained": all(b.get("pretrained", True) for b in prov["backbones"])}
+
+
+def _excerpt(summary: dict | None, fallback: str) -> str:
+    """The index's one paragraph: the post's headline number, else its description."""
+    from tlreport.report.numbers import percent
+
+    if summary:
+        for t in summary["tables"]:
+            if t["claims"]:
+                c = t["claims"][-1]
+                best = " and ".join(c["best"]) if c["decided"] and len(c["best"]) > 1 else c["top"]
+                text = (f"{t['name']}, {c['n']} training images per class: {c['mean']:.1f} ± {c['std']:.1f}% "
+                        f"mean per-class accuracy ({best})")
+                if c["seed"]:
+                    text += f", against {c['seed']['mean']:.1f} for the seed post's best row ({c['seed']['label']})"
+                return text + ". " + fallback
+        if summary["transfer"] and not summary["transfer"]["demo"]:
+            t = summary["transfer"]
+            return f"A new softmax layer classifies {percent(t['test']['accuracy'], 2)} of {t['dataset']}'s test images. " + fallback
+    return fallback
 
 
 SECTION_CONTEXTS = {"classify": _classify_context, "transfer": _transfer_context,
@@ -228,16 +319,41 @@ def render_run(ctx: BuildContext, out: Path) -> None:
     sections = {name: fn(ctx, slug, site_out) for name, fn in SECTION_CONTEXTS.items()}
     for name in ("transfer", "replication"):
         sections.setdefault(name, None)
-    post["excerpt"] = post["description"]
     prov = _provenance(ctx)
-    context = {"post": post, "prov": prov, "summary": _summary_context(sections, prov),
-               "seed_post": _seed_post()["post"], **sections}
+    summary = _summary_context(sections, prov)
+    post["excerpt"] = _excerpt(summary, post["description"])
+    context = {"post": post, "prov": prov, "summary": summary, "seed_post": _seed_post()["post"],
+               "reproduce": _reproduce_context(ctx, prov, site_out), **sections}
+    context["figure_meta"] = figure_meta(site_out, slug)     # charts' phone variants and text sizes
     user = _user_templates(ctx)
     md_jekyll = render_post(context, user_dir=user, target="jekyll")
     md_preview = render_post(context, user_dir=user, target="preview")
     atomic_write_text(site_out / "_posts" / f"{post['date']}-{slug}.md", md_jekyll)
     atomic_write_text(site_out / "preview" / f"{slug}.html",
-                      markdown_to_preview(md_preview, title=post["title"], user_dir=user))
+                      markdown_to_preview(md_preview, title=post["title"], user_dir=user,
+                                          images_from=site_out / "preview"))
+
+
+def figure_meta(site_out: Path, slug: str) -> dict[str, dict]:
+    """Each chart of the post (site-relative URL) -> its phone variant's URL and both variants' smallest text.
+
+    ``text_px`` is read from the PNG (:func:`tlreport.report.style.read_text_px`); the figure macro puts it
+    in the page as ``data-text-px``, so a browser check can tell the text size a reader sees.
+    """
+    from tlreport.report.style import read_text_px
+
+    root = site_out / "images" / slug
+    out: dict[str, dict] = {}
+    for png in sorted(root.rglob("*.png")) if root.is_dir() else []:
+        if png.name.endswith(".phone.png"):
+            continue
+        url = png.relative_to(site_out).as_posix()
+        meta: dict = {"text_px": read_text_px(png)}
+        phone = png.with_name(png.name[: -len(".png")] + ".phone.png")
+        if phone.is_file():
+            meta.update(phone=phone.relative_to(site_out).as_posix(), phone_text_px=read_text_px(phone))
+        out[url] = meta
+    return out
 
 
 SKIPS_SHOWN = 20  # skipped files listed in the post; the manifest in the cache lists them all

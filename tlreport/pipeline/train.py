@@ -76,6 +76,9 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.heads.export import classify_files
 
     (_, top), = classify_files(out / "classifier.keras", [Path(m.paths()[ex])], top_k=5)
+    atomic_write_json(out / "label_noise.json", label_noise(x, y, C, seed=seed, test_idx=test_idx,
+                                                            test_pred=probs.argmax(axis=1), parts=parts,
+                                                            relpaths=[e.relpath for e in m.entries]))
     atomic_write_json(out / "train.json", {
         "backbone": t.backbone, "backbones": backbones,
         "dims": [int(resources.features(ctx, use, resources.FeatureVariant(b)).shape[1]) for b in backbones],
@@ -88,3 +91,47 @@ def train_run(ctx: BuildContext, out: Path) -> None:
         "manifest_summary": m.summary(), "skipped": len(m.skipped),
         "skipped_files": [[display_name(sk.label), display_name(sk.relpath), sk.reason] for sk in m.skipped]})
     ctx.count("train.fits")
+
+
+#: folds of the cross-validation that gives every image an out-of-fold probability
+LABEL_NOISE_FOLDS = 5
+#: flagged images kept in label_noise.json (the post shows the first few; the count covers all)
+LABEL_NOISE_KEPT = 200
+
+
+def label_noise(x, y, num_classes: int, *, seed: int, test_idx, test_pred, parts, relpaths) -> dict:
+    """Images whose label is probably wrong, over the whole dataset, and how many test mistakes they explain.
+
+    Every image gets class probabilities from a model that never saw it (cross-validation over all the
+    images, not the training part alone: a mislabelled test image is the case that matters), then
+    confident learning flags the images whose given label those probabilities contradict
+    (:mod:`tlreport.heads.label_noise`).  A dataset with a class too small for the folds is reported
+    as skipped, not an error.
+    """
+    import numpy as np
+
+    from tlreport.heads.label_noise import find_label_issues, out_of_fold_probabilities
+
+    try:
+        oof = out_of_fold_probabilities(x, y, num_classes, folds=LABEL_NOISE_FOLDS, seed=seed)
+    except ValueError as e:
+        return {"skipped": str(e)}
+    issues = find_label_issues(oof, y)
+    flagged = {i.index for i in issues}
+    wrong = {int(i) for i in np.asarray(test_idx)[np.asarray(test_pred) != y[test_idx]]}
+    part_names = ("train", "validation", "test")
+    return {
+        "folds": LABEL_NOISE_FOLDS, "n_images": int(len(y)),
+        "oof_accuracy": float((oof.argmax(axis=1) == y).mean()),
+        "n_flagged": len(issues),
+        "suggested_counts": {str(k): int(v) for k, v in
+                             zip(*np.unique([i.suggested for i in issues], return_counts=True), strict=True)}
+        if issues else {},
+        "misclassified_test": len(wrong), "misclassified_test_flagged": len(wrong & flagged),
+        "flagged": [{"index": i.index, "relpath": relpaths[i.index], "given": i.given, "suggested": i.suggested,
+                     "self_confidence": round(i.self_confidence, 6),
+                     "suggested_probability": round(i.suggested_probability, 6),
+                     "part": part_names[int(parts[i.index])], "misclassified": i.index in wrong}
+                    for i in issues[:LABEL_NOISE_KEPT]],
+    }
+

@@ -14,7 +14,18 @@ from matplotlib.colors import PowerNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
 
-from tlreport.report.style import WIDTH, _short, house_style, new_figure, save_figure
+from tlreport.report.style import (
+    PHONE_DPI,
+    PHONE_MIN_PT,
+    PHONE_WIDTH,
+    WIDTH,
+    _short,
+    house_style,
+    new_figure,
+    phone_path,
+    phone_style,
+    save_figure,
+)
 
 # --------------------------------------------------------------------------- confusion
 
@@ -70,7 +81,7 @@ FULL_DPI = 100
 def _tick_plan(c: int, side_in: float) -> tuple[float, int]:
     """(font size in pt, label every k-th class) for ``c`` classes on ``side_in`` inches."""
     per_class_pt = side_in * 0.78 * 72 / max(c, 1)
-    size = min(8.0, 0.9 * per_class_pt)
+    size = min(8.5, 0.9 * per_class_pt)
     if size >= 3.5:
         return size, 1
     return 3.5, math.ceil(3.5 / (0.9 * per_class_pt))
@@ -83,13 +94,19 @@ def full_size_side(c: int) -> float:
 
 def confusion_figure(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *, order: str = "cluster",
-    side: float | None = None, labels: bool = True,
+    side: float | None = None, labels: bool = True, phone: bool = False,
 ) -> tuple[Figure, Any, np.ndarray]:
     """Build (not save) the confusion heatmap; returns ``(fig, ax, class_order)``.
 
     ``side`` (inches) defaults to the column width up to 30 classes, 10 in
     above; ``labels=False`` leaves the class names off (an overview).
+    ``phone=True`` builds the phone variant: :data:`PHONE_WIDTH` wide, the colour
+    bar below, and only text at :data:`PHONE_MIN_PT` or more, so class names
+    (shortened) only where each class has room for them, cell numbers only
+    where a cell holds three digits.
     """
+    if phone:
+        return _phone_confusion_figure(y_true, y_pred, class_names, order=order)
     c = len(class_names)
     cm = confusion_counts(y_true, y_pred, c)
     if order == "cluster":
@@ -125,10 +142,61 @@ def confusion_figure(
             spine.set_visible(True)
             spine.set_color("#999999")
         if c <= 30:
+            cell_pt = min(8.5, 0.3 * side * 0.78 * 72 / c)     # three digits fit in a cell
             for i in range(c):
                 for j in range(c):
                     if cm[idx[i], idx[j]]:
-                        ax.text(j, i, f"{r[i, j] * 100:.0f}", ha="center", va="center", fontsize=7,
+                        ax.text(j, i, f"{r[i, j] * 100:.0f}", ha="center", va="center", fontsize=cell_pt,
+                                color="white" if r[i, j] > 0.45 else "#222222")
+    return fig, ax, idx
+
+
+#: the phone variant's class names: at most this many characters
+PHONE_NAME_CHARS = 12
+
+
+def _phone_confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *,
+                            order: str) -> tuple[Figure, Any, np.ndarray]:
+    c = len(class_names)
+    cm = confusion_counts(y_true, y_pred, c)
+    idx = confusion_order(cm) if order == "cluster" else np.arange(c)
+    r = _row_normalise(cm)[np.ix_(idx, idx)]
+    names = [_short(class_names[i], PHONE_NAME_CHARS) for i in idx]
+    # points per class along the matrix side: the width less the names and the axis label
+    name_pt = 0.62 * PHONE_MIN_PT * max((len(n) for n in names), default=0) + 8
+    per_class = (PHONE_WIDTH * 72 - name_pt - 26) / max(c, 1)
+    labels = per_class >= 1.15 * PHONE_MIN_PT
+    if not labels:
+        per_class = (PHONE_WIDTH * 72 - 26) / max(c, 1)
+    numbers = per_class >= 3 * 0.64 * PHONE_MIN_PT + 2
+    side_pt = per_class * c
+    with phone_style():
+        fig = new_figure(PHONE_WIDTH, (side_pt + (name_pt if labels else 0) + 70) / 72)
+        ax = fig.add_subplot()
+        ax.grid(False)
+        im = ax.imshow(r, cmap="Blues", norm=PowerNorm(0.5, vmin=0.0, vmax=1.0), interpolation="nearest", aspect="equal")
+        cb = fig.colorbar(im, ax=ax, orientation="horizontal", shrink=0.9, pad=0.02, aspect=30)
+        cb.set_label("share of the true class (√ scale)")
+        cb.set_ticks([0, 0.1, 0.5, 1.0])
+        cb.ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        if labels:
+            ticks = np.arange(c)
+            ax.set_xticks(ticks, names, rotation=90)
+            ax.set_yticks(ticks, names)
+            ax.tick_params(length=2, pad=1)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        for spine in ax.spines.values():
+            spine.set_visible(True)
+            spine.set_color("#999999")
+        if numbers:
+            for i in range(c):
+                for j in range(c):
+                    if cm[idx[i], idx[j]]:
+                        ax.text(j, i, f"{r[i, j] * 100:.0f}", ha="center", va="center", fontsize=PHONE_MIN_PT,
                                 color="white" if r[i, j] > 0.45 else "#222222")
     return fig, ax, idx
 
@@ -141,6 +209,7 @@ def plot_confusion(
     *,
     order: str = "cluster",
     svg: bool = False,
+    phone: bool = True,
 ) -> list[Path]:
     """Row-normalised confusion heatmap, classes ordered so confusions cluster.
 
@@ -149,12 +218,18 @@ def plot_confusion(
     image can name them legibly, so ``<path>.png`` is an unlabelled overview
     at the column's width and ``<path>_full.png`` (returned second) names every
     class at :data:`FULL_LABEL_PT` pt, for a reader who opens it large.
-    ``order="given"`` keeps the class order.
+    ``order="given"`` keeps the class order.  With ``phone`` the phone variant
+    (``<path>.phone``, see :func:`confusion_figure`) comes last.
     """
     c = len(class_names)
+    if phone:
+        fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order, phone=True)
+        small = save_figure(fig, phone_path(path), dpi=PHONE_DPI)
+    else:
+        small = []
     if c <= LABEL_ALL_UP_TO:
         fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order)
-        return save_figure(fig, path, svg=svg)
+        return save_figure(fig, path, svg=svg) + small
     from tlreport.report.style import _stem, _with_suffix
 
     fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order, side=WIDTH, labels=False)
@@ -162,7 +237,7 @@ def plot_confusion(
     side = full_size_side(c)
     fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order, side=side)
     fig.set_dpi(FULL_DPI)
-    return out + save_figure(fig, _with_suffix(_stem(path), "_full"), dpi=FULL_DPI)
+    return out + save_figure(fig, _with_suffix(_stem(path), "_full"), dpi=FULL_DPI) + small
 
 
 def confused_pairs(

@@ -21,23 +21,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from tlreport.report.numbers import percent
 from tlreport.report.style import (
+    DPI,
     PALETTE,
+    PHONE_DPI,
+    PHONE_WIDTH,
     WIDTH,
-    WRONG_COLOR,
     _atomic_write,
-    _short,
     _stem,
     _to_uint8,
     _with_suffix,
     house_style,
     new_figure,
+    phone_path,
+    phone_style,
     save_figure,
-    save_photo_figure,
 )
 from tlreport.report.tables import _ours
 
@@ -49,114 +50,116 @@ TRAIN_COLOR, VAL_COLOR = PALETTE[0], PALETTE[1]
 
 
 def plot_history(
-    history: pd.DataFrame, path: str | os.PathLike, *, best_epoch: int | None = None, svg: bool = False
+    history: pd.DataFrame, path: str | os.PathLike, *, best_epoch: int | None = None, svg: bool = False,
+    phone: bool = True,
 ) -> list[Path]:
     """Loss and accuracy by epoch, training vs validation: ``<path>_loss`` and ``<path>_accuracy``.
 
     Training is a solid line, validation dashed; ``best_epoch`` (the weights
-    kept by early stopping) is marked with a dotted vertical line.
+    kept by early stopping) is marked with a dotted vertical line.  With
+    ``phone`` each also gets a phone variant, ``<path>_loss.phone`` (see
+    :func:`tlreport.report.style.phone_path`), returned after the two.
     """
     stem = _stem(path)
     out: list[Path] = []
-    for metric, label in (("loss", "cross-entropy loss"), ("accuracy", "accuracy")):
-        with house_style():
-            fig = new_figure(WIDTH, 4.0)
-            ax = fig.add_subplot()
-            ax.plot(history["epoch"], history[metric], color=TRAIN_COLOR, label="training")
-            if f"val_{metric}" in history and history[f"val_{metric}"].notna().any():
-                ax.plot(history["epoch"], history[f"val_{metric}"], color=VAL_COLOR, ls="--", label="validation")
-            if best_epoch is not None:
-                ax.axvline(best_epoch, color="#555555", ls=":", lw=1.2, label=f"best epoch ({best_epoch})")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(label)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if metric == "accuracy":
-                ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-            else:
-                ax.set_ylim(bottom=0)
-            ax.legend(loc="upper right" if metric == "loss" else "lower right")
-            out += save_figure(fig, _with_suffix(stem, f"_{metric}"), svg=svg, palette=True)
+    for small in ((False, True) if phone else (False,)):
+        for metric, label in (("loss", "cross-entropy loss"), ("accuracy", "accuracy")):
+            with phone_style() if small else house_style():
+                fig = new_figure(PHONE_WIDTH, 3.0) if small else new_figure(WIDTH, 4.0)
+                ax = fig.add_subplot()
+                ax.plot(history["epoch"], history[metric], color=TRAIN_COLOR, label="training")
+                if f"val_{metric}" in history and history[f"val_{metric}"].notna().any():
+                    ax.plot(history["epoch"], history[f"val_{metric}"], color=VAL_COLOR, ls="--", label="validation")
+                if best_epoch is not None:
+                    ax.axvline(best_epoch, color="#555555", ls=":", lw=1.2, label=f"best epoch ({best_epoch})")
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(label)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5 if small else "auto"))
+                if metric == "accuracy":
+                    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+                else:
+                    ax.set_ylim(bottom=0)
+                if small:
+                    ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+                    fig.legend(loc="outside lower center", ncols=2)
+                else:
+                    ax.legend(loc="upper right" if metric == "loss" else "lower right")
+                target = _with_suffix(stem, f"_{metric}")
+                out += save_figure(fig, phone_path(target) if small else target, svg=svg and not small,
+                                   dpi=PHONE_DPI if small else DPI, palette=True)
     return out
 
 
-# --------------------------------------------------------------------------- image grids
+# --------------------------------------------------------------------------- prediction galleries
+# The prediction grids are HTML (templates/macros.j2, prediction_grid): one small JPEG per image and an
+# HTML caption under it, so a phone reader's text is the page's text, not pixels in a picture.
+
+#: the probability under each image: percent with this many decimals (the same rounding as the post's)
+PROB_DIGITS = 1
 
 
-_TILE_HEIGHT = 1.32  # tile height / tile width: a square image plus three title lines
+def prediction_label(probs: np.ndarray, class_names: Sequence[str], true: int) -> dict[str, Any]:
+    """What a gallery says under one image, from its row of class probabilities.
 
-
-def _square(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape[:2]
-    s = min(h, w)
-    return img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-
-
-def _grid_figure(
-    images: Sequence[np.ndarray],
-    true_names: Sequence[str],
-    pred_names: Sequence[str],
-    confidence: Sequence[float],
-    cols: int,
-) -> Figure:
-    n = len(images)
-    if not (len(true_names) == len(pred_names) == len(confidence) == n):
-        raise ValueError(
-            f"images, true_names, pred_names and probs differ in length: "
-            f"{n}, {len(true_names)}, {len(pred_names)}, {len(confidence)}"
-        )
-    cols = max(1, min(cols, n)) if n else max(1, cols)
-    rows = max(1, math.ceil(n / cols))
-    tile_w = WIDTH / cols
-    fig = new_figure(WIDTH, rows * tile_w * _TILE_HEIGHT)
-    fig.get_layout_engine().set(w_pad=0.06, h_pad=0.06, wspace=0.04, hspace=0.04)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    fontsize = 8.5 if cols <= 3 else 7.5
-    limit = 30 if cols <= 3 else 22
-    for k, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if k >= n:
-            continue
-        wrong = str(true_names[k]) != str(pred_names[k])
-        img = _square(_to_uint8(images[k]))
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
-        mark = "✗ WRONG" if wrong else "✓ right"
-        ax.set_title(
-            f"{mark} ({percent(confidence[k])})\npred: {_short(pred_names[k], limit)}\n"
-            f"true: {_short(true_names[k], limit)}",
-            fontsize=fontsize,
-            color=WRONG_COLOR if wrong else "#222222",
-            fontweight="bold" if wrong else "normal",
-            linespacing=1.15,
-        )
-        if wrong:
-            ax.add_patch(
-                Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, lw=4.0, ls=(0, (3, 1.5)),
-                          edgecolor=WRONG_COLOR, clip_on=False, zorder=5)
-            )
-    return fig
-
-
-def plot_prediction_grid(
-    images: Sequence[np.ndarray],
-    true_names: Sequence[str],
-    pred_names: Sequence[str],
-    probs: Sequence[float] | np.ndarray,
-    path: str | os.PathLike,
-    *,
-    cols: int = 4,
-) -> list[Path]:
-    """A grid of test images titled with the prediction, its probability and the truth.
-
-    Images are centre-cropped to squares so the grid stays regular.  ``probs`` is the predicted class's probability per image (a ``(N, C)``
-    matrix is reduced to its row maxima).  Wrong tiles get a thick dashed
-    border and a bold "✗ WRONG" title, so they stand out in greyscale too.
-    The grid is photographs, so it is written as ``<path>.jpg``.
+    ``status`` is ``"right"``, ``"wrong"`` or ``"tie"``: a tie is two or more
+    classes sharing the top probability at the shown precision
+    (:data:`PROB_DIGITS`), and then no winner is named (``pred`` is None,
+    ``tied`` lists them all, in class order).  ``prob`` is the shown top
+    probability, ``true`` the true class.
     """
-    p = np.asarray(probs, dtype=np.float64)
-    conf = p.max(axis=1) if p.ndim == 2 else p
-    with house_style():
-        fig = _grid_figure(images, true_names, pred_names, conf, cols)
-        return save_photo_figure(fig, path)
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    shown = [percent(float(x), PROB_DIGITS) for x in p]
+    best = int(p.argmax())
+    tied = [i for i in range(len(p)) if shown[i] == shown[best]]
+    names = [str(n) for n in class_names]
+    out: dict[str, Any] = {"prob": shown[best], "true": names[int(true)], "pred": None,
+                           "tied": [names[i] for i in tied] if len(tied) > 1 else []}
+    if len(tied) > 1:
+        out["status"] = "tie"
+    else:
+        out["pred"] = names[best]
+        out["status"] = "right" if best == int(true) else "wrong"
+    return out
+
+
+def pick_grid(y_true: np.ndarray, y_pred: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, int]:
+    """``n`` test positions for the random gallery, and how many of them are mistakes.
+
+    Up to half are drawn from the wrong predictions (all of them if there are
+    fewer), the rest from the right ones (more wrong ones fill in if there are
+    too few right ones), each at random with ``seed``; the order is shuffled
+    too, so a reader sees right and wrong side by side.
+    """
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    wrong, right = np.flatnonzero(yt != yp), np.flatnonzero(yt == yp)
+    n = min(n, len(yt))
+    k_wrong = min(len(wrong), n // 2)
+    k_right = min(len(right), n - k_wrong)
+    k_wrong = min(len(wrong), n - k_right)
+    rng = np.random.default_rng(seed)
+    pick = np.concatenate([rng.choice(wrong, size=k_wrong, replace=False),
+                           rng.choice(right, size=k_right, replace=False)]).astype(int)
+    return pick[rng.permutation(len(pick))], k_wrong
+
+
+def prediction_gallery(
+    image: Any, positions: Sequence[int], probs: np.ndarray, y_true: np.ndarray,
+    class_names: Sequence[str], out_dir: str | os.PathLike, rel: str, *, size: int,
+) -> list[dict[str, Any]]:
+    """One ``size``-px JPEG thumbnail per test position, ``<out_dir>/NN.jpg``, and its caption's facts.
+
+    ``image(i)`` returns test image ``i``; ``probs`` is ``(N, C)``.  Each item is
+    :func:`prediction_label`'s dict plus ``thumb`` (``<rel>/NN``, the figures
+    stage's name for the file) and ``index`` (the test position).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = []
+    for k, i in enumerate(positions):
+        thumbnail(image(int(i)), out_dir / f"{k:02d}.jpg", size=size)
+        items.append({**prediction_label(probs[int(i)], class_names, int(y_true[int(i)])),
+                      "thumb": f"{rel}/{k:02d}", "index": int(i)})
+    return items
 
 
 def top_mistakes(y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, k: int = 12) -> np.ndarray:
@@ -165,40 +168,6 @@ def top_mistakes(y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray,
     conf = np.asarray(confidence, dtype=np.float64)
     wrong = np.flatnonzero(yt != yp)
     return wrong[np.argsort(-conf[wrong], kind="stable")][:k]
-
-
-def plot_misclassified(
-    images: Sequence[np.ndarray],
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    confidence: np.ndarray,
-    class_names: Sequence[str],
-    path: str | os.PathLike,
-    *,
-    k: int = 12,
-    cols: int = 4,
-) -> list[Path]:
-    """Gallery of the ``k`` highest-confidence mistakes (see :func:`top_mistakes`).
-
-    ``images`` is indexed only at the chosen positions, so a lazy sequence
-    (e.g. one that decodes on ``__getitem__``) avoids loading every test image.
-    Returns no files when there is no mistake.
-    """
-    conf = np.asarray(confidence, dtype=np.float64)
-    if conf.ndim == 2:
-        conf = conf.max(axis=1)
-    idx = top_mistakes(y_true, y_pred, conf, k)
-    if len(idx) == 0:
-        return []
-    names = [str(c) for c in class_names]
-    return plot_prediction_grid(
-        [images[int(i)] for i in idx],
-        [names[int(y_true[i])] for i in idx],
-        [names[int(y_pred[i])] for i in idx],
-        conf[idx],
-        path,
-        cols=cols,
-    )
 
 
 # --------------------------------------------------------------------------- bottleneck
@@ -221,29 +190,45 @@ def feature_grid_shape(d: int) -> tuple[int, int]:
 
 
 def plot_bottleneck(
-    image: np.ndarray, feature_vector: np.ndarray, path: str | os.PathLike, *, svg: bool = False
+    image: np.ndarray, feature_vector: np.ndarray, path: str | os.PathLike, *, svg: bool = False,
+    phone: bool = True,
 ) -> list[Path]:
-    """The photo beside its bottleneck vector drawn as a near-square heatmap."""
+    """The photo beside its bottleneck vector drawn as a near-square heatmap.
+
+    With ``phone`` a phone variant (``<path>.phone``, returned second) stacks the two, larger type.
+    """
     v = np.asarray(feature_vector, dtype=np.float64).ravel()
     rows, cols = feature_grid_shape(v.size)
     grid = np.full(rows * cols, np.nan)
     grid[: v.size] = v
     grid = grid.reshape(rows, cols)
-    with house_style():
-        fig = new_figure(WIDTH, 3.4)
-        ax_img, ax_vec = fig.subplots(1, 2, width_ratios=[1, cols / rows * 1.15])
-        img = _to_uint8(image)
-        ax_img.imshow(img, cmap="gray" if img.ndim == 2 else None)
-        ax_img.set_axis_off()
-        ax_img.set_title("input image")
-        ax_vec.grid(False)
-        im = ax_vec.imshow(grid, cmap="viridis", aspect="equal")
-        ax_vec.set_xticks([])
-        ax_vec.set_yticks([])
-        ax_vec.spines[:].set_visible(False)
-        ax_vec.set_title(f"bottleneck: {v.size} values as {rows}×{cols}")
-        fig.colorbar(im, ax=ax_vec, shrink=0.85, pad=0.02)
-        return save_figure(fig, path, svg=svg)
+    img = _to_uint8(image)
+    out: list[Path] = []
+    for small in ((False, True) if phone else (False,)):
+        with phone_style() if small else house_style():
+            if small:
+                fig = new_figure(PHONE_WIDTH, 1.9 + PHONE_WIDTH * 0.8 * rows / cols + 0.9)
+                ax_img, ax_vec = fig.subplots(2, 1, height_ratios=[1.9, PHONE_WIDTH * 0.8 * rows / cols + 0.9])
+            else:
+                fig = new_figure(WIDTH, 3.4)
+                ax_img, ax_vec = fig.subplots(1, 2, width_ratios=[1, cols / rows * 1.15])
+            ax_img.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            ax_img.set_axis_off()
+            ax_img.set_title("input image")
+            ax_vec.grid(False)
+            im = ax_vec.imshow(grid, cmap="viridis", aspect="equal")
+            ax_vec.set_xticks([])
+            ax_vec.set_yticks([])
+            ax_vec.spines[:].set_visible(False)
+            ax_vec.set_title(f"bottleneck: {v.size} values as {rows}×{cols}")
+            if small:
+                cb = fig.colorbar(im, ax=ax_vec, orientation="horizontal", shrink=0.85, pad=0.02, aspect=30)
+                cb.ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+                out += save_figure(fig, phone_path(path), dpi=PHONE_DPI)
+            else:
+                fig.colorbar(im, ax=ax_vec, shrink=0.85, pad=0.02)
+                out += save_figure(fig, path, svg=svg, dpi=DPI)
+    return out
 
 
 def thumbnail(image: np.ndarray, path: str | os.PathLike, size: int = 96) -> Path:
@@ -286,16 +271,21 @@ def reference_rows(literature: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
 
 def plot_accuracy_vs_ntrain(agg: pd.DataFrame, path: str | Path,
                             literature: Sequence[dict[str, Any]] | None = None, *,
-                            dataset: str | None = None, svg: bool = False) -> list[Path]:
-    """Write :func:`accuracy_figure` as ``<path>.png``; returns the files written."""
+                            dataset: str | None = None, svg: bool = False, phone: bool = True) -> list[Path]:
+    """Write :func:`accuracy_figure` as ``<path>.png`` (and its phone variant ``<path>.phone.png``, second)."""
     from tlreport.report.style import house_style, save_figure
 
     with house_style():
-        return save_figure(accuracy_figure(agg, literature, dataset=dataset), Path(path), svg=svg, palette=True)
+        out = save_figure(accuracy_figure(agg, literature, dataset=dataset), Path(path), svg=svg, palette=True)
+    if phone:
+        with phone_style():
+            out += save_figure(accuracy_figure(agg, literature, dataset=dataset, phone=True), phone_path(path),
+                               dpi=PHONE_DPI, palette=True)
+    return out
 
 
 def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | None = None, *,
-                    dataset: str | None = None) -> Figure:
+                    dataset: str | None = None, phone: bool = False) -> Figure:
     """Mean per-class accuracy vs training images per class, error bars = ± one std over splits.
 
     This build's rows: one colour and marker per feature set, one line style
@@ -303,8 +293,11 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
     Reference rows (see :func:`reference_rows`): the seed post's rows in greys
     with hollow markers and thin lines, the best published row in black
     dash-dot.  Points of one setting are spread a little sideways so error
-    bars do not hide each other.  Call inside :func:`house_style`.
+    bars do not hide each other.  Rows are named as a reader reads them
+    (:func:`tlreport.report.names.row_title`).  Call inside :func:`house_style`,
+    or with ``phone=True`` (narrow, the legend in one column) inside :func:`phone_style`.
     """
+    from tlreport.report.names import backbone_title, head_title
     from tlreport.report.style import new_figure
 
     ours = _ours(agg, dataset)
@@ -316,8 +309,7 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
     gap = min((b - a for a, b in zip(ticks, ticks[1:], strict=False)), default=1)
     n_rows = len(ours) + len(refs)
     dodge = [(i - (n_rows - 1) / 2) * min(0.3, 0.15 * gap / max(1, n_rows - 1)) for i in range(n_rows)]
-    short, prefix = _short_feature_names(backbones)
-    fig = new_figure(height=5.4)
+    fig = new_figure(PHONE_WIDTH, 3.2 + 0.2 * n_rows) if phone else new_figure(height=5.4)
     ax = fig.add_subplot()
     for k, (label, res) in enumerate(ours):
         backbone, head = label.rsplit(" + ", 1)
@@ -327,7 +319,7 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
                     yerr=[0.0 if np.isnan(res[n]["std"]) else res[n]["std"] for n in ns],
                     color=PALETTE[b % len(PALETTE)], marker=_MARKERS[b % len(_MARKERS)],
                     linestyle=_HEAD_STYLES[h % len(_HEAD_STYLES)], markersize=6, capsize=3,
-                    label=f"{short[b]} + {head}")
+                    label=f"{backbone_title(backbone)}, {head_title(head)}")
     seed_i = 0
     for k, row in enumerate(refs, start=len(ours)):
         ns = sorted(row["results"])
@@ -337,7 +329,8 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
             grey = _REFERENCE_GREYS[seed_i % len(_REFERENCE_GREYS)]
             ax.errorbar(xs, ys, yerr=errs, color=grey, linestyle=(0, (2, 2)), lw=1.2,
                         marker=_MARKERS[(seed_i + 3) % len(_MARKERS)], markersize=5,
-                        markerfacecolor="white", capsize=2, label=row["label"])
+                        markerfacecolor="white", capsize=2,
+                        label=row["label"] if "seed" in row["label"] else f"{row['label']} (seed post)")
             seed_i += 1
         else:
             ax.errorbar(xs, ys, yerr=errs, color="black", linestyle=(0, (6, 2, 1, 2)), lw=1.4,
@@ -345,21 +338,9 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
     ax.set_xticks(ticks)
     ax.set_xlabel("training images per class")
     ax.set_ylabel("mean per-class accuracy (%)")
-    fig.legend(loc="outside lower center", ncols=2, fontsize=8.5,
-               title=(f"features ({prefix}…) + head" + ("; references" if refs else "")) if prefix else None,
-               title_fontsize=8.5)
+    if phone:
+        fig.legend(loc="outside lower center", ncols=1, title="features, head" + ("; references" if refs else ""))
+    else:
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8.5,
+                   title="features, head" + ("; references" if refs else ""), title_fontsize=8.5)
     return fig
-
-
-def _short_feature_names(backbones: Sequence[str]) -> tuple[list[str], str]:
-    """Legend names without the prefix every backbone shares, and that prefix.
-
-    >>> _short_feature_names(["efficientnet_lite0", "efficientnet_lite0+efficientnet_lite1"])
-    (['lite0', 'lite0+lite1'], 'efficientnet_')
-    """
-    parts = [p for b in backbones for p in b.split("+")]
-    common = os.path.commonprefix(parts) if len(set(parts)) > 1 else ""
-    prefix = common[: common.rfind("_") + 1]
-    if not prefix:
-        return list(backbones), ""
-    return ["+".join(p[len(prefix):] for p in b.split("+")) for b in backbones], prefix

@@ -12,7 +12,20 @@ from matplotlib.ticker import PercentFormatter
 
 from tlreport.report.confusion import confusion_counts
 from tlreport.report.numbers import percent
-from tlreport.report.style import PALETTE, WIDTH, WRONG_COLOR, _short, house_style, new_figure, save_figure
+from tlreport.report.style import (
+    PALETTE,
+    PHONE_DPI,
+    PHONE_MIN_PT,
+    PHONE_WIDTH,
+    WIDTH,
+    WRONG_COLOR,
+    _short,
+    house_style,
+    new_figure,
+    phone_path,
+    phone_style,
+    save_figure,
+)
 
 
 def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
@@ -40,44 +53,63 @@ def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequ
 
 
 def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int = 12,
-                   svg: bool = False) -> list[Path]:
+                   svg: bool = False, phone: bool = True) -> list[Path]:
     """Two panels: every class's accuracy sorted (the spread), then the ``worst`` classes as labelled bars.
 
     Each of the worst bars is labelled with its class, its test-image count and
     its most frequent wrong answer, so the figure says *why* a class is weak.
     The median is a dashed line in the top panel.  ``table`` is
-    :func:`per_class_accuracy`'s output.
+    :func:`per_class_accuracy`'s output.  With ``phone`` a phone variant
+    (``<path>.phone``, returned second) puts the wrong answer under the class name, in larger type.
     """
     acc = table["accuracy"].to_numpy(dtype=float)
     k = min(worst, len(table))
-    with house_style():
-        fig = new_figure(WIDTH, 2.2 + 0.32 * k)
-        top, bottom = fig.subplots(2, 1, height_ratios=[2.0, 0.32 * k + 0.4])
-        order = np.arange(len(acc))
-        colors = [WRONG_COLOR if i < k else PALETTE[0] for i in order]
-        top.bar(order, acc, width=0.85 if len(acc) < 60 else 1.0, color=colors, linewidth=0)
-        if len(acc):
-            med = float(np.median(acc))
-            top.axhline(med, color="#333333", ls="--", lw=1.0, label=f"median {percent(med)}")
-            top.legend(loc="upper left")
-        top.set_xlim(-0.6, max(len(acc), 1) - 0.4)
-        top.set_ylim(0, 1.0)
-        top.yaxis.set_major_formatter(PercentFormatter(1.0))
-        top.set_xticks([])
-        top.set_xlabel(f"all {len(acc)} classes, sorted by test accuracy (the {k} worst in red)")
-        top.set_ylabel("accuracy")
-        w = table.head(k).iloc[::-1]                    # worst at the top of the bar chart
-        y = np.arange(k)
-        bottom.barh(y, w["accuracy"], color=WRONG_COLOR, height=0.7)
-        bottom.set_yticks(y, [f"{_short(r['class'], 26)} ({r['n']})" for _, r in w.iterrows()], fontsize=8.5)
-        for yi, (_, r) in zip(y, w.iterrows(), strict=True):
-            note = percent(r["accuracy"])
-            if r["confused_count"]:
-                note += f"  → {_short(r['confused_with'], 24)} ×{r['confused_count']}"
-            bottom.text(r["accuracy"] + 0.01, yi, note, va="center", fontsize=8)
-        bottom.set_xlim(0, 1.5)                     # room for the notes beside a full bar
-        bottom.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
-        bottom.xaxis.set_major_formatter(PercentFormatter(1.0))
-        bottom.set_xlabel("test accuracy; → the most frequent wrong answer and how often")
-        bottom.grid(axis="y", visible=False)
-        return save_figure(fig, path, svg=svg, palette=True)
+    out: list[Path] = []
+    for small in ((False, True) if phone else (False,)):
+        with phone_style() if small else house_style():
+            row_in = 0.46 if small else 0.32
+            fig = new_figure(PHONE_WIDTH if small else WIDTH, (2.6 if small else 2.2) + row_in * k)
+            top, bottom = fig.subplots(2, 1, height_ratios=[2.0, row_in * k + 0.4])
+            order = np.arange(len(acc))
+            colors = [WRONG_COLOR if i < k else PALETTE[0] for i in order]
+            top.bar(order, acc, width=0.85 if len(acc) < 60 else 1.0, color=colors, linewidth=0)
+            if len(acc):
+                med = float(np.median(acc))
+                top.axhline(med, color="#333333", ls="--", lw=1.0, label=f"median {percent(med)}")
+                if small:   # above the bars: a narrow chart has no empty corner
+                    top.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), borderaxespad=0.1)
+                else:
+                    top.legend(loc="upper left")
+            top.set_xlim(-0.6, max(len(acc), 1) - 0.4)
+            top.set_ylim(0, 1.0)
+            top.yaxis.set_major_formatter(PercentFormatter(1.0))
+            top.set_xticks([])
+            top.set_xlabel(f"all {len(acc)} classes, sorted\n(the {k} worst in red)" if small
+                           else f"all {len(acc)} classes, sorted by test accuracy (the {k} worst in red)")
+            top.set_ylabel("accuracy")
+            w = table.head(k).iloc[::-1]                    # worst at the top of the bar chart
+            y = np.arange(k)
+            bottom.barh(y, w["accuracy"], color=WRONG_COLOR, height=0.7)
+            if small:
+                labels = [f"{_short(r['class'], 14)} ({r['n']})"
+                          + (f"\n→ {_short(r['confused_with'], 12)} ×{r['confused_count']}" if r["confused_count"] else "")
+                          for _, r in w.iterrows()]
+                bottom.set_yticks(y, labels, linespacing=1.05)
+            else:
+                bottom.set_yticks(y, [f"{_short(r['class'], 26)} ({r['n']})" for _, r in w.iterrows()], fontsize=8.5)
+            for yi, (_, r) in zip(y, w.iterrows(), strict=True):
+                note = percent(r["accuracy"])
+                if r["confused_count"] and not small:
+                    note += f"  → {_short(r['confused_with'], 24)} ×{r['confused_count']}"
+                bottom.text(r["accuracy"] + 0.01, yi, note, va="center", fontsize=PHONE_MIN_PT if small else 8.5)
+            bottom.set_xlim(0, 1.25 if small else 1.5)     # room for the notes beside a full bar
+            bottom.set_xticks([0, 0.5, 1.0] if small else [0, 0.25, 0.5, 0.75, 1.0])
+            bottom.xaxis.set_major_formatter(PercentFormatter(1.0))
+            bottom.set_xlabel("test accuracy;\n→ its most frequent\nwrong answer" if small
+                              else "test accuracy; → the most frequent wrong answer and how often")
+            bottom.grid(axis="y", visible=False)
+            if small:
+                out += save_figure(fig, phone_path(path), dpi=PHONE_DPI, palette=True)
+            else:
+                out += save_figure(fig, path, svg=svg, palette=True)
+    return out

@@ -10,12 +10,17 @@ Every number comes from the results passed in; the filters below format it.
 
 from __future__ import annotations
 
+import html
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 from tlreport.report import escape
+from tlreport.report.names import backbone_title, head_title
 from tlreport.report.numbers import percent
+from tlreport.report.references import Citations
 from tlreport.util.paths import shipped_path
 
 
@@ -94,9 +99,10 @@ def get_env(user_dir: Path | None = None, *, target: str = "jekyll"):
     env.filters.update({
         "md": escape.md, "html": escape.html_text, "arg": escape.liquid_arg, "yaml": escape.yaml_str,
         "code": lambda s: escape.code(s, liquid=target == "jekyll"), "shell": _shell, "pct": fmt_pct, "prob": fmt_prob, "num": fmt_num,
-        "seconds": fmt_seconds,
+        "seconds": fmt_seconds, "backbone": backbone_title, "head": head_title,
     })
     env.globals["target"] = target
+    env.globals["figure_meta"] = {}     # a chart's phone variant and text sizes, by its URL (render_post)
     return env
 
 
@@ -106,7 +112,12 @@ def render_post(context: dict, *, user_dir: Path | None, target: str) -> str:
     from tlreport.errors import UserError
 
     try:
-        return get_env(user_dir, target=target).get_template("post.md.j2").render(**context)
+        env = get_env(user_dir, target=target)
+        # a global, so the figure macro sees it in every section that imports it
+        env.globals["figure_meta"] = context.get("figure_meta") or {}
+        # each rendered page numbers its references afresh, in the order it cites them
+        defaults = {"refs": Citations(), "reproduce": None}
+        return env.get_template("post.md.j2").render(**{**defaults, **context})
     except jinja2.TemplateSyntaxError as e:
         raise UserError(f"template {e.filename or e.name}:{e.lineno}: {e.message}") from None
     except jinja2.TemplateError as e:
@@ -116,8 +127,57 @@ def render_post(context: dict, *, user_dir: Path | None, target: str) -> str:
 PREVIEW_CSS_NAME = "preview.css"
 
 
-def markdown_to_preview(md_text: str, *, title: str, user_dir: Path | None) -> str:
-    """A self-contained HTML page from the preview-target Markdown."""
+# --------------------------------------------------------------------------- self-contained preview
+# The preview is one file that shows everything when opened from disk or mailed: every image it
+# references (src, srcset) is read from the site and embedded as a data: URI, and a link that only
+# opens an image at full size (the post's figure zoom) is dropped, keeping its image.
+_IMG_ATTR_RE = re.compile(r'(<(?:img|source)\b[^>]*?\b)(src|srcset)="([^"]*)"', re.IGNORECASE)
+_IMAGE_LINK_RE = re.compile(r'<a href="\.\./[^"]*">(<img\b[^>]*>|<picture>.*?</picture>)</a>', re.IGNORECASE | re.DOTALL)
+
+
+def _data_uri(ref: str, base: Path, cache: dict[str, str]) -> str:
+    """``ref`` (a URL relative to ``base``) as a data: URI, or unchanged when it is not a local file."""
+    import base64
+    import mimetypes
+    from urllib.parse import unquote
+
+    if ref.startswith(("data:", "http:", "https:", "//", "/", "#")) or not ref:
+        return ref
+    if ref not in cache:
+        path = Path(os.path.normpath(base / unquote(ref.split("#", 1)[0].split("?", 1)[0])))
+        mime = mimetypes.guess_type(path.name)[0]
+        if not path.is_file() or mime is None or not mime.startswith("image/"):
+            return ref
+        cache[ref] = f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return cache[ref]
+
+
+def embed_images(page: str, base: Path) -> str:
+    """``page`` with its local images embedded as data: URIs (relative to ``base``, the folder the page is in)."""
+    cache: dict[str, str] = {}
+    page = _IMAGE_LINK_RE.sub(r"\1", page)
+
+    def attr(m: re.Match[str]) -> str:
+        value = m.group(3)
+        if m.group(2).lower() == "srcset":
+            parts = []
+            for candidate in value.split(","):
+                url, _, size = candidate.strip().partition(" ")
+                parts.append(" ".join(x for x in (_data_uri(html.unescape(url), base, cache), size.strip()) if x))
+            value = ", ".join(parts)
+        else:
+            value = _data_uri(html.unescape(value), base, cache)
+        return f'{m.group(1)}{m.group(2)}="{value}"'
+
+    return _IMG_ATTR_RE.sub(attr, page)
+
+
+def markdown_to_preview(md_text: str, *, title: str, user_dir: Path | None, images_from: Path | None = None) -> str:
+    """A self-contained HTML page from the preview-target Markdown.
+
+    ``images_from``: the folder the page will be written in; its images (``../images/...``) are
+    then embedded as data: URIs (:func:`embed_images`), so the one file shows everything.
+    """
     import markdown
 
     body_md = md_text
@@ -131,6 +191,8 @@ def markdown_to_preview(md_text: str, *, title: str, user_dir: Path | None) -> s
         if p.is_file():
             css = p.read_text(encoding="utf-8")
             break
+    if images_from is not None:
+        body = embed_images(body, Path(images_from))
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{escape.html_text(title)} (preview)</title>\n<style>\n{css}</style>\n</head>\n"

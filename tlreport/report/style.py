@@ -52,6 +52,27 @@ HOUSE_RC: dict[str, Any] = {
     "path.simplify": True,
 }
 
+# ----------------------------------------------------------------------------- phone variants
+#: a chart's phone variant: narrower, so that its text, shown at a phone's ~350 CSS px column, reads at
+#: >= 11 CSS px (the post serves it through <picture> below :data:`PHONE_MEDIA_MAX_PX`)
+PHONE_WIDTH = 3.6   # inches
+PHONE_DPI = 200     # 720 px: about 2x a phone's column
+#: the smallest font of a phone variant, in points: 9.5 pt on 3.6 in shown at 347 CSS px is 12.7 CSS px
+PHONE_MIN_PT = 9.5
+PHONE_MEDIA_MAX_PX = 600
+PHONE_RC: dict[str, Any] = {
+    "font.size": 10.5,
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 10.5,
+    "xtick.labelsize": PHONE_MIN_PT,
+    "ytick.labelsize": PHONE_MIN_PT,
+    "legend.fontsize": PHONE_MIN_PT,
+    "legend.title_fontsize": PHONE_MIN_PT,
+    "lines.linewidth": 1.6,
+}
+#: the PNG text chunk that records the smallest text of a chart, in image pixels
+TEXT_PX_KEY = "tlreport:text-px"
+
 
 @contextlib.contextmanager
 def house_style() -> Iterator[dict[str, Any]]:
@@ -62,6 +83,54 @@ def house_style() -> Iterator[dict[str, Any]]:
     """
     with matplotlib.rc_context(HOUSE_RC):
         yield HOUSE_RC
+
+
+@contextlib.contextmanager
+def phone_style() -> Iterator[dict[str, Any]]:
+    """:func:`house_style` with the phone variant's larger fonts."""
+    rc = {**HOUSE_RC, **PHONE_RC}
+    with matplotlib.rc_context(rc):
+        yield rc
+
+
+def phone_path(path: str | os.PathLike) -> Path:
+    """``loss`` -> ``loss.phone`` (no suffix): where a chart's phone variant is written."""
+    return _with_suffix(_stem(path), ".phone")
+
+
+def min_text_pt(fig: Figure) -> float | None:
+    """The font size (pt) of the smallest non-empty visible text in ``fig``, after it has been drawn."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and _drawn(t)]
+    return min(sizes) if sizes else None
+
+
+def _drawn(t: Any) -> bool:
+    """False for a tick label of a tick outside its axis' view (matplotlib keeps but does not draw it)."""
+    axes = t.axes
+    if axes is None:
+        return True
+    for axis in (axes.xaxis, axes.yaxis):
+        for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+            if t is tick.label1 or t is tick.label2:
+                lo, hi = sorted(axis.get_view_interval())
+                loc = tick.get_loc()
+                return loc is None or lo - 1e-9 * max(1.0, abs(hi - lo)) <= loc <= hi + 1e-9 * max(1.0, abs(hi - lo))
+    return True
+
+
+def read_text_px(path: str | os.PathLike) -> float | None:
+    """The smallest text of a chart written by :func:`save_figure`, in image pixels (None if not recorded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            value = getattr(im, "text", {}).get(TEXT_PX_KEY)
+    except OSError:
+        return None
+    return float(value) if value else None
 
 
 def _stem(path: str | os.PathLike) -> Path:
@@ -99,8 +168,11 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, svg: bool = False, dpi:
     stores a line or bar chart in 256 colours, a third of the bytes with no
     visible change; figures with photographs or smooth colour maps keep full
     colour.  Pixel size is exactly ``figsize * dpi`` (no tight bounding box).
+    The PNG records the size of its smallest text in image pixels (points
+    times ``dpi / 72``) in a ``tlreport:text-px`` text chunk
+    (:func:`read_text_px`), so the post can say how large a reader sees it.
     """
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     stem = _stem(path)
 
@@ -112,7 +184,12 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, svg: bool = False, dpi:
             rgb = im.convert("RGB")
         if palette:
             rgb = rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        rgb.save(f, format="PNG", optimize=True)
+        info = None
+        pt = min_text_pt(fig)
+        if pt is not None:
+            info = PngImagePlugin.PngInfo()
+            info.add_text(TEXT_PX_KEY, f"{pt * dpi / 72:.2f}")
+        rgb.save(f, format="PNG", optimize=True, pnginfo=info)
 
     out = [_atomic_write(_with_suffix(stem, ".png"), write_png)]
     if svg:
@@ -126,23 +203,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, svg: bool = False, dpi:
     return out
 
 
-#: JPEG quality of photo figures: at 2x the shown size, artefacts are below what a reader sees
+#: JPEG quality of photo thumbnails: at 2x the shown size, artefacts are below what a reader sees
+#: (PNG keeps every pixel of a photo and weighs 5-10 times more for no visible gain)
 JPEG_QUALITY = 75
-
-
-def save_photo_figure(fig: Figure, path: str | os.PathLike) -> list[Path]:
-    """Write a figure made of photographs (a prediction grid) as ``<path>.jpg``.
-
-    PNG keeps every pixel of a photo and weighs 5-10 times more for no visible
-    gain; charts stay PNG (:func:`save_figure`), where JPEG would smear lines and text.
-    Pillow's encoder is deterministic, so the bytes are reproducible too.
-    """
-    stem = _stem(path)
-    return [_atomic_write(
-        _with_suffix(stem, ".jpg"),
-        lambda f: fig.savefig(f, format="jpeg", dpi=DPI,
-                              pil_kwargs={"quality": JPEG_QUALITY, "optimize": True, "progressive": True}),
-    )]
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

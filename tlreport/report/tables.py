@@ -1,4 +1,4 @@
-"""The results tables: literature rows, formatted cells, bold best values, sentences."""
+"""The results tables: literature rows, formatted cells, and what the paired splits allow the post to claim."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def literature_rows(dataset: str, path: Path | None = None) -> list[dict[str, An
                                        "std": float(r["std"]) if "std" in r else None}
                    for r in raw["results"]}
         rows.append({"dataset": raw["dataset"], "label": raw["label"], "kind": raw.get("kind", "literature"),
+                     "ref": raw.get("ref"),
                      "citation": raw.get("citation", ""), "note": raw.get("note", ""), "results": results})
     if not rows:
         known = sorted({r["dataset"] for r in data.get("row", [])})
@@ -77,102 +78,168 @@ def _ours(agg: pd.DataFrame, dataset: str | None) -> list[tuple[str, dict[int, d
     return out
 
 
-def table_rows(agg: pd.DataFrame, literature: Sequence[dict[str, Any]], settings: Sequence[int], *,
-               dataset: str | None = None) -> tuple[list[list[str]], list[list[bool]]]:
-    """Cells for the results table and which of them to bold.
+# ------------------------------------------------------------ noise-aware claims
 
-    Returns ``(rows, best)``: ``rows[i] = [label, cell for settings[0], ...]``
-    (literature rows first, then ours; a cell is ``"mean ± std"`` with one
-    decimal, as the seed), and ``best[i][j]`` is true where row ``i`` has the
-    highest mean in column ``settings[j]`` (ties all flagged).  ``best`` has no
-    entry for the label column.
+#: the rule for calling one row better than another, over the paired splits: ahead on at least this
+#: share of them, and a mean paired difference above this many standard errors
+LEAD_MIN_SHARE = 0.8
+LEAD_MIN_SE = 2.0
+#: with fewer paired splits than this no row is called better than another
+LEAD_MIN_SPLITS = 3
+
+LEAD_RULE = (f"a row is called better than another only when it is ahead on at least {LEAD_MIN_SHARE:.0%} of "
+             f"the paired splits and its mean paired lead exceeds {LEAD_MIN_SE:g} standard errors "
+             "(the standard deviation of the per-split differences over the square root of their number)")
+
+
+def paired_lead(a: pd.Series, b: pd.Series) -> dict[str, Any]:
+    """How far row ``a`` leads row ``b`` over the same splits (accuracies as fractions), in points.
+
+    ``clear`` applies :data:`LEAD_RULE`.
+
+    >>> r = paired_lead(pd.Series([.90, .91, .92, .93, .94]), pd.Series([.89, .90, .91, .92, .93]))
+    >>> r["clear"], round(r["mean"], 2), r["ahead"]
+    (True, 1.0, 5)
+    >>> paired_lead(pd.Series([.90, .91, .92, .93, .94]), pd.Series([.91, .90, .93, .92, .94]))["clear"]
+    False
     """
-    entries: list[tuple[str, dict[int, dict[str, Any]], bool]] = [
-        (r["label"], r["results"], True) for r in literature]
-    entries += [(label, res, False) for label, res in _ours(agg, dataset)]
-    rows, means = [], []
-    for label, res, exact in entries:
-        cells, row_means = [label], []
-        for n in settings:
-            r = res.get(n)
-            cells.append(format_cell(r["mean"], r["std"], exact=exact) if r else "-")
-            row_means.append(r["mean"] if r else np.nan)
-        rows.append(cells)
-        means.append(row_means)
-    m = np.asarray(means, dtype=float).reshape(len(rows), len(settings))
-    best = np.zeros_like(m, dtype=bool)
-    for j in range(m.shape[1]):
-        col = m[:, j]
-        if np.isfinite(col).any():
-            # compare at the printed precision so two cells that read the same are both bold (as printed:
-            # f"{89.35:.1f}" is 89.3 where np.round gives 89.4)
-            shown = np.array([float(f"{v:.1f}") if np.isfinite(v) else np.nan for v in col])
-            best[:, j] = shown == np.nanmax(shown)
-    return rows, best.tolist()
+    diff = (a - b).dropna() * 100.0
+    k = len(diff)
+    mean = float(diff.mean()) if k else float("nan")
+    sd = float(diff.std(ddof=1)) if k > 1 else float("nan")
+    ahead = int((diff > 1e-9).sum())
+    se = sd / np.sqrt(k) if k > 1 else float("nan")
+    clear = bool(k >= LEAD_MIN_SPLITS and ahead >= np.ceil(LEAD_MIN_SHARE * k - 1e-9)
+                 and np.isfinite(se) and mean > LEAD_MIN_SE * se)
+    return {"mean": mean, "sd": sd, "ahead": ahead, "k": k, "clear": clear}
 
 
-def comparison_sentences(agg: pd.DataFrame, literature: Sequence[dict[str, Any]], dataset: str
-                         ) -> list[str]:
-    """A few sentences of facts computed from ``agg`` against the literature rows.
-
-    For the largest and smallest training setting: the best backbone/head, and
-    its gap to the seed's best row and to Zeiler & Fergus; then how much the
-    best result gains from the smallest to the largest setting.
-    """
-    ours = _ours(agg, dataset)
-    if not ours:
-        return []
-    settings = sorted({n for _, res in ours for n in res})
-    sentences = []
-    for b in best_by_setting(agg, literature, sorted({settings[0], settings[-1]}, reverse=True), dataset):
-        text = f"At {b['n']} training images per class, {b['label']} reaches {format_cell(b['mean'], b['std'])}%"
-        refs = [f"{_points(b['mean'] - ref['mean'])} the {ref['mean']:.1f} of {ref['label']}"
-                for ref in (b["seed"], b["paper"]) if ref]
-        if refs:
-            text += ", " + " and ".join(refs)
-        sentences.append(text + ".")
-    if len(settings) > 1:
-        lo, hi = settings[0], settings[-1]
-        gains = [(res[hi]["mean"] - res[lo]["mean"], label) for label, res in ours if lo in res and hi in res]
-        if gains:
-            gain, label = max(gains)
-            sentences.append(f"The largest gain from {lo} to {hi} training images per class is "
-                             f"{gain:.1f} points ({label}).")
-    return sentences
-
-
-def margin_sentences(splits: pd.DataFrame, dataset: str | None, settings: Sequence[int]) -> list[str]:
-    """For each setting, how far this build's best row leads its next-best row, split by split.
-
-    Every row is scored on the same splits, so the per-split differences are
-    paired: their mean and sample standard deviation, and on how many splits the
-    best row is ahead, say whether the lead is larger than the splits' noise
-    (the ± of each row includes how hard each split is, which both rows share).
-    ``splits`` has one row per fit (``results.csv``); no sentence for fewer than
-    two rows or two splits.
-    """
+def _by_split(splits: pd.DataFrame, dataset: str | None, n: int) -> pd.DataFrame:
+    """One column per (backbone, head), one row per split: the paired accuracies at ``n`` per class."""
     if dataset is not None and "dataset" in splits:
         splits = splits[splits["dataset"] == dataset]
+    s = splits[splits["n_train"] == n]
+    if s.empty:
+        return pd.DataFrame()
+    return s.pivot_table(index="split", columns=["backbone", "head"], values="mean_per_class_accuracy",
+                         sort=False).dropna(axis=1)
+
+
+def verdict(splits: pd.DataFrame, dataset: str | None, n: int) -> dict[str, Any] | None:
+    """Which of this build's rows are best at ``n`` per class, under :data:`LEAD_RULE`.
+
+    Returns ``{"n", "top", "level", "leads", "decided"}``: ``top`` the (backbone, head) with the highest
+    mean; ``level`` every row the top row does not clearly lead (itself included): the rows that share
+    the best place; ``leads`` maps each other row to :func:`paired_lead` of the top row over it;
+    ``decided`` is false when there are too few splits to call any row better (then ``level`` is empty).
+    ``None`` when fewer than two rows have results.
+    """
+    by_split = _by_split(splits, dataset, n)
+    if by_split.shape[1] < 2:
+        return None
+    means = by_split.mean().sort_values(ascending=False, kind="stable")
+    top = means.index[0]
+    leads = {key: paired_lead(by_split[top], by_split[key]) for key in means.index[1:]}
+    decided = len(by_split) >= LEAD_MIN_SPLITS
+    level = [top] + [key for key, lead in leads.items() if not lead["clear"]] if decided else []
+    return {"n": n, "top": top, "means": {k: float(v) * 100 for k, v in means.items()},
+            "level": level, "leads": leads, "decided": decided, "k": len(by_split)}
+
+
+# -------------------------------------------------------------------- the table
+
+
+def results_table(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[str, Any]],
+                  settings: Sequence[int], *, dataset: str | None = None) -> dict[str, Any]:
+    """The results table as groups of rows, with bold cells only where :func:`verdict` allows.
+
+    Returns ``{"groups": [{"title", "rows": [{"label", "key", "ref", "cells", "bold"}]}], "verdicts"}``.
+    The first group holds this build's rows (``key`` is ``(backbone, head)``), the next the seed post's
+    rows, the last the published rows the seed quotes (``ref`` names their source in references.toml).
+    A cell is ``"mean ± std"`` in percent with one decimal (literature values as printed); a cell of
+    this build is bold when its row is level with the best at that setting and not every row is.
+    """
+    from tlreport.report.names import row_title
+
+    verdicts = {n: verdict(splits, dataset, n) for n in settings}
+    ours = []
+    for label, res in _ours(agg, dataset):
+        backbone, head = label.split(" + ", 1)
+        key = (backbone, head)
+        cells, bold = [], []
+        for n in settings:
+            r = res.get(n)
+            cells.append(format_cell(r["mean"], r["std"]) if r else "-")
+            v = verdicts.get(n)
+            level = v["level"] if v else []
+            bold.append(bool(r) and key in level and len(level) < len(v["means"]))
+        ours.append({"label": row_title(backbone, head), "key": key, "ref": None, "cells": cells, "bold": bold})
+
+    def quoted(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for r in rows:
+            cells = [format_cell(r["results"][n]["mean"], r["results"][n]["std"], exact=True)
+                     if n in r["results"] else "-" for n in settings]
+            out.append({"label": r["label"], "key": None, "ref": r.get("ref"), "cells": cells,
+                        "bold": [False] * len(settings)})
+        return out
+
+    groups = []
+    if ours:
+        groups.append({"title": "This build", "rows": ours})
+    seed_rows = [r for r in literature if r.get("kind") == "seed post"]
+    paper_rows = [r for r in literature if r.get("kind") != "seed post"]
+    if seed_rows:
+        groups.append({"title": "Quoted from the seed post", "rows": quoted(seed_rows)})
+    if paper_rows:
+        groups.append({"title": "Published, as quoted by the seed post", "rows": quoted(paper_rows)})
+    return {"groups": groups, "verdicts": verdicts}
+
+
+def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[str, Any]],
+           settings: Sequence[int], dataset: str | None) -> list[dict[str, Any]]:
+    """For each setting this build has results for, what the post may claim about it.
+
+    Each item: ``{"n", "best": [row titles level with the best], "mean", "std" (of the top row),
+    "decided", "clear_lead": paired lead of the single best row over the next (or None),
+    "closest": {"title", "lead"} for the nearest row inside the noise (or None),
+    "seed": {"label", "mean", "diff"} | None, "paper": {...} | None}``.
+    """
+    from tlreport.report.names import row_title
+
+    table = {tuple(label.split(" + ", 1)): res for label, res in _ours(agg, dataset)}
     out = []
     for n in settings:
-        s = splits[splits["n_train"] == n]
-        by_split = s.pivot_table(index="split", columns=["backbone", "head"], values="mean_per_class_accuracy")
-        by_split = by_split.dropna(axis=1)
-        if by_split.shape[1] < 2 or len(by_split) < 2:
+        v = verdict(splits, dataset, n)
+        scored = [(res[n]["mean"], key) for key, res in table.items() if n in res]
+        if not scored:
             continue
-        means = by_split.mean().sort_values(ascending=False, kind="stable")
-        first, second = means.index[0], means.index[1]
-        diff = (by_split[first] - by_split[second]) * 100.0
-        ahead = int((diff > 0).sum())
-        how = "is level with" if abs(diff.mean()) < 0.005 else "leads"
-        out.append(f"At {n} per class the best row, {first[0]} + {first[1]}, {how} the next, {second[0]} + {second[1]}: "
-                   f"{diff.mean():.2f} ± {diff.std(ddof=1):.2f} points over the "
-                   f"{len(diff)} paired splits, ahead on {ahead} of them.")
+        if v is None:                                 # one row: nothing to compare it with
+            top, level, decided, leads = max(scored)[1], [max(scored)[1]], False, {}
+        else:
+            top, level, decided, leads = v["top"], v["level"], v["decided"], v["leads"]
+        item: dict[str, Any] = {
+            "n": n, "top": row_title(*top), "best": [row_title(*k) for k in level], "decided": decided,
+            "mean": table[top][n]["mean"], "std": table[top][n]["std"], "clear_lead": None, "closest": None,
+            "k": v["k"] if v else 0, "rows": len(v["means"]) if v else 1, "seed": None, "paper": None}
+        if leads:
+            runner = next(iter(leads))
+            if len(level) == 1:
+                item["clear_lead"] = {"over": row_title(*runner), **leads[runner]}
+            else:
+                item["closest"] = {"title": row_title(*runner), **leads[runner]}
+        for key, rows in (("seed", [r for r in literature if r.get("kind") == "seed post"]),
+                          ("paper", [r for r in literature if r.get("kind") != "seed post"])):
+            cand = [(r["results"][n]["mean"], r["label"], r.get("ref")) for r in rows if n in r["results"]]
+            if cand:
+                ref_mean, ref_label, ref = max(cand)
+                item[key] = {"label": ref_label, "mean": ref_mean, "ref": ref, "diff": item["mean"] - ref_mean}
+        out.append(item)
     return out
 
 
 def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
-    """What each head's cross-validation chose, over every fit of the table.
+    """What each head's cross-validation chose, over every fit of the table, as one clause per head.
 
     ``splits`` has one row per fit with a ``chosen`` column (``"C=0.1"``); a head that chose nothing,
     and the ``+flip`` rows (the same fits), are left out.  Up to three values are each counted; more
@@ -181,14 +248,16 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
     >>> df = pd.DataFrame({"head": ["a", "a", "a", "a+flip", "b"], "chosen": ["l2=0.01", "l2=0.03", "l2=0.01",
     ...                    "l2=0.01", None]})
     >>> chosen_sentence(df, None)
-    "What the cross-validation chose: a's l2=0.01 in 2 of 3 fits, l2=0.03 in 1."
+    "a's l2=0.01 in 2 of 3 fits, l2=0.03 in 1."
     >>> chosen_sentence(pd.DataFrame({"head": ["b"] * 5, "chosen": ["C=0.1", "C=10", "C=1", "C=0.1", "C=3"]}), None)
-    "What the cross-validation chose: b's C from 0.1 to 10, most often 0.1 (2 of 5 fits)."
+    "b's C from 0.1 to 10, most often 0.1 (2 of 5 fits)."
     """
     if dataset is not None and "dataset" in splits:
         splits = splits[splits["dataset"] == dataset]
     if "chosen" not in splits:
         return ""
+    from tlreport.report.names import head_title
+
     parts = []
     for head, g in splits.groupby("head", sort=False):
         values = g["chosen"].fillna("").astype(str)
@@ -202,44 +271,12 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
             name = names.pop()
             numbers = sorted(float(v.split("=", 1)[1]) for v in order)
             mode = order[0].split("=", 1)[1]
-            parts.append(f"{head}'s {name} from {numbers[0]:g} to {numbers[-1]:g}, most often {mode} "
+            parts.append(f"{head_title(head)}'s {name} from {numbers[0]:g} to {numbers[-1]:g}, most often {mode} "
                          f"({counts[order[0]]} of {len(values)} fits)")
         else:
             listed = [f"{v} in {counts[v]}" + (f" of {len(values)} fits" if i == 0 else "")
                       for i, v in enumerate(order)]
-            parts.append(f"{head}'s {', '.join(listed)}")
+            parts.append(f"{head_title(head)}'s {', '.join(listed)}")
     if not parts:
         return ""
-    return "What the cross-validation chose: " + "; ".join(parts) + "."
-
-
-def best_by_setting(agg: pd.DataFrame, literature: Sequence[dict[str, Any]], settings: Sequence[int],
-                    dataset: str | None = None) -> list[dict[str, Any]]:
-    """For each setting: this build's best row and the best seed-post and published rows to compare with.
-
-    Each item is ``{"n", "label", "mean", "std", "seed": {"label", "mean"} | None,
-    "paper": {"label", "mean"} | None}``; settings this build has no result for
-    are left out.  Means are in percent.
-    """
-    ours = _ours(agg, dataset)
-    out = []
-    for n in settings:
-        scored = [(res[n]["mean"], res[n]["std"], label) for label, res in ours if n in res]
-        if not scored:
-            continue
-        mean, std, label = max(scored)
-        item: dict[str, Any] = {"n": n, "label": label, "mean": mean, "std": std, "seed": None, "paper": None}
-        for key, rows in (("seed", [r for r in literature if r.get("kind") == "seed post"]),
-                          ("paper", [r for r in literature if r.get("kind") != "seed post"])):
-            cand = [(r["results"][n]["mean"], r["label"]) for r in rows if n in r["results"]]
-            if cand:
-                ref_mean, ref_label = max(cand)
-                item[key] = {"label": ref_label, "mean": ref_mean}
-        out.append(item)
-    return out
-
-
-def _points(diff: float) -> str:
-    if abs(diff) < 0.05:
-        return "level with"
-    return f"{abs(diff):.1f} points {'above' if diff > 0 else 'below'}"
+    return "; ".join(parts) + "."

@@ -105,6 +105,56 @@ CHECK_JS = r"""
     }
     return false;
   }
+  // ---- layout boxes (tlreport layout rules; browser_problems reads them in layout_problems) ----
+  // Every table, .table-scroll box and figure (and a figure's image) must fit its container's
+  // content box, and a box that scrolls sideways must not need to: a table that scrolls hides a
+  // column. Code blocks (pre, figure.highlight) may scroll inside their own box.
+  function layoutBoxes() {
+    var found = [];
+    function innerWidth(el) {
+      var cs = getComputedStyle(el);
+      return el.clientWidth - (parseFloat(cs.paddingLeft) || 0) - (parseFloat(cs.paddingRight) || 0);
+    }
+    function scrolls(el) { return /^(auto|scroll|hidden|clip)$/.test(getComputedStyle(el).overflowX); }
+    var sel = "table, .table-scroll, figure:not(.highlight), figure:not(.highlight) img";
+    var els = document.querySelectorAll(sel);
+    for (var i = 0; i < els.length && found.length < 20; i++) {
+      var el = els[i], parent = el.parentElement;
+      // the container is the nearest block ancestor (an image's inline link has no width of its own)
+      while (parent && /^(inline|contents)$/.test(getComputedStyle(parent).display)) parent = parent.parentElement;
+      if (!(el.offsetWidth > 0 && el.offsetHeight > 0) || !parent) continue;   // hidden: reported elsewhere
+      var width = el.getBoundingClientRect().width, room = innerWidth(parent);
+      // inside a checked box that scrolls, that box's own "scrolls" finding says it once
+      if (width > room + 1 && !(parent.matches(sel) && scrolls(parent))) found.push({element: describe(el), rule: "wider", width: width, room: room});
+      if (scrolls(el) && el.scrollWidth > el.clientWidth + 1)
+        found.push({element: describe(el), rule: "scrolls", width: el.scrollWidth, room: el.clientWidth});
+    }
+    return found;
+  }
+  // ---- end of the layout boxes ----
+  // ---- chart text (tlreport chart-text rule; browser_problems reads it in chart_text_problems) ----
+  // A chart carries the smallest text it draws, in image pixels, as data-text-px on its <img> (and on
+  // the <source> of its phone variant in a <picture>); the variant shown is the one whose URL is the
+  // image's currentSrc, and its text reads at displayed width / naturalWidth * data-text-px CSS px.
+  function chartTexts() {
+    var found = [];
+    Array.prototype.forEach.call(document.images, function (im) {
+      var pic = im.parentElement && im.parentElement.tagName === "PICTURE" ? im.parentElement : null;
+      var sources = pic ? Array.prototype.slice.call(pic.querySelectorAll("source")) : [];
+      var marked = im.hasAttribute("data-text-px") || sources.some(function (s) { return s.hasAttribute("data-text-px"); });
+      if (!marked) return;
+      var src = im.currentSrc || im.src, px = im.getAttribute("data-text-px"), variant = "img";
+      sources.forEach(function (s) {
+        var first = (s.getAttribute("srcset") || "").trim().split(/\s+/)[0];
+        if (first && new URL(first, document.baseURI).href === src) { px = s.getAttribute("data-text-px"); variant = "source"; }
+      });
+      var w = im.getBoundingClientRect().width, tp = px === null ? null : parseFloat(px);
+      found.push({src: src, variant: variant, textPx: tp, width: w, naturalWidth: im.naturalWidth,
+                  cssPx: tp === null || !im.naturalWidth ? null : w / im.naturalWidth * tp});
+    });
+    return found;
+  }
+  // ---- end of the chart text ----
   function collect() {
     var de = document.documentElement, vw = de.clientWidth;
     var images = Array.prototype.map.call(document.images, function (im) {
@@ -132,6 +182,8 @@ CHECK_JS = r"""
                tlreportPost: !!document.querySelector("[data-tlreport-post]"),
                summary: sb ? {top: sb.top + window.scrollY, bottom: sb.bottom + window.scrollY, height: sb.height} : null,
                errors: (window.__tlreportErrors || []).slice(0, 20)};
+    out.layout = layoutBoxes();
+    out.chartText = chartTexts();
     var pre = document.createElement("pre");
     pre.id = "tlreport-check";
     pre.style.display = "none";
@@ -231,7 +283,64 @@ def browser_problems(result: dict[str, Any]) -> list[str]:
             f"{where}: page scrolls horizontally (scrollWidth {result['scrollWidth']} > "
             f"{result['clientWidth']}); widest: {who}"
         )
+    problems += layout_problems(result)
+    problems += chart_text_problems(result)
     return problems
+
+
+# --------------------------------------------------------------------------- layout rules
+# Checked at every viewport (VIEWPORTS: 1280 and 390 px), with the page-level rules above (no
+# horizontal scroll of the page, no console or script error): no table, .table-scroll box or figure
+# wider than its container, and no such box that needs sideways scrolling (a table that scrolls hides
+# a column from a phone reader). CHECK_JS's layoutBoxes() measures them.
+
+
+def layout_problems(result: dict[str, Any]) -> list[str]:
+    """Tables and figures that stick out of their container or must scroll, from a :func:`browser_check` result."""
+    where = f"{result.get('url', '?')} @ {result.get('requestedWidth', result.get('innerWidth'))}px"
+    out = []
+    for box in result.get("layout", []):
+        if box["rule"] == "scrolls":
+            out.append(f"{where}: {box['element']} scrolls sideways ({box['width']:.0f} px of content in "
+                       f"{box['room']:.0f} px): a column or part of a figure is hidden")
+        else:
+            out.append(f"{where}: {box['element']} is wider than its container ({box['width']:.0f} px in "
+                       f"{box['room']:.0f} px)")
+    return out
+
+
+# --------------------------------------------------------------------------- chart text rule
+# At a phone's width every chart's text must read at CHART_TEXT_MIN_PX CSS px or more. The figures stage
+# records each chart's smallest text in image pixels (tlreport.report.style.save_figure), the post puts
+# it on the image as data-text-px, and CHECK_JS's chartTexts() scales it by the shown width.
+
+#: the smallest chart text a phone reader must get, in CSS px
+CHART_TEXT_MIN_PX = 11.0
+#: the rule applies at viewports up to this width (the phone variants' media query is max-width: 600px)
+CHART_TEXT_MAX_VIEWPORT = 600
+
+
+def chart_text_problems(result: dict[str, Any]) -> list[str]:
+    """Charts whose smallest text reads below :data:`CHART_TEXT_MIN_PX` CSS px at a phone's width.
+
+    Only at viewports up to :data:`CHART_TEXT_MAX_VIEWPORT`; an image that did not load is reported
+    by :func:`browser_problems` already.
+    """
+    width = result.get("requestedWidth", result.get("innerWidth", 0))
+    if width > CHART_TEXT_MAX_VIEWPORT:
+        return []
+    where = f"{result.get('url', '?')} @ {width}px"
+    out = []
+    for c in result.get("chartText", []):
+        if not c["naturalWidth"]:
+            continue
+        if c["cssPx"] is None:
+            out.append(f"{where}: chart {c['src']} has no data-text-px for the variant shown")
+        elif c["cssPx"] < CHART_TEXT_MIN_PX - 1e-6:
+            out.append(f"{where}: chart {c['src']}: its smallest text reads at {c['cssPx']:.1f} CSS px "
+                       f"(under {CHART_TEXT_MIN_PX:g}; {c['textPx']:g} px in a {c['naturalWidth']} px image shown "
+                       f"{c['width']:.0f} px wide)")
+    return out
 
 
 def screenshot(
