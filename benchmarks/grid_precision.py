@@ -11,8 +11,8 @@ weights, momentum and updates).  For every ``experiments.backbones`` row of the 
 (or one synthetic 1280-d row), the whole ``softmax_sgd`` grid runs twice, float32 then bfloat16, on
 the same splits and seeds; printed per row: each precision's seconds and the ratio, and each
 setting's mean in both with the difference, against the 0.15-point budget the features' bf16 was held
-to (README, *Faster extraction*).  ``auto`` trains in bf16 where the CPU has AMX, the only kind where
-this was measured (README, *bf16 in the experiment grid*).
+to (docs/performance.md, *Faster extraction*).  ``auto`` trains in bf16 where the CPU has AMX, the only kind where
+this was measured (docs/performance.md, *bf16 in the experiment grid*).
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def test_init_then_build_works_with_no_editing(tmp_path: Path) -> None:
     assert cfg["dataset"]["path"] == "../cutouts"
 
     r = run_cli("init", str(data), cwd=project)
-    assert r.returncode == 2 and "exists; pass --force" in r.stderr          # never overwrites by surprise
+    assert r.returncode == 1 and "exists; pass --force" in r.stderr          # never overwrites by surprise
 
     r = run_cli("build", cwd=project)
     assert r.returncode == 0, r.stderr

@@ -1,8 +1,15 @@
 """Command-line interface: argument parsing only; the work happens elsewhere.
 
-A :class:`~tlreport.errors.UserError` prints as one line (``tlreport: ...``)
-and exits with status 2; ``--debug`` shows its traceback.  Anything else is a
-bug and keeps its traceback.
+Exit codes: 0 success; 1 a :class:`~tlreport.errors.UserError` (or an
+:class:`OSError`: a disk, a permission), printed as one line ``tlreport: ...``;
+2 bad usage (argparse's own code); 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM).  Anything else is a bug and keeps its traceback.
+
+Global options, before or after the command: ``-q``/``--quiet`` prints only
+errors, warnings and the final line; ``-v``/``--verbose`` adds debug detail
+(on stderr); ``--debug`` is ``-v`` that also shows tracebacks for user errors.
+tlreport prints no colour (so ``NO_COLOR`` has nothing to turn off), and
+progress bars are drawn only on a terminal.
 """
 
 from __future__ import annotations
@@ -13,10 +20,20 @@ import sys
 import threading
 from pathlib import Path
 
+from tlreport import __version__
 from tlreport.errors import UserError
 from tlreport.util.text import display_name
 
 DEFAULT_CONFIG = "tlreport.toml"
+
+#: Exit codes (docs/getting-started.md, *Commands*): argparse exits with ``EXIT_USAGE`` itself.
+EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+def _debug(args: argparse.Namespace, msg: str) -> None:
+    """A ``-v`` line: on stderr, so stdout stays what a plain run prints."""
+    if getattr(args, "verbose", False):
+        print(f"debug: {msg}", file=sys.stderr, flush=True)
 
 
 def _load(args: argparse.Namespace):
@@ -45,10 +62,53 @@ def cmd_build(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, warnings=said + cfg.warnings)
     dataset = args.dataset
     if dataset and dataset != "demo" and not dataset.startswith("artifact:"):
-        dataset = str(Path(dataset).expanduser().resolve())     # relative to where the user typed it
-    build(cfg, force=args.force, only=args.only, dry_run=args.dry_run,
-          dataset_override=dataset, data_root=args.data_root)
+        try:
+            dataset = str(Path(dataset).expanduser().resolve())     # relative to where the user typed it
+        except RuntimeError:                                        # ~user of an unknown user
+            raise UserError(f"--dataset {dataset}: no such user's home folder") from None
+    _debug(args, f"config: {cfg.path or 'none (the defaults)'}")
+    _debug(args, f"cache_dir: {cfg.cache_dir}")
+    _debug(args, f"site_dir: {cfg.site_dir}")
+    if args.quiet:                      # the plan and stage lines are off: a typo must still be seen
+        for w in cfg.warnings:
+            print(f"tlreport: warning: {w}", file=sys.stderr)
+    result = build(cfg, force=args.force, only=args.only, dry_run=args.dry_run,
+                   dataset_override=dataset, data_root=args.data_root, quiet=args.quiet)
+    if args.quiet:
+        print(_final_line(result, args.dry_run))
+    _debug(args, f"counters: {', '.join(f'{k}={v}' for k, v in sorted(result.counters.items())) or 'none'}")
+    if not args.dry_run and getattr(args, "verbose", False):
+        import json
+
+        try:
+            timings = json.loads((cfg.cache_dir / "last_build.json").read_text())["timings"]
+        except (OSError, ValueError, KeyError):
+            timings = {}
+        for stage, seconds in timings.items():
+            _debug(args, f"{stage}: {seconds:.2f} s")
     return 0
+
+
+NOTHING_TO_DO = "nothing to do: every stage is cached and site/ is current"
+
+
+def _final_line(result, dry_run: bool) -> str:
+    """What ``-q`` prints: the line a plain build ends with."""
+    if dry_run:
+        if result.post is not None:         # a dry run returns the post only when nothing is to be done
+            return NOTHING_TO_DO
+        from tlreport.pipeline import STAGES
+
+        publisher = next(s.name for s in STAGES if s.publishes)
+        idle = all(status in ("off", "cached") for _, status in result.plan)
+        # the site is out of date when the publishing stage reruns, or (nothing to rerun) was not published
+        stale = any(n == publisher and (idle or status != "cached") for n, status in result.plan)
+        return "plan: " + "; ".join(f"{n}: {w}" for n, w in result.plan) + ("; site: publish" if stale else "")
+    if result.published:
+        return f"published {result.post}"
+    if not result.ran:
+        return NOTHING_TO_DO
+    return f"ran {', '.join(result.ran)}; nothing to publish"
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -125,6 +185,8 @@ def cmd_check_site(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from tlreport.artifacts.install import run_fetch
 
+    if getattr(args, "quiet", False):        # a parser made by add_fetch_parser alone has no -q
+        args.no_progress = True
     return run_fetch(args)
 
 
@@ -210,8 +272,11 @@ def add_site_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: i
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tlreport", description="Build a reproducible transfer-learning report "
-                                "and publish it as a Jekyll post.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks for user errors too")
+                                "and publish it as a Jekyll post.",
+                                epilog="exit codes: 0 ok, 1 an error (one line), 2 bad usage, "
+                                       "130 interrupted (Ctrl-C), 143 terminated (SIGTERM)")
+    p.add_argument("--version", action="version", version=f"tlreport {__version__}")
+    _add_output_options(p, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("build", help="run the stages and render the post into site/")
@@ -257,7 +322,23 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_fetch_parser(sub)
     add_site_parsers(sub)
+    for command in sub.choices.values():           # `tlreport build -q` as well as `tlreport -q build`
+        _add_output_options(command, top=False)
     return p
+
+
+def _add_output_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """-q, -v and --debug; after the command they default to nothing, so they never undo the ones before it."""
+    def default(value: bool) -> object:
+        return value if top else argparse.SUPPRESS
+
+    g = p.add_argument_group("output") if top else p
+    g.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                   help="print only errors, warnings and the final line")
+    g.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                   help="print debug detail too (on stderr)")
+    g.add_argument("--debug", action="store_true", default=default(False),
+                   help="as -v, and show tracebacks for errors too")
 
 
 class Terminated(KeyboardInterrupt):
@@ -274,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "top", 1) is not None and getattr(args, "top", 1) < 1:
         parser.error("--top must be >= 1")
+    args.verbose = args.verbose or args.debug
+    if args.quiet and args.verbose:
+        parser.error("-q/--quiet and -v/--verbose (or --debug) do not go together")
     if threading.current_thread() is threading.main_thread():      # signal handlers live there only
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -282,8 +366,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"tlreport: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except OSError as e:                # the machine said no: a full disk, a permission, an odd file
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"tlreport: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt as e:
         how = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(f"tlreport: {how}; completed work is cached and will be reused", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED

@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import difflib
+import functools
 import hashlib
 import json
 import math
+import os
 import re
 import tomllib
 from collections.abc import Callable
@@ -166,6 +168,42 @@ def _nonempty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
 
 
+def _nul(v: Any) -> str | None:
+    """A NUL byte: no path may hold one (``ValueError: embedded null byte``) and no post should."""
+    if isinstance(v, str) and "\x00" in v:
+        return "must not contain a NUL byte"
+    if isinstance(v, list) and any(isinstance(x, str) and "\x00" in x for x in v):
+        return "no item may contain a NUL byte"
+    return None
+
+
+def _home(p: str) -> str | None:
+    """``~user/...`` of a user this machine does not know (``Path.expanduser`` raises RuntimeError)."""
+    if p.startswith("~") and os.path.expanduser(p) == p:
+        user = p[1:].split("/", 1)[0]
+        return f"no home folder for {'~' + user if user else '~'} on this machine"
+    return None
+
+
+def _path(v: str) -> str | None:
+    """A file or folder path (``~`` allowed), relative to the config's folder."""
+    return _home(v)
+
+
+def _paths(v: list) -> str | None:
+    for x in v:
+        p = _home(x)
+        if p:
+            return f"{x!r}: {p}"
+    return None
+
+
+def _both(*checks: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return next((p for c in checks if (p := c(v))), None)
+    return check
+
+
 DEMO_IMAGES = [
     "skimage:chelsea.png",
     "skimage:coffee.png",
@@ -178,9 +216,9 @@ DEMO_IMAGES = [
 
 SCHEMA: dict[str, Any] = {
     "seed": Field(int, 42, _seed),  # one seed for splits, training and sampling
-    "cache_dir": Field(str, ".tlreport"),  # stage and feature cache, relative to the config
-    "site_dir": Field(str, "site"),  # the Jekyll site the post is written into
-    "data_root": Field(str, ""),  # where fetched artifacts live (default: TLREPORT_DATA or XDG)
+    "cache_dir": Field(str, ".tlreport", _path),  # stage and feature cache, relative to the config
+    "site_dir": Field(str, "site", _path),  # the Jekyll site the post is written into
+    "data_root": Field(str, "", _path),  # where fetched artifacts live (default: TLREPORT_DATA or XDG)
     "post": {
         "title": Field(str, "Transfer learning, reproduced", _nonempty),
         "date": Field((str, _dt.date), "2026-11-28", _date),
@@ -189,20 +227,20 @@ SCHEMA: dict[str, Any] = {
         "description": Field(str, "Classifying photos with a pretrained network, caching bottleneck "
                                   "features and training a new softmax layer, reproduced end to end."),
         "tags": Field(list, ["transfer-learning", "tensorflow", "keras"], item=str),
-        "templates": Field(str, ""),  # a folder of user templates searched before the packaged ones
+        "templates": Field(str, "", _path),  # a folder of user templates searched before the packaged ones
         "pin": Field(bool, False),    # listed before unpinned posts on the site's index
     },
     "classify": {
         "enabled": Field(bool, True),
         "backbone": Field(str, "efficientnet_lite0", _backbone),
         "top_k": Field(int, 5, _positive),
-        "images": Field(list, DEMO_IMAGES, item=str),
+        "images": Field(list, DEMO_IMAGES, _paths, item=str),
         # an image of something ImageNet has no class for ('' to omit)
-        "out_of_vocabulary": Field(str, "skimage:hubble_deep_field.jpg"),
+        "out_of_vocabulary": Field(str, "skimage:hubble_deep_field.jpg", _path),
         "out_of_vocabulary_label": Field(str, "galaxies (the Hubble Deep Field)"),
     },
     "dataset": {
-        "path": Field(str, "demo"),  # 'demo', 'artifact:NAME' or a folder of class folders
+        "path": Field(str, "demo", _path),  # 'demo', 'artifact:NAME' or a folder of class folders
         "include": Field(list, [], item=str),
         "exclude": Field(list, [], item=str),
         "max_pixels": Field(int, 40_000_000, _max_pixels),
@@ -250,7 +288,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 TABLE_SCHEMA: dict[str, Field] = {
-    "dataset": Field(str, _MISSING, _nonempty),  # 'demo', 'artifact:NAME' or a folder
+    "dataset": Field(str, _MISSING, _both(_nonempty, _path)),  # 'demo', 'artifact:NAME' or a folder
     "name": Field(str, ""),  # shown in the post; defaults to the dataset
     "literature": Field(str, ""),  # key into data/literature.toml ('' for none)
     "settings": Field(list, [15, 30], _settings),
@@ -276,8 +314,18 @@ def _isinstance(v: Any, t: type | tuple[type, ...]) -> bool:
     return isinstance(v, ts)
 
 
+def _fits(v: Any) -> bool:
+    """Integers within TOML's 64 bits (tomllib reads larger ones; NumPy, a float and TOML itself cannot)."""
+    if isinstance(v, list):
+        return all(_fits(x) for x in v)
+    return not isinstance(v, int) or isinstance(v, bool) or -2**63 <= v < 2**63
+
+
 def _show(v: Any) -> str:
-    s = json.dumps(v, default=str) if not isinstance(v, str) else repr(v)
+    try:
+        s = json.dumps(v, default=str) if not isinstance(v, str) else repr(v)
+    except ValueError:                      # an integer past Python's 4,300 digits for str()
+        s = "a number too long to show"
     return s if len(s) <= 60 else s[:57] + "..."
 
 
@@ -311,11 +359,17 @@ def _validate(data: dict, schema: dict, prefix: str, problems: list[str],
         if spec.item is not None and any(not _isinstance(x, spec.item) for x in v):
             problems.append(f"{name}: every item must be {_type_name(spec.item)} (got {_show(v)})")
             continue
-        if spec.check is not None:
-            msg = spec.check(v)
-            if msg:
-                problems.append(f"{name}: {msg} (got {_show(v)})")
-                continue
+        msg = _nul(v)
+        if msg is None and spec.check is not None:
+            try:
+                msg = spec.check(v)
+            except OverflowError:                   # an integer too large for a float (sum, division)
+                msg = None
+        if msg is None and not _fits(v):
+            msg = "must be within TOML's 64-bit integers"
+        if msg:
+            problems.append(f"{name}: {msg} (got {_show(v)})")
+            continue
         out[key] = v
     return out
 
@@ -446,7 +500,10 @@ class Config:
 
     def resolve(self, p: str) -> Path:
         """A path from the config, relative to the config file's folder."""
-        q = Path(p).expanduser()
+        try:
+            q = Path(p).expanduser()
+        except RuntimeError:                # ~user of a user this machine does not know
+            raise UserError(f"{p}: {_home(p) or 'no home folder'}") from None
         return q if q.is_absolute() else (self.base_dir / q)
 
     @property
@@ -465,8 +522,16 @@ def _literature_keys() -> set[str]:
     """The datasets data/literature.toml has rows for (``caltech101``, ``caltech256``)."""
     from tlreport.util.paths import shipped_path
 
-    with open(shipped_path("data", "literature.toml"), "rb") as fh:
-        return {row["dataset"] for row in tomllib.load(fh).get("row", [])}
+    path = shipped_path("data", "literature.toml")
+    st = os.stat(path)
+    return set(_literature_keys_of(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _literature_keys_of(path: str, mtime_ns: int, size: int) -> frozenset[str]:
+    """Parsed once per version of the file: validate() runs per table, and the config fuzz runs it thousands of times."""
+    with open(path, "rb") as fh:
+        return frozenset(row["dataset"] for row in tomllib.load(fh).get("row", []))
 
 
 def validate(data: dict, *, source: str = "config", path: Path | None = None) -> Config:
@@ -498,7 +563,7 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
     if cls.get("enabled") and cls.get("images") == [] and not cls.get("out_of_vocabulary"):
         problems.append("classify: no images to classify (images = [] and no out_of_vocabulary); list some, or "
                         "set classify.enabled = false")
-    if raw.get("train", {}).get("backbone") and raw.get("features", {}).get("backbones") and raw["train"]["enabled"]:
+    if raw.get("train", {}).get("backbone") and raw.get("features", {}).get("backbones") and raw["train"].get("enabled"):
         for b in str(raw["train"]["backbone"]).split("+"):
             if b not in raw["features"]["backbones"]:
                 raw["features"]["backbones"] = list(raw["features"]["backbones"]) + [b]
@@ -512,7 +577,11 @@ def load_config(path: str | Path | None) -> Config:
     if path is None:
         return validate({}, source="defaults")
     p = Path(path)
-    if not p.is_file():
+    try:
+        found = p.is_file()
+    except (OSError, ValueError) as e:      # a name too long for the file system, a NUL byte
+        raise UserError(f"cannot read {p}: {getattr(e, 'strerror', None) or e}") from None
+    if not found:
         raise UserError(f"config file not found: {p}")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -522,4 +591,8 @@ def load_config(path: str | Path | None) -> Config:
         raise UserError(f"{p}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise UserError(f"{p}: not UTF-8 text") from None
+    except ValueError:                      # tomllib's int() past Python's 4,300 digits
+        raise UserError(f"{p}: not valid TOML: a number with too many digits") from None
+    except RecursionError:                  # arrays or inline tables nested thousands deep
+        raise UserError(f"{p}: not valid TOML: nested too deeply") from None
     return validate(data, source=str(p), path=p.resolve())

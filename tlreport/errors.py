@@ -21,7 +21,9 @@ class ConfigError(UserError):
         super().__init__(self._format())
 
     def _format(self) -> str:
-        head = f"{self.source}: {len(self.problems)} invalid field(s)"
+        if len(self.problems) == 1:             # one problem, one line
+            return f"{self.source}: {self.problems[0]}"
+        head = f"{self.source}: {len(self.problems)} invalid fields"
         return head + "".join(f"\n  {p}" for p in self.problems)
 
 

@@ -106,7 +106,7 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     skipped = Counter(s.kind for s in m.skipped)
     text = f"""# tlreport.toml for {_toml(str(dataset))}, written by `tlreport init` on {_dt.date.today().isoformat()}.
 # The scan found {m.summary()}.
-# Edit freely: every field is described in the README's config reference. Then run `tlreport build`.
+# Edit freely: every field is described in docs/configuration.md. Then run `tlreport build`.
 seed = {SEED}
 
 [post]

@@ -128,7 +128,7 @@ def test_broken_user_template_is_one_line_and_keeps_the_site(tmp_path):
     (tdir / "sections" / "provenance.md.j2").write_text("<% if %>\n")
     cfg2 = load_config(write_config(tmp_path, RENDER_ONLY.replace("[post]", '[post]\ntemplates = "mytemplates"')))
     r = run_cli("build", cwd=tmp_path)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("tlreport: template") and "provenance.md.j2" in r.stderr
     assert (tmp_path / "site" / "_posts" / "2026-11-28-render-only.md").read_text() == good
     # a user template folder is searched first
@@ -139,19 +139,19 @@ def test_broken_user_template_is_one_line_and_keeps_the_site(tmp_path):
 
 def test_cli_user_errors_are_one_line(tmp_path):
     r = run_cli("build", "--config", "missing.toml", cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.strip() == "tlreport: config file not found: missing.toml"
+    assert r.returncode == 1 and r.stderr.strip() == "tlreport: config file not found: missing.toml"
     bad = tmp_path / "broken.toml"
     bad.write_text('seed = -1\n[post]\ndate = "yesterday"\n[classify]\nbackbone = "nope"\n')
     r = run_cli("build", "--config", str(bad), cwd=tmp_path)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     for f in ("seed:", "post.date:", "classify.backbone:"):
         assert f in r.stderr
     r = run_cli("classify", str(tmp_path / "nope.jpg"), cwd=tmp_path)
-    assert r.returncode == 2 and "image not found" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "image not found" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("classify", str(tmp_path), cwd=tmp_path)               # a folder is not "not found"
-    assert r.returncode == 2 and r.stderr.strip().startswith(f"tlreport: {tmp_path} is a folder; give image files")
+    assert r.returncode == 1 and r.stderr.strip().startswith(f"tlreport: {tmp_path} is a folder; give image files")
     r = run_cli("classify", "x.jpg", "--backbone", "vgg", cwd=tmp_path)
-    assert r.returncode == 2 and "unknown backbone 'vgg'" in r.stderr
+    assert r.returncode == 1 and "unknown backbone 'vgg'" in r.stderr
 
 
 def test_backbones_lists_weight_sources(tmp_path):
@@ -293,5 +293,5 @@ def test_a_dataset_too_small_for_the_train_fractions_is_one_line(tmp_path):
 
 def test_an_empty_dataset_option_is_refused_not_ignored(tmp_path):
     r = run_cli("build", "--dataset", "", cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.strip() == ("tlreport: --dataset needs a folder of class folders, "
+    assert r.returncode == 1 and r.stderr.strip() == ("tlreport: --dataset needs a folder of class folders, "
                                                        "'demo' or 'artifact:NAME'")

@@ -163,7 +163,7 @@ def test_unwritable_site_dir_is_one_line_before_any_work(reference, tmp_path):
     entries = sorted((p / ".tlreport" / "stages").glob("*/*"))
     (p / "tlreport.toml").write_text(CONFIG.replace("epochs = 8", "epochs = 9"))
     r = _build_with_folder_locked(p, p / "site" / "_posts")
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().startswith(f"tlreport: site_dir {p / 'site' / '_posts'} is not writable"), r.stderr
     assert sorted((p / ".tlreport" / "stages").glob("*/*")) == entries   # stopped before training, not after
     assert post.read_text() == before
@@ -176,7 +176,7 @@ def test_an_unwritable_stage_folder_is_one_line(reference, tmp_path):
     shutil.rmtree(figures)
     figures.mkdir()
     r = _build_with_folder_locked(p, figures)
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip() == f"tlreport: cannot write {figures}: Permission denied", r.stderr
 
 
@@ -191,7 +191,7 @@ def test_a_full_disk_while_rendering_or_publishing_keeps_the_post_whole(referenc
     before = post.read_text()
     (p / "tlreport.toml").write_text(CONFIG.replace('title = "Reliability"', 'title = "Changed"'))
     r = run_cli("build", cwd=p, env={"TLREPORT_FAULT": f"enospc:{point}"})
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     where = p / ".tlreport" / "stages" / "render" if point.startswith("render") else p / "site" / "images"
     assert r.stderr.strip().startswith(f"tlreport: disk full while writing {where}"), r.stderr
     assert post.read_text() == before
@@ -206,7 +206,7 @@ def test_site_dir_that_cannot_be_created_is_one_line(reference, tmp_path):
     (p / "blocker").write_text("a file where a folder should be")
     (p / "tlreport.toml").write_text('site_dir = "blocker/site"\n' + CONFIG)
     r = run_cli("build", cwd=p)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip() == f"tlreport: site_dir {p / 'blocker' / 'site'} cannot be created: {p / 'blocker'} " \
                                "is not a folder"
     assert not (p / ".tlreport" / "stages").exists()                # no stage ran
@@ -240,7 +240,7 @@ def test_empty_class_is_an_error_naming_it(reference, tmp_path):
     (p / "data" / "empty class").mkdir()
     (p / "data" / "empty class" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
     r = run_cli("build", cwd=p)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "empty class" in r.stderr
 
 
@@ -254,7 +254,7 @@ settings = [8]
 test_cap = 5""")
     (p / "tlreport.toml").write_text(cfg)
     r = run_cli("build", cwd=p)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "'red' has 8 (too few for 8)" in r.stderr and "drop_short_classes = true" in r.stderr
     assert "lower the settings to at most 7" in r.stderr
     assert not (p / ".tlreport" / "stages").exists()        # said while planning, before any stage ran

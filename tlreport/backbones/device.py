@@ -1,7 +1,7 @@
 """Which device TensorFlow runs the backbones on, in words for the build's log and the post.
 
 A CPU-only TensorFlow (the default install, ``tensorflow-cpu``) always says
-``CPU (N cores)``; a GPU-enabled one (see the README's GPU install) names the
+``CPU (N cores)``; a GPU-enabled one (see docs/getting-started.md, *On an NVIDIA GPU*) names the
 GPUs it sees.  Extraction splits each batch across every GPU of the machine
 (:func:`extraction_devices`); a CPU split into logical devices
 (``tf.config.set_logical_device_configuration``, how the tests run the

@@ -74,7 +74,7 @@ def cuda_tensorflow() -> bool:
 
 
 #: The CPU kinds (each a set of flags it must have) on which OpenVINO bf16 features kept every row of
-#: the Caltech-101 Zeiler & Fergus table, both heads, within 0.15 points of OpenVINO float32's (README,
+#: the Caltech-101 Zeiler & Fergus table, both heads, within 0.15 points of OpenVINO float32's (docs/performance.md,
 #: *Faster extraction*; ``benchmarks/features_precision.py`` runs the check).  None so far: on the Intel
 #: Xeon with AMX ``softmax_sgd``'s Lite0 and ``logreg``'s Lite2 at 30 per class fell by 0.167 and 0.163;
 #: on the AMD EPYC with AVX-512 BF16 only the earlier release's bf16 path was checked, with ``logreg``

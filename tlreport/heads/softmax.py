@@ -366,7 +366,7 @@ def _train_side_by_side(
         its gradient the data term's plus the penalty's, in one fused pass (XLA) that also refreshes the
         kernel's bf16 copy in mixed precision.  The (K, D, L*C) kernel is the largest tensor of a step and
         this pass is bound by memory: about half of a bf16 step of the grid's cross-validation on the Xeon
-        (README, *bf16 in the experiment grid*).  In float32 the grid took as long as with separate ops."""
+        (docs/performance.md, *bf16 in the experiment grid*).  In float32 the grid took as long as with separate ops."""
         grad = tf.cast(g_data, tf.float32) + (penalty_rows * penalty_cols) * kernel
         velocity[0].assign(momentum_t * velocity[0] - rate_t * grad)
         kernel.assign_add(velocity[0])

@@ -12,7 +12,7 @@ from tlreport.heads.base import Predictor
 from tlreport.heads.softmax import TrainedHead, predict_proba, train_softmax_many, train_softmax_penalties
 
 #: CPU flags under which ``precision = "auto"`` trains in bfloat16: AMX, where the grid's products ran
-#: 5x as fast and the Caltech-101 table held (README, *bf16 in the experiment grid*).  AVX-512 BF16
+#: 5x as fast and the Caltech-101 table held (docs/performance.md, *bf16 in the experiment grid*).  AVX-512 BF16
 #: without AMX was not measured, so it stays float32 there.
 AUTO_BF16_FLAGS = frozenset({"amx_bf16"})
 

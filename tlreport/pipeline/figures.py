@@ -109,7 +109,8 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
                       "perfect": int((per_class["accuracy"] == 1.0).sum()),
                       "median": float(per_class["accuracy"].median()) if len(per_class) else 0.0,
                       "worst": [{"class": r["class"], "n": int(r["n"]), "accuracy": float(r["accuracy"]),
-                                 "confused_with": r["confused_with"], "confused_count": int(r["confused_count"])}
+                                 "confused_with": r["confused_with"], "confused_count": int(r["confused_count"]),
+                                 "confused_tied": int(r["confused_tied"])}
                                 for _, r in per_class.head(n_worst).iterrows()]},
     })
 

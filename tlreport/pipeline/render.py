@@ -121,7 +121,9 @@ def _seed_post() -> dict:
 
 
 def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
+    from tlreport.backbones import get_spec
     from tlreport.report import escape
+    from tlreport.report.references import backbone_reference_keys
 
     d = ctx.outputs.get("train")
     if d is None or "figures" not in ctx.outputs:
@@ -162,6 +164,8 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         "dataset_ref": "caltech101" if "caltech" in (res["dataset"] + credit[0]).lower().replace("-", "") else None,
         "fig": fig, "pairs": pairs, "figures": fmeta, "galleries": galleries, "per_class": fmeta["per_class"],
         "label_noise": noise, "classes": res["classes"],
+        "ref_keys": list(dict.fromkeys(k for b in res.get("backbones", [res["backbone"]])
+                                       for k in backbone_reference_keys(get_spec(b)))),
         "example": {"relpath": ex["relpath"], "label": ex["label"], "src": fig["example"],
                     "top": [(n, p) for n, p in ex["top"]]},
         "escape": escape,

@@ -14,6 +14,7 @@ from matplotlib.colors import PowerNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
 
+from tlreport.report.numbers import percent
 from tlreport.report.style import (
     PHONE_DPI,
     PHONE_MIN_PT,
@@ -146,7 +147,7 @@ def confusion_figure(
             for i in range(c):
                 for j in range(c):
                     if cm[idx[i], idx[j]]:
-                        ax.text(j, i, f"{r[i, j] * 100:.0f}", ha="center", va="center", fontsize=cell_pt,
+                        ax.text(j, i, percent(r[i, j]).rstrip("%"), ha="center", va="center", fontsize=cell_pt,
                                 color="white" if r[i, j] > 0.45 else "#222222")
     return fig, ax, idx
 
@@ -196,7 +197,7 @@ def _phone_confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names:
             for i in range(c):
                 for j in range(c):
                     if cm[idx[i], idx[j]]:
-                        ax.text(j, i, f"{r[i, j] * 100:.0f}", ha="center", va="center", fontsize=PHONE_MIN_PT,
+                        ax.text(j, i, percent(r[i, j]).rstrip("%"), ha="center", va="center", fontsize=PHONE_MIN_PT,
                                 color="white" if r[i, j] > 0.45 else "#222222")
     return fig, ax, idx
 

@@ -33,8 +33,9 @@ def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequ
 
     Columns: ``class, n, correct, accuracy``, and ``confused_with`` /
     ``confused_count``, the most frequent wrong answer for the class and how
-    often it was given (ties: the first class in ``class_names``; empty and 0
-    when the class has no mistakes).
+    often it was given (empty and 0 when the class has no mistakes); when several
+    wrong answers share the top count they are all named, joined by `` / ``,
+    and ``confused_tied`` says how many (so a caption can say "1× each").
     """
     c = len(class_names)
     cm = confusion_counts(y_true, y_pred, c)
@@ -45,10 +46,12 @@ def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequ
     rows = []
     for i in np.flatnonzero(n > 0):
         wrong = int(off[i, worst[i]])
+        tied = [str(class_names[j]) for j in np.flatnonzero(off[i] == wrong)] if wrong else []
         rows.append({"class": str(class_names[i]), "n": int(n[i]), "correct": int(cm[i, i]),
-                     "accuracy": cm[i, i] / n[i],
-                     "confused_with": str(class_names[worst[i]]) if wrong else "", "confused_count": wrong})
-    df = pd.DataFrame(rows, columns=["class", "n", "correct", "accuracy", "confused_with", "confused_count"])
+                     "accuracy": cm[i, i] / n[i], "confused_with": " / ".join(tied), "confused_count": wrong,
+                     "confused_tied": len(tied)})
+    df = pd.DataFrame(rows, columns=["class", "n", "correct", "accuracy", "confused_with", "confused_count",
+                                     "confused_tied"])
     return df.sort_values(["accuracy", "class"], kind="mergesort").reset_index(drop=True)
 
 

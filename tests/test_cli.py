@@ -1,0 +1,151 @@
+"""The CLI's manners: --version, -q/-v, exit codes (0 ok, 1 error, 2 usage, 130/143 interrupted), no colour."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, write_config
+
+import tlreport
+from tlreport import cli
+from tlreport.errors import UserError
+
+RENDER_ONLY = """
+[post]
+title = "Quiet"
+slug = "quiet"
+[classify]
+enabled = false
+[train]
+enabled = false
+[experiments]
+enabled = false
+"""
+
+
+@pytest.fixture(autouse=True)
+def _keep_sigterm():
+    """main() installs a SIGTERM handler; the test process keeps its own."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
+def test_version(capsys):
+    assert _exit_code(["--version"]) == 0
+    assert capsys.readouterr().out == f"tlreport {tlreport.__version__}\n"
+
+
+@pytest.mark.parametrize("argv", [[], ["nope"], ["build", "--nope"], ["-q", "-v", "backbones"],
+                                  ["backbones", "-q", "--debug"], ["classify", "x.jpg", "--top", "0"]])
+def test_bad_usage_exits_2(argv, capsys):
+    assert _exit_code(argv) == 2
+    assert "usage: tlreport" in capsys.readouterr().err
+
+
+def test_a_user_error_is_one_line_and_exits_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert _exit_code(["build", "--config", "missing.toml"]) == 1
+    assert capsys.readouterr().err == "tlreport: config file not found: missing.toml\n"
+    write_config(tmp_path, "seed = -1\n")
+    assert _exit_code(["build", "--dry-run", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err == "tlreport: tlreport.toml: seed: must be in [0, 4294967295] (got -1)\n", err
+    with pytest.raises(UserError, match="config file not found"):             # --debug: the traceback
+        cli.main(["--debug", "build", "--config", "missing.toml"])
+
+
+def test_an_os_error_is_one_line_and_exits_1(monkeypatch, capsys):
+    def refuse(args):
+        raise PermissionError(13, "Permission denied", "/some/where")
+
+    monkeypatch.setattr(cli, "cmd_backbones", refuse)
+    assert _exit_code(["backbones"]) == 1
+    assert capsys.readouterr().err == "tlreport: /some/where: Permission denied\n"
+    with pytest.raises(PermissionError):
+        cli.main(["backbones", "--debug"])
+
+
+def test_quiet_prints_only_the_final_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path, RENDER_ONLY + "[features]\nbatch_sise = 3\n")
+    assert _exit_code(["-q", "build", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["plan: classify: off; features: off; train: off; experiments: off; figures: off; "
+                                "render: rerun; site: publish"], out
+    assert err == ("tlreport: warning: features.batch_sise: unknown key, ignored; did you mean "
+                   "'features.batch_size'?\n")
+    assert _exit_code(["build", "--quiet"]) == 0                                # after the command too
+    out, _ = capsys.readouterr()
+    assert out == f"published {tmp_path / 'site' / '_posts' / '2026-11-28-quiet.md'}\n"
+    assert _exit_code(["build", "-q"]) == 0
+    assert capsys.readouterr().out == "nothing to do: every stage is cached and site/ is current\n"
+    assert _exit_code(["build", "-q", "--dry-run"]) == 0
+    assert capsys.readouterr().out == "nothing to do: every stage is cached and site/ is current\n"
+    # a plain build says the same last line after its plan and stage lines
+    write_config(tmp_path, RENDER_ONLY.replace('"Quiet"', '"Loud"'))
+    assert _exit_code(["build"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("plan: ") and lines[-1].startswith("published ") and len(lines) >= 3, lines
+
+
+def test_verbose_adds_debug_detail_on_stderr(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path, RENDER_ONLY)
+    assert _exit_code(["build", "-v"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1].startswith("published ")                     # stdout as a plain build's
+    debug = err.splitlines()
+    assert f"debug: config: {tmp_path / 'tlreport.toml'}" in debug
+    assert f"debug: cache_dir: {tmp_path / '.tlreport'}" in debug
+    assert any(line.startswith("debug: render: ") and line.endswith(" s") for line in debug), debug
+    assert all(line.startswith("debug: ") for line in debug), debug
+
+
+def test_no_colour_is_ever_printed(tmp_path, monkeypatch, capsys):
+    """tlreport prints no ANSI colour, so NO_COLOR has nothing to turn off (FORCE_COLOR turns nothing on)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    write_config(tmp_path, RENDER_ONLY)
+    for argv in (["--help"], ["build", "--help"], ["build", "-v", "--dry-run"], ["build", "--nope"],
+                 ["build", "--config", "missing.toml"]):
+        _exit_code(argv)
+        out, err = capsys.readouterr()
+        assert "\x1b" not in out + err, argv
+
+
+def test_the_exit_codes_are_in_the_help(capsys):
+    _exit_code(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "exit codes: 0 ok, 1 an error (one line), 2 bad usage, 130 interrupted (Ctrl-C), 143 terminated" \
+           in help_text
+    assert "-q, --quiet" in help_text and "-v, --verbose" in help_text and "--version" in help_text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_an_interrupted_command_exits_130_or_143_in_one_line(sig, code, word):
+    waits = ("import sys, time\nfrom tlreport import cli\n"
+             "def wait(args):\n    print('ready', flush=True)\n    time.sleep(60)\n"
+             "cli.cmd_backbones = wait\nsys.exit(cli.main(['backbones']))\n")
+    p = subprocess.Popen([sys.executable, "-c", waits], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert p.stdout.readline() == "ready\n"
+        os.kill(p.pid, sig)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == code
+    assert err == f"tlreport: {word}; completed work is cached and will be reused\n", err
