@@ -254,3 +254,20 @@ def test_a_panda_of_the_dataset_is_shown_beside_the_seeds_quoted_panda(tmp_path)
     assert '<span class="topk-name">giant panda</span> <span class="topk-p">0.8923</span>' in md
     assert "quoted from the seed post" in md and '<a href="#ref-' in md
     assert "EfficientNet-Lite0" in md and "efficientnet_lite0" not in md
+
+
+def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
+    from tlreport.pipeline.render import _excerpt
+
+    def summary(best, decided=True):
+        claim = {"n": 30, "top": best[0], "best": best, "decided": decided, "mean": 94.31, "std": 0.55,
+                 "seed": {"label": "Inception-ResNet v2", "mean": 90.1}}
+        return {"tables": [{"name": "Caltech-101", "claims": [claim]}], "transfer": None}
+
+    assert _excerpt(summary(["A with logistic regression"]), "Desc.") == (
+        "Caltech-101, 30 training images per class: 94.3 ± 0.6% mean per-class accuracy (A with logistic "
+        "regression), against 90.1 for the seed post's best row (Inception-ResNet v2). Desc.")
+    assert "(A, B and C" not in _excerpt(summary(["A", "B", "C"]), "D.")
+    assert "(A; 2 other rows level with it)" in _excerpt(summary(["A", "B", "C"]), "D.")
+    assert "(A and B, level)" in _excerpt(summary(["A", "B"]), "D.")
+    assert _excerpt(None, "Only the description.") == "Only the description."

@@ -298,7 +298,12 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
         for t in summary["tables"]:
             if t["claims"]:
                 c = t["claims"][-1]
-                best = " and ".join(c["best"]) if c["decided"] and len(c["best"]) > 1 else c["top"]
+                if c["decided"] and len(c["best"]) == 2:
+                    best = " and ".join(c["best"]) + ", level"
+                elif c["decided"] and len(c["best"]) > 2:
+                    best = f"{c['top']}; {len(c['best']) - 1} other rows level with it"
+                else:
+                    best = c["top"]
                 text = (f"{t['name']}, {c['n']} training images per class: {c['mean']:.1f} ± {c['std']:.1f}% "
                         f"mean per-class accuracy ({best})")
                 if c["seed"]:
