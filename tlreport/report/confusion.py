@@ -137,19 +137,25 @@ def confusion_figure(
         else:
             ax.set_xticks([])
             ax.set_yticks([])
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        for spine in ax.spines.values():
-            spine.set_visible(True)
-            spine.set_color("#999999")
-        if c <= 30:
-            cell_pt = min(8.5, 0.3 * side * 0.78 * 72 / c)     # three digits fit in a cell
-            for i in range(c):
-                for j in range(c):
-                    if cm[idx[i], idx[j]]:
-                        ax.text(j, i, percent(r[i, j]).rstrip("%"), ha="center", va="center", fontsize=cell_pt,
-                                color="white" if r[i, j] > 0.45 else "#222222")
+        # three digits fit in a cell up to 30 classes
+        _frame_and_numbers(ax, cm, r, idx, min(8.5, 0.3 * side * 0.78 * 72 / c) if c <= 30 else None)
     return fig, ax, idx
+
+
+def _frame_and_numbers(ax, cm: np.ndarray, r: np.ndarray, idx: np.ndarray, cell_pt: float | None) -> None:
+    """Axis labels, a grey frame and, with ``cell_pt``, each non-empty cell's row percentage."""
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_color("#999999")
+    if cell_pt is None:
+        return
+    for i in range(len(idx)):
+        for j in range(len(idx)):
+            if cm[idx[i], idx[j]]:
+                ax.text(j, i, percent(r[i, j]).rstrip("%"), ha="center", va="center", fontsize=cell_pt,
+                        color="white" if r[i, j] > 0.45 else "#222222")
 
 
 #: the phone variant's class names: at most this many characters
@@ -188,17 +194,7 @@ def _phone_confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names:
         else:
             ax.set_xticks([])
             ax.set_yticks([])
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        for spine in ax.spines.values():
-            spine.set_visible(True)
-            spine.set_color("#999999")
-        if numbers:
-            for i in range(c):
-                for j in range(c):
-                    if cm[idx[i], idx[j]]:
-                        ax.text(j, i, percent(r[i, j]).rstrip("%"), ha="center", va="center", fontsize=PHONE_MIN_PT,
-                                color="white" if r[i, j] > 0.45 else "#222222")
+        _frame_and_numbers(ax, cm, r, idx, PHONE_MIN_PT if numbers else None)
     return fig, ax, idx
 
 
