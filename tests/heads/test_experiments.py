@@ -454,3 +454,19 @@ def test_auto_precision_trains_softmax_sgd_in_bf16_only_on_amx():
     assert auto_precision("bfloat16", {"avx2"}) == "bfloat16"                     # asked for: as asked
     assert auto_precision("float32", {"amx_bf16"}) == "float32"
     assert SoftmaxSGDHead(precision="bfloat16")._kwargs()["precision"] == "bfloat16"
+
+
+def test_the_closest_level_row_is_never_one_the_top_row_clearly_beats() -> None:
+    """A is level with the noisy C but clearly ahead of B (whose mean is second): the sentence names C."""
+    a = [0.90, 0.91, 0.92, 0.93, 0.94]
+    fits = _fits({("a", "logreg"): a, ("b", "logreg"): [v - 0.005 for v in a],
+                  ("c", "logreg"): [0.95, 0.85, 0.96, 0.86, 0.93]})
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    assert c["best"] == ["a with logistic regression", "c with logistic regression"]
+    assert c["closest"]["title"] == "c with logistic regression" and not c["closest"]["clear"]
+
+
+def test_a_setting_with_one_row_says_so_with_its_splits() -> None:
+    fits = _fits({("a", "logreg"): [0.9, 0.91, 0.92, 0.93, 0.94]})
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    assert c["only"] and c["k"] == 5 and not c["decided"]

@@ -92,3 +92,22 @@ def test_prune_never_downloads_and_keeps_entries_it_cannot_key(project: Path, tm
     assert not (tmp_path / "no-data").exists()
     assert {stage: _entries(project, stage) for stage in before} == before
     assert len(FeatureStore(project / ".tlreport" / "features").info()) == 1
+
+
+def test_cache_path_prints_the_entry_of_this_configs_stage_or_says_why_not(project: Path, capsys) -> None:
+    from tlreport.errors import UserError
+    from tlreport.pipeline.cache_commands import cache_path
+
+    cfg = load_config(write_config(project, CONFIG))
+    with pytest.raises(UserError, match="unknown stage 'trian'; stages: .*train"):
+        cache_path(cfg, "trian")
+    with pytest.raises(UserError, match="the train stage has no entry for this config yet; run tlreport build"):
+        cache_path(cfg, "train")
+    build(cfg, quiet=True)
+    assert cache_path(cfg, "train") == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert (folder / "classifier.keras").is_file() and folder.parent.name == "train"
+    # another config's entry is not this one's
+    other = load_config(write_config(project, CONFIG.replace("epochs = 4", "epochs = 5")))
+    with pytest.raises(UserError, match="no entry for this config yet"):
+        cache_path(other, "train")

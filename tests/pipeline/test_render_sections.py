@@ -158,7 +158,7 @@ def test_summary_box_states_the_answers_with_their_noise():
 
     def claim(n, best, mean, std, **kw):
         return {"n": n, "top": best[0] if best else "x", "best": best, "decided": True, "mean": mean, "std": std,
-                "k": 5, "clear_lead": None, "closest": None, "paper": None,
+                "k": 5, "clear_lead": None, "closest": None, "paper": None, "only": False, "rows": 8,
                 "seed": {"label": "Inception-ResNet v2", "mean": 87.8 if n == 15 else 90.1}, **kw}
 
     concat = "Lite0 + Lite1 + Lite2"
@@ -167,7 +167,7 @@ def test_summary_box_states_the_answers_with_their_noise():
     prov = {"timings": [("features", 600.0)], "machine": "AMD EPYC, 2 cores, Linux",
             "backbones": [{"name": "efficientnet_lite0"}]}
     c256 = {"name": "Caltech-256", "literature": "caltech256", "run": False}
-    transfer = {**_transfer_stub(102, 0.9377), "like_for_like": True}
+    transfer = {**_transfer_stub(102, 0.9377), "like_for_like": True, "seed_comparable": True}
     transfer["test"]["accuracy_ci"] = [0.9260, 0.9480]
     summary = _summary_context({"transfer": transfer, "replication": {
         "tables": [{"name": "Caltech-101", "run": True, "claims": claims}, c256], "n_splits": 5}}, prov)
@@ -184,7 +184,7 @@ def test_summary_box_states_the_answers_with_their_noise():
     # answers only: no build time, no machine
     assert "AMD EPYC" not in md and "stage time" not in md
     # a subset of the classes is not compared with the seed's 102-class number
-    sub = {**_transfer_stub(13, 0.835), "like_for_like": False}
+    sub = {**_transfer_stub(13, 0.835), "like_for_like": False, "seed_comparable": False}
     sub["test"]["accuracy_ci"] = [0.75, 0.9]
     md = _summary_md(_summary_context({"transfer": sub, "replication": None}, prov))
     assert "not comparable" in md and "points above" not in md
@@ -193,6 +193,11 @@ def test_summary_box_states_the_answers_with_their_noise():
     md = _summary_md(_summary_context({"transfer": None, "replication": {
         "tables": [{"name": "C", "run": True, "claims": one}], "n_splits": 1}}, prov))
     assert "too few splits to call any row best" in md
+    # one split has no spread: the mean alone, never "± nan"
+    nan = [claim(15, ["A"], 92.7, float("nan"), decided=False, k=1, only=True)]
+    md = _summary_md(_summary_context({"transfer": None, "replication": {
+        "tables": [{"name": "C", "run": True, "claims": nan}], "n_splits": 1}}, prov))
+    assert "**92.7%** mean per-class accuracy: A (the only row)" in md and "nan" not in md
     assert _summary_context({"transfer": None, "replication": None}, prov) is None
 
 
@@ -271,3 +276,29 @@ def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
     assert "(A; 2 other rows level with it)" in _excerpt(summary(["A", "B", "C"]), "D.")
     assert "(A and B, level)" in _excerpt(summary(["A", "B"]), "D.")
     assert _excerpt(None, "Only the description.") == "Only the description."
+
+
+def test_a_table_run_on_a_seed_dataset_without_literature_is_not_also_shown_as_not_run(tmp_path):
+    import pandas as pd
+
+    from tlreport.pipeline.render import _replication_context
+
+    cfg = validate({"experiments": {"backbones": ["efficientnet_lite0"], "heads": ["logreg"], "tables": [
+        {"dataset": "artifact:caltech101", "settings": [15], "test_cap": 5}]}})
+    ctx = BuildContext(config=cfg, store=StageStore(tmp_path / "s"))
+    exp, figs, feats = tmp_path / "exp", tmp_path / "fig", tmp_path / "feat"
+    for d in (exp, figs / "replication", feats):
+        d.mkdir(parents=True)
+    pd.DataFrame([{"dataset": "table0", "backbone": "efficientnet_lite0", "head": "logreg", "n_train": 15,
+                   "mean": 90.0, "std": float("nan"), "n_splits": 1, "accuracy": 90.0}]).to_csv(exp / "aggregate.csv")
+    pd.DataFrame([{"dataset": "table0", "backbone": "efficientnet_lite0", "head": "logreg", "n_train": 15,
+                   "split": 0, "mean_per_class_accuracy": 0.9, "chosen": "C=1"}]).to_csv(exp / "results.csv")
+    (exp / "tables.json").write_text(json.dumps({"dropped": [[]]}))
+    (figs / "replication" / "table0.png").write_bytes(b"png")
+    (feats / "features.json").write_text(json.dumps({"jobs": []}))
+    ctx.outputs.update({"experiments": exp, "figures": figs, "features": feats})
+    rep = _replication_context(ctx, "slug", tmp_path / "site")
+    assert [(t["name"], t["run"]) for t in rep["tables"]] == [("caltech101", True), ("Caltech-256", False)]
+    md = _render(replication=rep)
+    assert "EfficientNet-Lite0 with logistic regression, 90.0%, the only row with results here." in md
+    assert "± nan" not in md and " nan%" not in md

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tlreport.engine.stage import BuildContext
@@ -26,7 +27,7 @@ def _classify_sources(ctx: BuildContext):
 
             root = dataset_root(ctx, transfer_use(ctx).ref)
             path = root / ref.split(":", 1)[1]
-            if not path.is_file() or not is_within(str(path), str(root)):
+            if not path.is_file() or not is_within(os.path.realpath(path), os.path.realpath(root)):
                 raise UserError(f"{ref}: no such file in the dataset {root}")
             return ImageSource(ref=ref, path=path, name=f"{path.parent.name}/{path.stem}")
         return resolve_image(ref, base_dir=base, data_root=ctx.data_root, download=download)

@@ -140,6 +140,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         demo = {"classes": len(res["classes"]), "per_class": round(total / max(1, len(res["classes"])))}
     seed = _seed_post()["transfer"]
     credit = resources.dataset_credit(ctx, res["dataset"])
+    dataset_ref = _dataset_reference(res["dataset"] + " " + credit[0])
     pairs = [{**p, "thumb_true_url": fig[p["thumb_true"]], "thumb_pred_url": fig[p["thumb_pred"]]}
              for p in fmeta["pairs"]]
     ex = res["example"]
@@ -158,10 +159,11 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         "test": res["metrics"]["test"], "val": res["metrics"]["validation"], "seed": seed,
         "diff": res["metrics"]["test"]["accuracy"] - seed["accuracy"],
         # like for like with the seed: all of Caltech-101's classes, and the seed's 40% held out for testing
-        "like_for_like": (demo is None and len(res["classes"]) == seed["classes"]
+        "seed_comparable": demo is None and dataset_ref == "caltech101" and len(res["classes"]) == seed["classes"],
+        "like_for_like": (demo is None and dataset_ref == "caltech101" and len(res["classes"]) == seed["classes"]
                           and abs(float(res["params"]["fractions"][2]) - seed["held_out"]) < 0.005),
         "fractions": [float(f) for f in res["params"]["fractions"]],
-        "dataset_ref": "caltech101" if "caltech" in (res["dataset"] + credit[0]).lower().replace("-", "") else None,
+        "dataset_ref": dataset_ref,
         "fig": fig, "pairs": pairs, "figures": fmeta, "galleries": galleries, "per_class": fmeta["per_class"],
         "label_noise": noise, "classes": res["classes"],
         "ref_keys": list(dict.fromkeys(k for b in res.get("backbones", [res["backbone"]])
@@ -170,6 +172,20 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
                     "top": [(n, p) for n, p in ex["top"]]},
         "escape": escape,
     }
+
+
+def _dataset_reference(text: str) -> str | None:
+    """The references.toml key of a Caltech dataset named in ``text`` (its path, artifact or credit line).
+
+    >>> _dataset_reference("artifact:caltech256"), _dataset_reference("x Caltech-101: Li Fei-Fei"), _dataset_reference("flowers")
+    ('caltech256', 'caltech101', None)
+    """
+    t = text.lower().replace("-", "")
+    if "caltech256" in t or "256_objectcategories" in t:
+        return "caltech256"
+    if "caltech101" in t or "101_objectcategories" in t:
+        return "caltech101"
+    return None
 
 
 #: the seed post's two tables: the literature key, the name, the settings and the test cap of each, so that
@@ -200,7 +216,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     for i, t in enumerate(e.tables):
         ds = f"table{i}"
         lit = literature_rows(t.literature) if t.literature else []
-        name = t.name or t.dataset
+        name = t.name or resources.dataset_name(t.dataset)
         job = fjobs.get(resources.table_use(ctx, t).id, {})
         tables.append({
             "name": name, "settings": t.settings, "test_cap": t.test_cap, "literature": t.literature, "run": True,
@@ -211,9 +227,9 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
             "figure": fig[f"table{i}"], "has_literature": bool(lit),
             "dropped": [{"name": n, "images": k} for n, k in dropped[i]], "need": max(t.settings) + 1,
         })
-    ran = {t["literature"] for t in tables}
+    ran = {t["literature"] for t in tables} | {t.dataset for t in e.tables}
     for seed_table in SEED_TABLES:
-        if seed_table["literature"] in ran:
+        if {seed_table["literature"], "artifact:" + seed_table["literature"]} & ran:
             continue
         lit = literature_rows(seed_table["literature"])
         tables.append({**seed_table, "run": False, "artifact": seed_table["literature"],
@@ -271,7 +287,7 @@ def _site_repository(ctx: BuildContext) -> str:
         text = cfg.read_text(encoding="utf-8")
     except OSError:
         return ""
-    m = re.search(r"^repository:\s*[\"']?([^\"'\s#]+)", text, flags=re.M)
+    m = re.search(r"^repository:[ \t]*[\"']?([^\"'\s#]+)", text, flags=re.M)
     if not m:
         return ""
     repo = m.group(1)
@@ -304,7 +320,8 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
                     best = f"{c['top']}; {len(c['best']) - 1} other rows level with it"
                 else:
                     best = c["top"]
-                text = (f"{t['name']}, {c['n']} training images per class: {c['mean']:.1f} ± {c['std']:.1f}% "
+                noise = f" ± {c['std']:.1f}" if c["std"] == c["std"] else ""       # NaN: one split
+                text = (f"{t['name']}, {c['n']} training images per class: {c['mean']:.1f}{noise}% "
                         f"mean per-class accuracy ({best})")
                 if c["seed"]:
                     text += f", against {c['seed']['mean']:.1f} for the seed post's best row ({c['seed']['label']})"

@@ -64,6 +64,14 @@ def fmt_num(x: Any, digits: int = 0) -> str:
     return f"{float(x):,.{digits}f}"
 
 
+def fmt_mean_std(item: Any) -> str:
+    """``{"mean": 92.71, "std": 0.44}`` -> ``'92.7 ± 0.4'``; without a spread (one split: NaN) the mean alone."""
+    mean, std = float(item["mean"]), item.get("std")
+    if std is None or not math.isfinite(float(std)):
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ± {float(std):.1f}"
+
+
 def fmt_seconds(s: Any) -> str:
     s = float(s)
     if round(s, 1) < 60:                # 59.97 s is "1 min 0 s", not "60.0 s"
@@ -99,7 +107,7 @@ def get_env(user_dir: Path | None = None, *, target: str = "jekyll"):
     env.filters.update({
         "md": escape.md, "html": escape.html_text, "arg": escape.liquid_arg, "yaml": escape.yaml_str,
         "code": lambda s: escape.code(s, liquid=target == "jekyll"), "shell": _shell, "pct": fmt_pct, "prob": fmt_prob, "num": fmt_num,
-        "seconds": fmt_seconds, "backbone": backbone_title, "head": head_title,
+        "seconds": fmt_seconds, "backbone": backbone_title, "head": head_title, "ms": fmt_mean_std,
     })
     env.globals["target"] = target
     env.globals["figure_meta"] = {}     # a chart's phone variant and text sizes, by its URL (render_post)

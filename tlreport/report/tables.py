@@ -218,15 +218,18 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
             top, level, decided, leads = max(scored)[1], [max(scored)[1]], False, {}
         else:
             top, level, decided, leads = v["top"], v["level"], v["decided"], v["leads"]
+        k = v["k"] if v else len(_by_split(splits, dataset, n))
         item: dict[str, Any] = {
             "n": n, "top": row_title(*top), "best": [row_title(*k) for k in level], "decided": decided,
             "mean": table[top][n]["mean"], "std": table[top][n]["std"], "clear_lead": None, "closest": None,
-            "k": v["k"] if v else 0, "rows": len(v["means"]) if v else 1, "seed": None, "paper": None}
-        if leads:
-            runner = next(iter(leads))
+            "k": k, "rows": len(v["means"]) if v else len(scored), "only": len(scored) == 1,
+            "seed": None, "paper": None}
+        if leads and decided:
             if len(level) == 1:
+                runner = next(iter(leads))
                 item["clear_lead"] = {"over": row_title(*runner), **leads[runner]}
-            else:
+            else:                                     # the nearest row inside the noise, never a beaten one
+                runner = next(key for key, lead in leads.items() if not lead["clear"])
                 item["closest"] = {"title": row_title(*runner), **leads[runner]}
         for key, rows in (("seed", [r for r in literature if r.get("kind") == "seed post"]),
                           ("paper", [r for r in literature if r.get("kind") != "seed post"])):
