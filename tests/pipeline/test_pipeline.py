@@ -76,6 +76,8 @@ def test_post_has_every_section_and_numbers_from_the_results(project):
     assert res["counts"] == {"train": 24, "validation": 8, "test": 8}
     acc = res["metrics"]["test"]["accuracy"]
     assert acc >= 0.75                                     # colours are separable
+    assert res["example"]["drawn_from_right"] is True      # the example was drawn from the right answers
+    assert "drawn at random from those the new layer classifies correctly" in post
     assert f"| accuracy | {100 * acc:.2f}% (" in post             # with its 95% interval
     # every chart with its phone variant; the prediction grids are HTML over one small JPEG per image
     for fig in ("loss.png", "accuracy.png", "confusion.png", "per_class.png", "bottleneck.png", "loss.phone.png",

@@ -169,6 +169,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         "ref_keys": list(dict.fromkeys(k for b in res.get("backbones", [res["backbone"]])
                                        for k in backbone_reference_keys(get_spec(b)))),
         "example": {"relpath": ex["relpath"], "label": ex["label"], "src": fig["example"],
+                    "drawn_from_right": ex.get("drawn_from_right", ex["top"][0][0] == ex["label"]),
                     "top": [(n, p) for n, p in ex["top"]]},
         "escape": escape,
     }

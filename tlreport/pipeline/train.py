@@ -86,8 +86,9 @@ def train_run(ctx: BuildContext, out: Path) -> None:
         "per_class": {"train": np.bincount(y[parts == 0], minlength=C).tolist()},
         "metrics": metrics, "best_epoch": head.best_epoch, "epochs_run": int(len(head.history)),
         "train_seconds": round(head.seconds, 2), "params": t, "features_dim": int(x.shape[1]),
+        # drawn from the right answers when there are any (the exported model's own top-5 may differ a hair)
         "example": {"index": ex, "relpath": m.entries[ex].relpath, "label": m.entries[ex].label,
-                    "top": [[n, round(p, 6)] for n, p in top]},
+                    "drawn_from_right": bool(len(right)), "top": [[n, round(p, 6)] for n, p in top]},
         "manifest_summary": m.summary(), "skipped": len(m.skipped),
         "skipped_files": [[display_name(sk.label), display_name(sk.relpath), sk.reason] for sk in m.skipped]})
     ctx.count("train.fits")
