@@ -89,7 +89,7 @@ def test_post_has_every_section_and_numbers_from_the_results(project):
     assert "softmax_sgd" in agg and "logreg" in agg
     assert "## Replicating the Caltech experiment" in post
     # 4 classes are not the seed's 102: its accuracy is stated beside this build's, not subtracted from it
-    assert "this build has 4 classes, so the two are not comparable" in post
+    assert "this build's dataset is another one, so the two are not comparable" in post
     assert "points below the seed" not in post and "points above the seed" not in post
     assert "replication/table0.png" in post
     # tiny_random has random weights: the summary does not call it pretrained
