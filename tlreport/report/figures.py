@@ -302,8 +302,8 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
 
     ours = _ours(agg, dataset)
     refs = reference_rows(literature or [])
-    backbones = list(dict.fromkeys(label.rsplit(" + ", 1)[0] for label, _ in ours))
-    heads = list(dict.fromkeys(label.rsplit(" + ", 1)[1] for label, _ in ours))
+    backbones = list(dict.fromkeys(backbone for (backbone, _), _ in ours))
+    heads = list(dict.fromkeys(head for (_, head), _ in ours))
     ticks = sorted({n for _, res in ours for n in res} | {n for r in refs for n in r["results"]})
     # sideways spread: a fraction of the smallest gap between settings, over all drawn rows
     gap = min((b - a for a, b in zip(ticks, ticks[1:], strict=False)), default=1)
@@ -311,8 +311,7 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
     dodge = [(i - (n_rows - 1) / 2) * min(0.3, 0.15 * gap / max(1, n_rows - 1)) for i in range(n_rows)]
     fig = new_figure(PHONE_WIDTH, 3.2 + 0.2 * n_rows) if phone else new_figure(height=5.4)
     ax = fig.add_subplot()
-    for k, (label, res) in enumerate(ours):
-        backbone, head = label.rsplit(" + ", 1)
+    for k, ((backbone, head), res) in enumerate(ours):
         b, h = backbones.index(backbone), heads.index(head)
         ns = sorted(res)
         ax.errorbar([n + dodge[k] for n in ns], [res[n]["mean"] for n in ns],

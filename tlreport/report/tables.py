@@ -67,14 +67,14 @@ def format_cell(mean: float | None, std: float | None, *, exact: bool = False) -
     return text
 
 
-def _ours(agg: pd.DataFrame, dataset: str | None) -> list[tuple[str, dict[int, dict[str, float]]]]:
-    """``[(label, {n_train: {mean, std}})]`` for every backbone/head in ``agg``."""
+def _ours(agg: pd.DataFrame, dataset: str | None) -> list[tuple[tuple[str, str], dict[int, dict[str, float]]]]:
+    """``[((backbone, head), {n_train: {mean, std}})]`` for every backbone/head in ``agg``."""
     if dataset is not None and "dataset" in agg:
         agg = agg[agg["dataset"] == dataset]
     out = []
     for (backbone, head), g in agg.groupby(["backbone", "head"], sort=False):
         res = {int(r.n_train): {"mean": float(r.mean), "std": float(r.std)} for r in g.itertuples()}
-        out.append((f"{backbone} + {head}", res))
+        out.append(((backbone, head), res))
     return out
 
 
@@ -163,9 +163,8 @@ def results_table(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[
 
     verdicts = {n: verdict(splits, dataset, n) for n in settings}
     ours = []
-    for label, res in _ours(agg, dataset):
-        backbone, head = label.split(" + ", 1)
-        key = (backbone, head)
+    for key, res in _ours(agg, dataset):
+        backbone, head = key
         cells, bold = [], []
         for n in settings:
             r = res.get(n)
@@ -207,7 +206,7 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
     """
     from tlreport.report.names import row_title
 
-    table = {tuple(label.split(" + ", 1)): res for label, res in _ours(agg, dataset)}
+    table = dict(_ours(agg, dataset))
     out = []
     for n in settings:
         v = verdict(splits, dataset, n)
