@@ -1,190 +1,216 @@
-"""How long the Zeiler & Fergus grid takes on cached features, and what the fast paths buy.
+"""The Zeiler & Fergus grid under two ways of choosing the heads' penalties, on the same features.
 
-Run by hand::
+* ``cv3`` (the grid's selection before the hold-out): 3-fold cross-validation
+  inside each training split -- ``logreg`` walks C with warm starts on every
+  fold, ``softmax_sgd`` trains every candidate with SGD on every fold;
+* ``holdout`` (what the heads do now, :mod:`tlreport.heads.penalty`): one
+  held-out third, L-BFGS warm starts along the grid (``softmax_sgd`` on its
+  exact twin), then one fit per configuration.
 
-    .venv/bin/python benchmarks/grid.py                 # synthetic Caltech-101-shaped features
-    .venv/bin/python benchmarks/grid.py --features f.npz  # real cached features
+Printed: seconds per head and feature set and in total for each, then every
+row's mean under both and the paired per-split differences (holdout - cv3).
 
-``f.npz`` holds ``features`` (N, D) float, ``labels`` (N,) int and optionally
-``class_names``.  Synthetic features mimic Caltech-101 with a 1280-d backbone:
-9,145 images, 102 classes sized like Caltech's (31..800 images), class means on
-a low-rank subspace, non-negative like pooled post-activation features.
+    python benchmarks/grid.py --config configs/caltech101-offline.toml --dataset PATH   # a built config's features
+    python benchmarks/grid.py --features f.npz        # features (N, D), labels, [class_names]
+    python benchmarks/grid.py                         # small synthetic features (a smoke run)
 
-Printed, in one run:
-
-1. logistic regression, one fold: a naive ``LogisticRegressionCV`` (same C grid,
-   3 folds, float64, no early exit) vs :class:`tlreport.heads.logreg.LogRegHead`;
-2. the softmax head, one fold: a plain Keras ``model.fit`` vs
-   :func:`tlreport.heads.softmax.train_softmax` (same epochs, batch, optimiser);
-3. the whole grid for one backbone and both heads (2 settings x 5 splits x 2
-   heads = 20 fits), against the 2-minute target.
+``--feature-sets 0,3`` keeps some of a config's feature sets; ``--only holdout``
+skips the baseline (the Caltech-101 cv3 grid takes about 20 minutes on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tlreport.datasets.protocol import protocol_splits
-from tlreport.heads.grid import aggregate, run_grid
+from tlreport.heads.base import Predictor, _full_proba
+from tlreport.heads.grid import run_grid
 from tlreport.heads.logreg import LogRegHead
-from tlreport.heads.metrics import mean_per_class_accuracy
+from tlreport.heads.softmax import predict_proba, train_softmax_penalties
 from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 
-# Images per class in Caltech-101's 101_ObjectCategories (BACKGROUND_Google included), sorted.
-CALTECH101_SIZES = [
-    31, 32, 33, 34, 34, 34, 34, 35, 35, 35, 37, 38, 39, 39, 39, 40, 40, 41, 42, 42, 42, 43, 43, 43, 45,
-    45, 45, 46, 47, 47, 47, 47, 49, 49, 50, 50, 51, 51, 52, 53, 53, 54, 54, 55, 55, 56, 57, 57, 57, 59,
-    59, 59, 59, 60, 61, 62, 63, 64, 64, 64, 64, 64, 65, 66, 67, 67, 67, 68, 69, 70, 73, 75, 75, 76, 78,
-    80, 81, 82, 84, 85, 85, 85, 86, 86, 86, 87, 88, 91, 98, 99, 100, 107, 114, 123, 128, 200, 239, 435,
-    435, 468, 798, 800,
-]
+
+@dataclass(frozen=True)
+class CV3LogRegHead(LogRegHead):
+    """``logreg`` with its C cross-validated on 3 folds (warm starts along the grid on each fold, stopping
+    after ``patience`` worse values), the final fit warm-started from the folds' mean solution."""
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+        from sklearn.preprocessing import StandardScaler
+
+        X = np.asarray(X, dtype=self.dtype)
+        grid = sorted(self.C_grid)
+        folds = list(StratifiedKFold(3, shuffle=True, random_state=int(seed) % (2**32)).split(X, y))
+        parts = []
+        for tr, va in folds:
+            sc = StandardScaler().fit(X[tr])
+            parts.append((sc.transform(X[tr]).astype(self.dtype), y[tr], sc.transform(X[va]).astype(self.dtype), y[va]))
+        models = [LogisticRegression(C=grid[0], tol=self.tol_select, max_iter=self.max_iter, warm_start=True)
+                  for _ in folds]
+        best_key, best_C, best_sol, worse = None, grid[0], None, 0
+        k = int(y.max()) + 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for C in grid:
+                accs, losses, sols = [], [], []
+                for model, (Xa, ya, Xv, yv) in zip(models, parts, strict=True):
+                    model.set_params(C=C).fit(Xa, ya)
+                    p = _full_proba(model.predict_proba(Xv), model.classes_, k)
+                    accs.append(np.mean(p.argmax(1) == yv))
+                    losses.append(-np.mean(np.log(np.clip(p[np.arange(yv.size), yv], 1e-12, None))))
+                    sols.append((model.coef_.copy(), model.intercept_.copy()))
+                key = (float(np.mean(accs)), -float(np.mean(losses)), -C)
+                if best_key is None or key > best_key:
+                    best_key, best_C, best_sol, worse = key, C, sols, 0
+                else:
+                    worse += 1
+                    if worse >= self.patience:
+                        break
+            sc = StandardScaler().fit(X)
+            model = LogisticRegression(C=best_C, tol=self.tol, max_iter=self.max_iter, warm_start=True)
+            model.coef_ = np.mean([s[0] for s in best_sol], axis=0)
+            model.intercept_ = np.mean([s[1] for s in best_sol], axis=0)
+            model.fit(sc.transform(X).astype(self.dtype), y)
+
+        def predict(Xq: np.ndarray) -> np.ndarray:
+            return _full_proba(model.predict_proba(sc.transform(Xq).astype(self.dtype)), model.classes_, num_classes)
+
+        predict.chosen = {"C": best_C}  # type: ignore[attr-defined]
+        return predict
 
 
-def synthetic_caltech101(dim: int = 1280, *, noise: float = 2.5, nuisance: float = 3.0, rank: int = 64,
-                         seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Caltech-101-shaped features: (9145, dim) float32, labels, 102 class names.
+@dataclass(frozen=True)
+class CV3SoftmaxSGDHead(SoftmaxSGDHead):
+    """``softmax_sgd`` with its l2 cross-validated on 3 folds: every candidate trained by SGD on every fold
+    (the folds of one shape side by side, a fold's candidates in one kernel), then the final SGD fit."""
 
-    Class means live on a ``rank``-dim subspace; on top of isotropic ``noise``
-    every image gets a strong shared ``nuisance`` component (pose, background)
-    on another low-rank subspace, so the noise is correlated as in real CNN
-    features and a discriminative head beats nearest-centroid.  Rectified, as
-    pooled post-activation features are.
-    """
+    def fit_many(self, Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], *, num_classes: int,
+                 seeds: Sequence[int]) -> list[Predictor]:
+        from sklearn.model_selection import StratifiedKFold
+
+        Xs = [np.asarray(X, np.float32) for X in Xs]
+        grid = sorted(self.l2_grid, reverse=True)
+        jobs = [(k, tr, va) for k, (X, y) in enumerate(zip(Xs, ys, strict=True))
+                for tr, va in StratifiedKFold(3, shuffle=True, random_state=int(seeds[k]) % (2**32)).split(X, y)]
+        acc = np.zeros((len(Xs), len(grid)))
+        loss = np.zeros((len(Xs), len(grid)))
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, (_, tr, va) in enumerate(jobs):
+            by_shape.setdefault((tr.size, va.size), []).append(i)
+        empty = np.zeros((0, Xs[0].shape[1]), np.float32), np.zeros(0, np.int32)
+        for members in by_shape.values():
+            heads = train_softmax_penalties([(Xs[jobs[i][0]][jobs[i][1]], ys[jobs[i][0]][jobs[i][1]], *empty)
+                                             for i in members], seeds=[int(seeds[jobs[i][0]]) for i in members],
+                                            num_classes=num_classes, l2s=grid, **self._kwargs())
+            for i, per_penalty in zip(members, heads, strict=True):
+                k, _, va = jobs[i]
+                for j, head in enumerate(per_penalty):
+                    p = predict_proba(head, Xs[k][va])
+                    acc[k, j] += np.mean(p.argmax(1) == ys[k][va])
+                    loss[k, j] -= np.mean(np.log(np.clip(p[np.arange(va.size), ys[k][va]], 1e-12, None)))
+        l2s = [grid[max(range(len(grid)), key=lambda j, k=k: (round(acc[k, j], 9), -loss[k, j]))]
+               for k in range(len(Xs))]
+        return self.train(Xs, ys, l2s, num_classes=num_classes, seeds=seeds)
+
+
+SELECTIONS = {"cv3": [CV3SoftmaxSGDHead(), CV3LogRegHead()], "holdout": [SoftmaxSGDHead(), LogRegHead()]}
+
+
+def config_features(config: str, dataset: str | None) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], dict]:
+    """The first results table's feature sets, labels and classes, read from a built config's cache."""
+    from tlreport.config import load_config
+    from tlreport.engine.stage import BuildContext
+    from tlreport.engine.store import StageStore
+    from tlreport.pipeline import resources
+
+    cfg = load_config(config)
+    ctx = BuildContext(config=cfg, store=StageStore(cfg.cache_dir / "stages"), quiet=True, read_only=True,
+                       dataset_override=dataset)
+    table = cfg.experiments.tables[0]
+    use = resources.table_use(ctx, table)
+    m = resources.manifest(ctx, use)
+    feats = {b: resources.table_features(ctx, use, b) for b in cfg.experiments.backbones}
+    grid = dict(settings=list(table.settings), test_cap=table.test_cap, n_splits=cfg.experiments.n_splits,
+                seed=cfg.seed, keys=[e.sha256 for e in m.entries])
+    return feats, m.labels(), list(m.classes), grid
+
+
+def synthetic(seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], dict]:
     rng = np.random.default_rng(seed)
-    sizes = np.array(CALTECH101_SIZES)
-    rng.shuffle(sizes)
-    labels = np.repeat(np.arange(sizes.size), sizes)
-    basis = rng.normal(size=(rank, dim)).astype(np.float32) / np.sqrt(rank)
-    means = rng.normal(size=(sizes.size, rank)).astype(np.float32) @ basis
-    nuis = rng.normal(size=(32, dim)).astype(np.float32) / np.sqrt(32)
-    X = means[labels] + nuisance * rng.normal(size=(labels.size, 32)).astype(np.float32) @ nuis
-    X += noise * rng.normal(size=(labels.size, dim)).astype(np.float32)
-    X = np.maximum(X + 0.5, 0.0, out=X)
-    return X, labels, [f"class_{i:03d}" for i in range(sizes.size)]
+    labels = np.repeat(np.arange(12), 40)
+    means = rng.normal(size=(12, 64)).astype(np.float32)
+    X = np.maximum(means[labels] + 1.5 * rng.normal(size=(labels.size, 64)).astype(np.float32), 0.0)
+    return ({"synthetic": X}, labels, [f"c{i}" for i in range(12)],
+            dict(settings=[5, 10], test_cap=15, n_splits=3, seed=seed, keys=None))
 
 
-class Timer:
-    """Wall and process-CPU seconds of a block (CPU time is less sensitive to other load)."""
-
-    def __enter__(self) -> Timer:
-        self.w0, self.c0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.w0
-        self.cpu = time.process_time() - self.c0
-
-    def __str__(self) -> str:
-        return f"{self.wall:6.1f} s wall/{self.cpu:6.1f} s cpu"
-
-
-def load_features(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    with np.load(path, allow_pickle=False) as z:
-        X = np.asarray(z["features"], dtype=np.float32)
-        y = np.asarray(z["labels"]).astype(np.int64)
-        names = [str(n) for n in z["class_names"]] if "class_names" in z else [
-            f"class_{i}" for i in range(int(y.max()) + 1)]
-    return X, y, names
+def compare(feats: dict[str, np.ndarray], labels: np.ndarray, classes: list[str], grid: dict,
+            selections: Sequence[str]) -> dict[str, pd.DataFrame]:
+    results = {}
+    for name in selections:
+        t0 = time.perf_counter()
+        df = run_grid(feats, labels, classes, heads=SELECTIONS[name], **grid)
+        wall = time.perf_counter() - t0
+        print(f"\n{name}: {len(df)} fits in {wall:.1f} s wall")
+        secs = df.groupby(["head", "backbone"], sort=False)["seconds"].sum()
+        for (head, backbone), s in secs.items():
+            print(f"  {head:<12} {backbone:<60} {s:7.1f} s")
+        for head, s in df.groupby("head", sort=False)["seconds"].sum().items():
+            print(f"  {head:<12} {'(all feature sets)':<60} {s:7.1f} s")
+        results[name] = df
+    return results
 
 
-def bench_logreg(X: np.ndarray, y: np.ndarray, names: list[str], n_train: int, seed: int) -> None:
-    tr, te = protocol_splits(y, names, n_train=n_train, test_cap=50, n_splits=1, seed=seed)[0]
-    head = LogRegHead()
-    with Timer() as t_naive:
-        pred_naive, C_naive = _naive_logreg(X, y, tr, te, head, seed)
-    with Timer() as t_fast:
-        predict = head.fit(X[tr], y[tr], num_classes=len(names), seed=seed)
-        pred_fast = predict(X[te]).argmax(1)
-    acc_n = mean_per_class_accuracy(y[te], pred_naive, len(names)) * 100
-    acc_f = mean_per_class_accuracy(y[te], pred_fast, len(names)) * 100
-    print(f"logreg {n_train:>2}/class: LogisticRegressionCV {t_naive} (C={C_naive:g}, {acc_n:.1f}%)"
-          f" | LogRegHead {t_fast} (C={predict.C:g}, {acc_f:.1f}%)"
-          f" | speed-up x{t_naive.wall / t_fast.wall:.1f} wall, x{t_naive.cpu / t_fast.cpu:.1f} cpu")
-
-
-def _naive_logreg(X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray,
-                  head: LogRegHead, seed: int) -> tuple[np.ndarray, float]:
-    """The textbook way: LogisticRegressionCV over the whole grid, float64."""
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(X[tr])
-    cv = StratifiedKFold(3, shuffle=True, random_state=seed)
-    naive = LogisticRegressionCV(Cs=list(head.C_grid), cv=cv, solver="lbfgs", max_iter=head.max_iter,
-                                 tol=head.tol)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        naive.fit(scaler.transform(X[tr]).astype(np.float64), y[tr])
-    pred = naive.predict(scaler.transform(X[te]).astype(np.float64))
-    return pred, float(np.atleast_1d(naive.C_)[0])
-
-
-def bench_softmax(X: np.ndarray, y: np.ndarray, names: list[str], n_train: int, epochs: int, seed: int
-                  ) -> None:
-    import keras
-
-    tr, te = protocol_splits(y, names, n_train=n_train, test_cap=50, n_splits=1, seed=seed)[0]
-    mean, std = X[tr].mean(0), X[tr].std(0) + 1e-6
-    Xs, Xt = (X[tr] - mean) / std, (X[te] - mean) / std
-    k = len(names)
-    with Timer() as t_keras:
-        keras.utils.set_random_seed(seed)
-        model = keras.Sequential([keras.Input((X.shape[1],)),
-                                  keras.layers.Dense(k, activation="softmax",
-                                                     kernel_regularizer=keras.regularizers.L2(1e-4))])
-        steps = int(np.ceil(len(tr) / 64)) * epochs
-        model.compile(optimizer=keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(0.01, steps),
-                                                     momentum=0.9),
-                      loss="sparse_categorical_crossentropy")
-        model.fit(Xs, y[tr], batch_size=64, epochs=epochs, verbose=0, shuffle=True)
-        pred_keras = model.predict(Xt, verbose=0).argmax(1)
-    with Timer() as t_fast:
-        predict = SoftmaxSGDHead(epochs=epochs).fit(X[tr], y[tr], num_classes=k, seed=seed)
-        pred_fast = predict(X[te]).argmax(1)
-    acc_k = mean_per_class_accuracy(y[te], pred_keras, k) * 100
-    acc_f = mean_per_class_accuracy(y[te], pred_fast, k) * 100
-    print(f"softmax {n_train:>2}/class, {epochs} epochs: keras model.fit {t_keras} ({acc_k:.1f}%)"
-          f" | train_softmax {t_fast} ({acc_f:.1f}%)"
-          f" | speed-up x{t_keras.wall / t_fast.wall:.1f} wall, x{t_keras.cpu / t_fast.cpu:.1f} cpu")
-
-
-def bench_grid(X: np.ndarray, y: np.ndarray, names: list[str], seed: int, target_s: float) -> None:
-    with Timer() as t:
-        df = run_grid({"backbone": X}, y, names, settings=[15, 30], test_cap=50, n_splits=5,
-                                  seed=seed, heads=["softmax_sgd", "logreg"], dataset="caltech101")
-    agg = aggregate(df)
-    for r in agg.itertuples():
-        print(f"  {r.head:<12} {r.n_train:>2}/class  {r.mean:5.1f} ± {r.std:.1f}  ({r.seconds:.1f} s/fit)")
-    verdict = "within" if t.wall <= target_s else "OVER"
-    print(f"grid: {len(df)} fits in {t} ({verdict} the {target_s:.0f} s wall target; "
-          f"on 2 idle cores wall is at most the cpu time)")
+def paired(results: dict[str, pd.DataFrame]) -> None:
+    keys = ["backbone", "head", "n_train", "split"]
+    both = results["holdout"].merge(results["cv3"], on=keys, suffixes=("", "_cv3"))
+    both["diff"] = (both["mean_per_class_accuracy"] - both["mean_per_class_accuracy_cv3"]) * 100
+    print("\nrow (mean per-class accuracy, %)                          cv3   holdout  diff (per split: mean, min..max)")
+    rows = []
+    for (backbone, head, n), g in both.groupby(["backbone", "head", "n_train"], sort=False):
+        old, new = g["mean_per_class_accuracy_cv3"].mean() * 100, g["mean_per_class_accuracy"].mean() * 100
+        rows.append(new - old)
+        print(f"  {backbone[:34]:<34} {head:<12} {n:>3}  {old:7.2f}  {new:7.2f}  {new - old:+6.2f}"
+              f"  ({g['diff'].min():+.2f}..{g['diff'].max():+.2f})")
+    print(f"largest row change {max(rows, key=abs):+.2f}; mean change {np.mean(rows):+.3f} over {len(rows)} rows")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--features", type=Path, help="npz with features, labels[, class_names]")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=30, help="epochs for the Keras-vs-trainer comparison")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["logreg", "softmax", "grid"])
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--config", help="a config whose features the cache holds (run tlreport build first)")
+    src.add_argument("--features", help="npz with features (N, D), labels (N,) and optionally class_names")
+    ap.add_argument("--dataset", help="with --config: the dataset folder, as for tlreport build --dataset")
+    ap.add_argument("--feature-sets", help="comma-separated indices of the config's feature sets to keep")
+    ap.add_argument("--only", choices=sorted(SELECTIONS), help="run one selection only")
     args = ap.parse_args(argv)
-    X, y, names = load_features(args.features) if args.features else synthetic_caltech101(seed=args.seed)
-    print(f"features {X.shape}, {len(names)} classes, sizes {np.bincount(y).min()}..{np.bincount(y).max()}")
-    if "logreg" not in args.skip:
-        for n in (15, 30):
-            bench_logreg(X, y, names, n, args.seed)
-    if "softmax" not in args.skip:
-        bench_softmax(X, y, names, 30, args.epochs, args.seed)
-    if "grid" not in args.skip:
-        bench_grid(X, y, names, args.seed, target_s=120.0)
+    if args.config:
+        feats, labels, classes, grid = config_features(args.config, args.dataset)
+    elif args.features:
+        with np.load(args.features) as z:
+            labels = np.asarray(z["labels"])
+            classes = [str(c) for c in z["class_names"]] if "class_names" in z else [
+                f"c{i}" for i in range(int(labels.max()) + 1)]
+            feats = {"features": np.asarray(z["features"], np.float32)}
+        grid = dict(settings=[15, 30], test_cap=50, n_splits=5, seed=0, keys=None)
+    else:
+        feats, labels, classes, grid = synthetic()
+    if args.feature_sets:
+        keep = [int(i) for i in args.feature_sets.split(",")]
+        feats = {b: f for i, (b, f) in enumerate(feats.items()) if i in keep}
+    print(f"{len(labels)} images, {len(classes)} classes; feature sets: "
+          + ", ".join(f"{b} ({f.shape[1]}-d)" for b, f in feats.items()))
+    results = compare(feats, labels, classes, grid, [args.only] if args.only else ["cv3", "holdout"])
+    if len(results) == 2:
+        paired(results)
     return 0
 
 

@@ -16,6 +16,7 @@ from tlreport.heads.base import Predictor
 from tlreport.heads.grid import COLUMNS, aggregate, run_grid
 from tlreport.heads.logreg import LogRegHead
 from tlreport.heads.metrics import mean_per_class_accuracy
+from tlreport.heads.penalty import choose, holdout_split, row_space, scale, scaler, sgd_l2_as_C
 from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 from tlreport.report.figures import plot_accuracy_vs_ntrain
 from tlreport.report.tables import (
@@ -166,53 +167,107 @@ def test_both_heads_learn_a_separable_problem_deterministically() -> None:
     pd.testing.assert_frame_equal(df.drop(columns="seconds"), again.drop(columns="seconds"))
 
 
+def test_the_hold_out_is_a_stratified_third_of_the_training_images() -> None:
+    y = np.repeat(np.arange(4), [6, 9, 12, 30])
+    fit, held = holdout_split(y, seed=3)
+    assert np.intersect1d(fit, held).size == 0 and np.union1d(fit, held).size == y.size
+    assert np.bincount(y[held]).tolist() == [2, 3, 4, 10]          # a third of every class
+    assert holdout_split(y, seed=3)[1].tolist() == held.tolist()   # seeded
+    assert holdout_split(y, seed=4)[1].tolist() != held.tolist()
+    two = np.array([0, 0, 1, 1, 1, 1])
+    assert np.bincount(two[holdout_split(two, seed=0)[1]]).tolist() == [1, 2]   # a class of 2: halves
+    assert holdout_split(np.array([0, 0, 1]), seed=0) is None                 # a class of 1: nothing held
+
+
 def test_logreg_chooses_C_on_the_training_split_only() -> None:
     X, y, _ = blobs([12] * 5, dim=6, spread=2.0)
-    head = LogRegHead(C_grid=(1e-4, 1e-2, 1.0), patience=5)
-    Xs = (X - X.mean(0)) / X.std(0)
-    C, scores, sols = head.select_C(Xs, y, seed=0)
-    assert C in head.C_grid and set(scores) == set(head.C_grid)
-    assert scores[C] == max(scores.values())
-    assert sols is not None and len(sols) == 3 and sols[0][0].shape == (5, 6)
-    threaded = LogRegHead(C_grid=head.C_grid, patience=5, n_jobs=2).select_C(Xs, y, seed=0)
-    assert threaded[:2] == (C, scores)
+    grid = [1e-4, 1e-2, 1.0]
+    choice = choose(X, y, grid, seed=0, patience=5)
+    assert set(choice.scores) == {0, 1, 2} and choice.scores[choice.index] == max(choice.scores.values())
+    assert choice.solution[0].shape == (5, 6)
+    assert choice.index > 0                                  # 1e-4 is far too strong for separable blobs
+    predict = LogRegHead(C_grid=tuple(grid), patience=5).fit(X, y, num_classes=5, seed=0)
+    assert predict.chosen == {"C": grid[choice.index]}
 
 
-def test_logreg_standardises_each_cv_split_by_its_own_training_part(monkeypatch) -> None:
-    """No validation fold's images shape the scaling it is scored under: every scaler the fit makes sees
-    a CV split's training part (2/3 of the images) or, for the final fit, the whole training split."""
-    import sklearn.preprocessing
+def test_every_scaler_is_fitted_on_the_images_it_trains_on(monkeypatch) -> None:
+    """No held-out image shapes the scaling it is scored under: the hold-out's scaler sees its fit part
+    (2/3 of the images), the final fit's the whole training split."""
+    from tlreport.heads import logreg, penalty
 
     fitted: list[int] = []
+    original = penalty.scaler
 
-    class Recording(sklearn.preprocessing.StandardScaler):
-        def fit(self, X, y=None, sample_weight=None):
-            fitted.append(len(X))
-            return super().fit(X, y, sample_weight)
+    def recording(X):
+        fitted.append(len(X))
+        return original(X)
 
-    monkeypatch.setattr(sklearn.preprocessing, "StandardScaler", Recording)
+    monkeypatch.setattr(penalty, "scaler", recording)
+    monkeypatch.setattr(logreg, "scaler", recording)
     X, y, _ = blobs([12] * 5, dim=6, spread=2.0)
     LogRegHead(C_grid=(1e-2, 1.0)).fit(X, y, num_classes=5, seed=0)
-    assert fitted == [40, 40, 40, 60]
+    assert fitted == [40, 60]
 
 
 def test_softmax_sgd_chooses_l2_on_the_training_split_only() -> None:
-    """Its L2 comes from cross-validation inside each fold's training images: the test images cannot move it,
-    a grid of one value skips the CV, and a problem that needs a strong penalty gets one."""
+    """Its L2 is chosen inside each fold's training images: the test images cannot move it, a grid of one
+    value chooses nothing, and a problem that needs a strong penalty gets one."""
     X, y, _ = blobs([12] * 4, dim=8, spread=3.0)
     rng = np.random.default_rng(0)
     noisy = np.concatenate([X, 5.0 * rng.normal(size=(len(X), 200)).astype(np.float32)], axis=1)  # 200 noise dims
     head = SoftmaxSGDHead(epochs=20, l2_grid=(0.0, 0.1, 10.0), train_kwargs={"lr": 0.01, "standardize": False})
-    (l2_a, l2_b) = head.select_l2([noisy, noisy[::-1]], [y, y[::-1]], num_classes=4, seeds=[3, 4])
-    assert {l2_a, l2_b} <= set(head.l2_grid)
-    assert l2_a > 0.0                                        # 200 pure-noise features: the penalty pays
-    predictors = head.fit_many([noisy], [y], num_classes=4, seeds=[3])
-    assert predictors[0].l2 == l2_a                          # fit_many trains with the value CV chose
+    l2_a = head.select_l2(noisy, y, seed=3)
+    assert l2_a in head.l2_grid and l2_a > 0.0                # 200 pure-noise features: the penalty pays
+    predictors = head.fit_many([noisy, noisy[::-1]], [y, y[::-1]], num_classes=4, seeds=[3, 4])
+    assert predictors[0].l2 == l2_a                          # fit_many trains with the value chosen
     assert predictors[0].chosen == {"l2": l2_a}              # and says so, for the grid's "chosen" column
-    fixed = SoftmaxSGDHead(epochs=20, l2_grid=(0.5,))
-    assert fixed.select_l2([noisy], [y], num_classes=4, seeds=[3]) == [0.5]
-    tiny = np.array([0, 0, 1, 1])                           # 2 images per class: 2-fold CV still runs
-    assert head.select_l2([noisy[:4]], [tiny], num_classes=2, seeds=[0])[0] in head.l2_grid
+    assert predictors[1].l2 == head.select_l2(noisy[::-1], y[::-1], seed=4)
+    assert SoftmaxSGDHead(epochs=20, l2_grid=(0.5,)).select_l2(noisy, y, seed=3) == 0.5
+    tiny = np.array([0, 0, 1, 1])                           # 2 images per class: half is held out
+    assert head.select_l2(noisy[:4], tiny, seed=0) in head.l2_grid
+    assert head.select_l2(noisy[:3], np.array([0, 0, 1]), seed=0) == 0.1    # nothing to hold out: the middle
+
+
+def test_softmax_sgd_and_its_l_bfgs_twin_reach_the_same_optimum() -> None:
+    """The variance-weighted penalty on raw features is logistic regression on standardised features at
+    C = mean(v) / (2 n l2): trained to convergence (full batches, many epochs), SGD lands where L-BFGS does,
+    so scoring a penalty on the twin scores the head's own objective."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tlreport.heads.softmax import predict_proba, train_softmax
+
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(3), 30)
+    X = ((rng.normal(size=(3, 5))[y] + rng.normal(size=(90, 5))).astype(np.float32)
+         * np.array([2.0, 1.0, 0.5, 1.0, 1.5], np.float32))           # overlapping classes, features in mixed units
+    l2 = 0.02
+    empty = (np.zeros((0, 5), np.float32), np.zeros(0, np.int32))
+    sgd = train_softmax(X, y, *empty, num_classes=3, epochs=1000, batch_size=len(X), lr=0.05, l2=l2,
+                        l2_weighting="variance", standardize=False, schedule="constant", patience=None, seed=0)
+    Z = scale(X, scaler(X), np.float64)
+    twin = LogisticRegression(C=sgd_l2_as_C(X, l2), tol=1e-10, max_iter=10_000).fit(Z, y)
+    np.testing.assert_allclose(predict_proba(sgd, X), twin.predict_proba(Z), atol=1e-4)
+    other = LogisticRegression(C=10 * sgd_l2_as_C(X, l2), tol=1e-10, max_iter=10_000).fit(Z, y)
+    assert np.abs(predict_proba(sgd, X) - other.predict_proba(Z)).max() > 0.1     # another penalty, another optimum
+
+
+def test_a_wide_problem_is_fitted_in_its_row_space_to_the_same_optimum() -> None:
+    """Fewer images than features: logistic regression on X @ V (V a basis of X's row space) has the optimum
+    of the fit on X, in N columns instead of D."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 200)).astype(np.float32)
+    y = rng.integers(0, 3, 30)
+    X[:, :3] += 2.0 * np.eye(3, dtype=np.float32)[y]
+    V = row_space(X)
+    assert V.shape == (200, 30)
+    np.testing.assert_allclose(V.T @ V, np.eye(30), atol=1e-5)
+    full = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit(X.astype(np.float64), y)
+    narrow = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit((X @ V).astype(np.float64), y)
+    np.testing.assert_allclose(narrow.coef_ @ V.T, full.coef_, atol=1e-4)
+    np.testing.assert_allclose(narrow.predict_proba(X @ V), full.predict_proba(X), atol=1e-5)
+    assert row_space(X[:, :40]) is None                      # 30 rows of 40 columns: not worth it
 
 
 def test_grid_rows_and_determinism() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 class Predictor(Protocol):
     """A fitted head: class probabilities, ``(n, num_classes)``, columns in label order.
 
-    A head whose fit chooses a setting by cross-validation says what it chose as an attribute of the
+    A head whose fit chooses a setting (its penalty, on a hold-out) says what it chose as an attribute of the
     predictor, ``predict.chosen = {"C": 0.1}``; the grid records it per fit and the post counts it.
     """
 

@@ -37,23 +37,23 @@ class FinishedFits(Protocol):
 COLUMNS = ["dataset", "backbone", "head", "n_train", "split", "mean_per_class_accuracy", "accuracy",
            "n_test", "chosen", "seconds"]
 
-# per fold: test probabilities, flip-averaged test probabilities (None without flipped features),
-# seconds for fit + predict, extra seconds for predicting the mirrors, what the head's cross-validation
-# chose ("C=0.1"; "" for a head without one)
+# per fit: test probabilities, flip-averaged test probabilities (None without flipped features),
+# seconds for fit + predict, extra seconds for predicting the mirrors, what the head chose on its
+# hold-out ("C=0.1"; "" for a head that chooses nothing)
 FoldResult = tuple[np.ndarray, np.ndarray | None, float, float, str]
 
 
 @dataclass(frozen=True)
-class FoldJob:
-    """One fit of one head on one fold: everything :func:`_fit_predict` needs."""
+class Fit:
+    """One fit of the grid: a head on one feature set's training images of one split."""
 
-    head: Head
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    X_test_flip: np.ndarray | None  # features of the mirrored test images (same rows); None: no flip TTA
-    num_classes: int
-    seed: int  # the fit's own seed, derived from the grid seed, head, n_train and split
+    backbone: str
+    head: int          # index into the grid's heads
+    n_train: int
+    split: int
+    train: np.ndarray  # row indices into the features
+    test: np.ndarray
+    seed: int          # the fit's own seed, derived from the grid seed, head, n_train and split
 
 
 def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, class_names: Sequence[str],
@@ -70,13 +70,17 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
     head ``"<head>+flip"``, whose test predictions average the probabilities of
     the image and its mirror (test-time augmentation only; training is the same
     fit).  ``progress(done, total, description)`` is called after every fit.
+
+    Locally, a head with ``fit_many`` trains every fit of one training shape
+    side by side (the folds of a setting, and the backbones of one width); any
+    other head fits one at a time, in ``head.processes`` worker processes.
     With ``ray_address`` (``""``: ``$RAY_ADDRESS``, else a cluster on this
-    machine) the fits run as Ray tasks (:func:`_ray_fits`); every fit is seeded
-    on its own, so the rows are those of a local run.  With ``finished``, the
-    rows of each backbone x head are saved there when done, and a backbone x
-    head found there is not fitted again.
-    ``seconds`` is the wall time of the fit plus prediction; every other column
-    is deterministic in the inputs and ``seed``.
+    machine) every fit is its own Ray task (:func:`_ray_fits`).  Every fit is
+    seeded on its own, so the rows do not depend on where or with what it ran.
+    With ``finished``, the rows of each backbone x head are saved there when
+    done, and a backbone x head found there is not fitted again.  ``seconds``
+    is the wall time of the fit plus prediction; every other column is
+    deterministic in the inputs and ``seed``.
     """
     labels = np.asarray(labels)
     num_classes = len(class_names)
@@ -89,175 +93,193 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
                             f"expected {feats.shape}.")
     splits = {n: protocol_splits(labels, class_names, n_train=n, test_cap=test_cap, n_splits=n_splits,
                                  seed=seed, keys=keys) for n in settings}
-    total = len(features_by_backbone) * len(head_objs) * len(settings) * n_splits
-    rows: list[dict[str, Any]] = []
+    per_pair = len(settings) * n_splits
+    total = len(features_by_backbone) * len(head_objs) * per_pair
+    rows: dict[tuple[str, int], list[dict[str, Any]]] = {}          # (backbone, head) -> its rows, in order
+    results: dict[tuple[str, int], dict[tuple[int, int], FoldResult]] = {}
+    todo: list[Fit] = []
     done = 0
-    connected = False
-    if ray_address is not None:
+    for backbone in features_by_backbone:
+        for h, head in enumerate(head_objs):
+            saved = finished.load(backbone, head.name) if finished is not None else None
+            if saved is not None:                  # fitted by an interrupted run of the same stage
+                rows[backbone, h] = saved
+                for _ in range(per_pair):
+                    done += 1
+                    if progress is not None:
+                        progress(done, total, f"{backbone} {head.name} (fitted by an interrupted run)")
+                continue
+            # the same seed for every backbone; a head's seed does not depend on the other heads
+            head_key = zlib.crc32(head.name.encode())
+            results[backbone, h] = {}
+            todo += [Fit(backbone, h, n, s, tr, te,
+                         int(np.random.SeedSequence([seed, head_key, n, s]).generate_state(1)[0]))
+                     for n in settings for s, (tr, te) in enumerate(splits[n])]
+
+    def record(fit: Fit, result: FoldResult) -> None:
+        nonlocal done
+        pair = (fit.backbone, fit.head)
+        results[pair][fit.n_train, fit.split] = result
+        done += 1
+        if progress is not None:
+            progress(done, total, f"{fit.backbone} {head_objs[fit.head].name} {fit.n_train}/class "
+                                  f"split {fit.split + 1}/{n_splits}")
+        if len(results[pair]) < per_pair:
+            return
+        head = head_objs[fit.head]
+        pair_rows = []
+        for n in settings:
+            for s, (_, te) in enumerate(splits[n]):
+                proba, proba_flip, seconds, seconds_flip, chosen = results[pair][n, s]
+                base = dict(dataset=dataset, backbone=fit.backbone, n_train=n, split=s, n_test=int(te.size),
+                            chosen=chosen)
+                pair_rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
+                if proba_flip is not None:
+                    pair_rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
+                                          seconds + seconds_flip))
+        rows[pair] = pair_rows
+        del results[pair]
+        if finished is not None:
+            finished.save(fit.backbone, head.name, pair_rows)
+
+    data = _GridData(features_by_backbone, features_flip, labels, num_classes)
+    if ray_address is not None and todo:
         from tlreport.util.ray_cluster import connect
 
         connected = connect(ray_address)
-    try:
-        for backbone, feats in features_by_backbone.items():
-            done = _backbone_rows(rows, backbone, feats, features_flip, head_objs, settings, splits, labels,
-                                  num_classes, seed, dataset, n_splits, done, total, progress,
-                                  ray=ray_address is not None, finished=finished)
-    finally:
-        if connected:
-            import ray
+        try:
+            for fit, result in _ray_fits(head_objs, todo, data):
+                record(fit, result)
+        finally:
+            if connected:
+                import ray
 
-            ray.shutdown()
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def _backbone_rows(rows: list[dict[str, Any]], backbone: str, feats: np.ndarray,
-                   features_flip: dict[str, np.ndarray] | None, head_objs: list[Head], settings: Sequence[int],
-                   splits: dict[int, list[tuple[np.ndarray, np.ndarray]]], labels: np.ndarray, num_classes: int,
-                   seed: int, dataset: str, n_splits: int, done: int, total: int, progress: ProgressFn | None,
-                   *, ray: bool, finished: FinishedFits | None = None) -> int:
-    """Every head x setting x fold of one backbone, appended to ``rows``; returns the fits done so far."""
-    flip = features_flip.get(backbone) if features_flip else None
-    for head in head_objs:
-        saved = finished.load(backbone, head.name) if finished is not None else None
-        if saved is not None:                  # fitted by an interrupted run of the same stage
-            rows.extend(saved)
-            fits = len(settings) * n_splits
-            for _ in range(fits):
-                done += 1
-                if progress is not None:
-                    progress(done, total, f"{backbone} {head.name} (fitted by an interrupted run)")
-            continue
-        head_rows: list[dict[str, Any]] = []
-        # the same seed for every backbone; a head's seed does not depend on the other heads
-        head_key = zlib.crc32(head.name.encode())
-        tasks = [(n, s, tr, te, int(np.random.SeedSequence([seed, head_key, n, s]).generate_state(1)[0]))
-                 for n in settings for s, (tr, te) in enumerate(splits[n])]
-        jobs = [FoldJob(head=head, X_train=feats[tr], y_train=labels[tr], X_test=feats[te],
-                        X_test_flip=None if flip is None else flip[te], num_classes=num_classes, seed=fs)
-                for n, s, tr, te, fs in tasks]
-        if ray:
-            outs: Iterator[FoldResult] = _ray_fits(head, jobs)
-        elif hasattr(head, "fit_many"):
-            # the folds of one setting share their shapes: train them side by side
-            outs = _fit_predict_stacked(jobs)
-        elif getattr(head, "processes", 1) > 1 and len(tasks) > 1:
-            # single-threaded fits (BLAS pinned to one thread) spread over processes;
-            # each fit is seeded on its own, so the results do not depend on the schedule
-            from joblib import Parallel, delayed
-
-            outs = Parallel(n_jobs=head.processes, backend="loky", return_as="generator")(
-                delayed(_fit_predict)(job) for job in jobs)
-        else:
-            outs = (_fit_predict(job) for job in jobs)
-        for (n, s, _, te, _), (proba, proba_flip, seconds, seconds_flip, chosen) in zip(tasks, outs, strict=True):
-            base = dict(dataset=dataset, backbone=backbone, n_train=n, split=s, n_test=int(te.size), chosen=chosen)
-            head_rows.append(_row(base, head.name, labels[te], proba, num_classes, seconds))
-            if proba_flip is not None:
-                head_rows.append(_row(base, head.name + "+flip", labels[te], proba_flip, num_classes,
-                                      seconds + seconds_flip))
-            done += 1
-            if progress is not None:
-                progress(done, total, f"{backbone} {head.name} {n}/class split {s + 1}/{n_splits}")
-        rows.extend(head_rows)
-        if finished is not None:
-            finished.save(backbone, head.name, head_rows)
-    return done
+                ray.shutdown()
+    else:
+        for h, head in enumerate(head_objs):
+            fits = [f for f in todo if f.head == h]
+            for fit, result in _local_fits(head, fits, data):
+                record(fit, result)
+    ordered = [r for backbone in features_by_backbone for h in range(len(head_objs)) for r in rows[backbone, h]]
+    return pd.DataFrame(ordered, columns=COLUMNS)
 
 
-def _ray_fits(head: Head, jobs: list[FoldJob]) -> Iterator[FoldResult]:
-    """:func:`_fit_predict` of each job as Ray tasks, one CPU each, results in the jobs' order.
+@dataclass(frozen=True)
+class _GridData:
+    """What every fit reads: the features (and their mirrors) by backbone, the labels, the class count."""
 
-    A head with ``fit_many`` gets one task per group of same-shaped folds (one
-    setting), trained side by side as locally; any other head one task per fold.
+    features: dict[str, np.ndarray]
+    flip: dict[str, np.ndarray] | None
+    labels: np.ndarray
+    num_classes: int
+
+    def mirrored(self, backbone: str) -> np.ndarray | None:
+        return self.flip.get(backbone) if self.flip else None
+
+    def rows(self, fit: Fit) -> tuple:
+        """What :func:`_fit_rows` needs for ``fit``: its training rows and labels, its test rows (and their
+        mirrors), the class count and its seed."""
+        X, flip = self.features[fit.backbone], self.mirrored(fit.backbone)
+        return (X[fit.train], self.labels[fit.train], X[fit.test], None if flip is None else flip[fit.test],
+                self.num_classes, fit.seed)
+
+
+def _local_fits(head: Head, fits: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
+    """Every fit of one head on this machine, as each finishes."""
+    if not fits:
+        return
+    if hasattr(head, "fit_many"):
+        # same-shaped training sets (a setting's folds; backbones of one width) train side by side
+        groups: dict[tuple[int, int], list[Fit]] = {}
+        for fit in fits:
+            groups.setdefault((fit.train.size, data.features[fit.backbone].shape[1]), []).append(fit)
+        for (n, d), members in groups.items():
+            per = max(1, STACK_BYTES // max(1, 4 * n * d))
+            for j in range(0, len(members), per):
+                yield from _fit_together(head, members[j:j + per], data)
+    elif getattr(head, "processes", 1) > 1 and len(fits) > 1:
+        # single-threaded fits (BLAS held to one thread) spread over processes, each sent only its own
+        # rows; each fit is seeded on its own, so the results do not depend on the schedule
+        from joblib import Parallel, delayed
+
+        outs = Parallel(n_jobs=head.processes, backend="loky", return_as="generator")(
+            delayed(_fit_rows)(head, *data.rows(fit)) for fit in fits)
+        yield from zip(fits, outs, strict=True)
+    else:
+        for fit in fits:
+            yield fit, _fit_rows(head, *data.rows(fit))
+
+
+def _ray_fits(heads: list[Head], fits: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
+    """Every fit as its own Ray task (one CPU each), as each finishes.
+
+    Each feature set (and its mirrors) goes into the object store once; a task
+    reads the rows of its fit from there.
     """
     import ray
 
     from tlreport.util.ray_cluster import task_error
 
-    stacked = ray.remote(num_cpus=1, max_retries=3)(_fit_predict_stacked_list)
-    single = ray.remote(num_cpus=1, max_retries=3)(_fit_predict)
-    if hasattr(head, "fit_many"):
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, job in enumerate(jobs):
-            groups.setdefault(job.X_train.shape, []).append(i)
-        refs = [stacked.remote([jobs[i] for i in members]) for members in groups.values()]
+    task = ray.remote(num_cpus=1, max_retries=3)(_fit_one)
+    labels = ray.put(data.labels)
+    stored = {b: ray.put(data.features[b]) for b in dict.fromkeys(f.backbone for f in fits)}
+    mirrors = {b: ray.put(data.mirrored(b)) for b in stored}
+    pending = {task.remote(heads[f.head], f, stored[f.backbone], mirrors[f.backbone], labels, data.num_classes): f
+               for f in fits}
+    while pending:
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        fit = pending.pop(ref)
         try:
-            results = {i: r for ref, members in zip(refs, groups.values(), strict=True)
-                       for i, r in zip(members, ray.get(ref), strict=True)}
+            yield fit, ray.get(ref)
         except ray.exceptions.RayError as e:
-            err = task_error(e, f"the {head.name} fits")
-            if err is None:
-                raise
-            raise err from None
-        yield from (results[i] for i in range(len(jobs)))
-        return
-    refs = [single.remote(job) for job in jobs]
-    for ref in refs:
-        try:
-            yield ray.get(ref)
-        except ray.exceptions.RayError as e:
-            err = task_error(e, f"the {head.name} fits")
+            err = task_error(e, f"the {heads[fit.head].name} fits")
             if err is None:
                 raise
             raise err from None
 
 
-def _fit_predict(job: FoldJob) -> FoldResult:
-    """One fold: fit on the training images, predict the test images (and their mirrors)."""
+def _fit_one(head: Head, fit: Fit, features: np.ndarray, flip: np.ndarray | None, labels: np.ndarray,
+             num_classes: int) -> FoldResult:
+    """A Ray task: one fit, its rows read from the feature set in the object store."""
+    return _fit_rows(head, features[fit.train], labels[fit.train], features[fit.test],
+                     None if flip is None else flip[fit.test], num_classes, fit.seed)
+
+
+def _fit_rows(head: Head, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+              X_test_flip: np.ndarray | None, num_classes: int, seed: int) -> FoldResult:
+    """One fit: train on the training rows, predict the test rows (and their mirrors)."""
     t0 = time.perf_counter()
-    predict = job.head.fit(job.X_train, job.y_train, num_classes=job.num_classes, seed=job.seed)
-    proba = predict(job.X_test)
-    seconds = time.perf_counter() - t0
-    if job.X_test_flip is None:
+    predict = head.fit(X_train, y_train, num_classes=num_classes, seed=seed)
+    return _predict(predict, X_test, X_test_flip, time.perf_counter() - t0)
+
+
+def _predict(predict: Any, X_test: np.ndarray, X_test_flip: np.ndarray | None, fit_seconds: float) -> FoldResult:
+    t0 = time.perf_counter()
+    proba = predict(X_test)
+    seconds = fit_seconds + time.perf_counter() - t0
+    if X_test_flip is None:
         return proba, None, seconds, 0.0, _chosen(predict)
     t1 = time.perf_counter()
-    return proba, 0.5 * (proba + predict(job.X_test_flip)), seconds, time.perf_counter() - t1, _chosen(predict)
+    return proba, 0.5 * (proba + predict(X_test_flip)), seconds, time.perf_counter() - t1, _chosen(predict)
 
 
 def _chosen(predict: Any) -> str:
-    """What a fitted head's cross-validation chose, as ``"C=0.1"`` (a head sets ``predict.chosen``)."""
+    """What a fitted head chose on its hold-out, as ``"C=0.1"`` (a head sets ``predict.chosen``)."""
     return ", ".join(f"{k}={v:g}" for k, v in getattr(predict, "chosen", {}).items())
 
 
 STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-by-side run
 
 
-def _fit_predict_stacked(jobs: list[FoldJob]) -> Iterator[FoldResult]:
-    """:func:`_fit_predict` for each of ``jobs``, same-shaped folds trained together by ``head.fit_many``.
-
-    All jobs are expected to share one head and ``num_classes`` (the first job of each chunk supplies them).
-    """
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, job in enumerate(jobs):
-        groups.setdefault(job.X_train.shape, []).append(i)
-    results: dict[int, FoldResult] = {}
-    ready = 0                                       # results are yielded in order, as soon as they exist
-    for shape, members in groups.items():
-        per = max(1, STACK_BYTES // max(1, 4 * int(np.prod(shape))))
-        for j in range(0, len(members), per):
-            chunk = [jobs[i] for i in members[j:j + per]]
-            head, num_classes = chunk[0].head, chunk[0].num_classes
-            t0 = time.perf_counter()
-            predicts = head.fit_many([job.X_train for job in chunk], [job.y_train for job in chunk],
-                                     num_classes=num_classes, seeds=[job.seed for job in chunk])
-            fit_seconds = (time.perf_counter() - t0) / len(chunk)
-            for i, job, predict in zip(members[j:j + per], chunk, predicts, strict=True):
-                t1 = time.perf_counter()
-                proba = predict(job.X_test)
-                seconds = fit_seconds + time.perf_counter() - t1
-                if job.X_test_flip is None:
-                    results[i] = (proba, None, seconds, 0.0, _chosen(predict))
-                else:
-                    t2 = time.perf_counter()
-                    results[i] = (proba, 0.5 * (proba + predict(job.X_test_flip)), seconds,
-                                  time.perf_counter() - t2, _chosen(predict))
-            while ready in results:
-                yield results.pop(ready)
-                ready += 1
-
-
-def _fit_predict_stacked_list(jobs: list[FoldJob]) -> list[FoldResult]:
-    return list(_fit_predict_stacked(jobs))
+def _fit_together(head: Head, fits: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
+    """Same-shaped fits of one head trained side by side by ``head.fit_many``."""
+    t0 = time.perf_counter()
+    predicts = head.fit_many([data.features[f.backbone][f.train] for f in fits], [data.labels[f.train] for f in fits],
+                             num_classes=data.num_classes, seeds=[f.seed for f in fits])
+    fit_seconds = (time.perf_counter() - t0) / len(fits)
+    for fit, predict in zip(fits, predicts, strict=True):
+        _, _, X_test, X_test_flip, _, _ = data.rows(fit)
+        yield fit, _predict(predict, X_test, X_test_flip, fit_seconds)
 
 
 def _row(base: dict[str, Any], head: str, y: np.ndarray, proba: np.ndarray, num_classes: int,

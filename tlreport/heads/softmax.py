@@ -6,9 +6,10 @@ backbone arrive as ``float32`` matrices ``(N, D)``; a single
 Keras' SGD with momentum, exactly the head of the seed notebook.  What differs
 from the seed is only *how fast* and *how reproducibly* it is trained:
 
-* the whole training set lives in memory as one tensor and each epoch is ONE
-  ``tf.function`` that loops over mini-batches of a seeded
-  permutation (the reference ``model.fit`` pays Python overhead per batch);
+* the whole training set lives in memory as one tensor and the whole run,
+  every epoch and every mini-batch of a seeded permutation, is ONE TensorFlow
+  function, traced once per process (``model.fit`` pays Python overhead per
+  batch, and a new graph per model);
 * one seed, set in one place (:func:`seed_everything`), makes the weights and
   the history byte-identical between runs;
 * features are standardised with the training set's mean/std (folded back into
@@ -20,6 +21,7 @@ importing this module is cheap.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -116,66 +118,48 @@ def train_softmax(
     patience: int | None = 20,
     seed: int = 0,
     standardize: bool = True,
-    jit_compile: bool = False,
     precision: str = "float32",
 ) -> TrainedHead:
     """Train ``Dense(num_classes, softmax)`` on features with SGD + momentum.
 
-    Cross-entropy (Keras ``SparseCategoricalCrossentropy`` on the Dense logits,
-    the same function as categorical cross-entropy after a softmax) plus
-    ``l2 * sum(W**2)`` (Keras' ``L2`` regulariser; see ``l2_weighting`` below), minimised by
-    the steps of ``keras.optimizers.SGD(lr, momentum)`` (TensorFlow's fused Keras-momentum
-    update, tested step for step against Keras) over shuffled mini-batches.  Each
-    epoch visits every image once in ``ceil(n / batch_size)`` batches whose
-    sizes differ by at most one (``model.fit`` would end on a smaller batch;
-    a runt of a few images, at full step size and momentum, hurt small
-    training sets).
+    Cross-entropy on the Dense logits plus ``l2 * sum(W**2)`` (Keras' ``L2``
+    regulariser; see ``l2_weighting``), minimised by the steps of
+    ``keras.optimizers.SGD(lr, momentum)`` over shuffled mini-batches (tested
+    step for step against a Keras loop).  Each epoch visits every image once in
+    ``ceil(n / batch_size)`` batches whose sizes differ by at most one:
+    ``model.fit`` would end on a runt of a few images, which at full step size
+    and momentum hurts small training sets.
 
     ``schedule="cosine"`` decays the learning rate to 0 over ``epochs``;
     ``"constant"`` keeps it.  After each epoch the validation loss is checked;
     training stops after ``patience`` epochs without improvement (``None``
     disables it) and the best epoch's weights are returned.  Without
     validation images nothing is monitored: every epoch runs and the last
-    epoch's weights are returned (a fixed budget).  ``loss`` and
-    ``accuracy`` in the history are the means over the epoch's batches (as
-    Keras reports them); all losses are the data term only, without the L2
-    penalty, so they are comparable with :func:`evaluate`.
+    epoch's weights are returned (a fixed budget).  ``loss`` and ``accuracy``
+    in the history are the means over the epoch's batches (as Keras reports
+    them); all losses are the data term only, comparable with :func:`evaluate`.
 
-    Defaults (standardised features, lr 0.05, momentum 0.9, batch 128, cosine
-    over 60 epochs, l2 1e-4, patience 20) were picked on Caltech-101-sized
-    synthetic problems (``benchmarks/train_head.py``): standardising makes one
-    learning rate fit every backbone's feature scale, batch 128 keeps the
-    matrix products efficient, and the cosine decay converges in ~50 epochs
-    where the seed's constant rate ran 200.
+    ``standardize`` trains on features standardised by the training set's mean
+    and std, so one learning rate fits every backbone's feature scale.
+    ``l2_weighting="variance"`` weights each feature's row of ``W`` in the
+    penalty by that feature's variance over the training images (over the mean
+    variance, so ``l2`` keeps its scale): the plain L2 penalty of a head on
+    standardised features, written for raw ones -- the prior of ``logreg``,
+    while SGD keeps the raw features' geometry.  With ``standardize=True`` the
+    two weightings agree.
 
-    ``l2_weighting="variance"`` weights each input feature's row of ``W`` in
-    the penalty by that feature's variance over the training images (divided
-    by the mean variance, so ``l2`` keeps its scale): ``l2 * sum(v_d / mean(v)
-    * W_d**2)``.  That is the plain L2 penalty of a head on standardised
-    features, written for raw ones: the prior of ``logreg``, while SGD keeps
-    the raw features' geometry (see :class:`~tlreport.heads.softmax_sgd.SoftmaxSGDHead`).  With
-    ``standardize=True`` every variance is 1 and the two weightings agree.
-
-    Each epoch runs as one ``tf.function``.  ``jit_compile=True`` compiles it
-    with XLA; on a 2-core CPU that was slower at every size measured, compile
-    time aside (Caltech-101's 5,482 x 1280 training set: 6.5 s vs 4.9 s for
-    40 epochs), so it is off by default.
-
-    ``precision="bfloat16"`` runs the step's two matrix products (logits and the
-    weight gradient) on bfloat16 copies of the features and the weights,
-    accumulating in float32 (mixed precision); the weights, their momentum and
-    every update stay float32.  With AMX the products ran 5x as fast (the whole
-    grid 1.52x); without native bf16 TensorFlow emulates them, and AVX-512 BF16
-    alone was not measured, so :func:`tlreport.heads.softmax_sgd.auto_precision`
-    picks bf16 on AMX only.
+    ``precision="bfloat16"`` runs the step's two matrix products on bfloat16
+    copies of the features and the weights, accumulating in float32; the
+    weights, their momentum and every update stay float32.
 
     The same inputs and ``seed`` give byte-identical ``W``, ``b`` and history.
-    This is :func:`train_softmax_many` with one problem.
+    This is :func:`train_softmax_many` with one problem.  Why the defaults are
+    what they are: docs/performance.md.
     """
     return train_softmax_many(
         [(Xtr, ytr, Xva, yva)], seeds=[seed], num_classes=num_classes, lr=lr, momentum=momentum,
         schedule=schedule, batch_size=batch_size, epochs=epochs, l2=l2, l2_weighting=l2_weighting,
-        patience=patience, standardize=standardize, jit_compile=jit_compile, precision=precision,
+        patience=patience, standardize=standardize, precision=precision,
     )[0]
 
 
@@ -224,7 +208,7 @@ def train_softmax_penalties(
 
     The heads of one problem share its initial weights and its shuffles (both
     come from the problem's seed), so they differ only in their penalty.  That is
-    what cross-validating the penalty wants (a paired comparison), and it is
+    what comparing penalties wants (a paired comparison), and it is
     cheaper: a problem's images are stored and gathered once per step for all
     its penalties, and its ``L`` heads sit side by side in one ``(D, L*C)``
     kernel, so each step's products are ``L`` times wider instead of ``L`` times
@@ -250,7 +234,6 @@ def _train_side_by_side(
     l2_weighting: str = "uniform",
     patience: int | None = 20,
     standardize: bool = True,
-    jit_compile: bool = False,
     precision: str = "float32",
 ) -> list[list[TrainedHead]]:
     """``K`` problems x ``L`` penalties (``l2[k][j]``): ``K * L`` heads in one ``(K, D, L*C)`` kernel.
@@ -319,161 +302,182 @@ def _train_side_by_side(
     # a problem's L heads start from the same weights: its seed's, as train_softmax would draw them
     init = np.stack([np.tile(keras.initializers.GlorotUniform(seed=int(s))((d, C), dtype="float32"), (1, L))
                      for s in seeds])                                                     # (K, D, L*C)
-    kernel = tf.Variable(init, name="kernel")
-    bias = tf.Variable(np.zeros((K, 1, L * C), np.float32), name="bias")
-    velocity = [tf.Variable(tf.zeros_like(v)) for v in (kernel, bias)]   # Keras SGD's momentums, zero at first
-    iterations = tf.Variable(0, dtype=tf.int64)
-    if schedule == "cosine":
-        rate: Any = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs)
-    else:
-        rate = lambda _: tf.constant(lr, tf.float32)  # noqa: E731
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-
-    # products in bfloat16 (mixed precision): the images and a bf16 copy of the kernel feed the matrix
-    # products, which accumulate in float32; the weights, their momentum and every update stay float32
-    mixed = precision == "bfloat16"
-    X_t = tf.constant(Xs.astype(tf.bfloat16.as_numpy_dtype) if mixed else Xs)
-    y_t = tf.constant(np.stack([p[1] for p in data]))
-    Xv_t = tf.constant(Xvs)
-    yv_t = tf.constant(np.stack([p[3] for p in data]).reshape(K, nv))
-    kernel_bf16 = tf.Variable(tf.cast(init, tf.bfloat16), name="kernel_bf16") if mixed else None
-    # the penalty's gradient, d/dW of l2 * sum(w_d * W**2), is 2 * l2 * w_d * W: written out rather than
-    # taped (the loss reported is the data term alone, so the penalty's value is never needed), as the
-    # outer product of a per-feature weight (K, D, 1) and a per-column 2 * l2 (K, 1, L*C)
-    penalty_cols = tf.constant(2.0 * np.repeat(l2_kl.astype(np.float32), C, axis=1)[:, None, :])  # (K, 1, L*C)
-    penalty_rows = tf.constant(_variance_weights(Xs)[:, :, None] if l2_weighting == "variance"
-                               else np.ones((K, d, 1), np.float32))                              # (K, D, 1)
-    momentum_t = tf.constant(momentum, tf.float32)
-    has_val = nv > 0
-
-    def logits_of(x: Any) -> Any:
-        """(K, B, D) -> (K, B, L, C): every head's logits, a problem's L heads on the same images."""
-        if mixed and x.dtype == tf.bfloat16:
-            z = tf.cast(tf.matmul(x, kernel_bf16), tf.float32) + bias
-        else:
-            z = tf.matmul(x, kernel) + bias
-        return tf.reshape(z, tf.concat([tf.shape(z)[:2], [L, C]], axis=0))
-
-    def scores(y: Any, logits: Any) -> tuple[Any, Any]:
-        """Per-image cross-entropy and hits, (K, B, L) each."""
-        y = tf.repeat(y[:, :, None], L, axis=2)
-        hit = tf.cast(tf.equal(tf.argmax(logits, 3, output_type=tf.int32), y), tf.float32)
-        return loss_fn(y, logits), hit
-
-    @tf.function(jit_compile=True)
-    def update_kernel(g_data: Any, rate_t: Any) -> None:
-        """Keras' SGD step on the kernel (velocity = momentum * velocity - rate * grad; kernel += velocity),
-        its gradient the data term's plus the penalty's, in one fused pass (XLA) that also refreshes the
-        kernel's bf16 copy in mixed precision.  The (K, D, L*C) kernel is the largest tensor of a step and
-        this pass is bound by memory: about half of a bf16 step of the grid's cross-validation on the Xeon
-        (docs/performance.md, *bf16 in the experiment grid*).  In float32 the grid took as long as with separate ops."""
-        grad = tf.cast(g_data, tf.float32) + (penalty_rows * penalty_cols) * kernel
-        velocity[0].assign(momentum_t * velocity[0] - rate_t * grad)
-        kernel.assign_add(velocity[0])
-        if mixed:
-            kernel_bf16.assign(tf.cast(kernel, tf.bfloat16))
-
-    def step(idx: Any) -> tuple[Any, Any]:
-        xb = tf.gather(X_t, idx, batch_dims=1)          # (K, B, D)
-        yb = tf.gather(y_t, idx, batch_dims=1)          # (K, B)
-        logits = logits_of(xb)                          # (K, B, L, C)
-        shape = tf.shape(logits)
-        yl = tf.repeat(yb[:, :, None], L, axis=2)
-        # the cross-entropy and its gradient d loss / d logits (softmax - one-hot) from one fused op: what
-        # Keras' sparse cross-entropy computes and its tape differentiates, without the tape
-        per_image, dlogits = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
-            features=tf.reshape(logits, [-1, C]), labels=tf.reshape(yl, [-1]))
-        per_image = tf.reshape(per_image, shape[:3])                                 # (K, B, L)
-        hit = tf.cast(tf.equal(tf.argmax(logits, 3, output_type=tf.int32), yl), tf.float32)
-        batch_f = tf.cast(shape[1], tf.float32)
-        dz = tf.reshape(dlogits, [shape[0], shape[1], L * C]) / batch_f   # each head's loss is its batch mean
-        if mixed:
-            g_kernel = tf.matmul(xb, tf.cast(dz, tf.bfloat16), transpose_a=True)    # (K, D, L*C)
-        else:
-            g_kernel = tf.matmul(xb, dz, transpose_a=True)
-        g_bias = tf.reduce_sum(dz, axis=1, keepdims=True)                          # (K, 1, L*C)
-        rate_t = tf.cast(rate(iterations), tf.float32)
-        update_kernel(g_kernel, rate_t)
-        tf.raw_ops.ResourceApplyKerasMomentum(var=bias.handle, accum=velocity[1].handle, lr=rate_t, grad=g_bias,
-                                              momentum=momentum_t, use_nesterov=False)
-        iterations.assign_add(1)
-        return tf.reduce_mean(per_image, axis=1) * batch_f, tf.reduce_sum(hit, axis=1)
-
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def run_epoch(perm: Any) -> tuple[Any, Any, Any, Any]:
-        tot_loss = tf.zeros([K, L])
-        tot_correct = tf.zeros([K, L])
-        for i in tf.range(n_big):
-            a, c = step(tf.slice(perm, [0, i * (bs + 1)], [K, bs + 1]))  # static batch shapes: XLA-friendly
-            tot_loss += a
-            tot_correct += c
-        for i in tf.range(steps - n_big):
-            a, c = step(tf.slice(perm, [0, n_big * (bs + 1) + i * bs], [K, bs]))
-            tot_loss += a
-            tot_correct += c
-        if has_val:
-            v_loss, v_hit = scores(yv_t, logits_of(Xv_t))
-            val_loss, val_acc = tf.reduce_mean(v_loss, axis=1), tf.reduce_mean(v_hit, axis=1)
-        else:
-            val_loss = tf.fill([K, L], float("nan"))
-            val_acc = tf.fill([K, L], float("nan"))
-        return tot_loss / n, tot_correct / n, val_loss, val_acc
-
+    # every epoch's shuffle up front, drawn as an epoch-by-epoch loop would draw them: (epochs, K, n)
     rngs = [np.random.default_rng(int(s)) for s in seeds]
-    heads_kl = [(k, j) for k in range(K) for j in range(L)]        # head h is (k, j) = divmod(h, L)
-    rows: list[list[tuple[int, float, float, float, float]]] = [[] for _ in heads_kl]
-    best = [(math.inf, 0, init[k][:, :C].copy(), np.zeros(C, np.float32)) for k, _ in heads_kl]
-    waited = [0] * len(heads_kl)
-    active = [True] * len(heads_kl)
-    for epoch in range(1, epochs + 1):
-        perm = tf.constant(np.stack([r.permutation(n).astype(np.int32) for r in rngs]))
-        out = [t.numpy() for t in run_epoch(perm)]
-        W = b = None
-        for h, (k, j) in enumerate(heads_kl):
-            if not active[h]:
-                continue  # stopped early: it trains on with the others, but its result is kept
-            loss, acc, vloss, vacc = (float(o[k, j]) for o in out)
-            rows[h].append((epoch, loss, acc, vloss, vacc))
-            if not math.isfinite(loss):
-                raise UserError(f"training diverged at epoch {epoch} (loss {loss}); lower the learning rate (lr={lr})")
-            if not has_val:
-                continue  # nothing held out to monitor: the last epoch's weights are kept, below
-            if vloss < best[h][0]:
-                if W is None:
-                    W, b = kernel.numpy(), bias.numpy()
-                cols = slice(j * C, (j + 1) * C)
-                best[h] = (vloss, epoch, W[k][:, cols].copy(), b[k, 0, cols].copy())
-                waited[h] = 0
-            else:
-                waited[h] += 1
-                if patience is not None and waited[h] >= patience:
-                    active[h] = False
-        if not any(active):
-            break
-    if not has_val:
-        # a fixed budget (the grid's heads): the weights the whole schedule ends on, as the head describes
-        # itself.  Keeping the epoch of the lowest training loss instead picked epochs 92-97 of 100 on small
-        # problems in bfloat16
-        W, b = kernel.numpy(), bias.numpy()
-        for h, (k, j) in enumerate(heads_kl):
-            cols = slice(j * C, (j + 1) * C)
-            best[h] = (rows[h][-1][1], rows[h][-1][0], W[k][:, cols].copy(), b[k, 0, cols].copy())
-    seconds = (time.perf_counter() - t0) / len(heads_kl)
+    perms = np.stack([np.stack([r.permutation(n).astype(np.int32) for r in rngs]) for _ in range(epochs)])
+    # the penalty's gradient, d/dW of l2 * sum(w_d * W**2), is 2 * l2 * w_d * W: the outer product of a
+    # per-feature weight (K, D, 1) and a per-column 2 * l2 (K, 1, L*C)
+    penalty_cols = 2.0 * np.repeat(l2_kl.astype(np.float32), C, axis=1)[:, None, :]
+    penalty_rows = (_variance_weights(Xs)[:, :, None] if l2_weighting == "variance"
+                    else np.ones((K, d, 1), np.float32))
+    mixed = precision == "bfloat16"
+    run = _sgd_program(mixed, nv > 0)
+    out = run(tf.constant(Xs.astype(tf.bfloat16.as_numpy_dtype) if mixed else Xs),
+              tf.constant(np.stack([p[1] for p in data])),
+              tf.constant(Xvs), tf.constant(np.stack([p[3] for p in data]).reshape(K, nv)),
+              tf.constant(perms), tf.constant(_learning_rates(lr, schedule, steps * epochs)),
+              tf.constant(init), tf.constant(penalty_rows), tf.constant(penalty_cols),
+              tf.constant(momentum, tf.float32), tf.constant(bs, tf.int32), tf.constant(n_big, tf.int32),
+              tf.constant(steps, tf.int32), tf.constant(L, tf.int32),
+              tf.constant(-1 if patience is None else int(patience), tf.int32))
+    W_last, b_last, W_best, b_best, history, best_epoch, stop_epoch = (t.numpy() for t in out)
+
+    seconds = (time.perf_counter() - t0) / (K * L)
     import pandas as pd  # not at import time: the config schema reads the head registry
 
     heads: list[list[TrainedHead]] = [[] for _ in range(K)]
-    for h, (k, j) in enumerate(heads_kl):
-        history = pd.DataFrame(rows[h], columns=HISTORY_COLUMNS)
-        history["epoch"] = history["epoch"].astype(int)
-        hp = dict(
-            lr=lr, momentum=momentum, schedule=schedule, batch_size=batch, epochs=epochs, l2=float(l2_kl[k, j]),
-            l2_weighting=l2_weighting,
-            patience=patience, seed=int(seeds[k]), standardize=standardize, jit_compile=jit_compile,
-            precision=precision,
-        )
-        heads[k].append(TrainedHead(W=best[h][2], b=best[h][3], mean=stats[k][0], std=stats[k][1],
-                                    history=history, best_epoch=int(best[h][1]), seconds=seconds, params=hp))
+    for k in range(K):
+        for j in range(L):
+            ran = int(stop_epoch[k, j])                # the epochs this head trained before it stopped
+            rows = history[:ran, :, k, j]              # (epochs, 4): loss, accuracy, val_loss, val_accuracy
+            bad = np.flatnonzero(~np.isfinite(rows[:, 0]))
+            if bad.size:
+                raise UserError(f"training diverged at epoch {bad[0] + 1} (loss {rows[bad[0], 0]}); "
+                                f"lower the learning rate (lr={lr})")
+            cols = slice(j * C, (j + 1) * C)
+            if nv:
+                W, b, best = W_best[k][:, cols], b_best[k, 0, cols], int(best_epoch[k, j])
+            else:
+                # a fixed budget (the grid's heads): the weights the whole schedule ends on, as the head
+                # describes itself.  Keeping the epoch of the lowest training loss instead picked epochs
+                # 92-97 of 100 on small problems in bfloat16
+                W, b, best = W_last[k][:, cols], b_last[k, 0, cols], ran
+            history_kj = pd.DataFrame(rows.astype(np.float64), columns=HISTORY_COLUMNS[1:])
+            history_kj.insert(0, "epoch", np.arange(1, ran + 1))
+            hp = dict(lr=lr, momentum=momentum, schedule=schedule, batch_size=batch, epochs=epochs,
+                      l2=float(l2_kl[k, j]), l2_weighting=l2_weighting, patience=patience, seed=int(seeds[k]),
+                      standardize=standardize, precision=precision)
+            heads[k].append(TrainedHead(W=W.copy(), b=b.copy(), mean=stats[k][0], std=stats[k][1],
+                                        history=history_kj, best_epoch=best, seconds=seconds, params=hp))
     return heads
+
+
+def _learning_rates(lr: float, schedule: str, total_steps: int) -> np.ndarray:
+    """The rate of every step, ``(total_steps,)`` float32: Keras' ``CosineDecay(lr, total_steps)``
+    (to 0 at the last step) or ``lr`` throughout."""
+    if schedule == "constant":
+        return np.full(total_steps, lr, np.float32)
+    fraction = np.arange(total_steps, dtype=np.float32) / np.float32(total_steps)
+    return (np.float32(lr) * (np.float32(0.5) * (np.float32(1.0) + np.cos(np.float32(math.pi) * fraction))
+                              )).astype(np.float32)
+
+
+@functools.cache
+def _sgd_program(mixed: bool, has_validation: bool) -> Any:
+    """The whole training run, every epoch and every step, as one TensorFlow function.
+
+    Traced once per process for each precision and with or without validation
+    images, whatever the shapes: a grid's many small fits pay no graph building,
+    and the loop never returns to Python between steps.  Every op in it has a
+    deterministic GPU kernel under ``enable_op_determinism`` (the cross-entropy's
+    gradient is written as softmax minus one-hot, not taken from the fused
+    sparse op, whose GPU kernel refuses to run deterministically).
+    """
+    import tensorflow as tf
+
+    f32, i32 = tf.float32, tf.int32
+    images = tf.bfloat16 if mixed else f32
+    spec = tf.TensorSpec
+
+    @tf.function(input_signature=[
+        spec([None, None, None], images), spec([None, None], i32),        # X (K, n, D), y (K, n)
+        spec([None, None, None], f32), spec([None, None], i32),           # validation X (K, nv, D), y
+        spec([None, None, None], i32), spec([None], f32),                 # shuffles (E, K, n), rates
+        spec([None, None, None], f32),                                    # initial kernel (K, D, L*C)
+        spec([None, None, 1], f32), spec([None, 1, None], f32),           # penalty rows and columns
+        spec([], f32), spec([], i32), spec([], i32), spec([], i32), spec([], i32), spec([], i32),
+    ])
+    def run(X, y, Xv, yv, perms, rates, init, penalty_rows, penalty_cols, momentum, bs, n_big, steps, L, patience):
+        K, D, LC = tf.shape(init)[0], tf.shape(init)[1], tf.shape(init)[2]
+        C = LC // L
+        n = tf.shape(X)[1]
+        epochs = tf.shape(perms)[0]
+        penalty = penalty_rows * penalty_cols                              # (K, D, L*C)
+
+        def logits_of(x, W, b):
+            """(K, B, D) -> (K, B, L, C): every head's logits, a problem's L heads on the same images."""
+            if mixed and x.dtype == tf.bfloat16:
+                z = tf.cast(tf.matmul(x, tf.cast(W, tf.bfloat16)), f32) + b
+            else:
+                z = tf.matmul(x, W) + b
+            return tf.reshape(z, tf.concat([tf.shape(z)[:2], [L, C]], axis=0))
+
+        def scores(yb, z):
+            """Per-image cross-entropy, hits and the one-hot labels, each (K, B, L[, C])."""
+            yl = tf.repeat(yb[:, :, None], L, axis=2)
+            onehot = tf.one_hot(yl, C, dtype=f32)
+            logp = tf.nn.log_softmax(z)
+            hit = tf.cast(tf.equal(tf.argmax(z, 3, output_type=i32), yl), f32)
+            return -tf.reduce_sum(onehot * logp, axis=3), hit, onehot, logp
+
+        def step(state, idx):
+            W, b, vW, vb, it, tot_loss, tot_hit = state
+            xb = tf.gather(X, idx, batch_dims=1)                           # (K, B, D)
+            yb = tf.gather(y, idx, batch_dims=1)                           # (K, B)
+            z = logits_of(xb, W, b)                                        # (K, B, L, C)
+            per_image, hit, onehot, logp = scores(yb, z)
+            batch_f = tf.cast(tf.shape(idx)[1], f32)
+            # d(mean cross-entropy)/d logits = (softmax - one-hot) / B: each head's loss is its batch mean
+            dz = tf.reshape((tf.exp(logp) - onehot) / batch_f, [K, -1, LC])
+            if mixed:
+                g = tf.cast(tf.matmul(xb, tf.cast(dz, tf.bfloat16), transpose_a=True), f32)
+            else:
+                g = tf.matmul(xb, dz, transpose_a=True)                    # (K, D, L*C)
+            rate = rates[it]
+            # Keras' SGD with momentum: velocity = momentum * velocity - rate * grad; weights += velocity
+            vW = momentum * vW - rate * (g + penalty * W)
+            vb = momentum * vb - rate * tf.reduce_sum(dz, axis=1, keepdims=True)
+            return (W + vW, b + vb, vW, vb, it + 1, tot_loss + tf.reduce_sum(per_image, axis=1),
+                    tot_hit + tf.reduce_sum(hit, axis=1))
+
+        def epoch_body(e, W, b, vW, vb, it, best, history, active):
+            perm = perms[e]
+            zeros = tf.zeros([K, L])
+            state = (W, b, vW, vb, it, zeros, zeros)
+            state = tf.while_loop(lambda i, s: i < n_big,
+                                  lambda i, s: (i + 1, step(s, perm[:, i * (bs + 1):(i + 1) * (bs + 1)])),
+                                  (0, state))[1]
+            start = n_big * (bs + 1)
+            state = tf.while_loop(lambda i, s: i < steps - n_big,
+                                  lambda i, s: (i + 1, step(s, perm[:, start + i * bs:start + (i + 1) * bs])),
+                                  (0, state))[1]
+            W, b, vW, vb, it, tot_loss, tot_hit = state
+            n_f = tf.cast(n, f32)
+            if has_validation:
+                v_loss, v_hit, _, _ = scores(yv, logits_of(Xv, W, b))
+                val_loss, val_acc = tf.reduce_mean(v_loss, axis=1), tf.reduce_mean(v_hit, axis=1)
+            else:
+                val_loss = val_acc = tf.fill([K, L], float("nan"))
+            history = history.write(e, tf.stack([tot_loss / n_f, tot_hit / n_f, val_loss, val_acc]))
+            best_loss, best_epoch, stop_epoch, waited, W_best, b_best = best
+            ran = tf.fill([K, L], e + 1)
+            if has_validation:
+                improved = active & (val_loss < best_loss)
+                best_loss = tf.where(improved, val_loss, best_loss)
+                best_epoch = tf.where(improved, ran, best_epoch)
+                columns = tf.reshape(tf.repeat(improved[:, :, None], C, axis=2), [K, 1, LC])
+                W_best = tf.where(columns, W, W_best)
+                b_best = tf.where(columns, b, b_best)
+                waited = tf.where(improved, 0, tf.where(active, waited + 1, waited))
+                still = active & ((patience < 0) | (waited < patience))
+            else:
+                still = active
+            stop_epoch = tf.where(active, ran, stop_epoch)
+            return (e + 1, W, b, vW, vb, it, (best_loss, best_epoch, stop_epoch, waited, W_best, b_best),
+                    history, still)
+
+        b0 = tf.zeros([K, 1, LC])
+        ints = tf.zeros([K, L], i32)
+        best = (tf.fill([K, L], float("inf")), ints, ints, ints, init, b0)
+        history = tf.TensorArray(f32, size=epochs, element_shape=tf.TensorShape([4, None, None]))
+        loop = (0, init, b0, tf.zeros_like(init), b0, 0, best, history, tf.fill([K, L], True))
+        e, W, b, _, _, _, best, history, _ = tf.while_loop(
+            lambda e, *rest: (e < epochs) & tf.reduce_any(rest[-1]), epoch_body, loop)
+        _, best_epoch, stop_epoch, _, W_best, b_best = best
+        # (epochs run, 4, K, L): the rows past the last epoch run are never read
+        return W, b, W_best, b_best, history.stack()[:e], best_epoch, stop_epoch
+
+    return run
 
 
 def _variance_weights(Xs: np.ndarray) -> np.ndarray:

@@ -241,7 +241,7 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
 
 
 def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
-    """What each head's cross-validation chose, over every fit of the table, as one clause per head.
+    """What each head chose on its hold-out, over every fit of the table, as one clause per head.
 
     ``splits`` has one row per fit with a ``chosen`` column (``"C=0.1"``); a head that chose nothing,
     and the ``+flip`` rows (the same fits), are left out.  Up to three values are each counted; more

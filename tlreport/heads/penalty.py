@@ -1,0 +1,151 @@
+"""Choosing a head's L2 penalty on its training images: one hold-out, L-BFGS warm-started along the grid.
+
+Both heads of the grid choose their penalty here, on the same problem:
+multinomial logistic regression on standardised features.  For ``logreg``
+that *is* the head.  For ``softmax_sgd`` it is an exact twin: its objective,
+mean cross-entropy on raw features plus ``l2 * sum_d (v_d / mean(v)) * W_d**2``
+(the variance-weighted penalty), is that of logistic regression on
+standardised features at ``C = mean(v) / (2 * n * l2)``, so the optimum it
+trains towards is the twin's and its penalty can be scored by L-BFGS in a
+fraction of an SGD run (:func:`sgd_l2_as_C`).
+
+A third of the training split (stratified, seeded) is held out; the candidates
+are fitted on the rest from the strongest penalty to the weakest, each fit
+starting where the previous one ended, and scored on the held-out images
+(accuracy, ties broken by log-loss, then by the stronger penalty).  The walk
+stops after ``patience`` candidates in a row score below the best.  Test images
+never take part.  Why a hold-out and not k-fold cross-validation: see
+docs/performance.md, *Choosing the penalty*.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tlreport.heads.base import _full_proba
+
+#: a candidate "without penalty" (``l2 = 0``) is fitted at this C instead of an infinite one
+C_MAX = 1e12
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the hold-out chose, and what the final fit may start from."""
+
+    index: int                                  # into the candidates as given
+    scores: dict[int, float]                    # held-out accuracy of each candidate tried, by index
+    #: (coef (classes, D), intercept) of the chosen candidate, on the hold-out's standardised features
+    solution: tuple[np.ndarray, np.ndarray]
+
+
+def holdout_split(y: np.ndarray, *, seed: int, parts: int = 3) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(fit, held)`` indices: one of ``parts`` stratified folds held out (fewer parts when the smallest
+    class has fewer images); ``None`` when some class has a single image."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y)
+    parts = min(parts, int(counts[counts > 0].min()) if y.size else 0)
+    if parts < 2:
+        return None
+    fit, held = next(StratifiedKFold(n_splits=parts, shuffle=True, random_state=int(seed) % (2**32)).split(y, y))
+    return fit, held
+
+
+def scaler(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and std (float64) that standardise features like ``X``'s (a constant feature: std 1)."""
+    mean = X.mean(axis=0, dtype=np.float64)
+    std = X.std(axis=0, dtype=np.float64)
+    std[std < 1e-6] = 1.0
+    return mean, std
+
+
+def scale(X: np.ndarray, stats: tuple[np.ndarray, np.ndarray], dtype: type = np.float32) -> np.ndarray:
+    return ((np.asarray(X) - stats[0]) / stats[1]).astype(dtype, copy=False)
+
+
+#: fit in the row space of the training features when they have at most this many rows per column
+ROW_SPACE_BELOW = 0.6
+
+
+def row_space(X: np.ndarray) -> np.ndarray | None:
+    """``V`` (D, r), an orthonormal basis of the row space of ``X`` (N, D), when ``X`` is well narrower than
+    it is wide (``N <= ROW_SPACE_BELOW * D``); else ``None``.
+
+    An L2-penalised linear model's weights lie in its training features' row
+    space (their gradient is ``X.T @ residuals`` plus a multiple of the weights),
+    so fitting on ``X @ V`` (N, r) and mapping the weights back by ``V`` gives
+    the same optimum with ``r <= N`` columns instead of ``D``: the
+    concatenated features at 15 images per class have 3,840 columns and 1,530
+    rows.  ``||V @ B|| == ||B||``, so the penalty is unchanged too.
+    """
+    n, d = X.shape
+    if n > ROW_SPACE_BELOW * d:
+        return None
+    X64 = X.astype(np.float64)
+    s2, U = np.linalg.eigh(X64 @ X64.T)                      # the Gram matrix: N x N, cheap when N << D
+    keep = s2 > max(float(s2.max()), 1e-300) * 1e-10        # numerically rank-deficient directions carry nothing
+    return ((X64.T @ U[:, keep]) / np.sqrt(s2[keep])).astype(np.float32)
+
+
+def in_basis(X: np.ndarray, V: np.ndarray | None) -> np.ndarray:
+    return X if V is None else X @ V
+
+
+def sgd_l2_as_C(X: np.ndarray, l2: float) -> float:
+    """The C of ``softmax_sgd``'s twin on training features ``X`` (raw): ``mean(v) / (2 * n * l2)``."""
+    mean_var = float(X.var(axis=0, dtype=np.float64).mean())
+    if mean_var <= 0.0:
+        mean_var = 1.0                           # all features constant: only the bias can learn
+    return C_MAX if l2 <= 0.0 else min(C_MAX, mean_var / (2.0 * len(X) * l2))
+
+
+def choose(X: np.ndarray, y: np.ndarray, Cs: Sequence[float] | Callable[[np.ndarray], Sequence[float]], *,
+           seed: int, patience: int, tol: float = 1e-3, max_iter: int = 300, dtype: type = np.float32
+           ) -> Choice | None:
+    """Score each candidate on a held-out third of ``(X, y)``; ``None`` when nothing can be held out.
+
+    Candidates are walked in the order given, which must be from the strongest
+    penalty to the weakest: ``Cs`` (logistic regression's C), or ``Cs(X_fit)``,
+    the Cs for the images the candidates are fitted on (``softmax_sgd``'s twin
+    needs their count and variance).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    split = holdout_split(y, seed=seed)
+    if split is None:
+        return None
+    fit, held = split
+    stats = scaler(X[fit])
+    Xf, Xh = scale(X[fit], stats, dtype), scale(X[held], stats, dtype)
+    V = row_space(Xf)
+    Xf, Xh = in_basis(Xf, V), in_basis(Xh, V)
+    yf, yh = y[fit], y[held]
+    Cs = list(Cs(X[fit]) if callable(Cs) else Cs)
+    k = int(y.max()) + 1
+    model = LogisticRegression(C=Cs[0], solver="lbfgs", tol=tol, max_iter=max_iter, warm_start=True)
+    scores: dict[int, float] = {}
+    best_key, best, worse = None, 0, 0
+    solution = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # lbfgs may stop at max_iter on a candidate
+        for i, C in enumerate(Cs):
+            model.set_params(C=min(C, C_MAX))
+            model.fit(Xf, yf)
+            p = _full_proba(model.predict_proba(Xh), model.classes_, k)
+            acc = float(np.mean(p.argmax(1) == yh))
+            loss = float(-np.mean(np.log(np.clip(p[np.arange(yh.size), yh], 1e-12, None))))
+            scores[i] = acc
+            key = (round(acc, 9), -loss)
+            if best_key is None or key > best_key:        # a tie keeps the earlier, stronger penalty
+                best_key, best, worse = key, i, 0
+                # in the standardised features' own coordinates, to start a fit in another basis from
+                solution = (model.coef_ @ V.T if V is not None else model.coef_.copy(), model.intercept_.copy())
+            else:
+                worse += 1
+                if worse >= patience:
+                    break
+    return Choice(index=best, scores=scores, solution=solution)
