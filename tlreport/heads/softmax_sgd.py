@@ -56,6 +56,9 @@ class SoftmaxSGDHead:
     precision: str = "float32"
     train_kwargs: dict[str, Any] = field(
         default_factory=lambda: {"lr": 0.03, "standardize": False, "l2_weighting": "variance"})
+    #: the twin's L-BFGS tolerance: tight, because a fit stopped early at a weak penalty scores like a
+    #: stronger one (at 1e-3 the hold-out chose the strongest l2 on 5 of 40 Caltech-101 fits, at 1e-4 on 3)
+    tol_select: float = 1e-4
     #: worker processes choosing the penalties of side-by-side folds (each seeded on its own)
     processes: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     name: str = "softmax_sgd"
@@ -85,7 +88,7 @@ class SoftmaxSGDHead:
             return grid[0]
         with threadpool_limits(limits=1, user_api="blas"):
             choice = choose(X, y, lambda X_fit: [sgd_l2_as_C(X_fit, l2) for l2 in grid], seed=seed,
-                            patience=len(grid))
+                            patience=len(grid), tol=self.tol_select)
         return grid[choice.index] if choice is not None else grid[len(grid) // 2]
 
     def fit_many(self, Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], *, num_classes: int,

@@ -126,6 +126,15 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
 
     e = ctx.config.experiments
     frames, dropped_by_table = [], []
+    heads = experiments_heads(ctx)
+    trained_by_tf = [h.name for h in heads if hasattr(h, "precision")]
+    if trained_by_tf and e.tables:
+        from tlreport.backbones.device import compute_device, cpu_only
+
+        device = ctx.once("device", compute_device)       # TensorFlow places the SGD runs on a GPU if it has one
+        ctx.log(f"experiments: {', '.join(trained_by_tf)} on {device}")
+        if device != cpu_only():
+            resources.computed_on(ctx, device)
     key = ctx.keys.get("experiments")
     finished = ctx.store.partial("experiments", key) if key and not ctx.read_only else None
     for i, t in enumerate(e.tables):
@@ -140,7 +149,6 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
         feats = {b: resources.table_features(ctx, use, b)[keep] for b in e.backbones}
         flips = ({b: resources.table_features(ctx, use, b, flip=True)[keep] for b in e.backbones}
                  if e.flip else None)
-        heads = experiments_heads(ctx)
         resume = FinishedFits(finished, i) if finished is not None else None
         name = t.name or t.dataset
         total = len(feats) * len(heads) * len(t.settings) * e.n_splits
