@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tlreport.backbones import get_spec, load_model  # noqa: E402
 from tlreport.datasets.images import load_prepared
 from tlreport.datasets.scan import Manifest, scan_dataset
+from tlreport.features.cache import FeatureStore, backbone_key
 from tlreport.features.extract import batch_function, extract_features
-from tlreport.features.store import FeatureStore, backbone_key
 
 
 def _spread(entries: list, n: int) -> list:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     engines: dict[str, tuple] = {}               # label -> (spec, model, batch function)
     if args.openvino:
         from tlreport.features.engines import openvino_backbone, openvino_version
-        from tlreport.pipeline.resources import cpu_has_bf16
+        from tlreport.util.cpu import cpu_has_bf16
 
         with tempfile.TemporaryDirectory() as d:   # fresh conversions, timed
             for precision in ("float32", "bfloat16") if cpu_has_bf16() else ("float32",):

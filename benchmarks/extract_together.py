@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tlreport.backbones import get_spec, load_model  # noqa: E402
 from tlreport.datasets.images import load_prepared  # noqa: E402
 from tlreport.datasets.scan import Manifest, scan_dataset  # noqa: E402
+from tlreport.features.cache import FeatureStore, backbone_key  # noqa: E402
 from tlreport.features.extract import Extraction, batch_function, extract_features, extract_features_many  # noqa: E402
-from tlreport.features.store import FeatureStore, backbone_key  # noqa: E402
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", default=".tlreport")
     args = ap.parse_args(argv)
 
-    from tlreport.pipeline.resources import cpu_flags, cpu_has_bf16
+    from tlreport.util.cpu import cpu_flags, cpu_has_bf16
 
     load0 = os.getloadavg()
     full = scan_dataset(args.data, hash_cache_path=Path(args.cache_dir) / "bench-scan.json", progress=False)

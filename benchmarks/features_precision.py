@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tlreport.heads.grid import aggregate, run_grid
     from tlreport.pipeline.experiments import experiments_heads
-    from tlreport.pipeline.resources import cpu_flags
+    from tlreport.util.cpu import cpu_flags
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, required=True, help="the config whose first table is checked")

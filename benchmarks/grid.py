@@ -129,15 +129,16 @@ def config_features(config: str, dataset: str | None) -> tuple[dict[str, np.ndar
     from tlreport.config import load_config
     from tlreport.engine.stage import BuildContext
     from tlreport.engine.store import StageStore
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
+    from tlreport.pipeline import feature_sets
 
     cfg = load_config(config)
     ctx = BuildContext(config=cfg, store=StageStore(cfg.cache_dir / "stages"), quiet=True, read_only=True,
                        dataset_override=dataset)
     table = cfg.experiments.tables[0]
-    use = resources.table_use(ctx, table)
-    m = resources.manifest(ctx, use)
-    feats = {b: resources.table_features(ctx, use, b) for b in cfg.experiments.backbones}
+    use = pipeline_data.table_use(ctx, table)
+    m = pipeline_data.manifest(ctx, use)
+    feats = {b: feature_sets.table_features(ctx, use, b) for b in cfg.experiments.backbones}
     grid = dict(settings=list(table.settings), test_cap=table.test_cap, n_splits=cfg.experiments.n_splits,
                 seed=cfg.seed, keys=[e.sha256 for e in m.entries])
     return feats, m.labels(), list(m.classes), grid

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from softmax_head import TABLE_BUDGET, grid_inputs, setting_changes  # benchmarks/softmax_head.py
 
     rows, y, names, keys, protocol = grid_inputs(argv, __doc__.splitlines()[0])
-    from tlreport.pipeline.resources import cpu_flags
+    from tlreport.util.cpu import cpu_flags
 
     flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
     print(f"{len(y)} images, {len(names)} classes; {protocol}; CPU flags {', '.join(flags) or 'unknown'}")

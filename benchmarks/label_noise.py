@@ -38,15 +38,16 @@ CONCAT = "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2"
 def load(config: Path, dataset: str | None, entry: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """(features, labels, class names, relpaths) of the config's first table, from the cache only."""
     from tlreport.errors import UserError
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
+    from tlreport.pipeline import feature_sets
 
     ctx, _, use = table_context(config, dataset)
-    for b in resources.table_parts(entry):
-        missing = resources.missing_count(ctx, use, resources.FeatureVariant(b))
+    for b in feature_sets.table_parts(entry):
+        missing = feature_sets.missing_count(ctx, use, feature_sets.FeatureVariant(b))
         if missing:
             raise UserError(f"{b}: {missing} images have no cached features; run tlreport build first")
-    m = resources.manifest(ctx, use)
-    X = resources.table_features(ctx, use, entry)
+    m = pipeline_data.manifest(ctx, use)
+    X = feature_sets.table_features(ctx, use, entry)
     return X, m.labels(), list(m.classes), [e.relpath for e in m.entries]
 
 

@@ -83,20 +83,21 @@ def child(work: Path) -> dict:
     from tlreport.config import load_config
     from tlreport.engine.stage import BuildContext
     from tlreport.engine.store import StageStore
-    from tlreport.pipeline import build, resources
-    from tlreport.pipeline.resources import FeatureVariant
+    from tlreport.pipeline import build, feature_sets
+    from tlreport.pipeline import data as pipeline_data
+    from tlreport.pipeline.feature_sets import FeatureVariant
 
     cfg = load_config(work / "tlreport.toml")
     ctx = BuildContext(config=cfg, store=StageStore(cfg.cache_dir / "stages"), quiet=True)
-    use = resources.transfer_use(ctx)
+    use = pipeline_data.transfer_use(ctx)
     out: dict = {}
     t = time.perf_counter()
-    m = resources.manifest(ctx, use)                           # the first scan: hash + decode every file
+    m = pipeline_data.manifest(ctx, use)                           # the first scan: hash + decode every file
     out["scan_first"] = time.perf_counter() - t
     n = len(m.entries)
     out["images"] = n
-    store = resources.store(ctx)
-    key = resources.feature_key(ctx, FeatureVariant("tiny_random"))
+    store = feature_sets.store(ctx)
+    key = feature_sets.feature_key(ctx, FeatureVariant("tiny_random"))
     shas = [e.sha256 for e in m.entries]
     rng = np.random.default_rng(0)
     labels = m.labels()
@@ -123,7 +124,7 @@ def child(work: Path) -> dict:
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t = time.perf_counter()
     ctx2 = BuildContext(config=cfg, store=StageStore(cfg.cache_dir / "stages"), quiet=True)
-    resources.manifest(ctx2, use)
+    pipeline_data.manifest(ctx2, use)
     out["scan_cached"] = time.perf_counter() - t
     return out
 

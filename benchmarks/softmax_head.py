@@ -69,7 +69,7 @@ def table_context(config: Path, dataset: str | None, *, features: dict | None = 
     from tlreport.engine.stage import BuildContext
     from tlreport.engine.store import StageStore
     from tlreport.errors import UserError
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
 
     cfg = load_config(config)
     if features:
@@ -79,27 +79,28 @@ def table_context(config: Path, dataset: str | None, *, features: dict | None = 
         raise UserError(f"{config} has no [[experiments.tables]]")
     ctx = BuildContext(config=cfg, store=StageStore(cfg.cache_dir / "stages"), read_only=read_only,
                        dataset_override=dataset, quiet=True)
-    ctx.data_root = resources.resolve_data_root(cfg, dataset)
+    ctx.data_root = pipeline_data.resolve_data_root(cfg, dataset)
     table = cfg.experiments.tables[0]
-    return ctx, table, resources.table_use(ctx, table)
+    return ctx, table, pipeline_data.table_use(ctx, table)
 
 
 def table_rows(ctx, table, use) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], list[str], dict]:
     """Each ``experiments.backbones`` row's features for ``table`` (dataset use ``use``), and its protocol;
     extracted first where the cache lacks them and ``ctx`` may write, else a one-line error."""
     from tlreport.errors import UserError
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
+    from tlreport.pipeline import feature_sets
 
     cfg = ctx.config
     if table.drop_short_classes:  # the build's class filter lives in its experiments stage, not here
         raise UserError(f"{table.name or table.dataset}: drop_short_classes = true is not supported here; "
                         "the benchmarks run a table on all its classes")
-    for b in dict.fromkeys(b for e in cfg.experiments.backbones for b in resources.table_parts(e)):
-        missing = resources.missing_count(ctx, use, resources.FeatureVariant(b))
+    for b in dict.fromkeys(b for e in cfg.experiments.backbones for b in feature_sets.table_parts(e)):
+        missing = feature_sets.missing_count(ctx, use, feature_sets.FeatureVariant(b))
         if missing and ctx.read_only:
             raise UserError(f"{b}: {missing} images have no cached features; run tlreport build first")
-    m = resources.manifest(ctx, use)
-    rows = {e: resources.table_features(ctx, use, e) for e in cfg.experiments.backbones}
+    m = pipeline_data.manifest(ctx, use)
+    rows = {e: feature_sets.table_features(ctx, use, e) for e in cfg.experiments.backbones}
     protocol = {"settings": list(table.settings), "test_cap": table.test_cap, "n_splits": cfg.experiments.n_splits,
                 "seed": cfg.seed}
     return rows, m.labels(), list(m.classes), [e.sha256 for e in m.entries], protocol

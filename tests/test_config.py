@@ -37,10 +37,10 @@ def test_unknown_key_is_a_warning_with_did_you_mean():
 def test_types_and_ranges():
     with pytest.raises(ConfigError) as e:
         validate({"train": {"fractions": [0.5, 0.5, 0.5], "momentum": 1.5, "epochs": -3},
-                  "features": {"backbones": []}, "experiments": {"heads": ["svm"], "precision": "fp16"}})
+                  "experiments": {"backbones": [], "heads": ["svm"], "precision": "fp16"}})
     joined = "\n".join(e.value.problems)
     for field in ("experiments.precision: must be one of","train.fractions: must sum to 1", "train.momentum", "train.epochs: must be > 0",
-                  "features.backbones: must list at least one backbone", "experiments.heads: unknown head"):
+                  "experiments.backbones: must list at least one backbone", "experiments.heads: unknown head"):
         assert field in joined, joined
     with pytest.raises(ConfigError, match="seed: must be an integer"):
         validate({"seed": True})
@@ -125,7 +125,7 @@ def test_the_config_is_typed_and_frozen() -> None:
     import dataclasses
 
     cfg = validate({"experiments": {"tables": [{"dataset": "demo", "settings": [3, 5]}]}})
-    assert cfg.train.epochs == 150 and cfg.features.backbones == ("efficientnet_lite0",)
+    assert cfg.train.epochs == 150 and cfg.experiments.backbones == ("efficientnet_lite0",)
     (table,) = cfg.experiments.tables
     assert table.settings == (3, 5) and table.test_cap == 50
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -145,3 +145,12 @@ def test_a_table_row_may_concatenate_backbones() -> None:
     assert cfg.experiments.backbones[1] == "efficientnet_lite0+efficientnet_lite1"
     with pytest.raises(ConfigError, match="'efficientnet_lite0\\+nope': 'nope': unknown backbone"):
         validate({"experiments": {"backbones": ["efficientnet_lite0+nope"]}})
+
+
+def test_a_retired_key_is_one_line_saying_what_to_do_instead():
+    """features.backbones did nothing a build reads: an old config still validates, and is told to drop it."""
+    cfg = validate({"features": {"backbones": ["efficientnet_lite0"], "batch_size": 16}})
+    assert cfg.features.batch_size == 16 and not hasattr(cfg.features, "backbones")
+    (warning,) = cfg.warnings
+    assert warning.startswith("features.backbones: no longer read") and "delete the line" in warning
+    assert "\n" not in warning

@@ -80,18 +80,6 @@ def _backbone(v: Any) -> str | None:
     return f"unknown backbone (known: {', '.join(sorted(REGISTRY))}){hint}"
 
 
-def _backbones(v: list) -> str | None:
-    if not v:
-        return "must list at least one backbone"
-    for b in v:
-        p = _backbone(b)
-        if p:
-            return f"{b!r}: {p}"
-    if len(set(v)) != len(v):
-        return "lists a backbone twice"
-    return None
-
-
 def _feature_set(v: Any) -> str | None:
     """One backbone, or ``a+b+c``: the concatenation of those backbones' features."""
     parts = str(v).split("+")
@@ -246,7 +234,6 @@ SCHEMA: dict[str, Any] = {
         "max_pixels": Field(int, 40_000_000, _max_pixels),
     },
     "features": {
-        "backbones": Field(list, ["efficientnet_lite0"], _backbones, item=str),
         "batch_size": Field(int, 32, _positive),
         "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto")),
         # what runs the backbones for extraction; Keras defines them either way (tlreport/features/engines.py)
@@ -329,11 +316,20 @@ def _show(v: Any) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
+#: keys an older config may still carry, and what to do instead: a one-line warning, the key ignored
+RETIRED: dict[str, str] = {
+    "features.backbones": "no longer read (a build extracts the features that train.backbone and "
+                          "experiments.backbones use); delete the line",
+}
+
+
 def _validate(data: dict, schema: dict, prefix: str, problems: list[str],
               warnings: list[str]) -> dict:
     out: dict[str, Any] = {}
     for key in data:
-        if key not in schema:
+        if prefix + key in RETIRED:
+            warnings.append(f"{prefix}{key}: {RETIRED[prefix + key]}")
+        elif key not in schema:
             close = difflib.get_close_matches(key, schema, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
             warnings.append(f"{prefix}{key}: unknown key, ignored{hint}")
@@ -411,7 +407,6 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    backbones: tuple[str, ...]
     batch_size: int
     precision: str                  # float32 | bfloat16 | auto
     engine: str                     # tensorflow | openvino | auto
@@ -563,10 +558,6 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
     if cls.get("enabled") and cls.get("images") == [] and not cls.get("out_of_vocabulary"):
         problems.append("classify: no images to classify (images = [] and no out_of_vocabulary); list some, or "
                         "set classify.enabled = false")
-    if raw.get("train", {}).get("backbone") and raw.get("features", {}).get("backbones") and raw["train"].get("enabled"):
-        for b in str(raw["train"]["backbone"]).split("+"):
-            if b not in raw["features"]["backbones"]:
-                raw["features"]["backbones"] = list(raw["features"]["backbones"]) + [b]
     if problems:
         raise ConfigError(problems, source)
     return Config(raw=raw, path=path, warnings=tuple(warnings))

@@ -119,11 +119,8 @@ description = {_toml(f"A new softmax layer on {backbone} bottleneck features of 
 [dataset]
 path = {_toml(path)}                 # a folder of class folders, relative to this file
 
-[features]
-backbones = [{_toml(backbone)}]      # weights on this machine: `tlreport backbones` lists the others
-
 [train]
-backbone = {_toml(backbone)}
+backbone = {_toml(backbone)}        # weights on this machine: `tlreport backbones` lists the others
 
 [experiments]
 backbones = [{_toml(backbone)}]

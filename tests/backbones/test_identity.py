@@ -11,7 +11,7 @@ import pytest
 from tlreport.backbones import get_spec
 from tlreport.backbones.identity import RANDOM_INIT, published_hash, weights_identity
 from tlreport.errors import NeedsDownload
-from tlreport.features.store import backbone_key
+from tlreport.features.cache import backbone_key
 
 
 def test_published_hashes() -> None:

@@ -267,7 +267,7 @@ def test_prepare_follows_the_real_spec() -> None:
 
 
 def test_flipped_spec_mirrors_the_prepared_image_and_has_its_own_key() -> None:
-    from tlreport.features.store import backbone_key
+    from tlreport.features.cache import backbone_key
 
     spec = get_spec("efficientnet_lite0")
     img = noise_image(5, (300, 200))

@@ -263,7 +263,6 @@ enabled = false
 [dataset]
 path = "PATH"
 [features]
-backbones = ["tiny_random"]
 [train]
 backbone = "tiny_random"
 [experiments]

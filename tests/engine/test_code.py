@@ -55,4 +55,4 @@ def test_fingerprint_follows_lazy_imports_and_ignores_the_rest(fake_package: Pat
 
 def test_the_real_stages_differ_in_what_they_read() -> None:
     train = code.module_imports("tlreport.pipeline.train")
-    assert "tlreport.report.figures" not in train      # editing a figure never retrains
+    assert "tlreport.report.charts" not in train      # editing a figure never retrains

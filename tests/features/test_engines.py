@@ -13,8 +13,8 @@ import pytest
 from tlreport.backbones import get_spec, load_model
 from tlreport.errors import UserError
 from tlreport.features import engines
+from tlreport.features.cache import backbone_key
 from tlreport.features.extract import batch_function
-from tlreport.features.store import backbone_key
 
 # not importorskip: importing openvino before tlreport blocks its telemetry would start the telemetry
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
@@ -167,16 +167,17 @@ def test_a_gpu_is_seen_only_with_tensorflow_s_cuda_build_and_a_driver(monkeypatc
 
 def test_the_config_takes_engine_auto_and_the_build_resolves_it_to_a_named_engine():
     from tlreport.config import validate
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import feature_sets
+    from tlreport.util import cpu
 
     cfg = validate({"features": {"engine": "auto"}})
     assert cfg.features.engine == "auto"
-    expected = engines.auto_engine(resources.cpu_flags())
+    expected = engines.auto_engine(cpu.cpu_flags())
 
     class Ctx:
         config = cfg
 
-    assert resources.resolved_spec(Ctx(), "tiny_random").engine == expected
+    assert feature_sets.resolved_spec(Ctx(), "tiny_random").engine == expected
 
 
 def test_the_conversion_folder_is_one_flat_name_per_openvino_build(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from helpers.images import jpeg_bytes, make_dataset, make_zoo, noise_image, save
 from tlreport.datasets.images import load_rgb, prepare
 from tlreport.datasets.scan import scan_dataset
 from tlreport.errors import UserError
+from tlreport.features.cache import FeatureStore, backbone_key
 from tlreport.features.extract import (
     Extraction,
     batch_function,
@@ -28,7 +29,6 @@ from tlreport.features.extract import (
     extract_features_many,
     extract_shard,
 )
-from tlreport.features.store import FeatureStore, backbone_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -273,7 +273,7 @@ import sys, time
 import numpy as np
 from tlreport.datasets.scan import scan_dataset
 from tlreport.features.extract import extract_features
-from tlreport.features.store import FeatureStore
+from tlreport.features.cache import FeatureStore
 
 def slow_model(x):
     time.sleep(0.4)
@@ -358,14 +358,14 @@ def test_auto_precision_is_float32_on_every_cpu_kind_where_bf16_has_not_held_the
 def test_the_build_resolves_precision_auto_from_the_cpus_flags(monkeypatch):
     from tlreport.config import validate
     from tlreport.features import engines
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import feature_sets
 
     class Ctx:
         config = validate({"features": {"engine": "openvino", "precision": "auto"}})
 
-    monkeypatch.setattr(resources, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
-    assert resources.resolved_spec(Ctx(), "tiny_random").precision == "float32"
+    monkeypatch.setattr(feature_sets, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
+    assert feature_sets.resolved_spec(Ctx(), "tiny_random").precision == "float32"
     monkeypatch.setattr(engines, "BF16_TABLES_HELD", (frozenset({"amx_bf16"}),))
-    assert resources.resolved_spec(Ctx(), "tiny_random").precision == "bfloat16"
-    monkeypatch.setattr(resources, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    assert resources.resolved_spec(Ctx(), "tiny_random").precision == "float32"
+    assert feature_sets.resolved_spec(Ctx(), "tiny_random").precision == "bfloat16"
+    monkeypatch.setattr(feature_sets, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert feature_sets.resolved_spec(Ctx(), "tiny_random").precision == "float32"

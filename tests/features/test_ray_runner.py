@@ -24,9 +24,9 @@ from tlreport.backbones.identity import weights_identity
 from tlreport.config import load_config
 from tlreport.datasets.scan import scan_dataset
 from tlreport.errors import UserError
+from tlreport.features.cache import FeatureStore, backbone_key
 from tlreport.features.engines import load_extractor
 from tlreport.features.extract import extract_features
-from tlreport.features.store import FeatureStore, backbone_key
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,6 @@ enabled = false
 [dataset]
 path = "data"
 [features]
-backbones = ["tiny_random"]
 batch_size = 4
 {runner}
 [train]

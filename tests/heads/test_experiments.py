@@ -18,7 +18,7 @@ from tlreport.heads.logreg import LogRegHead
 from tlreport.heads.metrics import mean_per_class_accuracy
 from tlreport.heads.penalty import choose, holdout_split, row_space, scale, scaler, sgd_l2_as_C
 from tlreport.heads.softmax_sgd import SoftmaxSGDHead
-from tlreport.report.figures import plot_accuracy_vs_ntrain
+from tlreport.report.charts import plot_accuracy_vs_ntrain
 from tlreport.report.tables import (
     _literature_path,
     chosen_sentence,

@@ -9,7 +9,7 @@ from helpers import write_config
 from helpers.drawn import CLASSES, draw
 
 from tlreport.config import load_config
-from tlreport.features.store import FeatureStore
+from tlreport.features.cache import FeatureStore
 from tlreport.pipeline import build
 from tlreport.pipeline.cache_commands import cache_info, cache_prune
 
@@ -24,7 +24,6 @@ enabled = false
 [dataset]
 path = "data"
 [features]
-backbones = ["tiny_random"]
 [train]
 backbone = "tiny_random"
 epochs = 4

@@ -29,7 +29,6 @@ enabled = false
 [dataset]
 path = "data"
 [features]
-backbones = ["tiny_random"]
 [train]
 backbone = "tiny_random"
 epochs = 15

@@ -9,7 +9,7 @@ from tlreport.config import validate
 from tlreport.engine.stage import BuildContext
 from tlreport.engine.store import StageStore
 from tlreport.pipeline.render import _classify_context, describe_preprocessing
-from tlreport.report.render import render_post
+from tlreport.report.templating import render_post
 
 
 def _classify_output(tmp_path, backbone: str, rows: list[dict]):
@@ -64,14 +64,14 @@ def test_other_backbones_show_no_panda_row(tmp_path):
 
 
 def test_durations_round_once():
-    from tlreport.report.render import fmt_seconds
+    from tlreport.report.templating import fmt_seconds
 
     assert ([fmt_seconds(s) for s in (59.94, 59.97, 60.0, 119.7, 3599.6)]
             == ["59.9 s", "1 min 0 s", "1 min 0 s", "2 min 0 s", "60 min 0 s"])
 
 
 def test_the_classify_command_names_any_example_path_as_one_argument():
-    from tlreport.report.render import _shell
+    from tlreport.report.templating import _shell
 
     assert _shell("cats/1.jpg") == "cats/1.jpg" and _shell("my cats/1.jpg") == "'my cats/1.jpg'"
     assert _shell("-n/1.jpg") == "./-n/1.jpg"                  # not an option to tlreport classify
@@ -141,7 +141,7 @@ def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
 
 
 def _summary_md(summary: dict) -> str:
-    from tlreport.report.render import get_env
+    from tlreport.report.templating import get_env
 
     return get_env(None, target="jekyll").get_template("sections/summary.md.j2").render(summary=summary, reproduce=None)
 
@@ -221,7 +221,7 @@ def test_classification_is_a_grid_of_cards_with_bars(tmp_path):
 def test_a_dataset_is_credited_from_its_folder_else_from_the_registry(tmp_path, monkeypatch):
     """The Caltech-101 post, built from a local copy (``--dataset``) of the registry's artifact, credits
     Caltech-101 as the registry does; a CREDIT.txt in the folder says it instead."""
-    from tlreport.pipeline.resources import dataset_credit
+    from tlreport.pipeline.data import dataset_credit
 
     folder = tmp_path / "101_ObjectCategories"
     folder.mkdir()

@@ -31,7 +31,6 @@ enabled = false
 [dataset]
 path = "{(REPO / "data" / "caltech101-subset").as_posix()}"
 [features]
-backbones = ["tiny_random"]
 [train]
 backbone = "tiny_random"
 epochs = 10

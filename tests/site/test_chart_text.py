@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlreport.report.figures import plot_history
-from tlreport.report.render import get_env
+from tlreport.report.charts import plot_history
+from tlreport.report.templating import get_env
 from tlreport.site.browser import (
     CHART_TEXT_MIN_PX,
     browser_check,
@@ -25,7 +25,7 @@ from tlreport.site.browser import (
     find_chromium,
 )
 from tlreport.site.jekyll import find_jekyll, jekyll_build
-from tlreport.site.server import SiteServer
+from tlreport.site.static_server import SiteServer
 
 REPO = Path(__file__).resolve().parents[2]
 needs_jekyll = pytest.mark.skipif(find_jekyll() is None, reason="jekyll not installed")

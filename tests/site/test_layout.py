@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tlreport.report.render import embed_images, markdown_to_preview
+from tlreport.report.templating import embed_images, markdown_to_preview
 from tlreport.site.browser import VIEWPORTS, browser_check, browser_problems, find_chromium
 from tlreport.site.jekyll import find_jekyll, jekyll_build
-from tlreport.site.server import SiteServer
+from tlreport.site.static_server import SiteServer
 
 pytestmark = pytest.mark.slow
 

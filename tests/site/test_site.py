@@ -21,7 +21,7 @@ from tlreport.site import serve
 from tlreport.site.browser import browser_check, browser_problems, find_chromium
 from tlreport.site.jekyll import find_jekyll, jekyll_build, jekyll_problems
 from tlreport.site.lint import html_problems
-from tlreport.site.server import SiteServer
+from tlreport.site.static_server import SiteServer
 
 pytestmark = pytest.mark.slow
 

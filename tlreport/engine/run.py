@@ -74,7 +74,10 @@ def run_build(config: Config, stages: list[Stage], *, force: bool = False, only:
                 ctx.outputs[st.name] = out          # visible to the stage while it runs
                 st.run(ctx, out)
                 ctx.timings[st.name] = time.perf_counter() - t0
-                atomic_write_json(out / "_meta.json", {"seconds": round(ctx.timings[st.name], 2)})
+                meta = {"seconds": round(ctx.timings[st.name], 2)}
+                if st.environment is not None:
+                    meta["environment"] = st.environment()
+                atomic_write_json(out / "_meta.json", meta)
             ctx.outputs[st.name] = ctx.store.path(st.name, key)
             ctx.count(f"stage.{st.name}")
             ran.append(st.name)

@@ -35,6 +35,9 @@ class Stage:
     enabled: Callable[[BuildContext], bool] = _always
     detail: Callable[[BuildContext], str] | None = None   # e.g. "12 new images"
     publishes: bool = False     # its output's ``site/`` folder is swapped into the config's site_dir
+    # a stage that computes results says where it ran: what this returns (machine, versions) is kept in its
+    # output's _meta.json, so a later stage reads where the cached numbers were computed, not where it runs
+    environment: Callable[[], dict] | None = None
 
 
 @dataclass
@@ -69,6 +72,13 @@ class BuildContext:
         if name not in self.memo:
             self.memo[name] = fn()
         return self.memo[name]
+
+    def file_hash(self, path: Path) -> str:
+        """sha256 of a file a stage reads (a shipped data file, a photo), once per build and version of it."""
+        from tlreport.util.hashing import sha256_file
+
+        st = path.stat()
+        return self.once(f"sha:{path}:{st.st_size}:{st.st_mtime_ns}", lambda: sha256_file(path))
 
 
 @dataclass

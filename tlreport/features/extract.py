@@ -18,7 +18,7 @@ import numpy as np
 from tlreport.datasets.images import DEFAULT_MAX_PIXELS, BadImage, load_prepared_many
 from tlreport.datasets.scan import Entry, Manifest
 from tlreport.errors import UserError
-from tlreport.features.store import FeatureStore, backbone_key, feature_dtype
+from tlreport.features.cache import FeatureStore, backbone_key, feature_dtype
 from tlreport.util.progress import bar
 from tlreport.util.text import display_name
 

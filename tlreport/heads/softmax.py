@@ -388,7 +388,7 @@ def _sgd_program(mixed: bool, has_validation: bool) -> Any:
         spec([], f32), spec([], i32), spec([], i32), spec([], i32), spec([], i32), spec([], i32),
     ])
     def run(X, y, Xv, yv, perms, rates, init, penalty_rows, penalty_cols, momentum, bs, n_big, steps, L, patience):
-        K, D, LC = tf.shape(init)[0], tf.shape(init)[1], tf.shape(init)[2]
+        K, LC = tf.shape(init)[0], tf.shape(init)[2]
         C = LC // L
         n = tf.shape(X)[1]
         epochs = tf.shape(perms)[0]

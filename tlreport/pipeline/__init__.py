@@ -13,11 +13,12 @@ from tlreport.config import Config
 from tlreport.engine.run import run_build
 from tlreport.engine.stage import BuildContext, BuildResult, Stage
 from tlreport.pipeline.classify import classify_inputs, classify_run
+from tlreport.pipeline.data import resolve_data_root
 from tlreport.pipeline.experiments import experiments_inputs, experiments_run
 from tlreport.pipeline.features import features_detail, features_inputs, features_run
 from tlreport.pipeline.figures import figures_inputs, figures_run
+from tlreport.pipeline.provenance import environment
 from tlreport.pipeline.render import render_inputs, render_run
-from tlreport.pipeline.resources import resolve_data_root
 from tlreport.pipeline.train import train_inputs, train_run
 
 
@@ -27,12 +28,14 @@ def _tables_enabled(ctx: BuildContext) -> bool:
 
 
 STAGES: list[Stage] = [
-    Stage("classify", classify_inputs, classify_run, enabled=lambda ctx: ctx.config.classify.enabled),
+    Stage("classify", classify_inputs, classify_run, enabled=lambda ctx: ctx.config.classify.enabled,
+          environment=environment),
     Stage("features", features_inputs, features_run, detail=features_detail,
-          enabled=lambda ctx: ctx.config.train.enabled or _tables_enabled(ctx)),
+          enabled=lambda ctx: ctx.config.train.enabled or _tables_enabled(ctx), environment=environment),
     Stage("train", train_inputs, train_run, after=("features",),
-          enabled=lambda ctx: ctx.config.train.enabled),
-    Stage("experiments", experiments_inputs, experiments_run, after=("features",), enabled=_tables_enabled),
+          enabled=lambda ctx: ctx.config.train.enabled, environment=environment),
+    Stage("experiments", experiments_inputs, experiments_run, after=("features",), enabled=_tables_enabled,
+          environment=environment),
     Stage("figures", figures_inputs, figures_run, deps=("train", "experiments"),
           enabled=lambda ctx: ctx.config.train.enabled or ctx.config.experiments.enabled),
     # render reads features.json (the datasets' summaries) besides the sections' outputs

@@ -11,7 +11,7 @@ from tlreport.util.humanize import human_size
 
 def cache_info(cfg: Config) -> int:
     from tlreport.engine.store import StageStore
-    from tlreport.features.store import FeatureStore
+    from tlreport.features.cache import FeatureStore
 
     root = cfg.cache_dir
     print(f"cache: {root}")
@@ -36,13 +36,14 @@ def cache_path(cfg: Config, stage: str) -> int:
     from tlreport.engine.stage import BuildContext
     from tlreport.engine.store import StageStore
     from tlreport.errors import UserError
-    from tlreport.pipeline import STAGES, resources
+    from tlreport.pipeline import STAGES
+    from tlreport.pipeline import data as pipeline_data
 
     names = [s.name for s in STAGES]
     if stage not in names:
         raise UserError(f"cache path: unknown stage {stage!r}; stages: {', '.join(names)}")
     store = StageStore(cfg.cache_dir / "stages")
-    ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=resources.resolve_data_root(cfg),
+    ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=pipeline_data.resolve_data_root(cfg),
                        read_only=True)
     plan(ctx, STAGES)
     key = ctx.keys.get(stage)
@@ -58,12 +59,13 @@ def cache_prune(cfg: Config) -> int:
     from tlreport.engine.plan import plan
     from tlreport.engine.stage import BuildContext
     from tlreport.engine.store import StageStore, cache_lock
-    from tlreport.features.store import FeatureStore
-    from tlreport.pipeline import STAGES, resources
+    from tlreport.features.cache import FeatureStore
+    from tlreport.pipeline import STAGES, feature_sets
+    from tlreport.pipeline import data as pipeline_data
 
     store = StageStore(cfg.cache_dir / "stages")
     with cache_lock(cfg.cache_dir):
-        ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=resources.resolve_data_root(cfg),
+        ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=pipeline_data.resolve_data_root(cfg),
                            read_only=True)
         rows = plan(ctx, STAGES)
         keep = {(name, store.path(name, key).name) for name, key in ctx.keys.items()}
@@ -78,7 +80,7 @@ def cache_prune(cfg: Config) -> int:
         for tmp in unfinished:
             shutil.rmtree(tmp, ignore_errors=True)
         try:
-            keys = {resources.feature_key(ctx, v) for _, v in resources.feature_jobs(ctx)}
+            keys = {feature_sets.feature_key(ctx, v) for _, v in feature_sets.feature_jobs(ctx)}
         except NeedsDownload:       # some backbone's weights are not installed: its namespace is unknown
             keys = None
         features = FeatureStore(cfg.cache_dir / "features")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
-from tlreport.pipeline.resources import _file_hash, backbone_code, shipped_hash, weights_id
+from tlreport.pipeline.feature_sets import backbone_code, weights_id
 from tlreport.util.files import atomic_write_json
+from tlreport.util.paths import shipped_path
 
 
 def _classify_sources(ctx: BuildContext):
@@ -22,7 +23,7 @@ def _classify_sources(ctx: BuildContext):
         # dataset:PATH is a file of the post's own dataset (wherever --dataset points it), e.g. its panda
         if ref.startswith("dataset:"):
             from tlreport.datasets.sources import ImageSource
-            from tlreport.pipeline.resources import dataset_root, transfer_use
+            from tlreport.pipeline.data import dataset_root, transfer_use
             from tlreport.util.paths import is_within
 
             root = dataset_root(ctx, transfer_use(ctx).ref)
@@ -55,9 +56,9 @@ def classify_inputs(ctx: BuildContext) -> dict:
             raise NeedsDownload([needed])
     return {
         "spec": spec.fingerprint(), "weights": weights_id(ctx, spec.name), "top_k": c.top_k,
-        "backbone_code": backbone_code(spec), "labels": shipped_hash(ctx, "data", "imagenet_classes.tsv"),
-        "images": [(s.ref, _file_hash(ctx, s.path)) for s in imgs],
-        "oov": (oov.ref, _file_hash(ctx, oov.path), c.out_of_vocabulary_label) if oov else None,
+        "backbone_code": backbone_code(spec), "labels": ctx.file_hash(shipped_path("data", "imagenet_classes.tsv")),
+        "images": [(s.ref, ctx.file_hash(s.path)) for s in imgs],
+        "oov": (oov.ref, ctx.file_hash(oov.path), c.out_of_vocabulary_label) if oov else None,
     }
 
 
@@ -128,7 +129,7 @@ def classify_run(ctx: BuildContext, out: Path) -> None:
         fname = f"{i:02d}-{_safe_name(s.name)}.jpg"
         w, h = _display_copy(s.path, out / "img" / fname)
         rows.append({"ref": s.ref, "name": s.name, "file": fname, "size": [w, h],
-                     "sha256": _file_hash(ctx, s.path), "top": [[n, round(p, 6)] for n, p in top]})
+                     "sha256": ctx.file_hash(s.path), "top": [[n, round(p, 6)] for n, p in top]})
         ctx.count("classify.images")
     atomic_write_json(out / "classify.json", {
         "backbone": spec.name, "top_k": c.top_k,

@@ -7,7 +7,7 @@ from pathlib import Path
 from tlreport.config import TableConfig
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
-from tlreport.pipeline.resources import feature_identity
+from tlreport.pipeline.feature_sets import feature_identity
 from tlreport.util.faults import fault_point
 from tlreport.util.files import atomic_write_json, read_json
 from tlreport.util.text import display_name
@@ -22,9 +22,9 @@ def short_classes(ctx: BuildContext, index: int, table: TableConfig) -> list[tup
     """
     import numpy as np
 
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
 
-    m = resources.manifest(ctx, resources.table_use(ctx, table))
+    m = pipeline_data.manifest(ctx, pipeline_data.table_use(ctx, table))
     counts = np.bincount(m.labels(), minlength=len(m.classes))
     need = max(table.settings) + 1               # n training images and at least one to test on
     short = [(name, int(n)) for name, n in zip(m.classes, counts, strict=True) if n < need]
@@ -54,7 +54,7 @@ def short_classes(ctx: BuildContext, index: int, table: TableConfig) -> list[tup
 def head_precision(ctx: BuildContext) -> str:
     """``experiments.precision`` with ``"auto"`` resolved for this machine's CPU."""
     from tlreport.heads.softmax_sgd import auto_precision
-    from tlreport.pipeline.resources import cpu_flags
+    from tlreport.util.cpu import cpu_flags
 
     return auto_precision(ctx.config.experiments.precision, cpu_flags())
 
@@ -71,11 +71,12 @@ def experiments_heads(ctx: BuildContext) -> list:
 
 
 def experiments_inputs(ctx: BuildContext) -> dict:
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
+    from tlreport.pipeline import feature_sets
 
     e = ctx.config.experiments
-    uses = [resources.table_use(ctx, t) for t in e.tables]
-    features = [feature_identity(ctx, u, v) for u in uses for v in resources.table_variants(ctx)]
+    uses = [pipeline_data.table_use(ctx, t) for t in e.tables]
+    features = [feature_identity(ctx, u, v) for u in uses for v in feature_sets.table_variants(ctx)]
     return {"experiments": e, "seed": ctx.config.seed, "tables": [u.id for u in uses], "features": features,
             "dropped": [short_classes(ctx, i, t) for i, t in enumerate(e.tables)],
             "head_precision": head_precision(ctx)}
@@ -121,7 +122,8 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
     import pandas as pd
 
     from tlreport.heads.grid import aggregate, run_grid
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
+    from tlreport.pipeline import feature_sets
     from tlreport.util.progress import bar
 
     e = ctx.config.experiments
@@ -134,20 +136,20 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
         device = ctx.once("device", compute_device)       # TensorFlow places the SGD runs on a GPU if it has one
         ctx.log(f"experiments: {', '.join(trained_by_tf)} on {device}")
         if device != cpu_only():
-            resources.computed_on(ctx, device)
+            feature_sets.computed_on(ctx, device)
     key = ctx.keys.get("experiments")
     finished = ctx.store.partial("experiments", key) if key and not ctx.read_only else None
     for i, t in enumerate(e.tables):
-        use = resources.table_use(ctx, t)
-        m = resources.manifest(ctx, use)
+        use = pipeline_data.table_use(ctx, t)
+        m = pipeline_data.manifest(ctx, use)
         dropped = short_classes(ctx, i, t)
         dropped_by_table.append(dropped)
         labels, classes = m.labels(), list(m.classes)
         keep = np.flatnonzero(~np.isin(labels, [classes.index(name) for name, _ in dropped]))
         kept_classes = [c for c in classes if c not in {name for name, _ in dropped}]
         labels = np.searchsorted([classes.index(c) for c in kept_classes], labels[keep])   # 0..C'-1
-        feats = {b: resources.table_features(ctx, use, b)[keep] for b in e.backbones}
-        flips = ({b: resources.table_features(ctx, use, b, flip=True)[keep] for b in e.backbones}
+        feats = {b: feature_sets.table_features(ctx, use, b)[keep] for b in e.backbones}
+        flips = ({b: feature_sets.table_features(ctx, use, b, flip=True)[keep] for b in e.backbones}
                  if e.flip else None)
         resume = FinishedFits(finished, i) if finished is not None else None
         name = t.name or t.dataset

@@ -6,24 +6,25 @@ from pathlib import Path
 
 from tlreport.engine.stage import BuildContext
 from tlreport.util.files import atomic_write_json, read_json
+from tlreport.util.paths import shipped_path
 
 # ----------------------------------------------------------------------------- figures
 
 
 def figures_inputs(ctx: BuildContext) -> dict:
-    from tlreport.pipeline.resources import shipped_hash
+    pass
 
     return {"grid": ctx.config.train.grid_size, "seed": ctx.config.seed,
-            "literature": shipped_hash(ctx, "data", "literature.toml")}
+            "literature": ctx.file_hash(shipped_path("data", "literature.toml"))}
 
 
 def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     import numpy as np
 
     from tlreport.datasets.images import BadImage, load_prepared
-    from tlreport.pipeline import resources
-    from tlreport.report.confusion import confused_pairs, plot_confusion
-    from tlreport.report.figures import (
+    from tlreport.pipeline import data as pipeline_data
+    from tlreport.pipeline import feature_sets
+    from tlreport.report.charts import (
         feature_grid_shape,
         pick_grid,
         plot_bottleneck,
@@ -32,6 +33,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
         thumbnail,
         top_mistakes,
     )
+    from tlreport.report.confusion import confused_pairs, plot_confusion
     from tlreport.report.per_class import per_class_accuracy, plot_per_class
 
     d = ctx.outputs["train"]
@@ -39,10 +41,10 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     pred = np.load(d / "predictions.npz", allow_pickle=False)
     test_idx, probs, y = pred["test_idx"], pred["probs"], pred["y"]
     names = res["classes"]
-    use = resources.transfer_use(ctx)
-    m = resources.manifest(ctx, use)
+    use = pipeline_data.transfer_use(ctx)
+    m = pipeline_data.manifest(ctx, use)
     # the photos are shown as the (first) backbone saw them
-    spec = resources.resolved_spec(ctx, resources.table_parts(res["backbone"])[0])
+    spec = feature_sets.resolved_spec(ctx, feature_sets.table_parts(res["backbone"])[0])
     paths = m.paths()
     yhat = probs.argmax(axis=1)
     conf = probs.max(axis=1)
@@ -78,7 +80,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
         thumbnail(image(f["index"]), o / "label_noise" / f"{k:02d}.jpg", size=2 * PRED_PX)
         noise_items.append({**f, "given_name": names[f["given"]], "suggested_name": names[f["suggested"]],
                             "thumb": f"label_noise/{k:02d}"})
-    x = resources.table_features(ctx, use, res["backbone"])
+    x = feature_sets.table_features(ctx, use, res["backbone"])
     ex = res["example"]["index"]
     plot_bottleneck(image(ex), x[ex], o / "bottleneck")
     thumbnail(image(ex), o / "example.jpg", size=2 * EXAMPLE_PX)
@@ -125,7 +127,7 @@ LABEL_NOISE_SHOWN = 12    # images most likely mislabelled, shown in their own g
 def _replication_figures(ctx: BuildContext, out: Path) -> None:
     import pandas as pd
 
-    from tlreport.report.figures import plot_accuracy_vs_ntrain
+    from tlreport.report.charts import plot_accuracy_vs_ntrain
     from tlreport.report.tables import literature_rows
 
     agg = pd.read_csv(ctx.outputs["experiments"] / "aggregate.csv")

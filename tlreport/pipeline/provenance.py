@@ -1,4 +1,10 @@
-"""What the post's provenance box prints: versions, machine, hashes, timings."""
+"""What the post's provenance box prints: versions, machine, hashes, timings.
+
+Where the numbers were computed is recorded by the stages that computed them
+(:func:`environment`, kept in each computing stage's ``_meta.json`` by the
+engine); the render stage only reads it, so a post re-rendered elsewhere from a
+cache still names the machine and the libraries that made its numbers.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ from importlib import metadata
 from pathlib import Path
 
 from tlreport.engine.stage import BuildContext
-from tlreport.pipeline.resources import BF16_FLAGS, cpu_flags, weights_id
+from tlreport.pipeline.feature_sets import weights_id
+from tlreport.util.cpu import BF16_FLAGS, cpu_flags
 from tlreport.util.files import read_json
 
 
@@ -88,12 +95,48 @@ def _head_precision(ctx: BuildContext) -> dict:
     return {"precision": heads[0].precision, "heads": [h.name for h in heads]} if heads else {}
 
 
-def _provenance(ctx: BuildContext) -> dict:
+def environment() -> dict:
+    """Where a computing stage runs: this machine, the libraries that compute, tlreport's version and commit."""
     from tlreport import __version__
+
+    return {"machine": _machine(), "python": platform.python_version(),
+            "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),
+            "numpy": _version("numpy"), "sklearn": _version("scikit-learn"),
+            "version": __version__, "git": _git_commit()}
+
+
+#: the stages whose numbers the post reports, the one that made its tables last (its libraries are named)
+COMPUTING_STAGES = ("classify", "features", "train", "experiments")
+
+
+def recorded_environments(ctx: BuildContext) -> list[tuple[str, dict]]:
+    """``(stage, environment)`` of each computing stage of this build, as the stage recorded it."""
+    found = []
+    for name in COMPUTING_STAGES:
+        meta = ctx.outputs[name] / "_meta.json" if name in ctx.outputs else None
+        env = read_json(meta).get("environment") if meta is not None and meta.is_file() else None
+        if env:
+            found.append((name, env))
+    return found
+
+
+def machines_line(envs: list[tuple[str, dict]]) -> str:
+    """One machine, or each with the stages that ran on it: ``A (classify, features); B (train)``."""
+    by_machine: dict[str, list[str]] = {}
+    for stage, env in envs:
+        by_machine.setdefault(env.get("machine", "unknown"), []).append(stage)
+    if len(by_machine) <= 1:
+        return next(iter(by_machine), "")
+    return "; ".join(f"{m} ({', '.join(stages)})" for m, stages in by_machine.items())
+
+
+def _provenance(ctx: BuildContext) -> dict:
     from tlreport.backbones import get_spec
-    from tlreport.pipeline.resources import feature_jobs, resolved_spec
+    from tlreport.pipeline.feature_sets import feature_jobs, resolved_spec
 
     cfg = ctx.config
+    envs = recorded_environments(ctx)
+    libraries = envs[-1][1] if envs else {}        # the libraries of the stage that made the tables
     names = [cfg.classify.backbone] if cfg.classify.enabled else []
     jobs = feature_jobs(ctx)
     names += [variant.backbone for _, variant in jobs]     # what the build ran, nothing else
@@ -114,13 +157,12 @@ def _provenance(ctx: BuildContext) -> dict:
     return {
         "computed_on": ", ".join(features_run.get("computed_on", [])),
         "features_extracted": features_run.get("extracted"),
-        "version": __version__, "git": _git_commit(), "config_hash": ctx.config.hash(),
-        "seed": ctx.config.seed, "python": platform.python_version(),
-        "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),
-        "numpy": _version("numpy"), "sklearn": _version("scikit-learn"),
+        **{k: libraries.get(k, "unknown") for k in ("version", "git", "python", "tensorflow", "keras", "numpy",
+                                                    "sklearn")},
+        "config_hash": ctx.config.hash(), "seed": ctx.config.seed,
         "backbones": backbones, "engine": _engine(spec.engine if spec else cfg.features.engine),
         "precision": spec.precision if spec else cfg.features.precision,
         "head_precision": _head_precision(ctx),
         "datasets": ctx.memo.get("provenance.datasets", []),
-        "machine": _machine(), "timings": timings,
+        "machine": machines_line(envs), "timings": timings,
     }

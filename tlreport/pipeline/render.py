@@ -11,18 +11,19 @@ from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
 from tlreport.pipeline.provenance import _provenance
 from tlreport.util.files import atomic_write_text, read_json
+from tlreport.util.paths import shipped_path
 
 # ----------------------------------------------------------------------------- render
 
 
 def render_inputs(ctx: BuildContext) -> dict:
     # the whole config: the post's provenance box prints its hash and the backbone list
-    from tlreport.pipeline.resources import dataset_credit, shipped_hash, transfer_use
-    from tlreport.report.render import templates_fingerprint
+    from tlreport.pipeline.data import dataset_credit, transfer_use
+    from tlreport.report.templating import templates_fingerprint
 
     return {"post": ctx.config.post, "config": ctx.config.hash(),
             "templates": templates_fingerprint(_user_templates(ctx)),
-            "shipped": [shipped_hash(ctx, "data", name)
+            "shipped": [ctx.file_hash(shipped_path("data", name))
                         for name in ("literature.toml", "seed_post.toml", "references.toml")],
             "site_config": _site_repository(ctx), "config_name": _config_name(ctx),
             "credit": dataset_credit(ctx, transfer_use(ctx).ref) if ctx.config.train.enabled else None}
@@ -133,13 +134,13 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     fmeta = read_json(ctx.outputs["figures"] / "transfer.json")
     counts = [(k, res["counts"][k]) for k in ("train", "validation", "test")]
     total = sum(n for _, n in counts)
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
 
     demo = None
     if res["dataset"] == "demo":
         demo = {"classes": len(res["classes"]), "per_class": round(total / max(1, len(res["classes"])))}
     seed = _seed_post()["transfer"]
-    credit = resources.dataset_credit(ctx, res["dataset"])
+    credit = pipeline_data.dataset_credit(ctx, res["dataset"])
     dataset_ref = _dataset_reference(res["dataset"] + " " + credit[0])
     # the seed's 92.47% is on all of Caltech-101's classes; like for like also holds out its 40% for testing
     seed_comparable = demo is None and dataset_ref == "caltech101" and len(res["classes"]) == seed["classes"]
@@ -153,7 +154,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     return {
         "backbone": res["backbone"], "backbones": res.get("backbones", [res["backbone"]]),
         "dims": res.get("dims", [res["features_dim"]]), "dim": res["features_dim"], "n_classes": len(res["classes"]),
-        "demo": demo, "dataset": resources.dataset_name(res["dataset"]), "summary": res["manifest_summary"],
+        "demo": demo, "dataset": pipeline_data.dataset_name(res["dataset"]), "summary": res["manifest_summary"],
         "credit": credit[0], "credit_url": credit[1],
         "skipped": res.get("skipped_files", [])[:SKIPS_SHOWN], "skipped_total": res.get("skipped", 0),
         "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
@@ -211,14 +212,14 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     fig = _copy_figures(ctx, slug, site_out, "replication")
     fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
     dropped = read_json(d / "tables.json")["dropped"]
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
 
     tables = []
     for i, t in enumerate(e.tables):
         ds = f"table{i}"
         lit = literature_rows(t.literature) if t.literature else []
-        name = t.name or resources.dataset_name(t.dataset)
-        job = fjobs.get(resources.table_use(ctx, t).id, {})
+        name = t.name or pipeline_data.dataset_name(t.dataset)
+        job = fjobs.get(pipeline_data.table_use(ctx, t).id, {})
         tables.append({
             "name": name, "settings": t.settings, "test_cap": t.test_cap, "literature": t.literature, "run": True,
             "summary": job.get("summary", ""),
@@ -265,7 +266,7 @@ def _config_name(ctx: BuildContext) -> str:
 def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
     """The exact commands that rebuild this post, and where the exported classifier lands."""
     from tlreport.artifacts.registry import load_registry
-    from tlreport.pipeline.resources import dataset_name
+    from tlreport.pipeline.data import dataset_name
 
     dataset = ctx.config.dataset.path
     fetch = []
@@ -338,7 +339,7 @@ SECTION_CONTEXTS = {"classify": _classify_context, "transfer": _transfer_context
 
 
 def render_run(ctx: BuildContext, out: Path) -> None:
-    from tlreport.report.render import markdown_to_preview, render_post
+    from tlreport.report.templating import markdown_to_preview, render_post
 
     post = dataclasses.asdict(ctx.config.post)   # a dict: the post gets its excerpt below
     slug = post["slug"]

@@ -6,22 +6,23 @@ from pathlib import Path
 
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
-from tlreport.pipeline.resources import feature_identity
+from tlreport.pipeline.feature_sets import feature_identity
 from tlreport.util.files import atomic_write_json
 
 # ----------------------------------------------------------------------------- train
 
 
 def train_inputs(ctx: BuildContext) -> dict:
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
+    from tlreport.pipeline import feature_sets
 
-    use = resources.transfer_use(ctx)
-    backbones = resources.table_parts(ctx.config.train.backbone)
+    use = pipeline_data.transfer_use(ctx)
+    backbones = feature_sets.table_parts(ctx.config.train.backbone)
     return {"train": ctx.config.train, "seed": ctx.config.seed, "dataset": use.id,
             # covers the skipped files too, which the post lists
-            "features": [feature_identity(ctx, use, resources.FeatureVariant(b)) for b in backbones],
+            "features": [feature_identity(ctx, use, feature_sets.FeatureVariant(b)) for b in backbones],
             # it exports backbone(s) + head: the code that builds each backbone is part of the result
-            "backbone_code": [resources.backbone_code(resources.resolved_spec(ctx, b)) for b in backbones]}
+            "backbone_code": [feature_sets.backbone_code(feature_sets.resolved_spec(ctx, b)) for b in backbones]}
 
 
 def train_run(ctx: BuildContext, out: Path) -> None:
@@ -31,14 +32,15 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.heads.export import export_classifier
     from tlreport.heads.metrics import evaluate
     from tlreport.heads.softmax import predict_proba, seed_everything, train_softmax
-    from tlreport.pipeline import resources
+    from tlreport.pipeline import data as pipeline_data
+    from tlreport.pipeline import feature_sets
     from tlreport.util.text import display_name
 
     t = ctx.config.train
     seed = ctx.config.seed
-    use = resources.transfer_use(ctx)
-    m = resources.manifest(ctx, use)
-    x = resources.table_features(ctx, use, t.backbone)
+    use = pipeline_data.transfer_use(ctx)
+    m = pipeline_data.manifest(ctx, use)
+    x = feature_sets.table_features(ctx, use, t.backbone)
     y = m.labels()
     shas = [e.sha256 for e in m.entries]
     parts = split_by_hash(shas, y, t.fractions, seed=seed)
@@ -66,9 +68,9 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     np.save(out / "parts.npy", parts.astype(np.int8))
     counts = {name: int((parts == i).sum()) for i, name in enumerate(("train", "validation", "test"))}
     # the exported classifier: backbone(s) + new head in one .keras file, then a held-out example
-    backbones = resources.table_parts(t.backbone)
-    export_classifier([resources.model(ctx, b) for b in backbones], head, m.classes, out / "classifier.keras",
-                      backbone="+".join(resources.resolved_spec(ctx, b).name for b in backbones))
+    backbones = feature_sets.table_parts(t.backbone)
+    export_classifier([feature_sets.model(ctx, b) for b in backbones], head, m.classes, out / "classifier.keras",
+                      backbone="+".join(feature_sets.resolved_spec(ctx, b).name for b in backbones))
     # the example: a random held-out image the new layer classifies correctly (any one, if none is)
     rng = np.random.default_rng(seed)
     right = test_idx[probs.argmax(axis=1) == y[test_idx]]
@@ -81,7 +83,7 @@ def train_run(ctx: BuildContext, out: Path) -> None:
                                                             relpaths=[e.relpath for e in m.entries]))
     atomic_write_json(out / "train.json", {
         "backbone": t.backbone, "backbones": backbones,
-        "dims": [int(resources.features(ctx, use, resources.FeatureVariant(b)).shape[1]) for b in backbones],
+        "dims": [int(feature_sets.features(ctx, use, feature_sets.FeatureVariant(b)).shape[1]) for b in backbones],
         "dataset": use.ref, "classes": m.classes, "counts": counts,
         "per_class": {"train": np.bincount(y[parts == 0], minlength=C).tolist()},
         "metrics": metrics, "best_epoch": head.best_epoch, "epochs_run": int(len(head.history)),

@@ -37,7 +37,7 @@ SUMMARY_MIN_VISIBLE_PX = 120
 #: the widths a post is checked and photographed at: a laptop and a phone (iPhone 12-15), with their heights
 VIEWPORTS: tuple[tuple[int, int], ...] = ((1280, 900), (390, 844))
 _MAX_SCREENSHOT_HEIGHT = 16000
-_MIN_WINDOW_WIDTH = 800     # narrower pages are measured and shot in an iframe (see server.py)
+_MIN_WINDOW_WIDTH = 800     # narrower pages are measured and shot in an iframe (see static_server.py)
 
 
 def find_chromium() -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from tlreport.site.browser import VIEWPORTS, browser_check, browser_problems, find_chromium
 from tlreport.site.jekyll import jekyll_build, jekyll_problems, post_slug, site_folder
 from tlreport.site.lint import html_problems
-from tlreport.site.server import SiteServer
+from tlreport.site.static_server import SiteServer
 
 # --------------------------------------------------------------------------- everything
 

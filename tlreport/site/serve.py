@@ -21,7 +21,7 @@ from tlreport.errors import UserError
 from tlreport.site.browser import VIEWPORTS, find_chromium, screenshot
 from tlreport.site.check import built_page
 from tlreport.site.jekyll import find_jekyll, find_post, jekyll_build, post_slug, site_folder
-from tlreport.site.server import SiteServer
+from tlreport.site.static_server import SiteServer
 
 
 def _preview_page(site: Path, slug: str | None = None) -> Path:

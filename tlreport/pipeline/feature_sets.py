@@ -1,48 +1,24 @@
-"""Datasets, backbones and features as the stages see them.
+"""Feature sets as the stages see them: which backbone variants a build needs, their cache keys, and the
+matrices, extracting only what the content-addressed cache lacks.
 
-A build may use several datasets (the transfer section's and one per results
-table) and several backbones.  :func:`feature_jobs` lists the (dataset, feature
-variant) pairs the enabled stages read, :func:`manifest` scans each dataset
-once per build (with a hash cache, so a rescan of an unchanged folder is fast)
-and :func:`features` returns a feature matrix from the content-addressed store,
-extracting only what is missing.
-
-In a read-only build (``ctx.read_only``: a dry run, ``cache prune``) nothing
-here writes outside a temporary folder or downloads: an artifact that is not
-installed raises :class:`~tlreport.errors.NeedsDownload`, which the plan shows.
+:func:`feature_jobs` lists the (dataset, feature variant) pairs the enabled
+stages read; :func:`features` returns a matrix aligned with the dataset's
+manifest; :func:`table_features` one backbone's, or several side by side.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import re
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from tlreport.backbones.spec import FLIP
-from tlreport.config import Config, TableConfig
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import NeedsDownload, UserError
-from tlreport.util.hashing import hash_obj, sha256_file
-from tlreport.util.paths import is_within
-from tlreport.util.text import display_name
-
-
-@dataclass(frozen=True)
-class DatasetUse:
-    ref: str                      # "demo", "artifact:NAME" or a path, as configured
-    include: tuple[str, ...]
-    exclude: tuple[str, ...]
-
-    @property
-    def id(self) -> str:
-        blob = f"{self.ref}\0{','.join(self.include)}\0{','.join(self.exclude)}"
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+from tlreport.pipeline.data import DatasetUse, manifest, table_use, transfer_use
+from tlreport.util.cpu import cpu_flags
+from tlreport.util.hashing import hash_obj
 
 
 @dataclass(frozen=True, order=True)
@@ -60,26 +36,6 @@ class FeatureVariant:
     def name(self) -> str:
         """How the plan, the counters and the cache listing show it: ``efficientnet_lite0+flip``."""
         return self.backbone + (FLIP if self.flip else "")
-
-
-def resolve_data_root(config: Config, override: str | None = None) -> str | None:
-    """``--data-root``, else the config's ``data_root`` (relative to the config file), else None."""
-    if override is None and config.data_root:
-        return str(config.resolve(config.data_root))
-    return override
-
-
-def transfer_use(ctx: BuildContext) -> DatasetUse:
-    d = ctx.config.dataset
-    ref = ctx.dataset_override or d.path
-    return DatasetUse(ref, tuple(d.include), tuple(d.exclude))
-
-
-def table_use(ctx: BuildContext, table: TableConfig) -> DatasetUse:
-    ref = table.dataset
-    if ctx.dataset_override and ref == ctx.config.dataset.path:
-        ref = ctx.dataset_override          # --dataset points the same dataset elsewhere
-    return DatasetUse(ref, (), table.exclude)
 
 
 def table_parts(entry: str) -> list[str]:
@@ -126,110 +82,6 @@ def feature_jobs(ctx: BuildContext) -> list[tuple[DatasetUse, FeatureVariant]]:
     return out
 
 
-def dataset_name(ref: str) -> str:
-    """A dataset as a post names it: the artifact's name or the folder's, never the builder's full path.
-
-    >>> dataset_name("artifact:caltech101"), dataset_name("/home/me/data/101_ObjectCategories/")
-    ('caltech101', '101_ObjectCategories')
-    """
-    if ref.startswith("artifact:"):
-        return ref.split(":", 1)[1]
-    return Path(ref.rstrip("/\\")).name or ref
-
-
-def dataset_credit(ctx: BuildContext, ref: str) -> tuple[str, str]:
-    """Who made the transfer dataset's images, and under which licence: one line for the post, and a
-    link to the dataset's page (``""`` if none).
-
-    A ``CREDIT.txt`` in the dataset folder says it; else, when the config names a registry artifact
-    (``artifact:caltech101``, even with ``--dataset`` pointing at a copy elsewhere), the registry's
-    title, citation and licence, linked to its homepage; else nothing.
-    """
-    if ref != "demo" and not ref.startswith("artifact:"):
-        credit = ctx.config.resolve(ref) / "CREDIT.txt"
-        if credit.is_file():
-            try:
-                return credit.read_text(encoding="utf-8", errors="replace").strip(), ""
-            except OSError as e:
-                raise UserError(f"cannot read {display_name(str(credit))}: {e.strerror}") from None
-    declared = ctx.config.dataset.path
-    if not declared.startswith("artifact:"):
-        return "", ""
-    from tlreport.artifacts.registry import load_registry
-
-    art = load_registry().get(declared.split(":", 1)[1])
-    if art is None or art.kind != "dataset":
-        return "", ""
-    text = " ".join(part for part in (f"{art.title}:" if art.title else "", art.citation,
-                                      f"Licence: {art.licence}." if art.licence else "") if part)
-    # a link the post can write as Markdown: http(s), nothing that would end it early
-    url = art.homepage if re.fullmatch(r"https?://[^\s()<>\[\]\"']+", str(art.homepage or "")) else ""
-    return text, url
-
-
-def dataset_root(ctx: BuildContext, ref: str) -> Path:
-    if ref == "demo":
-        from tlreport.datasets.demo import demo_dataset_path, make_demo_dataset
-
-        seed = ctx.config.seed
-        if ctx.read_only:
-            return demo_dataset_path(ctx.cache_dir, seed=seed) or make_demo_dataset(Path(scratch_dir(ctx)), seed=seed)
-        return make_demo_dataset(ctx.cache_dir, seed=seed)
-    if ref.startswith("artifact:"):
-        from tlreport.artifacts.install import download_note, ensure, resolve_dataset
-        from tlreport.artifacts.registry import data_root
-
-        name = ref.split(":", 1)[1]
-        root = data_root(ctx.data_root)
-        found = resolve_dataset(name, root)
-        if found is None:
-            if ctx.read_only:
-                raise NeedsDownload([download_note(name)])
-            found = ensure(name, root, allow_download=True)
-        return Path(found)
-    root = ctx.config.resolve(ref)
-    _check_not_holding_the_output(ctx, root)
-    return root
-
-
-def _check_not_holding_the_output(ctx: BuildContext, root: Path) -> None:
-    """One line when a dataset folder holds the build's own site or cache (``path = "."``): its
-    figures would become images of a class, and every build would train on the last one's output."""
-    real = os.path.realpath(root)
-    for what, out in (("site", ctx.config.site_dir), ("cache", ctx.cache_dir)):
-        if is_within(os.path.realpath(out), real):
-            raise UserError(f"the dataset folder {display_name(str(root))} holds this build's {what} folder "
-                            f"({display_name(str(out))}); point the dataset at the folder of class folders")
-
-
-def scratch_dir(ctx: BuildContext) -> str:
-    """A temporary folder for what a read-only build must make to plan (the demo dataset), removed at exit."""
-    return ctx.once("scratch", lambda: tempfile.TemporaryDirectory(prefix="tlreport-plan-")).name
-
-
-def manifest(ctx: BuildContext, use: DatasetUse):
-    """The scanned manifest of a dataset, once per build."""
-
-    def scan():
-        from tlreport.datasets.scan import scan_dataset
-
-        root = dataset_root(ctx, use.ref)
-        cache = ctx.cache_dir / "manifests" / (hashlib.sha256(os.fsencode(str(root.resolve()))).hexdigest()[:16] + ".json")
-        m = scan_dataset(root, include=use.include or None, exclude=use.exclude or None,
-                         max_pixels=ctx.config.dataset.max_pixels, hash_cache_path=cache,
-                         progress=not ctx.quiet, update_hash_cache=not ctx.read_only)
-        ctx.log(f"dataset {use.ref}: {m.summary()}")
-        for s in m.skipped[:20]:
-            ctx.log(f"  skipped {display_name(s.relpath)}: {display_name(s.reason)}")
-        if len(m.skipped) > 20:
-            ctx.log(f"  ... and {len(m.skipped) - 20} more (listed in the manifest)")
-        prov = ctx.memo.setdefault("provenance.datasets", [])
-        prov.append({"name": dataset_name(use.ref), "hash": m.hash(), "summary": m.summary()})
-        return m
-
-    return ctx.once(f"manifest:{use.id}", scan)
-
-
 def resolved_spec(ctx: BuildContext, variant: FeatureVariant | str):
     """The registered spec with the configured precision (and the mirroring) applied."""
     from tlreport.backbones import get_spec
@@ -265,34 +117,13 @@ def weights_id(ctx: BuildContext, backbone: str) -> str:
 
 def feature_key(ctx: BuildContext, variant: FeatureVariant) -> str:
     """The feature store namespace of a variant: spec, weights identity and precision."""
-    from tlreport.features.store import backbone_key
+    from tlreport.features.cache import backbone_key
 
     return backbone_key(resolved_spec(ctx, variant), weights_sha256=weights_id(ctx, variant.backbone))
 
 
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """This CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
-BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # native bf16 arithmetic: AVX-512 BF16 or AMX
-
-
-def cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX on this CPU."""
-    return bool(cpu_flags() & BF16_FLAGS)
-
-
 def store(ctx: BuildContext):
-    from tlreport.features.store import FeatureStore
+    from tlreport.features.cache import FeatureStore
 
     return ctx.once("feature_store", lambda: FeatureStore(ctx.cache_dir / "features", report=ctx.log,
                                                           read_only=ctx.read_only))
@@ -426,30 +257,6 @@ def _counter(ctx: BuildContext, variant: FeatureVariant):
     return extracted
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def backbone_code(spec) -> str:
-    """The code that builds a backbone: its family module is imported by name, so the static scan of the
-    stage's own imports (:mod:`tlreport.engine.code`) cannot see it."""
-    from tlreport.engine.code import code_fingerprint
-
-    return code_fingerprint(f"tlreport.backbones.{spec.family}")
-
-
-def shipped_hash(ctx: BuildContext, *parts: str) -> str:
-    """sha256 of a shipped data file a stage reads (``data/literature.toml``, the label list)."""
-    from tlreport.util.paths import shipped_path
-
-    return _file_hash(ctx, shipped_path(*parts))
-
-
-def _file_hash(ctx: BuildContext, path: Path) -> str:
-    """sha256 of a file, memoised per build by (path, size, mtime)."""
-    st = path.stat()
-    return ctx.once(f"sha:{path}:{st.st_size}:{st.st_mtime_ns}", lambda: sha256_file(path))
-
-
 def feature_identity(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant) -> dict:
     """What one (dataset, variant) feature matrix depends on: the manifest and the variant's cache key.
 
@@ -468,3 +275,11 @@ def feature_identity(ctx: BuildContext, use: DatasetUse, variant: FeatureVariant
     return {"dataset": use.id, "manifest": found["manifest"], "backbone": variant.name,
             "key": found["key"], "max_pixels": ctx.config.dataset.max_pixels,
             "skipped": hash_obj(skipped)}        # features.json reports them, and the post its summary
+
+
+def backbone_code(spec) -> str:
+    """The code that builds a backbone: its family module is imported by name, so the static scan of the
+    stage's own imports (:mod:`tlreport.engine.code`) cannot see it."""
+    from tlreport.engine.code import code_fingerprint
+
+    return code_fingerprint(f"tlreport.backbones.{spec.family}")

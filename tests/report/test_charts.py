@@ -7,17 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tlreport.report.confusion import (
-    FULL_DPI,
-    FULL_LABEL_PT,
-    _tick_plan,
-    confused_pairs,
-    confusion_figure,
-    confusion_order,
-    full_size_side,
-    plot_confusion,
-)
-from tlreport.report.figures import (
+from tlreport.report.charts import (
     accuracy_figure,
     feature_grid_shape,
     pick_grid,
@@ -28,6 +18,16 @@ from tlreport.report.figures import (
     reference_rows,
     thumbnail,
     top_mistakes,
+)
+from tlreport.report.confusion import (
+    FULL_DPI,
+    FULL_LABEL_PT,
+    _tick_plan,
+    confused_pairs,
+    confusion_figure,
+    confusion_order,
+    full_size_side,
+    plot_confusion,
 )
 from tlreport.report.per_class import per_class_accuracy, plot_per_class
 from tlreport.report.style import (
@@ -331,7 +331,7 @@ def test_every_chart_has_a_phone_variant_whose_text_reads_at_11_css_px(tmp_path)
                          "std": 0.4, "n_splits": 5, "accuracy": 80.0}
                         for b in ("efficientnet_lite0", "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2")
                         for h in ("softmax_sgd", "logreg") for n in (5, 10, 20)])
-    from tlreport.report.figures import plot_accuracy_vs_ntrain
+    from tlreport.report.charts import plot_accuracy_vs_ntrain
 
     files = (plot_history(_history(), tmp_path / "h", best_epoch=4)
              + plot_confusion(y, y_pred, names, tmp_path / "cm")
