@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tlreport.backbones import get_spec, load_model  # noqa: E402
-from tlreport.features import engines  # noqa: E402
+from tlreport.backbones import get_spec, load_model
+from tlreport.features import engines
 
 
 def saved_model_route(keras_model, xml: Path) -> None:

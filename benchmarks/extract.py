@@ -22,16 +22,13 @@ import argparse
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tlreport.backbones import get_spec, load_model  # noqa: E402
+from tlreport.backbones import get_spec, load_model
 from tlreport.datasets.images import load_prepared
 from tlreport.datasets.scan import Manifest, scan_dataset
 from tlreport.features.cache import FeatureStore, backbone_key

@@ -20,20 +20,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tlreport.backbones import get_spec, load_model  # noqa: E402
-from tlreport.datasets.images import load_prepared  # noqa: E402
-from tlreport.datasets.scan import Manifest, scan_dataset  # noqa: E402
-from tlreport.features.cache import FeatureStore, backbone_key  # noqa: E402
-from tlreport.features.extract import Extraction, batch_function, extract_features, extract_features_many  # noqa: E402
+from tlreport.backbones import get_spec, load_model
+from tlreport.datasets.images import load_prepared
+from tlreport.datasets.scan import Manifest, scan_dataset
+from tlreport.features.cache import FeatureStore, backbone_key
+from tlreport.features.extract import Extraction, batch_function, extract_features, extract_features_many
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 

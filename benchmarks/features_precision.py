@@ -19,11 +19,8 @@ belongs in ``BF16_TABLES_HELD`` (``tlreport/features/engines.py``), which is wha
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -32,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     # benchmarks/softmax_head.py
-    from softmax_head import TABLE_BUDGET, setting_changes, table_context, table_rows
+    from common import TABLE_BUDGET, setting_changes, table_context, table_rows
 
     from tlreport.heads.grid import aggregate, run_grid
     from tlreport.pipeline.experiments import experiments_heads

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from common import table_context, table_rows
 
 from tlreport.heads.base import Predictor, _full_proba
 from tlreport.heads.grid import run_grid
@@ -124,26 +125,6 @@ class CV3SoftmaxSGDHead(SoftmaxSGDHead):
 SELECTIONS = {"cv3": [CV3SoftmaxSGDHead(), CV3LogRegHead()], "holdout": [SoftmaxSGDHead(), LogRegHead()]}
 
 
-def config_features(config: str, dataset: str | None) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], dict]:
-    """The first results table's feature sets, labels and classes, read from a built config's cache."""
-    from tlreport.config import load_config
-    from tlreport.engine.stage import BuildContext
-    from tlreport.engine.store import StageStore
-    from tlreport.pipeline import data as pipeline_data
-    from tlreport.pipeline import feature_sets
-
-    cfg = load_config(config)
-    ctx = BuildContext(config=cfg, store=StageStore(cfg.cache_dir / "stages"), quiet=True, read_only=True,
-                       dataset_override=dataset)
-    table = cfg.experiments.tables[0]
-    use = pipeline_data.table_use(ctx, table)
-    m = pipeline_data.manifest(ctx, use)
-    feats = {b: feature_sets.table_features(ctx, use, b) for b in cfg.experiments.backbones}
-    grid = dict(settings=list(table.settings), test_cap=table.test_cap, n_splits=cfg.experiments.n_splits,
-                seed=cfg.seed, keys=[e.sha256 for e in m.entries])
-    return feats, m.labels(), list(m.classes), grid
-
-
 def synthetic(seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], dict]:
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(12), 40)
@@ -194,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=sorted(SELECTIONS), help="run one selection only")
     args = ap.parse_args(argv)
     if args.config:
-        feats, labels, classes, grid = config_features(args.config, args.dataset)
+        feats, labels, classes, keys, protocol = table_rows(*table_context(args.config, args.dataset))
+        grid = {**protocol, "keys": keys}
     elif args.features:
         with np.load(args.features) as z:
             labels = np.asarray(z["labels"])

@@ -17,18 +17,14 @@ this was measured (docs/performance.md, *bf16 in the experiment grid*).
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tlreport.heads.grid import aggregate, run_grid  # noqa: E402
-from tlreport.heads.softmax_sgd import SoftmaxSGDHead  # noqa: E402
+from tlreport.heads.grid import aggregate, run_grid
+from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 
 
 def main(argv: list[str] | None = None) -> int:
-    from softmax_head import TABLE_BUDGET, grid_inputs, setting_changes  # benchmarks/softmax_head.py
+    from common import TABLE_BUDGET, grid_inputs, setting_changes
 
     rows, y, names, keys, protocol = grid_inputs(argv, __doc__.splitlines()[0])
     from tlreport.util.cpu import cpu_flags

@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import table_context
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from tlreport.heads.label_noise import find_label_issues, out_of_fold_probabilities
 
-from softmax_head import table_context  # noqa: E402
-
-from tlreport.heads.label_noise import find_label_issues, out_of_fold_probabilities  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent     # the checkout: its configs and the shared datasets beside it
 
 CONCAT = "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2"
 

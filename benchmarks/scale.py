@@ -79,7 +79,6 @@ def make_images(root: Path, n: int) -> None:
 
 def child(work: Path) -> dict:
     """One size, in this (fresh) process: scan, lookups, the cached build; returns the timings."""
-    sys.path.insert(0, str(REPO))
     from tlreport.config import load_config
     from tlreport.engine.stage import BuildContext
     from tlreport.engine.store import StageStore

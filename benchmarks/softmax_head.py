@@ -24,14 +24,9 @@ every row (AVX-512 EPYC, the three EfficientNet-Lites and their concatenation).
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import grid_inputs
 
 from tlreport.heads.grid import aggregate, run_grid
 from tlreport.heads.logreg import LogRegHead
@@ -39,87 +34,6 @@ from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 
 SEED_RECIPE = SoftmaxSGDHead(epochs=300, l2_grid=(0.0,), train_kwargs={"lr": 0.01, "standardize": False},
                              name="seed recipe")
-
-
-#: the table check's budget: points of mean per-class accuracy any row and setting may move (issue #15)
-TABLE_BUDGET = 0.15
-
-
-def setting_changes(before, after, settings) -> tuple[list[str], float, int]:
-    """One row's means per setting (``before``/``after``: indexed by ``n_train``) side by side: the
-    printed cells, the largest absolute change and the setting it is at."""
-    cells, worst, at = [], 0.0, settings[0]
-    for n in settings:
-        a, b = before.loc[n], after.loc[n]
-        if abs(b - a) > worst:
-            worst, at = abs(b - a), n
-        cells.append(f"{n}/class {a:.3f} -> {b:.3f} ({b - a:+.3f})")
-    return cells, worst, at
-
-
-def table_context(config: Path, dataset: str | None, *, features: dict | None = None, read_only: bool = True):
-    """A build context for ``config``, its first table and that table's dataset use.
-
-    ``features`` replaces keys of the config's ``[features]`` (``{"precision": "bfloat16"}``).  With
-    ``read_only`` (the default) nothing is extracted or written.
-    """
-    import dataclasses
-
-    from tlreport.config import load_config
-    from tlreport.engine.stage import BuildContext
-    from tlreport.engine.store import StageStore
-    from tlreport.errors import UserError
-    from tlreport.pipeline import data as pipeline_data
-
-    cfg = load_config(config)
-    if features:
-        raw = {**cfg.raw, "features": {**cfg.raw["features"], **features}}
-        cfg = dataclasses.replace(cfg, raw=raw)                      # the sections are derived from raw
-    if not cfg.experiments.tables:
-        raise UserError(f"{config} has no [[experiments.tables]]")
-    ctx = BuildContext(config=cfg, store=StageStore(cfg.cache_dir / "stages"), read_only=read_only,
-                       dataset_override=dataset, quiet=True)
-    ctx.data_root = pipeline_data.resolve_data_root(cfg, dataset)
-    table = cfg.experiments.tables[0]
-    return ctx, table, pipeline_data.table_use(ctx, table)
-
-
-def table_rows(ctx, table, use) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], list[str], dict]:
-    """Each ``experiments.backbones`` row's features for ``table`` (dataset use ``use``), and its protocol;
-    extracted first where the cache lacks them and ``ctx`` may write, else a one-line error."""
-    from tlreport.errors import UserError
-    from tlreport.pipeline import data as pipeline_data
-    from tlreport.pipeline import feature_sets
-
-    cfg = ctx.config
-    if table.drop_short_classes:  # the build's class filter lives in its experiments stage, not here
-        raise UserError(f"{table.name or table.dataset}: drop_short_classes = true is not supported here; "
-                        "the benchmarks run a table on all its classes")
-    for b in dict.fromkeys(b for e in cfg.experiments.backbones for b in feature_sets.table_parts(e)):
-        missing = feature_sets.missing_count(ctx, use, feature_sets.FeatureVariant(b))
-        if missing and ctx.read_only:
-            raise UserError(f"{b}: {missing} images have no cached features; run tlreport build first")
-    m = pipeline_data.manifest(ctx, use)
-    rows = {e: feature_sets.table_features(ctx, use, e) for e in cfg.experiments.backbones}
-    protocol = {"settings": list(table.settings), "test_cap": table.test_cap, "n_splits": cfg.experiments.n_splits,
-                "seed": cfg.seed}
-    return rows, m.labels(), list(m.classes), [e.sha256 for e in m.entries], protocol
-
-
-def grid_inputs(argv: list[str] | None, description: str) -> tuple[dict[str, np.ndarray], np.ndarray, list[str],
-                                                                  list[str] | None, dict]:
-    """``--config``/``--dataset`` parsed: a config's cached rows (:func:`table_rows`; nothing is extracted), else one synthetic
-    Caltech-101-shaped 1280-d row on the Zeiler & Fergus protocol."""
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--config", type=Path, help="read this config's cached features (first table)")
-    ap.add_argument("--dataset", help="the dataset folder, as for tlreport build --dataset")
-    args = ap.parse_args(argv)
-    if args.config:
-        return table_rows(*table_context(args.config, args.dataset))
-    from grid import synthetic_caltech101  # benchmarks/grid.py
-
-    X, y, names = synthetic_caltech101()
-    return {"synthetic 1280-d": X}, y, names, None, {"settings": [15, 30], "test_cap": 50, "n_splits": 5, "seed": 0}
 
 
 def main(argv: list[str] | None = None) -> int:

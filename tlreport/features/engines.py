@@ -86,12 +86,10 @@ BF16_TABLES_HELD: tuple[frozenset[str], ...] = ()
 def auto_precision(engine: str, cpu_flags: frozenset[str] | set[str]) -> str:
     """``features.precision = "auto"``: bf16 where it is faster and every row of the table held.
 
-    bf16 is faster with OpenVINO wherever the CPU has native bf16: on the Intel Xeon with AMX
-    the whole ``features`` stage took 99 s against float32's 159 s (1.61x; 3.30x TensorFlow
-    float32's 327 s), on the AMD EPYC with AVX-512 BF16 258 s against 326 s.  But the check that
-    decides is the tables, not the speed, and bf16 has passed it on no CPU kind yet
-    (:data:`BF16_TABLES_HELD`), so ``auto`` is float32 until one passes.  TensorFlow's own bf16
-    (Keras mixed_bfloat16) ran 0.69x as fast as its float32, so it is never automatic.
+    bf16 is faster with OpenVINO wherever the CPU has native bf16, but the check that decides is the
+    tables, not the speed, and bf16 has passed it on no CPU kind yet (:data:`BF16_TABLES_HELD`), so
+    ``auto`` is float32 until one passes.  TensorFlow's own bf16 (Keras mixed_bfloat16) was slower
+    than its float32, so it is never automatic.  Measurements: docs/performance.md.
     """
     held = any(kind <= cpu_flags for kind in BF16_TABLES_HELD)
     return "bfloat16" if engine == "openvino" and held else "float32"
@@ -163,9 +161,8 @@ def load_keras_model(spec: Any, *, cache_dir: Path, data_root: str | None) -> An
     """The backbone's Keras model, built in the precision TensorFlow runs it in for ``spec``.
 
     OpenVINO converts the float32 network whatever the precision and runs it in bf16 by its own
-    precision hint: converted, Keras' mixed_bfloat16 network keeps its bf16 casts, and OpenVINO ran it
-    1.5x slower (65 against 95-110 images/s for the three EfficientNet-Lites on an Intel Xeon with
-    AMX).  TensorFlow runs bf16 by Keras' mixed policy.
+    precision hint: converted, Keras' mixed_bfloat16 network keeps its bf16 casts, which OpenVINO ran
+    slower.  TensorFlow runs bf16 by Keras' mixed policy.
     """
     from tlreport.backbones import load_model
 
@@ -238,8 +235,8 @@ def _convert(keras_model: Any, xml: Path) -> None:
     """Keras features sub-model -> OpenVINO IR (float32 weights), written atomically.
 
     The sub-model is traced in memory (a ``tf.function`` on float32 images) and converted from
-    that graph.  Through a SavedModel on disk, as before, the features were the same bits (every
-    EfficientNet-Lite and Inception, ``benchmarks/convert.py``), but exporting took 2-4x as long.
+    that graph: the same bits as through a SavedModel on disk, without the slow export
+    (``benchmarks/convert.py`` compares them).
     """
     import tensorflow as tf
 

@@ -285,11 +285,9 @@ def extract_features_many(manifest: Manifest, jobs: Sequence[Extraction], store:
 
     Each image missing from any job's store entry is read and decoded once and
     prepared for every job (:func:`~tlreport.datasets.images.load_prepared_many`);
-    each job's model runs on the images its entry lacks.  On 2 cores, where the
-    loader shares the cores with the models, the three EfficientNet-Lites ran
-    1.03x (TensorFlow) to 1.07x (OpenVINO bf16) as fast as with a pass per
-    backbone (``benchmarks/extract_together.py``): resizing, done per backbone,
-    costs more than decoding.  Each job's images are prepared as they would be
+    each job's model runs on the images its entry lacks (a little faster than a
+    pass per backbone: resizing, done per backbone, costs more than decoding;
+    ``benchmarks/extract_together.py``).  Each job's images are prepared as they would be
     alone; a job whose entry already holds some of a batch's images gets the
     others as a smaller batch, which can move TensorFlow's last bits (OpenVINO
     runs one image per request).  ``batches`` (a Ray runner) serves one job only.

@@ -81,15 +81,9 @@ def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, num_classes: int, *,
     the held-out part gets that model's ``predict_proba``.  Classes absent from a training part
     get probability 0 there.  Every class needs at least ``folds`` images.
 
-    Why PCA to 512 components (randomized, 3 power iterations), C = 0.03: on Caltech-101's 9,145
-    images x 3,840 features (EfficientNet-Lite0, -Lite1 and -Lite2 side by side) x 102 classes, each
-    lbfgs iteration costs two 7,316 x 3,840 x 102 products, and the five plain fits took 67 s of CPU
-    (AMD EPYC, one BLAS thread); with 512 components, fitted on each training part only so the
-    held-out images shape nothing they are scored with, they take 35 s (PCA included), out-of-fold
-    accuracy 95.5% against 95.8%, log-loss 0.163 both, and 97 of the 108 images flagged without PCA
-    are flagged with it (17 of the top 20).  On one fold, 256 components lost another 0.4 point to
-    save 3 s, and of C in 0.003-0.3 at 512 components, 0.03 and 0.1 were best (accuracy 95.7% and
-    95.4%, log-loss 0.157 and 0.155) (benchmarks/label_noise.py).  ``n_jobs`` folds run side by side in threads (default: up to 2).
+    PCA to 512 components (randomized, 3 power iterations) halves the cost of the fits at the same
+    out-of-fold accuracy and nearly the same flags; why 512 and C = 0.03: docs/performance.md, *Label noise*.
+    ``n_jobs`` folds run side by side in threads (default: up to 2).
     """
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression

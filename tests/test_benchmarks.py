@@ -1,0 +1,36 @@
+"""The benchmarks still import and start after the package moves under them, and the grid comparison
+runs end to end on tiny data (their real runs take minutes to hours, by hand)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name != "common.py")
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_benchmark_imports_and_explains_itself(script):
+    r = _run(str(BENCHMARKS / script), "--help")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "usage:" in r.stdout
+
+
+def test_the_benchmarks_readme_lists_every_script():
+    readme = (BENCHMARKS / "README.md").read_text()
+    assert all(f"`{s}`" in readme for s in SCRIPTS), [s for s in SCRIPTS if f"`{s}`" not in readme]
+
+
+@pytest.mark.slow
+def test_the_grid_benchmark_compares_both_selections_on_tiny_features():
+    r = _run(str(BENCHMARKS / "grid.py"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "cv3: 12 fits" in r.stdout and "holdout: 12 fits" in r.stdout
+    assert "largest row change" in r.stdout
