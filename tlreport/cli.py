@@ -114,7 +114,8 @@ def _final_line(result, dry_run: bool) -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     from tlreport.starter_config import write_starter_config
 
-    print(write_starter_config(Path(args.dataset), Path(args.config), backbone=args.backbone, force=args.force))
+    print(write_starter_config(Path(args.dataset), Path(args.config), backbone=args.backbone, force=args.force,
+                               site=not args.no_site))
     return 0
 
 
@@ -296,6 +297,8 @@ def make_parser() -> argparse.ArgumentParser:
     i.add_argument("--config", default=DEFAULT_CONFIG, help=f"where to write it (default: ./{DEFAULT_CONFIG})")
     i.add_argument("--backbone", default="efficientnet_lite0", help="see `tlreport backbones`")
     i.add_argument("--force", action="store_true", help="overwrite an existing config")
+    i.add_argument("--no-site", action="store_true",
+                   help="write the config only: no site/ and no GitHub Pages workflow")
     i.set_defaults(func=cmd_init)
 
     c = sub.add_parser("classify", help="top-k ImageNet classes of photos")

@@ -72,8 +72,12 @@ def _toml(s: str) -> str:
 
 
 def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficientnet_lite0",
-                         force: bool = False) -> str:
-    """Scan ``dataset``, write ``out``, and return the report printed to the user."""
+                         force: bool = False, site: bool = True) -> str:
+    """Scan ``dataset``, write ``out``, and return the report printed to the user.
+
+    With ``site``, the Jekyll site the post goes into (``site/`` beside the config) and a GitHub Pages
+    workflow for the repository holding it are laid too, where missing (:mod:`tlreport.site.scaffold`).
+    """
     from tlreport.backbones import get_spec
     from tlreport.datasets.scan import scan_dataset
 
@@ -147,6 +151,16 @@ drop_short_classes = true
                  + (f"; {len(short)} class(es) with fewer than {need} images left out of the table: "
                     + ", ".join(f"{display_name(c)} ({n})" for n, c in short[:10]) + ("..." if len(short) > 10 else "")
                     if short else ""))
+    if site:
+        from tlreport.site.scaffold import lay_site, repository_root
+
+        folder = out.parent.resolve()
+        repo = repository_root(folder)
+        laid = lay_site(folder / "site", repo)
+        if laid:
+            lines.append(f"laid the Jekyll site in {display_name(str(folder / 'site'))}"
+                         + (" and its GitHub Pages workflow (.github/workflows/pages.yml; docs/publishing.md)"
+                            if any(p.name == "pages.yml" for p in laid) else ""))
     lines.append(f"wrote {display_name(str(out))}; now run: tlreport build" + ("" if out.name == "tlreport.toml" and
                                                              out.parent.resolve() == Path.cwd().resolve()
                                                              else f" --config {shell_word(str(out))}"))

@@ -54,7 +54,7 @@ def publish(render_out: Path, site: Path, render_key: str, owner: str) -> list[s
 
         scaffold = shipped_path("site")
         if scaffold.resolve() != site.resolve():
-            _copy_scaffold(scaffold, site)
+            copy_scaffold(scaffold, site)
     try:
         old = read_json(_site_marker(site, owner)).get("files", [])
     except (OSError, ValueError):
@@ -109,8 +109,10 @@ def _swap_in(item: Path, dest: Path, tmp: Path) -> None:
         os.replace(tmp, dest)
 
 
-def _copy_scaffold(scaffold: Path, site: Path) -> None:
-    for p in scaffold.rglob("*"):
+def copy_scaffold(scaffold: Path, site: Path) -> list[Path]:
+    """Copy the Jekyll site's layouts, styles and config into ``site`` where missing; returns the files written."""
+    written = []
+    for p in sorted(scaffold.rglob("*")):
         rel = p.relative_to(scaffold)
         if rel.parts[0] in ("_posts", "images", "preview", "_site", ".jekyll-cache") or \
                 rel.name.startswith(".tlreport-build"):
@@ -121,3 +123,5 @@ def _copy_scaffold(scaffold: Path, site: Path) -> None:
         elif not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(p, dest)
+            written.append(dest)
+    return written
