@@ -154,3 +154,22 @@ def test_a_retired_key_is_one_line_saying_what_to_do_instead():
     (warning,) = cfg.warnings
     assert warning.startswith("features.backbones: no longer read") and "delete the line" in warning
     assert "\n" not in warning
+
+
+def test_the_reference_page_is_made_from_the_one_declaration():
+    """docs/configuration.md's field table is generated from SCHEMA (`python -m tlreport.config` rewrites
+    it), every field says what it means, and the typed sections have exactly the declared fields."""
+    import dataclasses
+
+    from tlreport import config as c
+
+    page = (REPO / c.REFERENCE_PAGE).read_text(encoding="utf-8")
+    assert c.reference_page(page) == page, "run: python -m tlreport.config"
+    fields = [(f"{s}.{k}", spec) for s, sec in c.SCHEMA.items() if isinstance(sec, dict) for k, spec in sec.items()]
+    fields += [(k, spec) for k, spec in c.SCHEMA.items() if not isinstance(spec, dict)]
+    fields += [(f"experiments.tables[].{k}", spec) for k, spec in c.TABLE_SCHEMA.items()]
+    assert not [name for name, spec in fields if not spec.doc], "every field needs its doc"
+    assert all(f"| `{name}` |" in page for name, _ in fields)
+    for section, cls in c._SECTIONS.items():
+        assert [f.name for f in dataclasses.fields(cls)] == list(c.SCHEMA[section])
+    assert [f.name for f in dataclasses.fields(c.TableConfig)] == list(c.TABLE_SCHEMA)

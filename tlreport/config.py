@@ -1,7 +1,9 @@
 """``tlreport.toml``: a declarative schema that reports every bad field at once.
 
-Each field is declared once with its type, default and check (the MkDocs
-idea).  :func:`load_config` collects *all* problems, each as
+Each field is declared once, in :data:`SCHEMA`, with its type, default, check
+and meaning (the MkDocs idea); the typed, frozen sections the build reads
+(``config.train.epochs``) and the reference page (docs/configuration.md) are
+made from that declaration.  :func:`load_config` collects *all* problems, each as
 ``field: problem (got VALUE)``, and raises one :class:`ConfigError`.  Unknown
 keys are warnings with a did-you-mean, so a typo never silently does nothing.
 """
@@ -35,6 +37,7 @@ class Field:
     default: Any = _MISSING
     check: Callable[[Any], str | None] | None = None
     item: type | None = None          # element type for lists
+    doc: str = ""                     # the reference page's "meaning" (docs/configuration.md)
 
 
 def _positive(v: Any) -> str | None:
@@ -203,87 +206,120 @@ DEMO_IMAGES = [
 ]
 
 SCHEMA: dict[str, Any] = {
-    "seed": Field(int, 42, _seed),  # one seed for splits, training and sampling
-    "cache_dir": Field(str, ".tlreport", _path),  # stage and feature cache, relative to the config
-    "site_dir": Field(str, "site", _path),  # the Jekyll site the post is written into
-    "data_root": Field(str, "", _path),  # where fetched artifacts live (default: TLREPORT_DATA or XDG)
+    "seed": Field(int, 42, _seed, doc="the one seed for splits, training and sampling (and the synthetic "
+                                      "`demo` dataset); 0 to 2³² − 1"),
+    "cache_dir": Field(str, ".tlreport", _path, doc="stage outputs, features, converted weights"),
+    "site_dir": Field(str, "site", _path, doc="the Jekyll site the post is published into"),
+    "data_root": Field(str, "", _path, doc="fetched artifacts (else `TLREPORT_DATA`, else "
+                                           "`$XDG_DATA_HOME/tlreport`)"),
     "post": {
-        "title": Field(str, "Transfer learning, reproduced", _nonempty),
-        "date": Field((str, _dt.date), "2026-11-28", _date),
-        "slug": Field(str, "transfer-learning", _slug),
-        "author": Field(str, "tlreport"),
+        "title": Field(str, "Transfer learning, reproduced", _nonempty, doc="the post's title"),
+        "date": Field((str, _dt.date), "2026-11-28", _date, doc="YYYY-MM-DD: the post's date and file name"),
+        "slug": Field(str, "transfer-learning", _slug, doc="the post's file and URL name (a-z, 0-9, -)"),
+        "author": Field(str, "tlreport", doc="front matter"),
         "description": Field(str, "Classifying photos with a pretrained network, caching bottleneck "
-                                  "features and training a new softmax layer, reproduced end to end."),
-        "tags": Field(list, ["transfer-learning", "tensorflow", "keras"], item=str),
-        "templates": Field(str, "", _path),  # a folder of user templates searched before the packaged ones
-        "pin": Field(bool, False),    # listed before unpinned posts on the site's index
+                                  "features and training a new softmax layer, reproduced end to end.",
+                             doc="front matter, and the index's excerpt after the headline number"),
+        "tags": Field(list, ["transfer-learning", "tensorflow", "keras"], item=str, doc="front matter"),
+        "templates": Field(str, "", _path, doc="a folder of templates searched before the packaged ones"),
+        "pin": Field(bool, False, doc="true: the post is listed before every unpinned post on the site's index"),
     },
     "classify": {
-        "enabled": Field(bool, True),
-        "backbone": Field(str, "efficientnet_lite0", _backbone),
-        "top_k": Field(int, 5, _positive),
-        "images": Field(list, DEMO_IMAGES, _paths, item=str),
-        # an image of something ImageNet has no class for ('' to omit)
-        "out_of_vocabulary": Field(str, "skimage:hubble_deep_field.jpg", _path),
-        "out_of_vocabulary_label": Field(str, "galaxies (the Hubble Deep Field)"),
+        "enabled": Field(bool, True, doc="false skips the `classify` stage and the photo-classification section"),
+        "backbone": Field(str, "efficientnet_lite0", _backbone, doc="see `tlreport backbones`"),
+        "top_k": Field(int, 5, _positive, doc="rows per photo"),
+        "images": Field(list, DEMO_IMAGES, _paths, item=str,
+                        doc="`skimage:NAME`, `matplotlib:NAME`, `sklearn:NAME`, `artifact:NAME/PATH`, "
+                            "`dataset:PATH` (a file of the post's own dataset, wherever `dataset.path` or "
+                            "`--dataset` points, e.g. `dataset:panda/image_0001.jpg`) or a path"),
+        "out_of_vocabulary": Field(str, "skimage:hubble_deep_field.jpg", _path,
+                                   doc="a photo of something ImageNet has no class for (`\"\"` to omit)"),
+        "out_of_vocabulary_label": Field(str, "galaxies (the Hubble Deep Field)",
+                                         doc="what that photo shows, for its heading"),
     },
     "dataset": {
-        "path": Field(str, "demo", _path),  # 'demo', 'artifact:NAME' or a folder of class folders
-        "include": Field(list, [], item=str),
-        "exclude": Field(list, [], item=str),
-        "max_pixels": Field(int, 40_000_000, _max_pixels),
+        "path": Field(str, "demo", _path, doc="a folder of class folders (`tlreport.toml`: "
+                                              "`data/caltech101-subset`), `artifact:NAME`, or `demo` (crops of "
+                                              "the bundled photos, made by the build; for tests)"),
+        "include": Field(list, [], item=str, doc="class names to keep (`[]`: all)"),
+        "exclude": Field(list, [], item=str, doc="class names to drop"),
+        "max_pixels": Field(int, 40_000_000, _max_pixels,
+                            doc="larger images are skipped (decompression bombs); at most 178,956,970, "
+                                "Pillow's own limit"),
     },
     "features": {
-        "batch_size": Field(int, 32, _positive),
-        "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto")),
-        # what runs the backbones for extraction; Keras defines them either way (tlreport/features/engines.py)
-        "engine": Field(str, "tensorflow", _one_of("tensorflow", "openvino", "auto")),
-        # where the images still missing from the cache are extracted: this process, or a Ray cluster
-        # (tlreport/features/ray_runner.py); ray_address '' is $RAY_ADDRESS, else a cluster on this machine
-        "runner": Field(str, "local", _one_of("local", "ray")),
-        "ray_address": Field(str, ""),
-        "ray_workers": Field(int, 0, _non_negative),   # 0: one per CPU of the cluster
+        "batch_size": Field(int, 32, _positive, doc="images per extraction batch"),
+        "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto"),
+                           doc="`bfloat16`, or `auto`: bf16 with `engine = \"openvino\"` only on a kind of CPU "
+                               "where bf16 features kept every row of the table within 0.15 points; none so "
+                               "far, so float32 ([bf16 and the tables](performance.md#bf16-and-the-tables))"),
+        "engine": Field(str, "tensorflow", _one_of("tensorflow", "openvino", "auto"),
+                        doc="`openvino` runs extraction through OpenVINO (`pip install -e '.[openvino]'`; "
+                            "[faster extraction](performance.md#faster-extraction)); its features get cache "
+                            "entries of their own. `auto`: OpenVINO where it is installed, the CPU has AVX2 or "
+                            "AVX-512 and TensorFlow has no GPU, else TensorFlow"),
+        "runner": Field(str, "local", _one_of("local", "ray"),
+                        doc="`ray` extracts the images missing from the cache on a Ray cluster and runs the "
+                            "experiment grid's fits there as Ray tasks (`pip install -e '.[ray]'`; "
+                            "[on a Ray cluster](performance.md#on-a-ray-cluster))"),
+        "ray_address": Field(str, "", doc="`\"\"`: `$RAY_ADDRESS`, else a cluster started on this machine"),
+        "ray_workers": Field(int, 0, _non_negative, doc="0: one per CPU of the cluster"),
     },
     "train": {
-        "enabled": Field(bool, True),
-        # one backbone, or "a+b+c": the new layer reads the concatenation of their features
-        "backbone": Field(str, "efficientnet_lite0", _feature_set),
-        "fractions": Field(list, [0.6, 0.2, 0.2], _split_fractions),
-        "learning_rate": Field((int, float), 0.1, _positive),
-        "momentum": Field((int, float), 0.9, lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
-        "schedule": Field(str, "cosine", _one_of("cosine", "constant")),
-        "batch_size": Field(int, 128, _positive),
-        "epochs": Field(int, 150, _positive),
-        "l2": Field((int, float), 1e-3, _non_negative),
-        "patience": Field(int, 30, _non_negative),  # early stopping on validation loss; 0 disables
-        # standardise each feature on the training images first (False: the raw bottleneck values)
-        "standardize": Field(bool, True),
-        "grid_size": Field(int, 4, lambda v: None if 2 <= v <= 6 else "must be between 2 and 6"),
+        "enabled": Field(bool, True, doc="false skips the `train` stage and the transfer section"),
+        "backbone": Field(str, "efficientnet_lite0", _feature_set,
+                          doc="a backbone, or `a+b+c`: the new layer reads their features side by side, and "
+                              "the exported classifier takes one image input per backbone"),
+        "fractions": Field(list, [0.6, 0.2, 0.2], _split_fractions,
+                           doc="training, validation and test shares of the stratified split (the validation "
+                               "part picks the epoch); `configs/caltech101-offline.toml` uses "
+                               "`[0.45, 0.15, 0.4]`, so its test part is the seed's 40%"),
+        "learning_rate": Field((int, float), 0.1, _positive, doc="SGD's learning rate"),
+        "momentum": Field((int, float), 0.9, lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
+                          doc="SGD's momentum"),
+        "schedule": Field(str, "cosine", _one_of("cosine", "constant"),
+                          doc="`cosine` decays the learning rate to 0 over `epochs`; `constant` keeps it"),
+        "batch_size": Field(int, 128, _positive, doc="images per SGD step (the last batch is not a runt)"),
+        "epochs": Field(int, 150, _positive, doc="at most this many epochs"),
+        "l2": Field((int, float), 1e-3, _non_negative, doc="the L2 penalty on the layer's weights"),
+        "patience": Field(int, 30, _non_negative, doc="early stopping on validation loss; 0 disables"),
+        "standardize": Field(bool, True, doc="standardise each feature on the training images first "
+                                             "(false: the raw bottleneck values)"),
+        "grid_size": Field(int, 4, lambda v: None if 2 <= v <= 6 else "must be between 2 and 6",
+                           doc="rows and columns of the sample-prediction grids"),
     },
     "experiments": {
-        "enabled": Field(bool, True),
-        # a row per entry; "a+b+c" is one row on the concatenated features of a, b and c
-        "backbones": Field(list, ["efficientnet_lite0"], _table_backbones, item=str),
-        "heads": Field(list, ["softmax_sgd", "logreg"], _heads, item=str),
-        "n_splits": Field(int, 5, _positive),
-        "flip": Field(bool, False),  # also report each head with test-time flip averaging
-        # the softmax_sgd head's matrix products: float32, bfloat16 (mixed: float32 weights), or auto
-        # (bfloat16 where the CPU has AMX; tlreport/heads/softmax_sgd.py says why)
-        "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto")),
-        "tables": Field(list, [], item=dict),  # [[experiments.tables]] entries
+        "enabled": Field(bool, True, doc="false skips the `experiments` stage and the Zeiler & Fergus tables "
+                                         "(so does a config with no `[[experiments.tables]]`)"),
+        "backbones": Field(list, ["efficientnet_lite0"], _table_backbones, item=str,
+                           doc="a row per entry: a backbone, or `a+b+c` for one row on the concatenated "
+                               "features of several (their cached features are reused)"),
+        "heads": Field(list, ["softmax_sgd", "logreg"], _heads, item=str, doc="`softmax_sgd`, `logreg`"),
+        "n_splits": Field(int, 5, _positive, doc="random splits per setting (mean ± std over them)"),
+        "flip": Field(bool, False, doc="true adds a `+flip` row per head (test-time flip averaging; one more "
+                                       "pass over the images, and within ±0.15 points on Caltech-101 with "
+                                       "EfficientNet-Lite0, so off by default)"),
+        "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto"),
+                           doc="`bfloat16`: the `softmax_sgd` head's matrix products in bf16 (float32 weights "
+                               "and updates); `auto`: bf16 on a CPU with AMX, else float32 ([bf16 in the "
+                               "experiment grid](performance.md#bf16-in-the-experiment-grid))"),
+        "tables": Field(list, [], item=dict, doc="`[[experiments.tables]]` entries, below"),
     },
 }
 
 TABLE_SCHEMA: dict[str, Field] = {
-    "dataset": Field(str, _MISSING, _both(_nonempty, _path)),  # 'demo', 'artifact:NAME' or a folder
-    "name": Field(str, ""),  # shown in the post; defaults to the dataset
-    "literature": Field(str, ""),  # key into data/literature.toml ('' for none)
-    "settings": Field(list, [15, 30], _settings),
-    "test_cap": Field(int, 50, _positive),
-    "exclude": Field(list, [], item=str),
-    # leave out of this table the classes too small for its largest setting (listed in the post)
-    "drop_short_classes": Field(bool, False),
+    "dataset": Field(str, _MISSING, _both(_nonempty, _path), doc="`demo`, `artifact:NAME` or a folder"),
+    "name": Field(str, "", doc="shown in the post; defaults to the dataset's name"),
+    "literature": Field(str, "", doc="a key of `data/literature.toml`: the published rows quoted under the "
+                                     "table (`\"\"`: none)"),
+    "settings": Field(list, [15, 30], _settings, doc="training images per class, one column each"),
+    "test_cap": Field(int, 50, _positive, doc="test images per class, at most"),
+    "exclude": Field(list, [], item=str, doc="class names left out of this table"),
+    "drop_short_classes": Field(bool, False, doc="false: a class with fewer than max(settings) + 1 images is "
+                                                 "a one-line error while planning; true: it is left out of "
+                                                 "that table and listed in the post"),
 }
+
 
 def _type_name(t: type | tuple[type, ...]) -> str:
     ts = t if isinstance(t, tuple) else (t,)
@@ -371,90 +407,91 @@ def _validate(data: dict, schema: dict, prefix: str, problems: list[str],
 
 
 # ----------------------------------------------------------------------------- the typed, frozen config
-# The schema above validates; these types are what the rest of tlreport reads (``config.train.epochs``).
-# Lists become tuples, so a config cannot change under a build.
+# The schema above is the one declaration: these types are made from it, and so is the reference page
+# (docs/configuration.md, :func:`reference_markdown`).  Lists become tuples, so a config cannot change
+# under a build; what the rest of tlreport reads is ``config.train.epochs``.
 
 
-@dataclass(frozen=True)
-class PostConfig:
-    title: str
-    date: str                       # YYYY-MM-DD
-    slug: str
-    author: str
-    description: str
-    tags: tuple[str, ...]
-    templates: str                  # a folder of user templates searched first ('' for none)
-    pin: bool                       # listed first on the site's index
+def _annotation(spec: Field) -> Any:
+    """The Python type a field's validated value has in the frozen config."""
+    if spec.type is list:
+        return tuple[spec.item or Any, ...]
+    if spec.type == (int, float):
+        return float
+    if spec.type == (str, _dt.date):
+        return str                      # a TOML date is written back as YYYY-MM-DD
+    return spec.type
 
 
-@dataclass(frozen=True)
-class ClassifyConfig:
-    enabled: bool
-    backbone: str
-    top_k: int
-    images: tuple[str, ...]
-    out_of_vocabulary: str
-    out_of_vocabulary_label: str
+def _section(name: str, schema: dict[str, Field], doc: str) -> type:
+    """A frozen dataclass with one field per key of ``schema``, in its order."""
+    cls = dataclasses.make_dataclass(name, [(key, _annotation(spec)) for key, spec in schema.items()],
+                                     frozen=True)
+    cls.__module__, cls.__doc__ = __name__, doc     # found by name: it pickles, and shows as tlreport.config.X
+    return cls
 
 
-@dataclass(frozen=True)
-class DatasetConfig:
-    path: str                       # 'demo', 'artifact:NAME' or a folder of class folders
-    include: tuple[str, ...]
-    exclude: tuple[str, ...]
-    max_pixels: int
-
-
-@dataclass(frozen=True)
-class FeaturesConfig:
-    batch_size: int
-    precision: str                  # float32 | bfloat16 | auto
-    engine: str                     # tensorflow | openvino | auto
-    runner: str                     # local | ray
-    ray_address: str
-    ray_workers: int
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    enabled: bool
-    backbone: str
-    fractions: tuple[float, ...]    # train, validation, test
-    learning_rate: float
-    momentum: float
-    schedule: str
-    batch_size: int
-    epochs: int
-    l2: float
-    patience: int                   # 0: no early stopping
-    grid_size: int
-    standardize: bool               # standardise each feature on the training images first
-
-
-@dataclass(frozen=True)
-class TableConfig:
-    dataset: str
-    name: str
-    literature: str                 # key into data/literature.toml ('' for none)
-    settings: tuple[int, ...]       # training images per class
-    test_cap: int
-    exclude: tuple[str, ...]
-    drop_short_classes: bool        # True: classes too small for max(settings) are left out, and listed
-
-
-@dataclass(frozen=True)
-class ExperimentsConfig:
-    enabled: bool
-    backbones: tuple[str, ...]
-    heads: tuple[str, ...]
-    n_splits: int
-    flip: bool
-    precision: str                  # float32 | bfloat16 | auto
-    tables: tuple[TableConfig, ...]
-
+TableConfig = _section("TableConfig", TABLE_SCHEMA, "One ``[[experiments.tables]]`` entry.")
+PostConfig = _section("PostConfig", SCHEMA["post"], "``[post]``: front matter and file name.")
+ClassifyConfig = _section("ClassifyConfig", SCHEMA["classify"], "``[classify]``: the photo-classification section.")
+DatasetConfig = _section("DatasetConfig", SCHEMA["dataset"], "``[dataset]``: the transfer section's images.")
+FeaturesConfig = _section("FeaturesConfig", SCHEMA["features"], "``[features]``: how features are extracted.")
+TrainConfig = _section("TrainConfig", SCHEMA["train"], "``[train]``: the new softmax layer.")
+ExperimentsConfig = _section("ExperimentsConfig", SCHEMA["experiments"], "``[experiments]``: the tables.")
 
 _SECTIONS = {"post": PostConfig, "classify": ClassifyConfig, "dataset": DatasetConfig,
              "features": FeaturesConfig, "train": TrainConfig, "experiments": ExperimentsConfig}
+
+
+def _shown(v: Any) -> str:
+    """A default as the reference page shows it."""
+    if v is _MISSING:
+        return "required"
+    if isinstance(v, list) and len(v) > 3:
+        return f"{len(v)} items"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int) and v >= 10_000:
+        return f"{v:,}"
+    if isinstance(v, str) and len(v) > 40:
+        return "`" + json.dumps(v[:36])[:-1] + '…"`'
+    return f"`{json.dumps(v)}`" if isinstance(v, (str, list)) else f"`{v!r}`"
+
+
+def reference_markdown() -> str:
+    """The reference table of docs/configuration.md, made from :data:`SCHEMA` and :data:`TABLE_SCHEMA`."""
+    rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
+
+    def add(name: str, spec: Field) -> None:
+        plural = {str: "strings", int: "integers", float: "numbers", dict: "tables"}
+        kind = "a list" + (f" of {plural.get(spec.item, spec.item.__name__)}" if spec.item else "") \
+            if spec.type is list else _type_name(spec.type)
+        rows.append(f"| `{name}` | {kind} | {_shown(spec.default)} | {spec.doc} |")
+
+    def walk(schema: dict, prefix: str) -> None:
+        for key, spec in schema.items():
+            if isinstance(spec, dict):
+                walk(spec, f"{prefix}{key}.")
+            else:
+                add(prefix + key, spec)
+
+    walk(SCHEMA, "")
+    for key, spec in TABLE_SCHEMA.items():
+        add(f"experiments.tables[].{key}", spec)
+    return "\n".join(rows) + "\n"
+
+
+REFERENCE_PAGE = Path("docs") / "configuration.md"
+_BEGIN = "<!-- fields: generated from tlreport/config.py by `python -m tlreport.config` -->\n"
+_END = "<!-- end of the generated fields -->\n"
+
+
+def reference_page(text: str) -> str:
+    """``text`` (the page) with its generated part replaced by :func:`reference_markdown`."""
+    if _BEGIN not in text or _END not in text:
+        raise ValueError(f"{REFERENCE_PAGE}: no generated part ({_BEGIN.strip()} ... {_END.strip()})")
+    head, rest = text.split(_BEGIN, 1)
+    return head + _BEGIN + "\n" + reference_markdown() + "\n" + _END + rest.split(_END, 1)[1]
 
 
 def _frozen(cls: type, d: dict) -> Any:
@@ -587,3 +624,9 @@ def load_config(path: str | Path | None) -> Config:
     except RecursionError:                  # arrays or inline tables nested thousands deep
         raise UserError(f"{p}: not valid TOML: nested too deeply") from None
     return validate(data, source=str(p), path=p.resolve())
+
+
+if __name__ == "__main__":      # python -m tlreport.config: rewrite the reference page's generated part
+    page = Path(__file__).resolve().parents[1] / REFERENCE_PAGE
+    page.write_text(reference_page(page.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {page}")

@@ -51,6 +51,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow     # seconds: kept out of the quick tier (pytest -m 'not slow')
 def test_batches_split_over_logical_devices_give_the_features_of_one_device(tmp_path) -> None:
     """The multi-device path (every GPU of a machine) on a CPU split into two logical devices."""
     import subprocess

@@ -312,6 +312,7 @@ def test_one_decode_for_several_specs_gives_each_spec_s_own_pixels(tmp_path: Pat
         load_prepared_many(b"not an image at all, just some bytes", specs)
 
 
+@pytest.mark.slow     # seconds: kept out of the quick tier (pytest -m 'not slow')
 @pytest.mark.realdata
 @pytest.mark.skipif(not CALTECH.is_dir(), reason="Caltech-101 not present")
 def test_caltech101_scan(tmp_path: Path) -> None:

@@ -156,6 +156,7 @@ def test_confusion_heatmap_diagonal_dark_offdiagonal_light(tmp_path):
     assert all(90 < v < 245 for v in off_conf)  # 10% is visible but lighter than the diagonal
 
 
+@pytest.mark.slow     # seconds: kept out of the quick tier (pytest -m 'not slow')
 def test_confusion_257_classes_overview_and_a_full_size_copy_naming_every_class(tmp_path):
     """Caltech-256's 257 classes: no column-wide image can name them, so a full-size copy does."""
     c = 257

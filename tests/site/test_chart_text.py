@@ -72,6 +72,7 @@ def _charts(root: Path) -> dict[str, dict]:
     return figure_meta(root, "p")
 
 
+@pytest.mark.slow     # seconds: kept out of the quick tier (pytest -m 'not slow')
 @needs_chromium
 def test_our_charts_read_at_11_css_px_on_a_phone_and_an_old_one_does_not(tmp_path: Path) -> None:
     """The preview macro serves the phone variant at 390 px; a desktop-only chart fails the rule."""
@@ -104,6 +105,7 @@ def test_our_charts_read_at_11_css_px_on_a_phone_and_an_old_one_does_not(tmp_pat
     assert len(problems) == 1 and "h_loss.png: its smallest text reads at" in problems[0]
 
 
+@pytest.mark.slow     # seconds: kept out of the quick tier (pytest -m 'not slow')
 @needs_jekyll
 @needs_chromium
 def test_jekyll_figure_include_serves_the_phone_variant(tmp_path: Path) -> None:
