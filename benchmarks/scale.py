@@ -44,8 +44,6 @@ slug = "scale"
 enabled = false
 [dataset]
 path = "images"
-[features]
-backbones = ["tiny_random"]
 [train]
 enabled = false
 [experiments]

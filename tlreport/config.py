@@ -423,10 +423,10 @@ def _annotation(spec: Field) -> Any:
     return spec.type
 
 
-def _section(name: str, schema: dict[str, Field], doc: str) -> type:
-    """A frozen dataclass with one field per key of ``schema``, in its order."""
-    cls = dataclasses.make_dataclass(name, [(key, _annotation(spec)) for key, spec in schema.items()],
-                                     frozen=True)
+def _section(name: str, schema: dict[str, Field], doc: str, types: dict[str, Any] | None = None) -> type:
+    """A frozen dataclass with one field per key of ``schema``, in its order (``types`` overrides a field's)."""
+    cls = dataclasses.make_dataclass(name, [(key, (types or {}).get(key, _annotation(spec)))
+                                            for key, spec in schema.items()], frozen=True)
     cls.__module__, cls.__doc__ = __name__, doc     # found by name: it pickles, and shows as tlreport.config.X
     return cls
 
@@ -437,7 +437,8 @@ ClassifyConfig = _section("ClassifyConfig", SCHEMA["classify"], "``[classify]``:
 DatasetConfig = _section("DatasetConfig", SCHEMA["dataset"], "``[dataset]``: the transfer section's images.")
 FeaturesConfig = _section("FeaturesConfig", SCHEMA["features"], "``[features]``: how features are extracted.")
 TrainConfig = _section("TrainConfig", SCHEMA["train"], "``[train]``: the new softmax layer.")
-ExperimentsConfig = _section("ExperimentsConfig", SCHEMA["experiments"], "``[experiments]``: the tables.")
+ExperimentsConfig = _section("ExperimentsConfig", SCHEMA["experiments"], "``[experiments]``: the tables.",
+                             types={"tables": tuple[TableConfig, ...]})
 
 _SECTIONS = {"post": PostConfig, "classify": ClassifyConfig, "dataset": DatasetConfig,
              "features": FeaturesConfig, "train": TrainConfig, "experiments": ExperimentsConfig}

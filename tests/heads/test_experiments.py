@@ -216,39 +216,47 @@ def test_softmax_sgd_chooses_l2_on_the_training_split_only() -> None:
     rng = np.random.default_rng(0)
     noisy = np.concatenate([X, 5.0 * rng.normal(size=(len(X), 200)).astype(np.float32)], axis=1)  # 200 noise dims
     head = SoftmaxSGDHead(epochs=20, l2_grid=(0.0, 0.1, 10.0), train_kwargs={"lr": 0.01, "standardize": False})
-    l2_a = head.select_l2(noisy, y, seed=3)
+    l2_a = head.choose(noisy, y, seed=3)
     assert l2_a in head.l2_grid and l2_a > 0.0                # 200 pure-noise features: the penalty pays
     predictors = head.fit_many([noisy, noisy[::-1]], [y, y[::-1]], num_classes=4, seeds=[3, 4])
     assert predictors[0].l2 == l2_a                          # fit_many trains with the value chosen
     assert predictors[0].chosen == {"l2": l2_a}              # and says so, for the grid's "chosen" column
-    assert predictors[1].l2 == head.select_l2(noisy[::-1], y[::-1], seed=4)
-    assert SoftmaxSGDHead(epochs=20, l2_grid=(0.5,)).select_l2(noisy, y, seed=3) == 0.5
+    assert predictors[1].l2 == head.choose(noisy[::-1], y[::-1], seed=4)
+    assert SoftmaxSGDHead(epochs=20, l2_grid=(0.5,)).choose(noisy, y, seed=3) == 0.5
     tiny = np.array([0, 0, 1, 1])                           # 2 images per class: half is held out
-    assert head.select_l2(noisy[:4], tiny, seed=0) in head.l2_grid
-    assert head.select_l2(noisy[:3], np.array([0, 0, 1]), seed=0) == 0.1    # nothing to hold out: the middle
+    assert head.choose(noisy[:4], tiny, seed=0) in head.l2_grid
+    assert head.choose(noisy[:3], np.array([0, 0, 1]), seed=0) == 0.1    # nothing to hold out: the middle
 
 
-def test_softmax_sgd_and_its_l_bfgs_twin_reach_the_same_optimum() -> None:
+@pytest.mark.parametrize("classes", [3, 2])
+def test_softmax_sgd_and_its_l_bfgs_twin_reach_the_same_optimum(classes) -> None:
     """The variance-weighted penalty on raw features is logistic regression on standardised features at
-    C = mean(v) / (2 n l2): trained to convergence (full batches, many epochs), SGD lands where L-BFGS does,
-    so scoring a penalty on the twin scores the head's own objective."""
+    C = mean(v) / (2 n l2) (twice that with two classes, which scikit-learn fits with one weight vector):
+    trained to convergence (full batches, many epochs), SGD lands where L-BFGS does, so scoring a penalty
+    on the twin scores the head's own objective."""
     from sklearn.linear_model import LogisticRegression
 
     from tlreport.heads.softmax import predict_proba, train_softmax
 
     rng = np.random.default_rng(4)
-    y = np.repeat(np.arange(3), 30)
-    X = ((rng.normal(size=(3, 5))[y] + rng.normal(size=(90, 5))).astype(np.float32)
+    y = np.repeat(np.arange(classes), 30)
+    X = ((rng.normal(size=(classes, 5))[y] + rng.normal(size=(len(y), 5))).astype(np.float32)
          * np.array([2.0, 1.0, 0.5, 1.0, 1.5], np.float32))           # overlapping classes, features in mixed units
     l2 = 0.02
     empty = (np.zeros((0, 5), np.float32), np.zeros(0, np.int32))
-    sgd = train_softmax(X, y, *empty, num_classes=3, epochs=1000, batch_size=len(X), lr=0.05, l2=l2,
+    sgd = train_softmax(X, y, *empty, num_classes=classes, epochs=1000, batch_size=len(X), lr=0.05, l2=l2,
                         l2_weighting="variance", standardize=False, schedule="constant", patience=None, seed=0)
     Z = scale(X, scaler(X), np.float64)
-    twin = LogisticRegression(C=sgd_l2_as_C(X, l2), tol=1e-10, max_iter=10_000).fit(Z, y)
+    C = sgd_l2_as_C(X, l2, classes=classes)
+    twin = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(Z, y)
     np.testing.assert_allclose(predict_proba(sgd, X), twin.predict_proba(Z), atol=1e-4)
-    other = LogisticRegression(C=10 * sgd_l2_as_C(X, l2), tol=1e-10, max_iter=10_000).fit(Z, y)
-    assert np.abs(predict_proba(sgd, X) - other.predict_proba(Z)).max() > 0.1     # another penalty, another optimum
+    other = LogisticRegression(C=2 * C, tol=1e-10, max_iter=10_000).fit(Z, y)
+    assert np.abs(predict_proba(sgd, X) - other.predict_proba(Z)).max() > 1e-3    # another penalty, another optimum
+    standardized = train_softmax(X, y, *empty, num_classes=classes, epochs=1000, batch_size=len(X), lr=0.05, l2=l2,
+                                 standardize=True, schedule="constant", patience=None, seed=0)
+    twin = LogisticRegression(C=sgd_l2_as_C(X, l2, classes=classes, standardized=True), tol=1e-10,
+                              max_iter=10_000).fit(Z, y)
+    np.testing.assert_allclose(predict_proba(standardized, X), twin.predict_proba(Z), atol=1e-4)
 
 
 def test_a_wide_problem_is_fitted_in_its_row_space_to_the_same_optimum() -> None:

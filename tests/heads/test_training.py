@@ -172,6 +172,10 @@ def test_early_stopping_restores_best_epoch():
     assert len(h) == head.best_epoch + 5
     m = evaluate(predict_proba(head, X[40:]), y[40:], 3)
     assert m["loss"] == pytest.approx(h.val_loss.min(), rel=1e-3)
+    # patience 0: it stops at the first epoch that does not improve, not before
+    zero = train_softmax(X[:40], y[:40], X[40:], y[40:], num_classes=3, epochs=200, batch_size=8, lr=0.05, l2=0.0,
+                         schedule="constant", patience=0, seed=0).history.val_loss.to_numpy()
+    assert len(zero) > 1 and (np.diff(zero[:-1]) < 0).all() and zero[-1] >= zero[-2]
 
 
 def test_heads_trained_side_by_side_equal_heads_trained_alone():

@@ -43,7 +43,7 @@ COLUMNS = ["dataset", "backbone", "head", "n_train", "split", "mean_per_class_ac
 FoldResult = tuple[np.ndarray, np.ndarray | None, float, float, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Fit:
     """One fit of the grid: a head on one feature set's training images of one split."""
 
@@ -189,14 +189,17 @@ def _local_fits(head: Head, fits: list[Fit], data: _GridData) -> Iterator[tuple[
     if not fits:
         return
     if hasattr(head, "fit_many"):
-        # same-shaped training sets (a setting's folds; backbones of one width) train side by side
-        groups: dict[tuple[int, int], list[Fit]] = {}
+        # a setting's folds train side by side, one feature set at a time: a fit's numbers depend on what
+        # trains beside it at the level of rounding, so the same fits always go together (a resumed build,
+        # or a config with another backbone more, gives every other row exactly as before)
+        groups: dict[tuple[str, int], list[Fit]] = {}
         for fit in fits:
-            groups.setdefault((fit.train.size, data.features[fit.backbone].shape[1]), []).append(fit)
-        for (n, d), members in groups.items():
-            per = max(1, STACK_BYTES // max(1, 4 * n * d))
+            groups.setdefault((fit.backbone, fit.train.size), []).append(fit)
+        chosen = _choose_all(head, fits, data) if hasattr(head, "choose") and hasattr(head, "train") else None
+        for (backbone, n), members in groups.items():
+            per = max(1, STACK_BYTES // max(1, 4 * n * data.features[backbone].shape[1]))
             for j in range(0, len(members), per):
-                yield from _fit_together(head, members[j:j + per], data)
+                yield from _fit_together(head, members[j:j + per], data, chosen)
     elif getattr(head, "processes", 1) > 1 and len(fits) > 1:
         # single-threaded fits (BLAS held to one thread) spread over processes, each sent only its own
         # rows; each fit is seeded on its own, so the results do not depend on the schedule
@@ -232,6 +235,8 @@ def _ray_fits(heads: list[Head], fits: list[Fit], data: _GridData) -> Iterator[t
         try:
             yield fit, ray.get(ref)
         except ray.exceptions.RayError as e:
+            for ref in pending:                # the build stops here: the cluster's other fits are not needed
+                ray.cancel(ref)
             err = task_error(e, f"the {heads[fit.head].name} fits")
             if err is None:
                 raise
@@ -271,11 +276,30 @@ def _chosen(predict: Any) -> str:
 STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-by-side run
 
 
-def _fit_together(head: Head, fits: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
-    """Same-shaped fits of one head trained side by side by ``head.fit_many``."""
+def _choose_all(head: Any, fits: list[Fit], data: _GridData) -> dict[Fit, Any]:
+    """What ``head.choose`` picks for each fit, every fit at once in ``head.processes`` worker processes
+    (single-threaded L-BFGS; each choice seeded on its own, so the schedule changes nothing)."""
+    jobs = [(data.features[f.backbone][f.train], data.labels[f.train], f.seed) for f in fits]
+    if getattr(head, "processes", 1) > 1 and len(fits) > 1:
+        from joblib import Parallel, delayed
+
+        values = Parallel(n_jobs=head.processes, backend="loky")(delayed(head.choose)(X, y, seed=s) for X, y, s in jobs)
+    else:
+        values = [head.choose(X, y, seed=s) for X, y, s in jobs]
+    return dict(zip(fits, values, strict=True))
+
+
+def _fit_together(head: Head, fits: list[Fit], data: _GridData,
+                  chosen: dict[Fit, Any] | None = None) -> Iterator[tuple[Fit, FoldResult]]:
+    """Same-shaped fits of one head trained side by side by ``head.fit_many`` (or, with what its
+    ``choose`` picked for each, by ``head.train``)."""
     t0 = time.perf_counter()
-    predicts = head.fit_many([data.features[f.backbone][f.train] for f in fits], [data.labels[f.train] for f in fits],
-                             num_classes=data.num_classes, seeds=[f.seed for f in fits])
+    Xs, ys = [data.features[f.backbone][f.train] for f in fits], [data.labels[f.train] for f in fits]
+    if chosen is not None:
+        predicts = head.train(Xs, ys, [chosen[f] for f in fits], num_classes=data.num_classes,
+                              seeds=[f.seed for f in fits])
+    else:
+        predicts = head.fit_many(Xs, ys, num_classes=data.num_classes, seeds=[f.seed for f in fits])
     fit_seconds = (time.perf_counter() - t0) / len(fits)
     for fit, predict in zip(fits, predicts, strict=True):
         _, _, X_test, X_test_flip, _, _ = data.rows(fit)

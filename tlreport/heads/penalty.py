@@ -95,12 +95,20 @@ def in_basis(X: np.ndarray, V: np.ndarray | None) -> np.ndarray:
     return X if V is None else X @ V
 
 
-def sgd_l2_as_C(X: np.ndarray, l2: float) -> float:
-    """The C of ``softmax_sgd``'s twin on training features ``X`` (raw): ``mean(v) / (2 * n * l2)``."""
-    mean_var = float(X.var(axis=0, dtype=np.float64).mean())
+def sgd_l2_as_C(X: np.ndarray, l2: float, *, classes: int, standardized: bool = False) -> float:
+    """The C of ``softmax_sgd``'s twin on training features ``X``: ``mean(v) / (2 * n * l2)``.
+
+    ``mean(v)`` is the raw features' mean variance (the variance-weighted penalty
+    on raw features), or 1 when the head trains on standardised ones.  With two
+    classes scikit-learn fits one weight vector w where the softmax has two,
+    ``w / 2`` and ``-w / 2`` at the optimum, whose penalty is half of ``w``'s: C
+    doubles.
+    """
+    mean_var = 1.0 if standardized else float(X.var(axis=0, dtype=np.float64).mean())
     if mean_var <= 0.0:
         mean_var = 1.0                           # all features constant: only the bias can learn
-    return C_MAX if l2 <= 0.0 else min(C_MAX, mean_var / (2.0 * len(X) * l2))
+    C = mean_var / (2.0 * len(X) * l2) * (2.0 if classes == 2 else 1.0) if l2 > 0.0 else C_MAX
+    return min(C_MAX, C)
 
 
 def choose(X: np.ndarray, y: np.ndarray, Cs: Sequence[float] | Callable[[np.ndarray], Sequence[float]], *,

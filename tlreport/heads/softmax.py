@@ -319,7 +319,7 @@ def _train_side_by_side(
               tf.constant(init), tf.constant(penalty_rows), tf.constant(penalty_cols),
               tf.constant(momentum, tf.float32), tf.constant(bs, tf.int32), tf.constant(n_big, tf.int32),
               tf.constant(steps, tf.int32), tf.constant(L, tf.int32),
-              tf.constant(-1 if patience is None else int(patience), tf.int32))
+              tf.constant(epochs + 1 if patience is None else int(patience), tf.int32))   # None: never stops
     W_last, b_last, W_best, b_best, history, best_epoch, stop_epoch = (t.numpy() for t in out)
 
     seconds = (time.perf_counter() - t0) / (K * L)
@@ -459,7 +459,7 @@ def _sgd_program(mixed: bool, has_validation: bool) -> Any:
                 W_best = tf.where(columns, W, W_best)
                 b_best = tf.where(columns, b, b_best)
                 waited = tf.where(improved, 0, tf.where(active, waited + 1, waited))
-                still = active & ((patience < 0) | (waited < patience))
+                still = active & (improved | (waited < patience))   # a head stops after `patience` worse epochs
             else:
                 still = active
             stop_epoch = tf.where(active, ran, stop_epoch)

@@ -79,7 +79,7 @@ class SoftmaxSGDHead:
         kwargs.pop("l2", None)
         return kwargs
 
-    def select_l2(self, X: np.ndarray, y: np.ndarray, *, seed: int) -> float:
+    def choose(self, X: np.ndarray, y: np.ndarray, *, seed: int) -> float:
         """The ``l2`` for training features ``(X, y)``, chosen on a held-out third of them by the twin."""
         from threadpoolctl import threadpool_limits
 
@@ -87,8 +87,12 @@ class SoftmaxSGDHead:
         if len(grid) == 1:
             return grid[0]
         with threadpool_limits(limits=1, user_api="blas"):
-            choice = choose(X, y, lambda X_fit: [sgd_l2_as_C(X_fit, l2) for l2 in grid], seed=seed,
-                            patience=len(grid), tol=self.tol_select)
+            # the twin is exact for the head's own settings (a variance-weighted penalty on raw features, or
+            # any penalty on standardised ones); a uniform penalty on raw features is scored as weighted
+            standardized = bool(self._kwargs().get("standardize", True))
+            classes = len(np.unique(y))
+            choice = choose(X, y, lambda X_fit: [sgd_l2_as_C(X_fit, l2, classes=classes, standardized=standardized)
+                                                 for l2 in grid], seed=seed, patience=len(grid), tol=self.tol_select)
         return grid[choice.index] if choice is not None else grid[len(grid) // 2]
 
     def fit_many(self, Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], *, num_classes: int,
@@ -103,9 +107,9 @@ class SoftmaxSGDHead:
             from joblib import Parallel, delayed
 
             l2s = Parallel(n_jobs=self.processes, backend="loky")(
-                delayed(self.select_l2)(X, y, seed=int(s)) for X, y, s in zip(Xs, ys, seeds, strict=True))
+                delayed(self.choose)(X, y, seed=int(s)) for X, y, s in zip(Xs, ys, seeds, strict=True))
         else:
-            l2s = [self.select_l2(X, y, seed=int(s)) for X, y, s in zip(Xs, ys, seeds, strict=True)]
+            l2s = [self.choose(X, y, seed=int(s)) for X, y, s in zip(Xs, ys, seeds, strict=True)]
         return self.train(Xs, ys, l2s, num_classes=num_classes, seeds=seeds)
 
     def train(self, Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], l2s: Sequence[float], *,

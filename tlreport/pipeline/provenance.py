@@ -157,12 +157,12 @@ def _provenance(ctx: BuildContext) -> dict:
     return {
         "computed_on": ", ".join(features_run.get("computed_on", [])),
         "features_extracted": features_run.get("extracted"),
-        **{k: libraries.get(k, "unknown") for k in ("version", "git", "python", "tensorflow", "keras", "numpy",
-                                                    "sklearn")},
+        **{k: libraries.get(k, "" if k == "git" else "not recorded")
+           for k in ("version", "git", "python", "tensorflow", "keras", "numpy", "sklearn")},
         "config_hash": ctx.config.hash(), "seed": ctx.config.seed,
         "backbones": backbones, "engine": _engine(spec.engine if spec else cfg.features.engine),
         "precision": spec.precision if spec else cfg.features.precision,
         "head_precision": _head_precision(ctx),
         "datasets": ctx.memo.get("provenance.datasets", []),
-        "machine": machines_line(envs), "timings": timings,
+        "machine": machines_line(envs) or "not recorded", "timings": timings,
     }
