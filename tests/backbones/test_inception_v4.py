@@ -21,6 +21,8 @@ from tlreport.backbones import get_spec  # noqa: E402
 from tlreport.backbones import inception_v4 as iv4  # noqa: E402
 from tlreport.errors import UserError  # noqa: E402
 
+# building Inception v4's graph takes seconds a test: the module is in the slow tier
+pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def slim(tmp_path_factory):

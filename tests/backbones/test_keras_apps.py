@@ -69,6 +69,7 @@ def _check_contract(name: str) -> None:
     assert heads.outputs[0] is heads.get_layer("avg_pool").output
 
 
+@pytest.mark.slow     # seconds: kept out of the quick tier (pytest -m 'not slow')
 def test_inception_v3_random_weights_contract() -> None:
     _check_contract("inception_v3")
 
@@ -126,6 +127,7 @@ def test_weights_file_from_spec_extra(offline: Offline, tmp_path: Path) -> None:
     assert offline.calls == []
 
 
+@pytest.mark.slow     # seconds: kept out of the quick tier (pytest -m 'not slow')
 def test_unloadable_weights_file_is_a_user_error(offline: Offline, tmp_path: Path) -> None:
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"this is not HDF5")

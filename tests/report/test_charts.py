@@ -89,6 +89,7 @@ def test_plot_history_two_figures_with_train_and_val_curves(tmp_path):
         assert _near(px, (0, 114, 178)) > 200 and _near(px, (213, 94, 0)) > 100
 
 
+@pytest.mark.slow     # seconds: kept out of the quick tier (pytest -m 'not slow')
 def test_history_png_bytes_reproducible(tmp_path):
     a = plot_history(_history(), tmp_path / "x")
     b = plot_history(_history(), tmp_path / "y")
@@ -321,6 +322,7 @@ def test_top_mistakes_picks_most_confident_mistakes():
 # --------------------------------------------------------------------------- phone variants and text size
 
 
+@pytest.mark.slow     # seconds: kept out of the quick tier (pytest -m 'not slow')
 def test_every_chart_has_a_phone_variant_whose_text_reads_at_11_css_px(tmp_path):
     """At a 390 px viewport a chart is shown about 347 CSS px wide: its phone variant's smallest text,
     recorded in the PNG, must come to 11 CSS px or more there (the desktop file's would not)."""
