@@ -20,7 +20,13 @@ class Predictor(Protocol):
 
 
 class Head(Protocol):
-    """A classifier trained on one fold's training features."""
+    """A classifier trained on one fold's training features.
+
+    Optional, read by the grid (:mod:`tlreport.heads.grid`): ``fit_many`` trains same-shaped folds side by
+    side; ``choose(X, y, seed)`` and ``train(Xs, ys, chosen, num_classes, seeds)`` split choosing a setting
+    from training, so the grid chooses for every fit at once in worker processes; ``processes`` is how
+    many; ``uses_tensorflow`` says the head trains with TensorFlow.
+    """
 
     name: str
     description: str    # one sentence for the post

@@ -246,8 +246,22 @@ def _ray_fits(heads: list[Head], fits: list[Fit], data: _GridData) -> Iterator[t
 def _fit_one(head: Head, fit: Fit, features: np.ndarray, flip: np.ndarray | None, labels: np.ndarray,
              num_classes: int) -> FoldResult:
     """A Ray task: one fit, its rows read from the feature set in the object store."""
+    if getattr(head, "uses_tensorflow", False):
+        _tensorflow_on_one_thread()
     return _fit_rows(head, features[fit.train], labels[fit.train], features[fit.test],
                      None if flip is None else flip[fit.test], num_classes, fit.seed)
+
+
+def _tensorflow_on_one_thread() -> None:
+    """A Ray task asks for one CPU: TensorFlow in its worker gets one thread, not one per core of the node
+    (set once per worker process, before TensorFlow starts; a worker where it already runs keeps its own)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
 
 
 def _fit_rows(head: Head, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,

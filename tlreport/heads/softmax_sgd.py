@@ -62,6 +62,8 @@ class SoftmaxSGDHead:
     #: worker processes choosing the penalties of side-by-side folds (each seeded on its own)
     processes: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     name: str = "softmax_sgd"
+    #: it trains with TensorFlow (the grid gives a Ray task's TensorFlow one thread, the log names the device)
+    uses_tensorflow: bool = True
     #: how the post describes this head
     description: str = ("the seed's head, a softmax layer trained with SGD with momentum on cross-entropy, "
                         "on the raw bottleneck features of all n training images (100 epochs, learning rate "

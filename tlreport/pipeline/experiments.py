@@ -129,7 +129,7 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
     e = ctx.config.experiments
     frames, dropped_by_table = [], []
     heads = experiments_heads(ctx)
-    trained_by_tf = [h.name for h in heads if hasattr(h, "precision")]
+    trained_by_tf = [h.name for h in heads if getattr(h, "uses_tensorflow", False)]
     if trained_by_tf and e.tables:
         from tlreport.backbones.device import compute_device, cpu_only
 
