@@ -156,12 +156,9 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
 
                 ray.shutdown()
     else:
-        # the heads that fit one by one in worker processes start first: their processes work while a head
-        # that trains side by side (TensorFlow, in this process) runs, and are read afterwards
-        runs = [(hasattr(head, "fit_many"), _local_fits(head, [f for f in todo if f.head == h], data))
-                for h, head in enumerate(head_objs)]
-        for _, finished_fits in sorted(runs, key=lambda run: not run[0]):
-            for fit, result in finished_fits:
+        for h, head in enumerate(head_objs):
+            fits = [f for f in todo if f.head == h]
+            for fit, result in _local_fits(head, fits, data):
                 record(fit, result)
     ordered = [r for backbone in features_by_backbone for h in range(len(head_objs)) for r in rows[backbone, h]]
     return pd.DataFrame(ordered, columns=COLUMNS)
@@ -188,38 +185,32 @@ class _GridData:
 
 
 def _local_fits(head: Head, fits: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
-    """Every fit of one head on this machine, as each finishes.  Fits in worker processes are sent off
-    at once (they run while the caller does other work); side-by-side training runs as it is read."""
+    """Every fit of one head on this machine, as each finishes."""
     if not fits:
-        return iter(())
+        return
     if hasattr(head, "fit_many"):
-        return _side_by_side(head, fits, data)
-    if getattr(head, "processes", 1) > 1 and len(fits) > 1:
+        # a setting's folds train side by side, one feature set at a time: a fit's numbers depend on what
+        # trains beside it at the level of rounding, so the same fits always go together (a resumed build,
+        # or a config with another backbone more, gives every other row exactly as before)
+        groups: dict[tuple[str, int], list[Fit]] = {}
+        for fit in fits:
+            groups.setdefault((fit.backbone, fit.train.size), []).append(fit)
+        chosen = _choose_all(head, fits, data) if hasattr(head, "choose") and hasattr(head, "train") else None
+        for (backbone, n), members in groups.items():
+            per = max(1, STACK_BYTES // max(1, 4 * n * data.features[backbone].shape[1]))
+            for j in range(0, len(members), per):
+                yield from _fit_together(head, members[j:j + per], data, chosen)
+    elif getattr(head, "processes", 1) > 1 and len(fits) > 1:
         # single-threaded fits (BLAS held to one thread) spread over processes, each sent only its own
         # rows; each fit is seeded on its own, so the results do not depend on the schedule
         from joblib import Parallel, delayed
 
         outs = Parallel(n_jobs=head.processes, backend="loky", return_as="generator")(
             delayed(_fit_rows)(head, *data.rows(fit)) for fit in fits)
-        return zip(fits, outs, strict=True)
-    return ((fit, _fit_rows(head, *data.rows(fit))) for fit in fits)
-
-
-def _side_by_side(head: Head, fits: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
-    """A head with ``fit_many``: a setting's folds train side by side, one feature set at a time.
-
-    A fit's numbers depend on what trains beside it at the level of rounding, so the same fits always
-    go together: a resumed build, or a config with one backbone more, gives every other row exactly as
-    before.
-    """
-    groups: dict[tuple[str, int], list[Fit]] = {}
-    for fit in fits:
-        groups.setdefault((fit.backbone, fit.train.size), []).append(fit)
-    chosen = _choose_all(head, fits, data) if hasattr(head, "choose") and hasattr(head, "train") else None
-    for (backbone, n), members in groups.items():
-        per = max(1, STACK_BYTES // max(1, 4 * n * data.features[backbone].shape[1]))
-        for j in range(0, len(members), per):
-            yield from _fit_together(head, members[j:j + per], data, chosen)
+        yield from zip(fits, outs, strict=True)
+    else:
+        for fit in fits:
+            yield fit, _fit_rows(head, *data.rows(fit))
 
 
 def _ray_fits(heads: list[Head], fits: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
