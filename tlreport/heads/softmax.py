@@ -311,7 +311,7 @@ def _train_side_by_side(
     penalty_rows = (_variance_weights(Xs)[:, :, None] if l2_weighting == "variance"
                     else np.ones((K, d, 1), np.float32))
     mixed = precision == "bfloat16"
-    run = _sgd_program(mixed)
+    run = _sgd_program(mixed, nv > 0)
     out = run(tf.constant(Xs.astype(tf.bfloat16.as_numpy_dtype) if mixed else Xs),
               tf.constant(np.stack([p[1] for p in data])),
               tf.constant(Xvs), tf.constant(np.stack([p[3] for p in data]).reshape(K, nv)),
@@ -319,8 +319,7 @@ def _train_side_by_side(
               tf.constant(init), tf.constant(penalty_rows), tf.constant(penalty_cols),
               tf.constant(momentum, tf.float32), tf.constant(bs, tf.int32), tf.constant(n_big, tf.int32),
               tf.constant(steps, tf.int32), tf.constant(L, tf.int32),
-              # None, or nothing to monitor: more epochs than the run has, so no head stops early
-              tf.constant(epochs + 1 if patience is None or not nv else int(patience), tf.int32))
+              tf.constant(epochs + 1 if patience is None else int(patience), tf.int32))   # None: never stops
     W_last, b_last, W_best, b_best, history, best_epoch, stop_epoch = (t.numpy() for t in out)
 
     seconds = (time.perf_counter() - t0) / (K * L)
@@ -364,13 +363,11 @@ def _learning_rates(lr: float, schedule: str, total_steps: int) -> np.ndarray:
 
 
 @functools.cache
-def _sgd_program(mixed: bool) -> Any:
+def _sgd_program(mixed: bool, has_validation: bool) -> Any:
     """The whole training run, every epoch and every step, as one TensorFlow function.
 
-    Traced once per process for each precision, whatever the shapes, with or
-    without validation images (none: an empty set, whose loss is NaN and never
-    improves): the transfer section's head and a grid's many small fits share
-    one graph and pay no graph building,
+    Traced once per process for each precision and with or without validation
+    images, whatever the shapes: a grid's many small fits pay no graph building,
     and the loop never returns to Python between steps.  Every op in it has a
     deterministic GPU kernel under ``enable_op_determinism`` (the cross-entropy's
     gradient is written as softmax minus one-hot, not taken from the fused
@@ -446,19 +443,25 @@ def _sgd_program(mixed: bool) -> Any:
                                   (0, state))[1]
             W, b, vW, vb, it, tot_loss, tot_hit = state
             n_f = tf.cast(n, f32)
-            v_loss, v_hit, _, _ = scores(yv, logits_of(Xv, W, b))
-            val_loss, val_acc = tf.reduce_mean(v_loss, axis=1), tf.reduce_mean(v_hit, axis=1)   # NaN: no images
+            if has_validation:
+                v_loss, v_hit, _, _ = scores(yv, logits_of(Xv, W, b))
+                val_loss, val_acc = tf.reduce_mean(v_loss, axis=1), tf.reduce_mean(v_hit, axis=1)
+            else:
+                val_loss = val_acc = tf.fill([K, L], float("nan"))
             history = history.write(e, tf.stack([tot_loss / n_f, tot_hit / n_f, val_loss, val_acc]))
             best_loss, best_epoch, stop_epoch, waited, W_best, b_best = best
             ran = tf.fill([K, L], e + 1)
-            improved = active & (val_loss < best_loss)
-            best_loss = tf.where(improved, val_loss, best_loss)
-            best_epoch = tf.where(improved, ran, best_epoch)
-            columns = tf.reshape(tf.repeat(improved[:, :, None], C, axis=2), [K, 1, LC])
-            W_best = tf.where(columns, W, W_best)
-            b_best = tf.where(columns, b, b_best)
-            waited = tf.where(improved, 0, tf.where(active, waited + 1, waited))
-            still = active & (improved | (waited < patience))   # a head stops after `patience` worse epochs
+            if has_validation:
+                improved = active & (val_loss < best_loss)
+                best_loss = tf.where(improved, val_loss, best_loss)
+                best_epoch = tf.where(improved, ran, best_epoch)
+                columns = tf.reshape(tf.repeat(improved[:, :, None], C, axis=2), [K, 1, LC])
+                W_best = tf.where(columns, W, W_best)
+                b_best = tf.where(columns, b, b_best)
+                waited = tf.where(improved, 0, tf.where(active, waited + 1, waited))
+                still = active & (improved | (waited < patience))   # a head stops after `patience` worse epochs
+            else:
+                still = active
             stop_epoch = tf.where(active, ran, stop_epoch)
             return (e + 1, W, b, vW, vb, it, (best_loss, best_epoch, stop_epoch, waited, W_best, b_best),
                     history, still)
