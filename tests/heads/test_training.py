@@ -309,6 +309,8 @@ def test_without_validation_images_the_last_epochs_weights_are_kept():
     head = train_softmax(X, y, *empty, epochs=12, **kw)
     assert head.history.loss.idxmin() != len(head.history) - 1       # an earlier epoch had the lowest loss
     assert head.best_epoch == 12 and len(head.history) == 12
+    patient = train_softmax(X, y, *empty, epochs=12, **{**kw, "patience": 2})   # nothing to monitor: no stop
+    assert len(patient.history) == 12 and patient.W.tobytes() == head.W.tobytes()
     longer = train_softmax(X, y, *empty, epochs=13, **kw)             # the same steps, one epoch more
     assert not np.array_equal(head.W, longer.W)
     np.testing.assert_allclose(head.history.loss, longer.history.loss[:12])
