@@ -179,9 +179,13 @@ class _GridData:
     def rows(self, fit: Fit) -> tuple:
         """What :func:`_fit_rows` needs for ``fit``: its training rows and labels, its test rows (and their
         mirrors), the class count and its seed."""
-        X, flip = self.features[fit.backbone], self.mirrored(fit.backbone)
-        return (X[fit.train], self.labels[fit.train], X[fit.test], None if flip is None else flip[fit.test],
-                self.num_classes, fit.seed)
+        X = self.features[fit.backbone]
+        return (X[fit.train], self.labels[fit.train], *self.test_rows(fit), self.num_classes, fit.seed)
+
+    def test_rows(self, fit: Fit) -> tuple[np.ndarray, np.ndarray | None]:
+        """``fit``'s test rows, and their mirrors (``None`` without flipped features)."""
+        flip = self.mirrored(fit.backbone)
+        return self.features[fit.backbone][fit.test], None if flip is None else flip[fit.test]
 
 
 def _local_fits(head: Head, fits: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
@@ -316,7 +320,7 @@ def _fit_together(head: Head, fits: list[Fit], data: _GridData,
         predicts = head.fit_many(Xs, ys, num_classes=data.num_classes, seeds=[f.seed for f in fits])
     fit_seconds = (time.perf_counter() - t0) / len(fits)
     for fit, predict in zip(fits, predicts, strict=True):
-        _, _, X_test, X_test_flip, _, _ = data.rows(fit)
+        X_test, X_test_flip = data.test_rows(fit)
         yield fit, _predict(predict, X_test, X_test_flip, fit_seconds)
 
 
