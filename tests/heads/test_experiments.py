@@ -16,7 +16,7 @@ from tlreport.heads.base import Predictor
 from tlreport.heads.grid import COLUMNS, aggregate, run_grid
 from tlreport.heads.logreg import LogRegHead
 from tlreport.heads.metrics import mean_per_class_accuracy
-from tlreport.heads.penalty import choose, holdout_split, row_space, scale, scaler, sgd_l2_as_C
+from tlreport.heads.penalty import choose, fit_logistic, holdout_split, row_space, scale, scaler, sgd_l2_as_C
 from tlreport.heads.softmax_sgd import SoftmaxSGDHead
 from tlreport.report.charts import plot_accuracy_vs_ntrain
 from tlreport.report.tables import (
@@ -184,7 +184,7 @@ def test_logreg_chooses_C_on_the_training_split_only() -> None:
     grid = [1e-4, 1e-2, 1.0]
     choice = choose(X, y, grid, seed=0, patience=5)
     assert set(choice.scores) == {0, 1, 2} and choice.scores[choice.index] == max(choice.scores.values())
-    assert choice.solution[0].shape == (5, 6)
+    assert choice.solution.coef.shape == (5, 6) and choice.solution.classes.tolist() == [0, 1, 2, 3, 4]
     assert choice.index > 0                                  # 1e-4 is far too strong for separable blobs
     predict = LogRegHead(C_grid=tuple(grid), patience=5).fit(X, y, num_classes=5, seed=0)
     assert predict.chosen == {"C": grid[choice.index]}
@@ -229,13 +229,35 @@ def test_softmax_sgd_chooses_l2_on_the_training_split_only() -> None:
 
 
 @pytest.mark.parametrize("classes", [3, 2])
-def test_softmax_sgd_and_its_l_bfgs_twin_reach_the_same_optimum(classes) -> None:
-    """The variance-weighted penalty on raw features is logistic regression on standardised features at
-    C = mean(v) / (2 n l2) (twice that with two classes, which scikit-learn fits with one weight vector):
-    trained to convergence (full batches, many epochs), SGD lands where L-BFGS does, so scoring a penalty
-    on the twin scores the head's own objective."""
+def test_the_l_bfgs_fit_reaches_scikit_learns_optimum(classes) -> None:
+    """``fit_logistic`` is scikit-learn's ``LogisticRegression`` (same objective, same L-BFGS-B), in float32:
+    the same probabilities, a warm start lands there too, and a class it never saw gets 0.  With two
+    classes scikit-learn fits one weight vector w where ``fit_logistic`` fits two, w/2 and -w/2 at the
+    optimum, whose penalty is half of w's: scikit-learn's C is twice ours."""
     from sklearn.linear_model import LogisticRegression
 
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(classes), 25)
+    X = (rng.normal(size=(classes, 6))[y] + rng.normal(size=(len(y), 6))).astype(np.float32)
+    ours = fit_logistic(X, y, 0.05, tol=1e-8, max_iter=5_000)
+    theirs = LogisticRegression(C=0.05 * (2 if classes == 2 else 1), tol=1e-10, max_iter=10_000).fit(
+        X.astype(np.float64), y)
+    np.testing.assert_allclose(ours.proba(X, classes), theirs.predict_proba(X.astype(np.float64)), atol=1e-4)
+    assert np.abs(ours.proba(X, classes) - fit_logistic(X, y, 0.5, tol=1e-8).proba(X, classes)).max() > 1e-3
+    warm = fit_logistic(X, y, 0.05, start=fit_logistic(X, y, 0.01), tol=1e-8, max_iter=5_000)
+    np.testing.assert_allclose(warm.proba(X, classes), ours.proba(X, classes), atol=1e-4)
+    seen = y != classes - 1                                      # the last class left out of the fit
+    partial = fit_logistic(X[seen], y[seen], 0.05).proba(X, classes + 1)
+    assert partial.shape == (len(X), classes + 1) and (partial[:, classes - 1:] == 0).all()
+    np.testing.assert_allclose(partial.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [3, 2])
+def test_softmax_sgd_and_its_l_bfgs_twin_reach_the_same_optimum(classes) -> None:
+    """The variance-weighted penalty on raw features is logistic regression on standardised features at
+    C = mean(v) / (2 n l2): trained to convergence (full batches, many epochs), SGD lands where L-BFGS
+    (``fit_logistic``, one weight vector per class like the softmax layer) does, so scoring a penalty on the
+    twin scores the head's own objective."""
     from tlreport.heads.softmax import predict_proba, train_softmax
 
     rng = np.random.default_rng(4)
@@ -247,23 +269,20 @@ def test_softmax_sgd_and_its_l_bfgs_twin_reach_the_same_optimum(classes) -> None
     sgd = train_softmax(X, y, *empty, num_classes=classes, epochs=1000, batch_size=len(X), lr=0.05, l2=l2,
                         l2_weighting="variance", standardize=False, schedule="constant", patience=None, seed=0)
     Z = scale(X, scaler(X), np.float64)
-    C = sgd_l2_as_C(X, l2, classes=classes)
-    twin = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(Z, y)
-    np.testing.assert_allclose(predict_proba(sgd, X), twin.predict_proba(Z), atol=1e-4)
-    other = LogisticRegression(C=2 * C, tol=1e-10, max_iter=10_000).fit(Z, y)
-    assert np.abs(predict_proba(sgd, X) - other.predict_proba(Z)).max() > 1e-3    # another penalty, another optimum
+    C = sgd_l2_as_C(X, l2)
+    twin = fit_logistic(Z, y, C, tol=1e-10, max_iter=10_000)
+    np.testing.assert_allclose(predict_proba(sgd, X), twin.proba(Z, classes), atol=1e-4)
+    other = fit_logistic(Z, y, 2 * C, tol=1e-10, max_iter=10_000)
+    assert np.abs(predict_proba(sgd, X) - other.proba(Z, classes)).max() > 1e-3    # another penalty, another optimum
     standardized = train_softmax(X, y, *empty, num_classes=classes, epochs=1000, batch_size=len(X), lr=0.05, l2=l2,
                                  standardize=True, schedule="constant", patience=None, seed=0)
-    twin = LogisticRegression(C=sgd_l2_as_C(X, l2, classes=classes, standardized=True), tol=1e-10,
-                              max_iter=10_000).fit(Z, y)
-    np.testing.assert_allclose(predict_proba(standardized, X), twin.predict_proba(Z), atol=1e-4)
+    twin = fit_logistic(Z, y, sgd_l2_as_C(X, l2, standardized=True), tol=1e-10, max_iter=10_000)
+    np.testing.assert_allclose(predict_proba(standardized, X), twin.proba(Z, classes), atol=1e-4)
 
 
 def test_a_wide_problem_is_fitted_in_its_row_space_to_the_same_optimum() -> None:
     """Fewer images than features: logistic regression on X @ V (V a basis of X's row space) has the optimum
     of the fit on X, in N columns instead of D."""
-    from sklearn.linear_model import LogisticRegression
-
     rng = np.random.default_rng(1)
     X = rng.normal(size=(30, 200)).astype(np.float32)
     y = rng.integers(0, 3, 30)
@@ -271,10 +290,11 @@ def test_a_wide_problem_is_fitted_in_its_row_space_to_the_same_optimum() -> None
     V = row_space(X)
     assert V.shape == (200, 30)
     np.testing.assert_allclose(V.T @ V, np.eye(30), atol=1e-5)
-    full = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit(X.astype(np.float64), y)
-    narrow = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit((X @ V).astype(np.float64), y)
-    np.testing.assert_allclose(narrow.coef_ @ V.T, full.coef_, atol=1e-4)
-    np.testing.assert_allclose(narrow.predict_proba(X @ V), full.predict_proba(X), atol=1e-5)
+    full = fit_logistic(X.astype(np.float64), y, 0.1, tol=1e-10, max_iter=10_000)
+    narrow = fit_logistic((X @ V).astype(np.float64), y, 0.1, tol=1e-10, max_iter=10_000)
+    np.testing.assert_allclose(narrow.coef @ V.T, full.coef, atol=1e-4)
+    np.testing.assert_allclose(narrow.proba(X @ V, 3), full.proba(X, 3), atol=1e-5)
+    np.testing.assert_allclose(full.in_basis(V).proba(X @ V, 3), full.proba(X, 3), atol=1e-5)
     assert row_space(X[:, :40]) is None                      # 30 rows of 40 columns: not worth it
 
 

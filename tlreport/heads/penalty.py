@@ -16,11 +16,15 @@ starting where the previous one ended, and scored on the held-out images
 stops after ``patience`` candidates in a row score below the best.  Test images
 never take part.  Why a hold-out and not k-fold cross-validation: see
 docs/performance.md, *Choosing the penalty*.
+
+The fits are :func:`fit_logistic`: the objective written out in NumPy and
+minimised by SciPy's L-BFGS-B with scikit-learn's settings, to scikit-learn's
+optimum (tested), without its per-fit overhead (docs/performance.md says what
+that saves).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,13 +37,82 @@ C_MAX = 1e12
 
 
 @dataclass(frozen=True)
+class Logistic:
+    """A fitted multinomial logistic regression: one weight vector and intercept per class it saw."""
+
+    coef: np.ndarray         # (k, D)
+    intercept: np.ndarray    # (k,)
+    classes: np.ndarray      # (k,) the labels its rows stand for, ascending
+
+    def proba(self, X: np.ndarray, num_classes: int) -> np.ndarray:
+        """Class probabilities of ``X``, ``(n, num_classes)``; a class it never saw gets 0."""
+        Z = X @ self.coef.T.astype(X.dtype, copy=False) + self.intercept.astype(X.dtype, copy=False)
+        Z -= Z.max(axis=1, keepdims=True)
+        np.exp(Z, out=Z)
+        Z /= Z.sum(axis=1, keepdims=True)
+        return _full_proba(Z, self.classes, num_classes)
+
+    def in_basis(self, V: np.ndarray | None) -> Logistic:
+        """The same model for features ``X @ V`` (``V`` orthonormal columns, as :func:`row_space` gives)."""
+        return self if V is None else Logistic(self.coef @ V, self.intercept, self.classes)
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, C: float, *, start: Logistic | None = None, tol: float = 1e-4,
+                 max_iter: int = 300) -> Logistic:
+    """L2-regularised multinomial logistic regression by L-BFGS: scikit-learn's ``LogisticRegression(C=C,
+    tol=tol, max_iter=max_iter)``, with ``start`` as its warm start.
+
+    The objective is scikit-learn's, mean cross-entropy plus ``||W||**2 / (2 C n)``
+    (the intercepts unpenalised, one weight vector per class, two classes
+    included), minimised by the same L-BFGS-B with the same stopping rules, so it
+    reaches the same optimum (tested).  It is written here because on the grid's
+    small problems scikit-learn's checks and dispatch, per fit and per iteration,
+    cost as much as the arithmetic.  The products run in ``X``'s dtype, sums and
+    the weights in float64.
+    """
+    import scipy.optimize
+
+    classes, codes = np.unique(y, return_inverse=True)
+    n, d = X.shape
+    k = len(classes)
+    onehot = np.zeros((n, k), X.dtype)
+    onehot[np.arange(n), codes] = 1.0
+    penalty = 1.0 / (C * n)
+
+    def loss_and_gradient(w: np.ndarray) -> tuple[float, np.ndarray]:
+        W = w[:-k].reshape(k, d)
+        Z = X @ W.T.astype(X.dtype) + w[-k:].astype(X.dtype)              # logits (n, k)
+        Z -= Z.max(axis=1, keepdims=True)
+        np.exp(Z, out=Z)
+        total = Z.sum(axis=1, keepdims=True)
+        # cross-entropy of the true class: log(sum exp) - its logit, from the shifted exponentials
+        loss = float(np.mean(np.log(total[:, 0], dtype=np.float64)
+                             - np.log(np.maximum((Z * onehot).sum(axis=1), 1e-38), dtype=np.float64)))
+        Z /= total
+        Z -= onehot
+        Z /= n                                                              # d(mean loss)/d logits
+        grad = np.empty_like(w)
+        grad[:-k] = (Z.T @ X).ravel()
+        grad[:-k] += penalty * w[:-k]
+        grad[-k:] = Z.sum(axis=0, dtype=np.float64)
+        return loss + 0.5 * penalty * float(w[:-k] @ w[:-k]), grad
+
+    w0 = np.zeros(k * d + k)
+    if start is not None and np.array_equal(start.classes, classes) and start.coef.shape == (k, d):
+        w0[:-k], w0[-k:] = start.coef.ravel(), start.intercept
+    result = scipy.optimize.minimize(loss_and_gradient, w0, jac=True, method="L-BFGS-B", options=dict(
+        maxiter=max_iter, maxls=50, gtol=tol, ftol=64 * np.finfo(float).eps))   # scikit-learn's settings
+    return Logistic(result.x[:-k].reshape(k, d).copy(), result.x[-k:].copy(), classes)
+
+
+@dataclass(frozen=True)
 class Choice:
     """What the hold-out chose, and what the final fit may start from."""
 
     index: int                                  # into the candidates as given
     scores: dict[int, float]                    # held-out accuracy of each candidate tried, by index
-    #: (coef (classes, D), intercept) of the chosen candidate, on the hold-out's standardised features
-    solution: tuple[np.ndarray, np.ndarray]
+    #: the chosen candidate, on the hold-out's fit part's standardised features (their own coordinates)
+    solution: Logistic
 
 
 def holdout_split(y: np.ndarray, *, seed: int, parts: int = 3) -> tuple[np.ndarray, np.ndarray] | None:
@@ -95,20 +168,18 @@ def in_basis(X: np.ndarray, V: np.ndarray | None) -> np.ndarray:
     return X if V is None else X @ V
 
 
-def sgd_l2_as_C(X: np.ndarray, l2: float, *, classes: int, standardized: bool = False) -> float:
-    """The C of ``softmax_sgd``'s twin on training features ``X``: ``mean(v) / (2 * n * l2)``.
+def sgd_l2_as_C(X: np.ndarray, l2: float, *, standardized: bool = False) -> float:
+    """The C of ``softmax_sgd``'s twin (:func:`fit_logistic`) on training features ``X``: ``mean(v) / (2 * n * l2)``.
 
     ``mean(v)`` is the raw features' mean variance (the variance-weighted penalty
-    on raw features), or 1 when the head trains on standardised ones.  With two
-    classes scikit-learn fits one weight vector w where the softmax has two,
-    ``w / 2`` and ``-w / 2`` at the optimum, whose penalty is half of ``w``'s: C
-    doubles.
+    on raw features), or 1 when the head trains on standardised ones.  Both the
+    softmax layer and :func:`fit_logistic` have one weight vector per class, two
+    classes included, so the penalties match term by term.
     """
     mean_var = 1.0 if standardized else float(X.var(axis=0, dtype=np.float64).mean())
     if mean_var <= 0.0:
         mean_var = 1.0                           # all features constant: only the bias can learn
-    C = mean_var / (2.0 * len(X) * l2) * (2.0 if classes == 2 else 1.0) if l2 > 0.0 else C_MAX
-    return min(C_MAX, C)
+    return min(C_MAX, mean_var / (2.0 * len(X) * l2)) if l2 > 0.0 else C_MAX
 
 
 def choose(X: np.ndarray, y: np.ndarray, Cs: Sequence[float] | Callable[[np.ndarray], Sequence[float]], *,
@@ -121,8 +192,6 @@ def choose(X: np.ndarray, y: np.ndarray, Cs: Sequence[float] | Callable[[np.ndar
     the Cs for the images the candidates are fitted on (``softmax_sgd``'s twin
     needs their count and variance).
     """
-    from sklearn.linear_model import LogisticRegression
-
     split = holdout_split(y, seed=seed)
     if split is None:
         return None
@@ -134,26 +203,22 @@ def choose(X: np.ndarray, y: np.ndarray, Cs: Sequence[float] | Callable[[np.ndar
     yf, yh = y[fit], y[held]
     Cs = list(Cs(X[fit]) if callable(Cs) else Cs)
     k = int(y.max()) + 1
-    model = LogisticRegression(C=Cs[0], solver="lbfgs", tol=tol, max_iter=max_iter, warm_start=True)
     scores: dict[int, float] = {}
     best_key, best, worse = None, 0, 0
-    solution = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")      # lbfgs may stop at max_iter on a candidate
-        for i, C in enumerate(Cs):
-            model.set_params(C=min(C, C_MAX))
-            model.fit(Xf, yf)
-            p = _full_proba(model.predict_proba(Xh), model.classes_, k)
-            acc = float(np.mean(p.argmax(1) == yh))
-            loss = float(-np.mean(np.log(np.clip(p[np.arange(yh.size), yh], 1e-12, None))))
-            scores[i] = acc
-            key = (round(acc, 9), -loss)
-            if best_key is None or key > best_key:        # a tie keeps the earlier, stronger penalty
-                best_key, best, worse = key, i, 0
-                # in the standardised features' own coordinates, to start a fit in another basis from
-                solution = (model.coef_ @ V.T if V is not None else model.coef_.copy(), model.intercept_.copy())
-            else:
-                worse += 1
-                if worse >= patience:
-                    break
+    model = solution = None
+    for i, C in enumerate(Cs):
+        model = fit_logistic(Xf, yf, min(C, C_MAX), start=model, tol=tol, max_iter=max_iter)
+        p = model.proba(Xh, k)
+        acc = float(np.mean(p.argmax(1) == yh))
+        loss = float(-np.mean(np.log(np.clip(p[np.arange(yh.size), yh], 1e-12, None))))
+        scores[i] = acc
+        key = (round(acc, 9), -loss)
+        if best_key is None or key > best_key:            # a tie keeps the earlier, stronger penalty
+            best_key, best, worse = key, i, 0
+            # in the standardised features' own coordinates, to start a fit in another basis from
+            solution = model if V is None else Logistic(model.coef @ V.T, model.intercept, model.classes)
+        else:
+            worse += 1
+            if worse >= patience:
+                break
     return Choice(index=best, scores=scores, solution=solution)

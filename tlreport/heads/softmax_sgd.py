@@ -92,8 +92,7 @@ class SoftmaxSGDHead:
             # the twin is exact for the head's own settings (a variance-weighted penalty on raw features, or
             # any penalty on standardised ones); a uniform penalty on raw features is scored as weighted
             standardized = bool(self._kwargs().get("standardize", True))
-            classes = len(np.unique(y))
-            choice = choose(X, y, lambda X_fit: [sgd_l2_as_C(X_fit, l2, classes=classes, standardized=standardized)
+            choice = choose(X, y, lambda X_fit: [sgd_l2_as_C(X_fit, l2, standardized=standardized)
                                                  for l2 in grid], seed=seed, patience=len(grid), tol=self.tol_select)
         return grid[choice.index] if choice is not None else grid[len(grid) // 2]
 
