@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import tomllib
 
 import numpy as np
@@ -339,6 +340,31 @@ def test_folds_trained_side_by_side_match_folds_trained_one_by_one() -> None:
     assert calls == list(range(1, 7))                        # progress after every fold, in order
     assert list(stacked["n_train"]) == [4, 4, 4, 8, 8, 8] and list(stacked["split"]) == [0, 1, 2] * 2
     np.testing.assert_allclose(stacked["mean_per_class_accuracy"], single["mean_per_class_accuracy"], atol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_small_grid_fitted_in_this_process_gives_the_rows_of_worker_processes(monkeypatch) -> None:
+    """A small grid runs every fit in this process, the TensorFlow head in this thread and the L-BFGS head in
+    a second one at the same time; a large one sends L-BFGS fits to worker processes, one head at a time.
+    Each fit computes the same either way, so the rows are equal."""
+    from tlreport.heads import grid
+
+    X, y, names = blobs([20, 24, 22], dim=10, spread=1.5)
+    kwargs = dict(settings=[6], test_cap=8, n_splits=3, seed=2, dataset="toy",
+                  heads=[SoftmaxSGDHead(epochs=15, processes=2), LogRegHead(C_grid=(1e-2, 1e-1, 1.0), processes=2)])
+    threads: set[str] = set()
+    fit = LogRegHead.fit
+
+    def noting_the_thread(self, *args, **kw):
+        threads.add(threading.current_thread().name)
+        return fit(self, *args, **kw)
+
+    monkeypatch.setattr(LogRegHead, "fit", noting_the_thread)
+    small = run_grid({"a": X, "b": X[:, ::-1].copy()}, y, names, **kwargs)
+    assert threads and threading.main_thread().name not in threads     # logreg beside TensorFlow, not after it
+    monkeypatch.setattr(grid, "IN_PROCESS_BELOW", 0)
+    large = run_grid({"a": X, "b": X[:, ::-1].copy()}, y, names, **kwargs)
+    pd.testing.assert_frame_equal(small.drop(columns="seconds"), large.drop(columns="seconds"))
 
 
 def test_flip_rows_average_the_mirror_predictions() -> None:

@@ -71,9 +71,10 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
     the image and its mirror (test-time augmentation only; training is the same
     fit).  ``progress(done, total, description)`` is called after every fit.
 
-    Locally, a head with ``fit_many`` trains every fit of one training shape
-    side by side (the folds of a setting, and the backbones of one width); any
-    other head fits one at a time, in ``head.processes`` worker processes.
+    Locally, a head with ``fit_many`` trains the folds of one feature set and
+    setting side by side; any other head fits one at a time, in
+    ``head.processes`` worker processes, or in this process for a small grid
+    (:func:`_local_rows`).
     With ``ray_address`` (``""``: ``$RAY_ADDRESS``, else a cluster on this
     machine) every fit is its own Ray task (:func:`_ray_fits`).  Every fit is
     seeded on its own, so the rows do not depend on where or with what it ran.
@@ -156,10 +157,8 @@ def run_grid(features_by_backbone: dict[str, np.ndarray], labels: np.ndarray, cl
 
                 ray.shutdown()
     else:
-        for h, head in enumerate(head_objs):
-            fits = [f for f in todo if f.head == h]
-            for fit, result in _local_fits(head, fits, data):
-                record(fit, result)
+        for fit, result in _local_rows(head_objs, todo, data):
+            record(fit, result)
     ordered = [r for backbone in features_by_backbone for h in range(len(head_objs)) for r in rows[backbone, h]]
     return pd.DataFrame(ordered, columns=COLUMNS)
 
@@ -188,10 +187,48 @@ class _GridData:
         return self.features[fit.backbone][fit.test], None if flip is None else flip[fit.test]
 
 
-def _local_fits(head: Head, fits: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
-    """Every fit of one head on this machine, as each finishes."""
+#: a grid whose fits read fewer training-matrix elements than this, all fits together, runs in this process:
+#: its L-BFGS work is a few seconds, about what starting two worker processes costs (1.4 s, most of it
+#: importing SciPy and scikit-learn).  The offline default reads 35 million, Caltech-101's 350 million
+IN_PROCESS_BELOW = 100_000_000
+
+
+def _local_rows(heads: list[Head], todo: list[Fit], data: _GridData) -> Iterator[tuple[Fit, FoldResult]]:
+    """Every fit on this machine: one head after another, or for a small grid all in this process.
+
+    In a small grid the heads that train with TensorFlow run in this thread
+    while the others fit in a second one: TensorFlow lets go of the GIL while
+    its program runs, and its small products leave a core idle that the L-BFGS
+    fits take.  (In a large grid each phase already fills both cores; running
+    them at once cost the Caltech-101 grid 12 to 20 s.)  BLAS is held to one
+    thread throughout, as in a worker process, so every fit computes exactly
+    what it would there.
+    """
+    per_head = [[f for f in todo if f.head == h] for h in range(len(heads))]
+    if sum(f.train.size * data.features[f.backbone].shape[1] for f in todo) >= IN_PROCESS_BELOW:
+        for head, fits in zip(heads, per_head, strict=True):
+            yield from _local_fits(head, fits, data)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    trained_by_tf = [getattr(head, "uses_tensorflow", False) for head in heads]
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as second:
+        others = second.submit(lambda: [done for head, fits, tf in zip(heads, per_head, trained_by_tf, strict=True)
+                                        if not tf for done in _local_fits(head, fits, data, in_process=True)])
+        for head, fits, tf in zip(heads, per_head, trained_by_tf, strict=True):
+            if tf:
+                yield from _local_fits(head, fits, data, in_process=True)
+        yield from others.result()
+
+
+def _local_fits(head: Head, fits: list[Fit], data: _GridData, *, in_process: bool = False
+                ) -> Iterator[tuple[Fit, FoldResult]]:
+    """Every fit of one head on this machine, as each finishes (``in_process``: no worker processes)."""
     if not fits:
         return
+    processes = 1 if in_process else getattr(head, "processes", 1)
     if hasattr(head, "fit_many"):
         # a setting's folds train side by side, one feature set at a time: a fit's numbers depend on what
         # trains beside it at the level of rounding, so the same fits always go together (a resumed build,
@@ -199,17 +236,18 @@ def _local_fits(head: Head, fits: list[Fit], data: _GridData) -> Iterator[tuple[
         groups: dict[tuple[str, int], list[Fit]] = {}
         for fit in fits:
             groups.setdefault((fit.backbone, fit.train.size), []).append(fit)
-        chosen = _choose_all(head, fits, data) if hasattr(head, "choose") and hasattr(head, "train") else None
+        chosen = (_choose_all(head, fits, data, processes) if hasattr(head, "choose") and hasattr(head, "train")
+                  else None)
         for (backbone, n), members in groups.items():
             per = max(1, STACK_BYTES // max(1, 4 * n * data.features[backbone].shape[1]))
             for j in range(0, len(members), per):
                 yield from _fit_together(head, members[j:j + per], data, chosen)
-    elif getattr(head, "processes", 1) > 1 and len(fits) > 1:
+    elif processes > 1 and len(fits) > 1:
         # single-threaded fits (BLAS held to one thread) spread over processes, each sent only its own
         # rows; each fit is seeded on its own, so the results do not depend on the schedule
         from joblib import Parallel, delayed
 
-        outs = Parallel(n_jobs=head.processes, backend="loky", return_as="generator")(
+        outs = Parallel(n_jobs=processes, backend="loky", return_as="generator")(
             delayed(_fit_rows)(head, *data.rows(fit)) for fit in fits)
         yield from zip(fits, outs, strict=True)
     else:
@@ -294,14 +332,14 @@ def _chosen(predict: Any) -> str:
 STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-by-side run
 
 
-def _choose_all(head: Any, fits: list[Fit], data: _GridData) -> dict[Fit, Any]:
-    """What ``head.choose`` picks for each fit, every fit at once in ``head.processes`` worker processes
+def _choose_all(head: Any, fits: list[Fit], data: _GridData, processes: int) -> dict[Fit, Any]:
+    """What ``head.choose`` picks for each fit, every fit at once in ``processes`` worker processes
     (single-threaded L-BFGS; each choice seeded on its own, so the schedule changes nothing)."""
     jobs = [(data.features[f.backbone][f.train], data.labels[f.train], f.seed) for f in fits]
-    if getattr(head, "processes", 1) > 1 and len(fits) > 1:
+    if processes > 1 and len(fits) > 1:
         from joblib import Parallel, delayed
 
-        values = Parallel(n_jobs=head.processes, backend="loky")(delayed(head.choose)(X, y, seed=s) for X, y, s in jobs)
+        values = Parallel(n_jobs=processes, backend="loky")(delayed(head.choose)(X, y, seed=s) for X, y, s in jobs)
     else:
         values = [head.choose(X, y, seed=s) for X, y, s in jobs]
     return dict(zip(fits, values, strict=True))
