@@ -11,7 +11,7 @@ weights, momentum and updates).  For every ``experiments.backbones`` row of the 
 (or one synthetic 1280-d row), the whole ``softmax_sgd`` grid runs twice, float32 then bfloat16, on
 the same splits and seeds; printed per row: each precision's seconds and the ratio, and each
 setting's mean in both with the difference, against the 0.15-point budget the features' bf16 was held
-to (docs/performance.md, *Faster extraction*).  ``auto`` trains in bf16 where the CPU has AMX, the only kind where
+to (docs/performance.md, *Faster extraction*).  ``auto`` trains in bf16 where the CPU has AMX or AVX-512 BF16, the kinds where
 this was measured (docs/performance.md, *bf16 in the experiment grid*).
 """
 

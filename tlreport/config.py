@@ -301,7 +301,7 @@ SCHEMA: dict[str, Any] = {
                                        "EfficientNet-Lite0, so off by default)"),
         "precision": Field(str, "float32", _one_of("float32", "bfloat16", "auto"),
                            doc="`bfloat16`: the `softmax_sgd` head's matrix products in bf16 (float32 weights "
-                               "and updates); `auto`: bf16 on a CPU with AMX, else float32 ([bf16 in the "
+                               "and updates); `auto`: bf16 on a CPU with AMX or AVX-512 BF16, else float32 ([bf16 in the "
                                "experiment grid](performance.md#bf16-in-the-experiment-grid))"),
         "tables": Field(list, [], item=dict, doc="`[[experiments.tables]]` entries, below"),
     },

@@ -554,11 +554,12 @@ def test_plot_writes_a_png(tmp_path) -> None:  # noqa: ANN001
     assert paths[0].stat().st_size > 5000
 
 
-def test_auto_precision_trains_softmax_sgd_in_bf16_only_on_amx():
+def test_auto_precision_trains_softmax_sgd_in_bf16_only_where_the_cpu_computes_it():
     from tlreport.heads.softmax_sgd import auto_precision
 
     assert auto_precision("auto", {"avx512f", "amx_bf16", "amx_tile"}) == "bfloat16"
-    assert auto_precision("auto", {"avx512f", "avx512_bf16"}) == "float32"       # not measured without AMX
+    assert auto_precision("auto", {"avx512f", "avx512_bf16"}) == "bfloat16"
+    assert auto_precision("auto", {"avx2", "avx512f"}) == "float32"              # no bf16 arithmetic
     assert auto_precision("auto", {"avx2"}) == "float32"
     assert auto_precision("bfloat16", {"avx2"}) == "bfloat16"                     # asked for: as asked
     assert auto_precision("float32", {"amx_bf16"}) == "float32"
