@@ -367,6 +367,19 @@ def test_a_small_grid_fitted_in_this_process_gives_the_rows_of_worker_processes(
     pd.testing.assert_frame_equal(small.drop(columns="seconds"), large.drop(columns="seconds"))
 
 
+def test_an_error_in_the_second_thread_of_a_small_grid_stops_the_grid() -> None:
+    """The L-BFGS head fits in a second thread beside TensorFlow; its error reaches the caller, once."""
+
+    class Failing(LogRegHead):
+        def fit(self, X, y, *, num_classes, seed):  # noqa: ANN001
+            raise UserError("this head cannot fit")
+
+    X, y, names = blobs([12, 12, 12], dim=6, spread=2.0)
+    with pytest.raises(UserError, match="cannot fit"):
+        run_grid({"a": X}, y, names, settings=[4], test_cap=4, n_splits=2, seed=0,
+                 heads=[SoftmaxSGDHead(epochs=3, l2_grid=(0.01,)), Failing(name="failing")])
+
+
 def test_flip_rows_average_the_mirror_predictions() -> None:
     X, y, names = blobs([20, 20, 20], dim=4)
     flip = X + 0.01

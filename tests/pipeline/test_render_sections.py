@@ -29,7 +29,7 @@ def _render(*, classify=None, replication=None) -> str:
                         "classify": classify, "transfer": None, "replication": replication, "summary": None,
                         "seed_post": {"title": "A tutorial", "source": "https://example.org/blog"},
                         "prov": {"version": "0", "git": "", "config_hash": "0" * 64, "seed": 1, "python": "3",
-                                 "tensorflow": "2", "keras": "3", "numpy": "2", "sklearn": "1",
+                                 "tensorflow": "2", "keras": "3", "numpy": "2", "scipy": "1", "sklearn": "1",
                                  "backbones": [], "engine": "TensorFlow", "computed_on": "", "precision": "float32", "head_precision": {}, "datasets": [],
                                  "machine": "m", "timings": []}},
                        user_dir=None, target="jekyll")

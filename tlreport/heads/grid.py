@@ -200,27 +200,64 @@ def _local_rows(heads: list[Head], todo: list[Fit], data: _GridData) -> Iterator
     while the others fit in a second one: TensorFlow lets go of the GIL while
     its program runs, and its small products leave a core idle that the L-BFGS
     fits take.  (In a large grid each phase already fills both cores; running
-    them at once cost the Caltech-101 grid 12 to 20 s.)  BLAS is held to one
-    thread throughout, as in a worker process, so every fit computes exactly
-    what it would there.
+    them at once cost the Caltech-101 grid 12 to 20 s.)  The second thread's
+    fits are handed over as they finish, between this thread's; if this thread
+    stops (an error, Ctrl-C), the second stops after its current fit.  BLAS is
+    held to one thread throughout, as in a worker process, so every fit
+    computes exactly what it would there.
     """
     per_head = [[f for f in todo if f.head == h] for h in range(len(heads))]
     if sum(f.train.size * data.features[f.backbone].shape[1] for f in todo) >= IN_PROCESS_BELOW:
         for head, fits in zip(heads, per_head, strict=True):
             yield from _local_fits(head, fits, data)
         return
+    import queue
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
-    trained_by_tf = [getattr(head, "uses_tensorflow", False) for head in heads]
+    by_tf = [(head, fits) for head, fits in zip(heads, per_head, strict=True) if getattr(head, "uses_tensorflow", False)]
+    others = [(head, fits) for head, fits in zip(heads, per_head, strict=True) if (head, fits) not in by_tf]
+    handed: queue.Queue = queue.Queue()              # ("fit", (fit, result)), ("error", exception) or ("end", None)
+    stop, ended = threading.Event(), threading.Event()   # this thread stopped; the second one's fits all taken
+
+    def fit_others() -> None:
+        try:
+            for head, fits in others:
+                for finished in _local_fits(head, fits, data, in_process=True):
+                    handed.put(("fit", finished))
+                    if stop.is_set():
+                        return
+        except Exception as e:  # noqa: BLE001 - raised again in this thread, where the build reports it
+            handed.put(("error", e))
+        finally:
+            handed.put(("end", None))
+
+    def take(wait: bool) -> Iterator[tuple[Fit, FoldResult]]:
+        """The second thread's finished fits: those ready now, or (``wait``) all of them."""
+        while not ended.is_set():
+            try:
+                kind, item = handed.get(block=wait)
+            except queue.Empty:
+                return
+            if kind == "error":
+                raise item
+            if kind == "end":
+                ended.set()
+                return
+            yield item
+
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as second:
-        others = second.submit(lambda: [done for head, fits, tf in zip(heads, per_head, trained_by_tf, strict=True)
-                                        if not tf for done in _local_fits(head, fits, data, in_process=True)])
-        for head, fits, tf in zip(heads, per_head, trained_by_tf, strict=True):
-            if tf:
-                yield from _local_fits(head, fits, data, in_process=True)
-        yield from others.result()
+        second.submit(fit_others)
+        try:
+            for head, fits in by_tf:
+                for finished in _local_fits(head, fits, data, in_process=True):
+                    yield finished
+                    yield from take(wait=False)
+            yield from take(wait=True)
+        finally:
+            stop.set()
 
 
 def _local_fits(head: Head, fits: list[Fit], data: _GridData, *, in_process: bool = False

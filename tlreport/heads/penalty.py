@@ -19,8 +19,8 @@ docs/performance.md, *Choosing the penalty*.
 
 The fits are :func:`fit_logistic`: the objective written out in NumPy and
 minimised by SciPy's L-BFGS-B with scikit-learn's settings, to scikit-learn's
-optimum (tested), without its per-fit overhead (docs/performance.md says what
-that saves).
+multinomial optimum (tested), without its per-fit overhead (docs/performance.md
+says what that saves).
 """
 
 from __future__ import annotations
@@ -59,16 +59,18 @@ class Logistic:
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, C: float, *, start: Logistic | None = None, tol: float = 1e-4,
                  max_iter: int = 300) -> Logistic:
-    """L2-regularised multinomial logistic regression by L-BFGS: scikit-learn's ``LogisticRegression(C=C,
-    tol=tol, max_iter=max_iter)``, with ``start`` as its warm start.
+    """L2-regularised multinomial logistic regression by L-BFGS, ``start`` its warm start.
 
-    The objective is scikit-learn's, mean cross-entropy plus ``||W||**2 / (2 C n)``
-    (the intercepts unpenalised, one weight vector per class, two classes
-    included), minimised by the same L-BFGS-B with the same stopping rules, so it
-    reaches the same optimum (tested).  It is written here because on the grid's
-    small problems scikit-learn's checks and dispatch, per fit and per iteration,
-    cost as much as the arithmetic.  The products run in ``X``'s dtype, sums and
-    the weights in float64.
+    The objective is scikit-learn's multinomial one, mean cross-entropy plus
+    ``||W||**2 / (2 C n)`` with the intercepts unpenalised, minimised by the same
+    L-BFGS-B with the same stopping rules: for three or more classes it reaches
+    ``LogisticRegression(C=C, tol=tol, max_iter=max_iter)``'s optimum (tested).
+    It keeps one weight vector per class with two classes too, where
+    scikit-learn fits one vector w (ours are w/2 and -w/2 at the optimum, half
+    the penalty): there ours at ``C`` is scikit-learn's at ``2 C``.  It is
+    written here because on the grid's small problems scikit-learn's checks and
+    dispatch, per fit and per iteration, cost as much as the arithmetic.  The
+    products run in ``X``'s dtype; the loss and the weights are float64.
     """
     import scipy.optimize
 
@@ -83,11 +85,10 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, C: float, *, start: Logistic | No
         W = w[:-k].reshape(k, d)
         Z = X @ W.T.astype(X.dtype) + w[-k:].astype(X.dtype)              # logits (n, k)
         Z -= Z.max(axis=1, keepdims=True)
+        true_logit = Z[np.arange(n), codes].astype(np.float64)            # shifted, as log(sum exp) will be
         np.exp(Z, out=Z)
         total = Z.sum(axis=1, keepdims=True)
-        # cross-entropy of the true class: log(sum exp) - its logit, from the shifted exponentials
-        loss = float(np.mean(np.log(total[:, 0], dtype=np.float64)
-                             - np.log(np.maximum((Z * onehot).sum(axis=1), 1e-38), dtype=np.float64)))
+        loss = float(np.mean(np.log(total[:, 0], dtype=np.float64) - true_logit))   # cross-entropy, exact
         Z /= total
         Z -= onehot
         Z /= n                                                              # d(mean loss)/d logits

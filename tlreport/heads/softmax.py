@@ -12,8 +12,8 @@ from the seed is only *how fast* and *how reproducibly* it is trained:
   batch, and a new graph per model);
 * each problem's seed alone draws its initial weights and shuffles, and every
   op runs deterministically, so the weights and the history are byte-identical
-  between runs (no global seed is set here: :func:`seed_everything` is for the
-  stages, since setting TensorFlow's seed also empties its kernel cache);
+  between runs (the global seeds, :func:`seed_everything`, are set only when
+  nothing set them, since setting TensorFlow's also empties its kernel cache);
 * features are standardised with the training set's mean/std (folded back into
   the Dense weights for export, so the exported head reads raw features).
 
@@ -279,8 +279,14 @@ def _train_side_by_side(
                          f"for {K} problems")
 
     t0 = time.perf_counter()
-    # deterministic kernels, without seed_everything: setting TensorFlow's global seed empties its kernel
-    # cache, and the traced program then paid its set-up again on every call (0.3 s each, 40% of a small run)
+    # deterministic kernels.  The run draws nothing from TensorFlow's global seed, but under op determinism
+    # an unseeded random op raises, so the seed is set once if nothing set one: setting it empties
+    # TensorFlow's kernel cache, and when every call set it the traced program paid its set-up again each
+    # time (0.3 s a call, 40% of a small run)
+    from tensorflow.python.eager import context
+
+    if context.global_seed() is None:
+        seed_everything(int(seeds[0]))
     tf.config.experimental.enable_op_determinism()
     stats = []
     for Xtr, *_ in data:

@@ -101,7 +101,7 @@ def environment() -> dict:
 
     return {"machine": _machine(), "python": platform.python_version(),
             "tensorflow": _version("tensorflow-cpu", "tensorflow"), "keras": _version("keras"),
-            "numpy": _version("numpy"), "sklearn": _version("scikit-learn"),
+            "numpy": _version("numpy"), "scipy": _version("scipy"), "sklearn": _version("scikit-learn"),
             "version": __version__, "git": _git_commit()}
 
 
@@ -158,7 +158,7 @@ def _provenance(ctx: BuildContext) -> dict:
         "computed_on": ", ".join(features_run.get("computed_on", [])),
         "features_extracted": features_run.get("extracted"),
         **{k: libraries.get(k, "" if k == "git" else "not recorded")
-           for k in ("version", "git", "python", "tensorflow", "keras", "numpy", "sklearn")},
+           for k in ("version", "git", "python", "tensorflow", "keras", "numpy", "scipy", "sklearn")},
         "config_hash": ctx.config.hash(), "seed": ctx.config.seed,
         "backbones": backbones, "engine": _engine(spec.engine if spec else cfg.features.engine),
         "precision": spec.precision if spec else cfg.features.precision,
