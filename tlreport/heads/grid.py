@@ -217,8 +217,9 @@ def _local_rows(heads: list[Head], todo: list[Fit], data: _GridData) -> Iterator
 
     from threadpoolctl import threadpool_limits
 
-    by_tf = [(head, fits) for head, fits in zip(heads, per_head, strict=True) if getattr(head, "uses_tensorflow", False)]
-    others = [(head, fits) for head, fits in zip(heads, per_head, strict=True) if (head, fits) not in by_tf]
+    pairs = list(zip(heads, per_head, strict=True))
+    by_tf = [(head, fits) for head, fits in pairs if getattr(head, "uses_tensorflow", False)]
+    others = [(head, fits) for head, fits in pairs if not getattr(head, "uses_tensorflow", False)]
     handed: queue.Queue = queue.Queue()              # ("fit", (fit, result)), ("error", exception) or ("end", None)
     stop, ended = threading.Event(), threading.Event()   # this thread stopped; the second one's fits all taken
 
