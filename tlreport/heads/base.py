@@ -34,6 +34,13 @@ class Head(Protocol):
     def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor: ...
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits ``z`` (n, k), in their dtype."""
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _full_proba(proba: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:
     if proba.shape[1] == num_classes and np.array_equal(classes, np.arange(num_classes)):
         return proba

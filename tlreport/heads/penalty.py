@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tlreport.heads.base import _full_proba
+from tlreport.heads.base import _full_proba, _softmax
 
 #: a candidate "without penalty" (``l2 = 0``) is fitted at this C instead of an infinite one
 C_MAX = 1e12
@@ -46,11 +46,8 @@ class Logistic:
 
     def proba(self, X: np.ndarray, num_classes: int) -> np.ndarray:
         """Class probabilities of ``X``, ``(n, num_classes)``; a class it never saw gets 0."""
-        Z = X @ self.coef.T.astype(X.dtype, copy=False) + self.intercept.astype(X.dtype, copy=False)
-        Z -= Z.max(axis=1, keepdims=True)
-        np.exp(Z, out=Z)
-        Z /= Z.sum(axis=1, keepdims=True)
-        return _full_proba(Z, self.classes, num_classes)
+        logits = X @ self.coef.T.astype(X.dtype, copy=False) + self.intercept.astype(X.dtype, copy=False)
+        return _full_proba(_softmax(logits), self.classes, num_classes)
 
     def in_basis(self, V: np.ndarray | None) -> Logistic:
         """The same model for features ``X @ V`` (``V`` orthonormal columns, as :func:`row_space` gives)."""

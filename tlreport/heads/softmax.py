@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tlreport.errors import UserError
+from tlreport.heads.base import _softmax
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -506,12 +507,6 @@ def _variance_weights(Xs: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def predict_proba(head: TrainedHead, X: np.ndarray) -> np.ndarray:
