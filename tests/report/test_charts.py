@@ -247,9 +247,9 @@ def test_accuracy_figure_tells_rows_apart_without_colour():
     ax = fig.axes[0]
     labels = [c.get_label() for c in ax.containers]              # one errorbar container per row
     lines = [c.lines[0] for c in ax.containers]
-    # display names (tlreport.report.names), not registry identifiers
-    assert labels[:4] == ["EfficientNet-Lite0, softmax (SGD)", "EfficientNet-Lite0, logistic regression",
-                          "Lite0 + Lite1, softmax (SGD)", "Lite0 + Lite1, logistic regression"]
+    # display names, as the results table names its rows (tlreport.report.names.row_title)
+    assert labels[:4] == ["EfficientNet-Lite0 with softmax (SGD)", "EfficientNet-Lite0 with logistic regression",
+                          "Lite0 + Lite1 with softmax (SGD)", "Lite0 + Lite1 with logistic regression"]
     assert labels[4:] == ["Inception v3 (seed post)", "Inception v4 (seed post)", "Inception-ResNet v2 (seed post)",
                           "Zeiler & Fergus, 2013 (best published row)"]
     # every row differs from every other in marker or line style, not only in colour

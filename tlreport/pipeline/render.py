@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import shutil
 from pathlib import Path
@@ -247,20 +248,26 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
 
 def _config_name(ctx: BuildContext) -> str:
     """The config file as a reader types it: relative to the repository (or folder) it lives in."""
-    import subprocess
-
     path = ctx.config.path
     if path is None:
         return "tlreport.toml"
-    try:
-        top = subprocess.run(["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"], capture_output=True,
-                             text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        top = ""
+    top = _repository_top(path.parent)
     for base in (Path(top) if top else None, Path.cwd()):
         if base is not None and path.is_relative_to(base.resolve()):
             return path.relative_to(base.resolve()).as_posix()
     return path.name
+
+
+@functools.cache
+def _repository_top(folder: Path) -> str:
+    """The top of the git repository holding ``folder`` ("" outside one): asked of git once per folder."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], capture_output=True,
+                              text=True, timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:

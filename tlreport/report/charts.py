@@ -297,7 +297,7 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
     (:func:`tlreport.report.names.row_title`).  Call inside :func:`house_style`,
     or with ``phone=True`` (narrow, the legend in one column) inside :func:`phone_style`.
     """
-    from tlreport.report.names import backbone_title, head_title
+    from tlreport.report.names import row_title
     from tlreport.report.style import new_figure
 
     ours = _ours(agg, dataset)
@@ -318,7 +318,7 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
                     yerr=[0.0 if np.isnan(res[n]["std"]) else res[n]["std"] for n in ns],
                     color=PALETTE[b % len(PALETTE)], marker=_MARKERS[b % len(_MARKERS)],
                     linestyle=_HEAD_STYLES[h % len(_HEAD_STYLES)], markersize=6, capsize=3,
-                    label=f"{backbone_title(backbone)}, {head_title(head)}")
+                    label=row_title(backbone, head))
     seed_i = 0
     for k, row in enumerate(refs, start=len(ours)):
         ns = sorted(row["results"])
