@@ -34,3 +34,10 @@ def test_the_grid_benchmark_compares_both_selections_on_tiny_features():
     assert r.returncode == 0, r.stderr[-2000:]
     assert "cv3: 12 fits" in r.stdout and "holdout: 12 fits" in r.stdout
     assert "largest row change" in r.stdout
+
+
+@pytest.mark.slow
+def test_the_isa_benchmark_times_the_grid_as_is_and_held_to_avx2_on_tiny_features():
+    r = _run(str(BENCHMARKS / "grid_isa.py"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "as is:" in r.stdout and "AVX2 code:" in r.stdout and "the time as is)" in r.stdout

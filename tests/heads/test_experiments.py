@@ -288,9 +288,17 @@ def test_a_wide_problem_is_fitted_in_its_row_space_to_the_same_optimum() -> None
     X = rng.normal(size=(30, 200)).astype(np.float32)
     y = rng.integers(0, 3, 30)
     X[:, :3] += 2.0 * np.eye(3, dtype=np.float32)[y]
-    V = row_space(X)
+    XV, V = row_space(X)
     assert V.shape == (200, 30)
     np.testing.assert_allclose(V.T @ V, np.eye(30), atol=1e-5)
+    np.testing.assert_allclose(XV, X @ V, atol=1e-5)                    # the QR's R.T: no product needed
+    # centred features have rank N - 1: the basis still spans their row space, so the optimum is the same
+    Xc = X - X.mean(axis=0)
+    Xc_V, Vc = row_space(Xc)
+    np.testing.assert_allclose(Xc_V @ Vc.T, Xc, atol=1e-5)
+    fit_c = fit_logistic(Xc.astype(np.float64), y, 0.1, tol=1e-10, max_iter=10_000)
+    narrow_c = fit_logistic(Xc_V.astype(np.float64), y, 0.1, tol=1e-10, max_iter=10_000)
+    np.testing.assert_allclose(narrow_c.coef @ Vc.T, fit_c.coef, atol=1e-4)
     full = fit_logistic(X.astype(np.float64), y, 0.1, tol=1e-10, max_iter=10_000)
     narrow = fit_logistic((X @ V).astype(np.float64), y, 0.1, tol=1e-10, max_iter=10_000)
     np.testing.assert_allclose(narrow.coef @ V.T, full.coef, atol=1e-4)
@@ -494,6 +502,23 @@ def test_a_lead_inside_the_noise_is_level() -> None:
     same = _fits({("a", "logreg"): [0.9, 0.91, 0.92], ("b", "logreg"): [0.91, 0.9, 0.92]})
     table = results_table(_agg_of(same), same, [], [15], dataset="t")
     assert not any(r["bold"][0] for r in table["groups"][0]["rows"])
+
+
+def test_level_rows_carry_their_own_numbers_and_an_equal_mean_is_a_tie_not_a_lead() -> None:
+    """The offline default's 20/class case: two rows with the same mean to 1e-5 points (the same images
+    right, split by split in another order) are a tie; each level row keeps its own mean and std."""
+    fits = _fits({("a", "logreg"): [0.880, 0.900, 0.870, 0.880, 0.870],
+                  ("b", "logreg"): [0.890, 0.880, 0.870, 0.890, 0.870]})
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    assert len(c["best"]) == 2 and c["tie"]
+    assert [round(r["mean"], 6) for r in c["level_rows"]] == [88.0, 88.0]
+    assert {round(r["std"], 3) for r in c["level_rows"]} == {1.225, 1.0}
+    # a lead of 0.2 points is no tie, and the level rows' numbers differ
+    fits = _fits({("a", "logreg"): [0.882, 0.902, 0.872, 0.882, 0.872],
+                  ("b", "logreg"): [0.890, 0.880, 0.870, 0.890, 0.870]})
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    assert not c["tie"] and c["closest"]["se"] == pytest.approx(c["closest"]["sd"] / 5 ** 0.5)
+    assert [round(r["mean"], 2) for r in c["level_rows"]] == [88.2, 88.0]
 
 
 def test_too_few_splits_call_no_row_best() -> None:

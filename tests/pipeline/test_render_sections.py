@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tlreport.backbones import get_spec
 from tlreport.config import validate
 from tlreport.engine.stage import BuildContext
@@ -129,11 +131,15 @@ def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
     md = _render(replication=rep)
     assert "| Features and head | Acc(%) 15/class | Acc(%) 30/class | Acc(%) 45/class | Acc(%) 60/class |" in md
     assert "| ***This build*** | | | | |" in md
-    assert "| EfficientNet-Lite0 with logistic regression | **81.5 ± 0.3** | 83.0 ± 0.3 | 84.5 ± 0.3 | 86.0 ± 0.3 |" in md
+    # a cell that wraps on a phone breaks before its "±", never after it
+    assert ("| EfficientNet-Lite0 with logistic regression | **81.5 ±&nbsp;0.3** | 83.0 ±&nbsp;0.3 | 84.5 ±&nbsp;0.3 "
+            "| 86.0 ±&nbsp;0.3 |") in md
     assert "| Sohn et al., 2011 [\\[" in md and "](#ref-" in md
     assert ("EfficientNet-Lite0 with logistic regression is best, 81.5 ± 0.3%; it leads the next row, "
             "EfficientNet-Lite0 with softmax (SGD), by 2.50 ± 0.00 points, ahead on 5 of 5 paired splits.") in md
-    assert "The seed post's best row here, Inception-ResNet v2, has 81.0; the best published row it quotes, Zeiler" in md
+    # quoted rows with their noise, as printed
+    assert ("The seed post's best row here, Inception-ResNet v2, has 81.0 ± 0.8; the best published row it quotes, "
+            "Zeiler &#38; Fergus, 2013, 65.7 ± 0.2 (as printed).") in md
     assert "softmax (SGD)'s l2=0.01 in 5 of 5 fits; logistic regression's C=0.1 in 5 of 5 fits." in md
     assert "### Caltech-101 (not run here) {#caltech-101-not-run-here}" in md
     assert "tlreport fetch caltech101" in md and 'dataset = "artifact:caltech101"' in md
@@ -157,9 +163,13 @@ def test_summary_box_states_the_answers_with_their_noise():
     from tlreport.pipeline.render import _summary_context
 
     def claim(n, best, mean, std, **kw):
+        # each level row its own number: the second 0.2 below the first, with another spread
+        level = [{"title": t, "mean": mean - 0.2 * i, "std": std + 0.2 * i} for i, t in enumerate(best)]
+        seed = {"label": "Inception-ResNet v2", "mean": 87.8 if n == 15 else 90.1,
+                "cell": "87.8 ± 0.8" if n == 15 else "90.1 ± 0.5"}
         return {"n": n, "top": best[0] if best else "x", "best": best, "decided": True, "mean": mean, "std": std,
                 "k": 5, "clear_lead": None, "closest": None, "paper": None, "only": False, "rows": 8,
-                "seed": {"label": "Inception-ResNet v2", "mean": 87.8 if n == 15 else 90.1}, **kw}
+                "level_rows": level, "tie": False, "seed": seed, **kw}
 
     concat = "Lite0 + Lite1 + Lite2"
     claims = [claim(15, [f"{concat} with softmax (SGD)", f"{concat} with logistic regression"], 92.8, 0.5),
@@ -174,8 +184,10 @@ def test_summary_box_states_the_answers_with_their_noise():
     md = _summary_md(summary)
     assert md.startswith('<aside class="post-summary" markdown="1">')
     # level rows are named as level; a clear best is bold with its noise
-    assert (f"{concat} with softmax (SGD) and {concat} with logistic regression are level at the top "
-            "(92.8 ± 0.5%, mean per-class accuracy over 5 splits)") in md
+    assert (f"{concat} with softmax (SGD) (92.8 ± 0.5%) and {concat} with logistic regression (92.6 ± 0.7%) are "
+            "level at the top (mean per-class accuracy over 5 splits)") in md
+    # the seed's row with its noise, as printed
+    assert "the seed post's best row, Inception-ResNet v2, has 87.8 ± 0.8." in md
     assert f"**94.3 ± 0.6%** mean per-class accuracy: {concat} with logistic regression, ahead of every other row" in md
     assert "**93.77%** of 1,830 test images right (95% interval 92.6%–94.8%)" in md
     assert "on the seed's 60/40 split of all 102 classes: 1.30 points above the seed post's 92.47%" in md
@@ -265,16 +277,19 @@ def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
     from tlreport.pipeline.render import _excerpt
 
     def summary(best, decided=True):
+        level = [{"title": t, "mean": 94.31 - 0.2 * i, "std": 0.55 + 0.2 * i} for i, t in enumerate(best)]
         claim = {"n": 30, "top": best[0], "best": best, "decided": decided, "mean": 94.31, "std": 0.55,
-                 "seed": {"label": "Inception-ResNet v2", "mean": 90.1}}
+                 "level_rows": level, "seed": {"label": "Inception-ResNet v2", "mean": 90.1, "cell": "90.1 ± 0.5"}}
         return {"tables": [{"name": "Caltech-101", "claims": [claim]}], "transfer": None}
 
     assert _excerpt(summary(["A with logistic regression"]), "Desc.") == (
         "Caltech-101, 30 training images per class: 94.3 ± 0.6% mean per-class accuracy (A with logistic "
-        "regression), against 90.1 for the seed post's best row (Inception-ResNet v2). Desc.")
+        "regression), against 90.1 ± 0.5 for the seed post's best row (Inception-ResNet v2). Desc.")
     assert "(A, B and C" not in _excerpt(summary(["A", "B", "C"]), "D.")
     assert "(A; 2 other rows level with it)" in _excerpt(summary(["A", "B", "C"]), "D.")
-    assert "(A and B, level)" in _excerpt(summary(["A", "B"]), "D.")
+    # two level rows: each with its own number, never one number for both
+    assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) are level at the top in mean per-class accuracy" in _excerpt(
+        summary(["A", "B"]), "D.")
     assert _excerpt(None, "Only the description.") == "Only the description."
 
 
@@ -302,3 +317,17 @@ def test_a_table_run_on_a_seed_dataset_without_literature_is_not_also_shown_as_n
     md = _render(replication=rep)
     assert "EfficientNet-Lite0 with logistic regression, 90.0%, the only row with results here." in md
     assert "± nan" not in md and " nan%" not in md
+
+
+def test_validation_and_test_accuracy_are_compared_by_the_interval_of_their_difference():
+    """96/103 against 86/103: their Wilson intervals overlap, yet the difference's interval (Newcombe)
+    excludes zero; the post reads the difference's interval, never the overlap."""
+    from tlreport.heads.metrics import wilson_interval
+    from tlreport.pipeline.render import _val_minus_test
+
+    val, test = {"accuracy": 96 / 103, "n": 103}, {"accuracy": 86 / 103, "n": 103}
+    assert wilson_interval(96, 103)[0] < wilson_interval(86, 103)[1]            # the intervals overlap
+    g = _val_minus_test({"validation": val, "test": test})
+    assert g["diff"] == pytest.approx(10 / 103) and 0 < g["ci"][0] < g["diff"] < g["ci"][1]
+    same = _val_minus_test({"validation": val, "test": val})
+    assert same["ci"][0] < 0 < same["ci"][1]

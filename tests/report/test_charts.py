@@ -22,10 +22,12 @@ from tlreport.report.charts import (
 from tlreport.report.confusion import (
     FULL_DPI,
     FULL_LABEL_PT,
+    FULL_MAX_PX,
     _tick_plan,
     confused_pairs,
     confusion_figure,
     confusion_order,
+    full_size_dpi,
     full_size_side,
     plot_confusion,
 )
@@ -171,7 +173,8 @@ def test_confusion_257_classes_overview_and_a_full_size_copy_naming_every_class(
     assert Image.open(overview).size == (1200, round(WIDTH * 0.94 * DPI))
     side = full_size_side(c)
     fw, fh = Image.open(full).size
-    assert abs(fw - side * FULL_DPI) <= 1 and abs(fh - side * 0.94 * FULL_DPI) <= 1
+    assert abs(fw - FULL_MAX_PX) <= 1 and abs(fh - side * 0.94 * full_size_dpi(c)) <= 1   # capped in width
+    assert full_size_dpi(102) == FULL_DPI                        # Caltech-101's copy: 14 inches at full resolution
     _, ax, _ = confusion_figure(y, y_pred, names, side=side)
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert len(labels) == c and all(t.get_fontsize() >= FULL_LABEL_PT - 0.01 for t in ax.get_yticklabels())

@@ -41,7 +41,8 @@ class LogRegHead:
     name: str = "logreg"
     #: how the post describes this head (a head says what it is in one place: here)
     description: str = ("L2-regularised multinomial logistic regression (L-BFGS) on standardised "
-                        "features, its C chosen on a held-out third of the training images")
+                        "features, its C (the inverse of the penalty's strength: a smaller C, a stronger "
+                        "penalty) chosen on a held-out third of the training images")
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Predictor:
         from threadpoolctl import threadpool_limits
@@ -57,10 +58,12 @@ class LogRegHead:
         C = grid[choice.index] if choice is not None else grid[len(grid) // 2]
         stats = scaler(X)
         Xs = scale(X, stats, self.dtype)
-        V = row_space(Xs)
+        V = None
+        if (narrow := row_space(Xs)) is not None:
+            Xs, V = narrow
         # every class is in the hold-out's fit part, so the chosen candidate's classes are the split's
         start = choice.solution.in_basis(V) if choice is not None else None
-        model = fit_logistic(in_basis(Xs, V), y, C, start=start, tol=self.tol, max_iter=self.max_iter)
+        model = fit_logistic(Xs, y, C, start=start, tol=self.tol, max_iter=self.max_iter)
         dtype = self.dtype
 
         def predict(Xq: np.ndarray) -> np.ndarray:

@@ -122,6 +122,16 @@ def _seed_post() -> dict:
     return tomllib.loads(shipped_path("data", "seed_post.toml").read_text(encoding="utf-8"))
 
 
+def _val_minus_test(metrics: dict) -> dict:
+    """Validation minus test accuracy, and its 95% interval as a difference of two independent draws."""
+    from tlreport.heads.metrics import difference_interval
+
+    val, test = metrics["validation"], metrics["test"]
+    hits = [round(m["accuracy"] * m["n"]) for m in (val, test)]
+    return {"diff": val["accuracy"] - test["accuracy"],
+            "ci": difference_interval(hits[0], val["n"], hits[1], test["n"])}
+
+
 def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
     from tlreport.backbones import get_spec
     from tlreport.report import escape
@@ -161,6 +171,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         "counts": counts, "total": total, "params": res["params"], "best_epoch": res["best_epoch"],
         "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],
         "test": res["metrics"]["test"], "val": res["metrics"]["validation"], "seed": seed,
+        "val_minus_test": _val_minus_test(res["metrics"]),
         "diff": res["metrics"]["test"]["accuracy"] - seed["accuracy"],
         "seed_comparable": seed_comparable,
         "like_for_like": seed_comparable and abs(float(res["params"]["fractions"][2]) - seed["held_out"]) < 0.005,
@@ -213,8 +224,17 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     fig = _copy_figures(ctx, slug, site_out, "replication")
     fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
     dropped = read_json(d / "tables.json")["dropped"]
+    from tlreport.heads import get_head
     from tlreport.pipeline import data as pipeline_data
 
+    # each head's candidates for what it chooses ("l2=0.003" -> its l2_grid), so the post can say when a
+    # choice sits at an end of them
+    chosen_grids = {}
+    for name in e.heads:
+        head = get_head(name)
+        for attr in ("l2_grid", "C_grid"):
+            if hasattr(head, attr):
+                chosen_grids[head.name] = tuple(getattr(head, attr))
     tables = []
     for i, t in enumerate(e.tables):
         ds = f"table{i}"
@@ -226,7 +246,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
             "summary": job.get("summary", ""),
             "table": results_table(agg, splits, lit, t.settings, dataset=ds),
             "claims": claims(agg, splits, lit, t.settings, ds),
-            "chosen": chosen_sentence(splits, ds),
+            "chosen": chosen_sentence(splits, ds, chosen_grids),
             "figure": fig[f"table{i}"], "has_literature": bool(lit),
             "dropped": [{"name": n, "images": k} for n, k in dropped[i]], "need": max(t.settings) + 1,
         })
@@ -238,12 +258,14 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
         tables.append({**seed_table, "run": False, "artifact": seed_table["literature"],
                        "table": results_table(agg.iloc[0:0], splits.iloc[0:0], lit, seed_table["settings"]),
                        "claims": [], "has_literature": True})
-    from tlreport.heads import get_head
     from tlreport.report.names import head_title
 
     heads = [{"name": head_title(h), "text": get_head(h).description} for h in e.heads]
+    from tlreport.report.names import backbone_title
+
+    concatenated = [backbone_title(b) for b in dict.fromkeys(agg["backbone"]) if "+" in str(b)]
     return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip, "lead_rule": LEAD_RULE,
-            "config_name": _config_name(ctx)}
+            "config_name": _config_name(ctx), "concatenated": ", ".join(concatenated)}
 
 
 def _config_name(ctx: BuildContext) -> str:
@@ -323,17 +345,22 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
         for t in summary["tables"]:
             if t["claims"]:
                 c = t["claims"][-1]
+
+                def row(r: dict) -> str:
+                    noise = f" ± {r['std']:.1f}" if r["std"] == r["std"] else ""       # NaN: one split
+                    return f"{r['mean']:.1f}{noise}%"
+
                 if c["decided"] and len(c["best"]) == 2:
-                    best = " and ".join(c["best"]) + ", level"
-                elif c["decided"] and len(c["best"]) > 2:
-                    best = f"{c['top']}; {len(c['best']) - 1} other rows level with it"
+                    best = " and ".join(f"{r['title']} ({row(r)})" for r in c["level_rows"])
+                    text = (f"{t['name']}, {c['n']} training images per class: {best} are level at the top "
+                            "in mean per-class accuracy")
                 else:
-                    best = c["top"]
-                noise = f" ± {c['std']:.1f}" if c["std"] == c["std"] else ""       # NaN: one split
-                text = (f"{t['name']}, {c['n']} training images per class: {c['mean']:.1f}{noise}% "
-                        f"mean per-class accuracy ({best})")
+                    level = c["decided"] and len(c["best"]) > 2
+                    others = f"; {len(c['best']) - 1} other rows level with it" if level else ""
+                    text = (f"{t['name']}, {c['n']} training images per class: {row(c)} mean per-class accuracy "
+                            f"({c['top']}{others})")
                 if c["seed"]:
-                    text += f", against {c['seed']['mean']:.1f} for the seed post's best row ({c['seed']['label']})"
+                    text += f", against {c['seed']['cell']} for the seed post's best row ({c['seed']['label']})"
                 return text + ". " + fallback
         if summary["transfer"] and not summary["transfer"]["demo"]:
             t = summary["transfer"]

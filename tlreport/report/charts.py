@@ -337,9 +337,12 @@ def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | No
     ax.set_xticks(ticks)
     ax.set_xlabel("training images per class")
     ax.set_ylabel("mean per-class accuracy (%)")
+    # long handles: the line style is all that tells the heads apart, and a short handle hides it behind
+    # the marker (on the phone variant the dashes vanished)
+    title = "features with head" + ("; references" if refs else "")
     if phone:
-        fig.legend(loc="outside lower center", ncols=1, title="features, head" + ("; references" if refs else ""))
+        fig.legend(loc="outside lower center", ncols=1, title=title, handlelength=4.5)
     else:
-        fig.legend(loc="outside lower center", ncols=2, fontsize=8.5,
-                   title="features, head" + ("; references" if refs else ""), title_fontsize=8.5)
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8.5, title=title, title_fontsize=8.5,
+                   handlelength=4.5)
     return fig

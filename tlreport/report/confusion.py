@@ -74,9 +74,18 @@ def confusion_order(cm: np.ndarray) -> np.ndarray:
 
 #: above this many classes the inline matrix carries no class names; a full-size copy names every one
 LABEL_ALL_UP_TO = 60
-#: the full-size copy: every class named at this font size, at this resolution
+#: the full-size copy: every class named at this font size, at this resolution (7 pt at 200 dpi: labels
+#: 19 image pixels tall, as legible as the post's text when the copy is opened at its full size) ...
 FULL_LABEL_PT = 7.0
-FULL_DPI = 100
+FULL_DPI = 200
+#: ... unless that would make it wider than this (Caltech-256's 257 classes: 36 inches a side); 7 pt at
+#: 4,800 pixels for 257 classes is still 13 pixels
+FULL_MAX_PX = 4800
+
+
+def full_size_dpi(c: int) -> float:
+    """The resolution of the full-size copy for ``c`` classes: :data:`FULL_DPI`, capped at :data:`FULL_MAX_PX`."""
+    return min(FULL_DPI, FULL_MAX_PX / full_size_side(c))
 
 
 def _tick_plan(c: int, side_in: float) -> tuple[float, int]:
@@ -233,8 +242,9 @@ def plot_confusion(
     out = save_figure(fig, path, svg=svg)
     side = full_size_side(c)
     fig, _, _ = confusion_figure(y_true, y_pred, class_names, order=order, side=side)
-    fig.set_dpi(FULL_DPI)
-    return out + save_figure(fig, _with_suffix(_stem(path), "_full"), dpi=FULL_DPI) + small
+    dpi = full_size_dpi(c)
+    fig.set_dpi(dpi)
+    return out + save_figure(fig, _with_suffix(_stem(path), "_full"), dpi=dpi) + small
 
 
 def confused_pairs(

@@ -55,6 +55,28 @@ def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequ
     return df.sort_values(["accuracy", "class"], kind="mergesort").reset_index(drop=True)
 
 
+def wrong_answer_note(row: pd.Series | dict, width: int) -> str:
+    """``→ crayfish ×5``: a class's most frequent wrong answer (its name cut to ``width``) and how often.
+
+    When several wrong answers share the top count, the first is named with how many others share it
+    (``→ crocodile +1, ×2 each``); when no wrong answer came twice, the note says so instead of naming one.
+
+    >>> wrong_answer_note({"confused_with": "lotus", "confused_count": 7}, 12)
+    '→ lotus ×7'
+    >>> wrong_answer_note({"confused_with": "BACKGROUND_Google / crocodile", "confused_count": 2}, 12)
+    '→ BACKGROUND… +1, ×2 each'
+    >>> wrong_answer_note({"confused_with": "a / b / c / d", "confused_count": 1}, 12)
+    '→ 4 wrong answers, 1× each'
+    """
+    names = str(row["confused_with"]).split(" / ")
+    count = int(row["confused_count"])
+    if len(names) == 1:
+        return f"→ {_short(names[0], width)} ×{count}"
+    if count == 1:
+        return f"→ {len(names)} wrong answers, 1× each"
+    return f"→ {_short(names[0], width)} +{len(names) - 1}, ×{count} each"
+
+
 def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int = 12,
                    svg: bool = False, phone: bool = True) -> list[Path]:
     """Two panels: every class's accuracy sorted (the spread), then the ``worst`` classes as labelled bars.
@@ -95,7 +117,7 @@ def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int =
             bottom.barh(y, w["accuracy"], color=WRONG_COLOR, height=0.7)
             if small:
                 labels = [f"{_short(r['class'], 14)} ({r['n']})"
-                          + (f"\n→ {_short(r['confused_with'], 12)} ×{r['confused_count']}" if r["confused_count"] else "")
+                          + (f"\n{wrong_answer_note(r, 12)}" if r["confused_count"] else "")
                           for _, r in w.iterrows()]
                 bottom.set_yticks(y, labels, linespacing=1.05)
             else:
@@ -103,7 +125,7 @@ def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int =
             for yi, (_, r) in zip(y, w.iterrows(), strict=True):
                 note = percent(r["accuracy"])
                 if r["confused_count"] and not small:
-                    note += f"  → {_short(r['confused_with'], 24)} ×{r['confused_count']}"
+                    note += "  " + wrong_answer_note(r, 32)
                 bottom.text(r["accuracy"] + 0.01, yi, note, va="center", fontsize=PHONE_MIN_PT if small else 8.5)
             bottom.set_xlim(0, 1.25 if small else 1.5)     # room for the notes beside a full bar
             bottom.set_xticks([0, 0.5, 1.0] if small else [0, 0.25, 0.5, 0.75, 1.0])

@@ -226,5 +226,5 @@ def _short(name: str, limit: int = 24) -> str:
     from tlreport.util.text import display_name
 
     name = display_name(" ".join(str(name).replace("_", " ").split()))
-    name = name if len(name) <= limit else name[: limit - 1] + "…"
+    name = name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
     return name.replace("$", r"\$")

@@ -111,7 +111,7 @@ def paired_lead(a: pd.Series, b: pd.Series) -> dict[str, Any]:
     se = sd / np.sqrt(k) if k > 1 else float("nan")
     clear = bool(k >= LEAD_MIN_SPLITS and ahead >= np.ceil(LEAD_MIN_SHARE * k - 1e-9)
                  and np.isfinite(se) and mean > LEAD_MIN_SE * se)
-    return {"mean": mean, "sd": sd, "ahead": ahead, "k": k, "clear": clear}
+    return {"mean": mean, "sd": sd, "se": se, "ahead": ahead, "k": k, "clear": clear}
 
 
 def _by_split(splits: pd.DataFrame, dataset: str | None, n: int) -> pd.DataFrame:
@@ -199,10 +199,11 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
            settings: Sequence[int], dataset: str | None) -> list[dict[str, Any]]:
     """For each setting this build has results for, what the post may claim about it.
 
-    Each item: ``{"n", "best": [row titles level with the best], "mean", "std" (of the top row),
-    "decided", "clear_lead": paired lead of the single best row over the next (or None),
-    "closest": {"title", "lead"} for the nearest row inside the noise (or None),
-    "seed": {"label", "mean", "diff"} | None, "paper": {...} | None}``.
+    Each item: ``{"n", "best": [row titles level with the best], "level_rows": [{"title", "mean",
+    "std"}] of those rows, "mean", "std" (of the top row), "decided", "clear_lead": paired lead of the
+    single best row over the next (or None), "closest": {"title", "lead"} for the nearest row inside the
+    noise (or None), "tie": the top row's lead prints as 0.00 points, "seed": {"label", "mean", "std",
+    "cell" (as printed), "diff"} | None, "paper": {...} | None}``.
     """
     from tlreport.report.names import row_title
 
@@ -220,8 +221,11 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
         k = v["k"] if v else len(_by_split(splits, dataset, n))
         item: dict[str, Any] = {
             "n": n, "top": row_title(*top), "best": [row_title(*k) for k in level], "decided": decided,
+            # every row level with the best, each with its own mean and std (two level rows are two numbers)
+            "level_rows": [{"title": row_title(*k), "mean": table[k][n]["mean"], "std": table[k][n]["std"]}
+                           for k in level],
             "mean": table[top][n]["mean"], "std": table[top][n]["std"], "clear_lead": None, "closest": None,
-            "k": k, "rows": len(v["means"]) if v else len(scored), "only": len(scored) == 1,
+            "tie": False, "k": k, "rows": len(v["means"]) if v else len(scored), "only": len(scored) == 1,
             "seed": None, "paper": None}
         if leads and decided:
             if len(level) == 1:
@@ -230,22 +234,30 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
             else:                                     # the nearest row inside the noise, never a beaten one
                 runner = next(key for key, lead in leads.items() if not lead["clear"])
                 item["closest"] = {"title": row_title(*runner), **leads[runner]}
+            lead = item["clear_lead"] or item["closest"]
+            # a lead that prints as 0.00 points is no lead: the post says the two means are the same
+            item["tie"] = bool(lead) and abs(lead["mean"]) < 0.005
         for key, rows in (("seed", [r for r in literature if r.get("kind") == "seed post"]),
                           ("paper", [r for r in literature if r.get("kind") != "seed post"])):
-            cand = [(r["results"][n]["mean"], r["label"], r.get("ref")) for r in rows if n in r["results"]]
+            cand = [(r["results"][n]["mean"], r["label"], r.get("ref"), r["results"][n]["std"])
+                    for r in rows if n in r["results"]]
             if cand:
-                ref_mean, ref_label, ref = max(cand)
-                item[key] = {"label": ref_label, "mean": ref_mean, "ref": ref, "diff": item["mean"] - ref_mean}
+                ref_mean, ref_label, ref, ref_std = max(cand, key=lambda c: (c[0], c[1]))
+                item[key] = {"label": ref_label, "mean": ref_mean, "ref": ref, "diff": item["mean"] - ref_mean,
+                             "std": ref_std, "cell": format_cell(ref_mean, ref_std, exact=True)}   # as printed
         out.append(item)
     return out
 
 
-def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
+def chosen_sentence(splits: pd.DataFrame, dataset: str | None,
+                    grids: dict[str, Sequence[float]] | None = None) -> str:
     """What each head chose on its hold-out, over every fit of the table, as one clause per head.
 
     ``splits`` has one row per fit with a ``chosen`` column (``"C=0.1"``); a head that chose nothing,
     and the ``+flip`` rows (the same fits), are left out.  Up to three values are each counted; more
-    are given as their range and the most frequent.  ``""`` when no head chose anything.
+    are given as their range and the most frequent.  ``""`` when no head chose anything.  With
+    ``grids`` (a head's name -> the values it chooses from), a most frequent value at an end of its
+    head's grid says so: the best value may lie beyond what was tried.
 
     >>> df = pd.DataFrame({"head": ["a", "a", "a", "a+flip", "b"], "chosen": ["l2=0.01", "l2=0.03", "l2=0.01",
     ...                    "l2=0.01", None]})
@@ -253,6 +265,8 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
     "a's l2=0.01 in 2 of 3 fits, l2=0.03 in 1."
     >>> chosen_sentence(pd.DataFrame({"head": ["b"] * 5, "chosen": ["C=0.1", "C=10", "C=1", "C=0.1", "C=3"]}), None)
     "b's C from 0.1 to 10, most often 0.1 (2 of 5 fits)."
+    >>> chosen_sentence(df, None, {"a": (0.01, 0.03, 0.1)})
+    "a's l2=0.01 in 2 of 3 fits (the smallest value it tries), l2=0.03 in 1."
     """
     if dataset is not None and "dataset" in splits:
         splits = splits[splits["dataset"] == dataset]
@@ -269,16 +283,34 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None) -> str:
         counts = values.value_counts(sort=False)
         order = sorted(counts.index, key=lambda v: (-counts[v], v))
         names = {v.split("=", 1)[0] for v in order}
+        edge = _grid_edge(order[0], (grids or {}).get(str(head)))
         if len(order) > 3 and len(names) == 1 and all("," not in v for v in order):
             name = names.pop()
             numbers = sorted(float(v.split("=", 1)[1]) for v in order)
             mode = order[0].split("=", 1)[1]
             parts.append(f"{head_title(head)}'s {name} from {numbers[0]:g} to {numbers[-1]:g}, most often {mode} "
-                         f"({counts[order[0]]} of {len(values)} fits)")
+                         f"({counts[order[0]]} of {len(values)} fits{'; ' + edge if edge else ''})")
         else:
-            listed = [f"{v} in {counts[v]}" + (f" of {len(values)} fits" if i == 0 else "")
+            listed = [f"{v} in {counts[v]}" + (f" of {len(values)} fits" + (f" ({edge})" if edge else "")
+                                               if i == 0 else "")
                       for i, v in enumerate(order)]
             parts.append(f"{head_title(head)}'s {', '.join(listed)}")
     if not parts:
         return ""
     return "; ".join(parts) + "."
+
+
+def _grid_edge(value: str, grid: Sequence[float] | None) -> str:
+    """``"the smallest value it tries"`` when ``value`` (``"l2=0.003"``) is the smallest of ``grid``,
+    ``"the largest ..."`` when the largest, else ``""``."""
+    if not grid or len(grid) < 2 or "," in value or "=" not in value:
+        return ""
+    try:
+        x = float(value.split("=", 1)[1])
+    except ValueError:
+        return ""
+    if np.isclose(x, min(grid), rtol=1e-9, atol=0.0):
+        return "the smallest value it tries"
+    if np.isclose(x, max(grid), rtol=1e-9, atol=0.0):
+        return "the largest value it tries"
+    return ""

@@ -72,6 +72,15 @@ def fmt_mean_std(item: Any) -> str:
     return f"{mean:.1f} ± {float(std):.1f}"
 
 
+def nbsp_noise(cell: str) -> str:
+    """``"87.5 ± 0.5"`` with a no-break space after the ``±``, so a cell that wraps keeps ``± 0.5`` together.
+
+    >>> nbsp_noise("87.5 ± 0.5")
+    '87.5 ±&nbsp;0.5'
+    """
+    return str(cell).replace(" ± ", " ±&nbsp;")
+
+
 def fmt_seconds(s: Any) -> str:
     s = float(s)
     if round(s, 1) < 60:                # 59.97 s is "1 min 0 s", not "60.0 s"
@@ -108,6 +117,7 @@ def get_env(user_dir: Path | None = None, *, target: str = "jekyll"):
         "md": escape.md, "html": escape.html_text, "arg": escape.liquid_arg, "yaml": escape.yaml_str,
         "code": lambda s: escape.code(s, liquid=target == "jekyll"), "shell": _shell, "pct": fmt_pct, "prob": fmt_prob, "num": fmt_num,
         "seconds": fmt_seconds, "backbone": backbone_title, "head": head_title, "ms": fmt_mean_std,
+        "nbsp_noise": nbsp_noise,
     })
     env.globals["target"] = target
     env.globals["figure_meta"] = {}     # a chart's phone variant and text sizes, by its URL (render_post)
