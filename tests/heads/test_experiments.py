@@ -505,8 +505,8 @@ def test_a_lead_inside_the_noise_is_level() -> None:
 
 
 def test_level_rows_carry_their_own_numbers_and_an_equal_mean_is_a_tie_not_a_lead() -> None:
-    """The offline default's 20/class case: two rows with the same mean to 1e-5 points (the same images
-    right, split by split in another order) are a tie; each level row keeps its own mean and std."""
+    """Two rows with the same mean (once the offline default's 20/class: the same images right, split by
+    split in another order) are a tie, not a lead of 0.00; each level row keeps its own mean and std."""
     fits = _fits({("a", "logreg"): [0.880, 0.900, 0.870, 0.880, 0.870],
                   ("b", "logreg"): [0.890, 0.880, 0.870, 0.890, 0.870]})
     (c,) = claims(_agg_of(fits), fits, [], [15], "t")

@@ -78,6 +78,9 @@ def test_post_has_every_section_and_numbers_from_the_results(project):
     assert res["example"]["drawn_from_right"] is True      # the example was drawn from the right answers
     assert "drawn at random from those the new layer classifies correctly" in post
     assert f"| accuracy | {100 * acc:.2f}% (" in post             # with its 95% interval
+    # validation against test by the interval of their difference, in a paragraph of its own
+    (gap,) = [p for p in post.split("\n\n") if "Newcombe's method" in p]
+    assert gap.startswith(("Validation accuracy is", "Validation and test accuracy agree")) and "\n" not in gap
     # every chart with its phone variant; the prediction grids are HTML over one small JPEG per image
     for fig in ("loss.png", "accuracy.png", "confusion.png", "per_class.png", "bottleneck.png", "loss.phone.png",
                 "confusion.phone.png", "per_class.phone.png", "bottleneck.phone.png", "grid/00.jpg",

@@ -156,8 +156,8 @@ def row_space(X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     ``X @ V = R.T`` without a product: a third of the time of an
     eigendecomposition of the Gram matrix in float64 (docs/performance.md).
     Where ``X`` has rank below ``N`` (centred features have ``N - 1``) the
-    extra columns of ``V`` are directions the data never reach: their weights
-    get no gradient, start at zero and stay there.
+    extra columns of ``V`` are directions the data (numerically) never reach:
+    they get no gradient from the data, and the penalty holds their weights at zero.
     """
     import scipy.linalg
 

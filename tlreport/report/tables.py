@@ -235,7 +235,7 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
                 runner = next(key for key, lead in leads.items() if not lead["clear"])
                 item["closest"] = {"title": row_title(*runner), **leads[runner]}
             lead = item["clear_lead"] or item["closest"]
-            # a lead that prints as 0.00 points is no lead: the post says the two means are the same
+            # a lead that prints as 0.00 points is no lead: the post says the means differ by less than that
             item["tie"] = bool(lead) and abs(lead["mean"]) < 0.005
         for key, rows in (("seed", [r for r in literature if r.get("kind") == "seed post"]),
                           ("paper", [r for r in literature if r.get("kind") != "seed post"])):
@@ -309,8 +309,9 @@ def _grid_edge(value: str, grid: Sequence[float] | None) -> str:
         x = float(value.split("=", 1)[1])
     except ValueError:
         return ""
-    if np.isclose(x, min(grid), rtol=1e-9, atol=0.0):
+    # ``chosen`` holds 6 significant digits (``:g``): a grid value like 10**-2.5 matches to that
+    if np.isclose(x, min(grid), rtol=1e-5, atol=0.0):
         return "the smallest value it tries"
-    if np.isclose(x, max(grid), rtol=1e-9, atol=0.0):
+    if np.isclose(x, max(grid), rtol=1e-5, atol=0.0):
         return "the largest value it tries"
     return ""
