@@ -55,11 +55,12 @@ def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequ
     return df.sort_values(["accuracy", "class"], kind="mergesort").reset_index(drop=True)
 
 
-def wrong_answer_note(row: pd.Series | dict, width: int) -> str:
+def wrong_answer_note(row: pd.Series | dict, width: int, *, compact: bool = False) -> str:
     """``→ crayfish ×5``: a class's most frequent wrong answer (its name cut to ``width``) and how often.
 
     When several wrong answers share the top count, the first is named with how many others share it
     (``→ crocodile +1, ×2 each``); when no wrong answer came twice, the note says so instead of naming one.
+    ``compact`` (the phone variant, where a long label squeezes the chart) names no tied answer.
 
     >>> wrong_answer_note({"confused_with": "lotus", "confused_count": 7}, 12)
     '→ lotus ×7'
@@ -67,11 +68,15 @@ def wrong_answer_note(row: pd.Series | dict, width: int) -> str:
     '→ BACKGROUND… +1, ×2 each'
     >>> wrong_answer_note({"confused_with": "a / b / c / d", "confused_count": 1}, 12)
     '→ 4 wrong answers, 1× each'
+    >>> wrong_answer_note({"confused_with": "BACKGROUND_Google / crocodile", "confused_count": 2}, 12, compact=True)
+    '→ 2 answers, ×2 each'
     """
     names = str(row["confused_with"]).split(" / ")
     count = int(row["confused_count"])
     if len(names) == 1:
         return f"→ {_short(names[0], width)} ×{count}"
+    if compact:
+        return f"→ {len(names)} answers, ×{count} each"
     if count == 1:
         return f"→ {len(names)} wrong answers, 1× each"
     return f"→ {_short(names[0], width)} +{len(names) - 1}, ×{count} each"
@@ -117,7 +122,7 @@ def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int =
             bottom.barh(y, w["accuracy"], color=WRONG_COLOR, height=0.7)
             if small:
                 labels = [f"{_short(r['class'], 14)} ({r['n']})"
-                          + (f"\n{wrong_answer_note(r, 12)}" if r["confused_count"] else "")
+                          + (f"\n{wrong_answer_note(r, 12, compact=True)}" if r["confused_count"] else "")
                           for _, r in w.iterrows()]
                 bottom.set_yticks(y, labels, linespacing=1.05)
             else:
