@@ -69,7 +69,7 @@ def test_the_reproduce_commands_rebuild_the_same_tables(tmp_path):
     assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . -c constraints.txt")
     assert ".venv/bin/tlreport build --config tlreport.toml" in commands
     cfg_hash = load_config(first / "tlreport.toml").hash()
-    assert f"sha256 `{cfg_hash[:16]}`" in post
+    assert f"settings hash `{cfg_hash[:16]}`" in post
 
     # a reader's fresh copy: the config alone, no cache, no site
     second = tmp_path / "second"
