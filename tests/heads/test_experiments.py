@@ -536,7 +536,7 @@ def test_quoted_rows_are_set_apart_never_bold_and_name_their_source() -> None:
     fits = _fits({("efficientnet_lite0", "logreg"): [0.90, 0.91, 0.92]}, dataset="caltech101")
     table = results_table(_agg_of(fits), fits, lit, [15, 30], dataset="caltech101")
     titles = [g["title"] for g in table["groups"]]
-    assert titles == ["This build", "Quoted from the seed post", "Published, as quoted by the seed post"]
+    assert titles == ["This build", "Quoted from the seed post", "From the papers the seed post quotes"]
     quoted = {r["label"]: r for g in table["groups"][1:] for r in g["rows"]}
     assert quoted["Bo et al., 2013"]["cells"] == ["-", "81.4 ± 0.33"]
     assert quoted["Yang et al., 2009"]["cells"] == ["73.2", "84.3"] and quoted["Yang et al., 2009"]["ref"] == "yang2009"

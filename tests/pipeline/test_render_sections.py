@@ -114,7 +114,7 @@ def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
     rep = _replication_context(ctx, "slug", tmp_path / "site")
     t = rep["tables"][0]
     groups = {g["title"]: g["rows"] for g in t["table"]["groups"]}
-    assert list(groups) == ["This build", "Quoted from the seed post", "Published, as quoted by the seed post"]
+    assert list(groups) == ["This build", "Quoted from the seed post", "From the papers the seed post quotes"]
     ours = {r["label"]: r for r in groups["This build"]}
     # logreg leads softmax (SGD) by 2.5 points on every one of the 5 paired splits: bold alone at 15/class
     lr = ours["EfficientNet-Lite0 with logistic regression"]

@@ -191,7 +191,7 @@ def results_table(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[
     if seed_rows:
         groups.append({"title": "Quoted from the seed post", "rows": quoted(seed_rows)})
     if paper_rows:
-        groups.append({"title": "Published, as quoted by the seed post", "rows": quoted(paper_rows)})
+        groups.append({"title": "From the papers the seed post quotes", "rows": quoted(paper_rows)})
     return {"groups": groups, "verdicts": verdicts}
 
 
