@@ -227,11 +227,11 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     from tlreport.heads import get_head
     from tlreport.pipeline import data as pipeline_data
 
+    head_objs = [get_head(h) for h in e.heads]
     # each head's candidates for what it chooses ("l2=0.003" -> its l2_grid), so the post can say when a
     # choice sits at an end of them
     chosen_grids = {}
-    for name in e.heads:
-        head = get_head(name)
+    for head in head_objs:
         for attr in ("l2_grid", "C_grid"):
             if hasattr(head, attr):
                 chosen_grids[head.name] = tuple(getattr(head, attr))
@@ -258,11 +258,9 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
         tables.append({**seed_table, "run": False, "artifact": seed_table["literature"],
                        "table": results_table(agg.iloc[0:0], splits.iloc[0:0], lit, seed_table["settings"]),
                        "claims": [], "has_literature": True})
-    from tlreport.report.names import head_title
+    from tlreport.report.names import backbone_title, head_title
 
-    heads = [{"name": head_title(h), "text": get_head(h).description} for h in e.heads]
-    from tlreport.report.names import backbone_title
-
+    heads = [{"name": head_title(h), "text": head.description} for h, head in zip(e.heads, head_objs, strict=True)]
     concatenated = [backbone_title(b) for b in dict.fromkeys(agg["backbone"]) if "+" in str(b)]
     return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip, "lead_rule": LEAD_RULE,
             "config_name": _config_name(ctx), "concatenated": ", ".join(concatenated)}
@@ -340,25 +338,21 @@ def _summary_context(sections: dict, prov: dict) -> dict | None:
 def _excerpt(summary: dict | None, fallback: str) -> str:
     """The index's one paragraph: the post's headline number, else its description."""
     from tlreport.report.numbers import percent
+    from tlreport.report.templating import fmt_mean_std  # "92.7 ± 0.4", the mean alone for one split
 
     if summary:
         for t in summary["tables"]:
             if t["claims"]:
                 c = t["claims"][-1]
-
-                def row(r: dict) -> str:
-                    noise = f" ± {r['std']:.1f}" if r["std"] == r["std"] else ""       # NaN: one split
-                    return f"{r['mean']:.1f}{noise}%"
-
                 if c["decided"] and len(c["best"]) == 2:
-                    best = " and ".join(f"{r['title']} ({row(r)})" for r in c["level_rows"])
+                    best = " and ".join(f"{r['title']} ({fmt_mean_std(r)}%)" for r in c["level_rows"])
                     text = (f"{t['name']}, {c['n']} training images per class: {best} are level at the top "
                             "in mean per-class accuracy")
                 else:
                     level = c["decided"] and len(c["best"]) > 2
                     others = f"; {len(c['best']) - 1} other rows level with it" if level else ""
-                    text = (f"{t['name']}, {c['n']} training images per class: {row(c)} mean per-class accuracy "
-                            f"({c['top']}{others})")
+                    text = (f"{t['name']}, {c['n']} training images per class: {fmt_mean_std(c)}% "
+                            f"mean per-class accuracy ({c['top']}{others})")
                 if c["seed"]:
                     text += f", against {c['seed']['cell']} for the seed post's best row ({c['seed']['label']})"
                 return text + ". " + fallback
