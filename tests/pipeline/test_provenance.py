@@ -92,3 +92,47 @@ def test_a_post_re_rendered_elsewhere_names_the_machine_that_computed_its_number
     text = post.read_text()
     assert f"Machine: {here} (features, train); Another machine, 64 cores, Linux (experiments)." in text
     assert "NumPy 9.9" in text                             # the tables' stage ran with these
+
+
+def _git(repo, *args):
+    import subprocess
+
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                   capture_output=True)
+
+
+def test_the_render_names_its_commit_and_uncommitted_changes_to_what_it_renders_from(tmp_path):
+    """A post rendered with templates not yet committed says so: its commit alone would not write it."""
+    repo = tmp_path / "repo"
+    for folder in ("tlreport", "templates", "site"):
+        (repo / folder).mkdir(parents=True)
+        (repo / folder / "f.txt").write_text("1")
+    _git(tmp_path, "init", "-q", str(repo))
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "c")
+    state = provenance.render_git(repo)
+    assert len(state["commit"]) == 12 and state["modified"] is False
+    (repo / "site" / "f.txt").write_text("2")                  # the rendered site itself does not count
+    (repo / "notes.txt").write_text("untracked")
+    assert provenance.render_git(repo)["modified"] is False
+    (repo / "templates" / "f.txt").write_text("2")
+    assert provenance.render_git(repo) == {"commit": state["commit"], "modified": True}
+    assert provenance.render_git(tmp_path / "not-a-repo") == {"commit": "", "modified": False}
+
+
+def test_the_provenance_box_names_both_commits_when_a_cached_stage_computed_the_numbers():
+    from pipeline.test_render_sections import _render_with_prov
+
+    md = _render_with_prov(git="aaaaaaaaaaaa", rendered={"commit": "bbbbbbbbbbbb", "modified": False})
+    assert "numbers computed at commit `aaaaaaaaaaaa`, this post written at commit `bbbbbbbbbbbb` (" in md
+    md = _render_with_prov(git="aaaaaaaaaaaa", rendered={"commit": "aaaaaaaaaaaa", "modified": True})
+    assert "(commit `aaaaaaaaaaaa`, with uncommitted changes)" in md and "written at" not in md
+
+
+def test_a_features_stage_that_only_read_the_cache_says_so_beside_its_time():
+    from pipeline.test_render_sections import _render_with_prov
+
+    timings = [("features", 1.1), ("train", 43.7)]
+    md = _render_with_prov(timings=timings, features_extracted=0)
+    assert "features 1.1 s (every vector read from the feature cache, extracted by an earlier build), train" in md
+    assert "feature cache" not in _render_with_prov(timings=timings, features_extracted=9145)

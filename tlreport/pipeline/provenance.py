@@ -30,8 +30,11 @@ def _version(dist: str, *alts: str) -> str:
     return "not installed"
 
 
-def _git_commit() -> str:
-    here = Path(__file__).resolve().parents[2]     # the checkout holding tlreport/
+#: the checkout holding tlreport/
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def _git_commit(here: Path = _CHECKOUT) -> str:
     if not (here / ".git").exists():
         return ""
     try:
@@ -40,6 +43,29 @@ def _git_commit() -> str:
         return r.stdout.strip() if r.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+#: what a post's text and figures are made from, besides the config and the dataset: a change here that is
+#: not committed means the named commit alone does not render the same post
+RENDER_INPUTS = ("tlreport", "templates", "data")
+
+
+def render_git(here: Path = _CHECKOUT) -> dict:
+    """The commit the render runs at, and whether its code, templates or data have uncommitted changes.
+
+    The computing stages record the commit they ran at (:func:`environment`); a cached stage keeps that
+    commit, so a post rendered later names both: the first computed its numbers, the second wrote it.
+    """
+    commit = _git_commit(here)
+    if not commit:
+        return {"commit": "", "modified": False}
+    try:
+        r = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--",
+                            *RENDER_INPUTS], capture_output=True, text=True, timeout=5)
+        modified = r.returncode == 0 and bool(r.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        modified = False
+    return {"commit": commit, "modified": modified}
 
 
 def _machine() -> str:
@@ -159,6 +185,7 @@ def _provenance(ctx: BuildContext) -> dict:
         "features_extracted": features_run.get("extracted"),
         **{k: libraries.get(k, "" if k == "git" else "not recorded")
            for k in ("version", "git", "python", "tensorflow", "keras", "numpy", "scipy", "sklearn")},
+        "rendered": render_git(),
         "config_hash": ctx.config.hash(), "seed": ctx.config.seed,
         "backbones": backbones, "engine": _engine(spec.engine if spec else cfg.features.engine),
         "precision": spec.precision if spec else cfg.features.precision,
