@@ -462,10 +462,16 @@ def _agg(dataset: str, rows: dict[tuple[str, str], dict[int, tuple[float, float]
     return pd.DataFrame(out)
 
 
-def _fits(acc: dict, n: int = 15, dataset: str = "t") -> pd.DataFrame:
+#: the classes of the stand-in tables below; with 150 test images a split at 15 per class tests on as many
+#: images as it trains on (n_test / n_train = 1 in the corrected standard error)
+CLASSES = 10
+
+
+def _fits(acc: dict, n: int = 15, dataset: str = "t", n_test: int = 150) -> pd.DataFrame:
     """results.csv rows: one per (backbone, head) and split, from ``{(backbone, head): [accuracy per split]}``."""
     return pd.DataFrame([{"dataset": dataset, "backbone": b, "head": h, "n_train": n, "split": s,
-                          "mean_per_class_accuracy": v} for (b, h), vals in acc.items() for s, v in enumerate(vals)])
+                          "mean_per_class_accuracy": v, "n_test": n_test}
+                         for (b, h), vals in acc.items() for s, v in enumerate(vals)])
 
 
 def _agg_of(fits: pd.DataFrame) -> pd.DataFrame:
@@ -478,10 +484,10 @@ def _agg_of(fits: pd.DataFrame) -> pd.DataFrame:
 def test_a_clear_lead_is_bold_alone() -> None:
     """Ahead on 5 of 5 paired splits by far more than twice the standard error: the one best row."""
     fits = _fits({("a", "logreg"): [0.92, 0.93, 0.91, 0.94, 0.92], ("b", "logreg"): [0.90, 0.915, 0.89, 0.925, 0.905]})
-    table = results_table(_agg_of(fits), fits, [], [15], dataset="t")
+    table = results_table(_agg_of(fits), fits, [], [15], dataset="t", num_classes=CLASSES)
     bold = {r["label"]: r["bold"] for r in table["groups"][0]["rows"]}
     assert bold == {"a with logistic regression": [True], "b with logistic regression": [False]}
-    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
     assert c["best"] == ["a with logistic regression"] and c["clear_lead"]["ahead"] == 5
     assert c["clear_lead"]["mean"] == pytest.approx(1.7)
 
@@ -492,15 +498,15 @@ def test_a_lead_inside_the_noise_is_level() -> None:
     fits = _fits({("a", "softmax_sgd"): [0.9280, 0.9310, 0.9250, 0.9300, 0.9255],
                   ("a", "logreg"): [0.9270, 0.9300, 0.9240, 0.9290, 0.9280],
                   ("c", "logreg"): [0.90, 0.905, 0.899, 0.902, 0.901]})
-    table = results_table(_agg_of(fits), fits, [], [15], dataset="t")
+    table = results_table(_agg_of(fits), fits, [], [15], dataset="t", num_classes=CLASSES)
     bold = {r["label"]: r["bold"] for r in table["groups"][0]["rows"]}
     assert bold == {"a with softmax (SGD)": [True], "a with logistic regression": [True], "c with logistic regression": [False]}
-    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
     assert c["best"] == ["a with softmax (SGD)", "a with logistic regression"] and c["clear_lead"] is None
     assert c["closest"]["ahead"] == 4 and not c["closest"]["clear"]
     # every row level: nothing is bold (bolding the whole column says nothing)
     same = _fits({("a", "logreg"): [0.9, 0.91, 0.92], ("b", "logreg"): [0.91, 0.9, 0.92]})
-    table = results_table(_agg_of(same), same, [], [15], dataset="t")
+    table = results_table(_agg_of(same), same, [], [15], dataset="t", num_classes=CLASSES)
     assert not any(r["bold"][0] for r in table["groups"][0]["rows"])
 
 
@@ -509,32 +515,33 @@ def test_level_rows_carry_their_own_numbers_and_an_equal_mean_is_a_tie_not_a_lea
     split in another order) are a tie, not a lead of 0.00; each level row keeps its own mean and std."""
     fits = _fits({("a", "logreg"): [0.880, 0.900, 0.870, 0.880, 0.870],
                   ("b", "logreg"): [0.890, 0.880, 0.870, 0.890, 0.870]})
-    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
     assert len(c["best"]) == 2 and c["tie"]
     assert [round(r["mean"], 6) for r in c["level_rows"]] == [88.0, 88.0]
     assert {round(r["std"], 3) for r in c["level_rows"]} == {1.225, 1.0}
     # a lead of 0.2 points is no tie, and the level rows' numbers differ
     fits = _fits({("a", "logreg"): [0.882, 0.902, 0.872, 0.882, 0.872],
                   ("b", "logreg"): [0.890, 0.880, 0.870, 0.890, 0.870]})
-    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
-    assert not c["tie"] and c["closest"]["se"] == pytest.approx(c["closest"]["sd"] / 5 ** 0.5)
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
+    assert not c["tie"] and c["closest"]["se"] == pytest.approx(c["closest"]["sd"] * (1 / 5 + 1) ** 0.5)
     assert [round(r["mean"], 2) for r in c["level_rows"]] == [88.2, 88.0]
 
 
 def test_too_few_splits_call_no_row_best() -> None:
     fits = _fits({("a", "logreg"): [0.95, 0.96], ("b", "logreg"): [0.80, 0.81]})
     assert paired_lead(fits[fits.backbone == "a"].mean_per_class_accuracy.reset_index(drop=True),
-                       fits[fits.backbone == "b"].mean_per_class_accuracy.reset_index(drop=True))["clear"] is False
-    table = results_table(_agg_of(fits), fits, [], [15], dataset="t")
+                       fits[fits.backbone == "b"].mean_per_class_accuracy.reset_index(drop=True),
+                       test_per_train=1)["clear"] is False
+    table = results_table(_agg_of(fits), fits, [], [15], dataset="t", num_classes=CLASSES)
     assert not any(r["bold"][0] for r in table["groups"][0]["rows"])
-    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
     assert c["decided"] is False and c["best"] == []
 
 
 def test_quoted_rows_are_set_apart_never_bold_and_name_their_source() -> None:
     lit = literature_rows("caltech101")
     fits = _fits({("efficientnet_lite0", "logreg"): [0.90, 0.91, 0.92]}, dataset="caltech101")
-    table = results_table(_agg_of(fits), fits, lit, [15, 30], dataset="caltech101")
+    table = results_table(_agg_of(fits), fits, lit, [15, 30], dataset="caltech101", num_classes=CLASSES)
     titles = [g["title"] for g in table["groups"]]
     assert titles == ["This build", "Quoted from the seed post", "From the papers the seed post quotes"]
     quoted = {r["label"]: r for g in table["groups"][1:] for r in g["rows"]}
@@ -556,7 +563,7 @@ def test_caltech256_stand_in_runs_all_four_settings() -> None:
     assert len(df) == 4 * 2
     assert (df.groupby("n_train")["n_test"].max() <= proto.test_cap * proto.num_classes).all()
     agg = aggregate(df)
-    table = results_table(agg, df, literature_rows("caltech256"), list(proto.settings))
+    table = results_table(agg, df, literature_rows("caltech256"), list(proto.settings), num_classes=proto.num_classes)
     ours = table["groups"][0]["rows"]
     assert (agg["mean"] > 90).all()
     assert ours[0]["label"] == "tiny with centroid" and all("±" in c for c in ours[0]["cells"])
@@ -567,7 +574,7 @@ def test_caltech256_stand_in_runs_all_four_settings() -> None:
 def test_claims_compare_with_the_seed_and_the_paper() -> None:
     lit = literature_rows("caltech101")
     fits = _fits({("efficientnet_lite0", "logreg"): [0.915, 0.92, 0.92]}, n=30, dataset="caltech101")
-    (c,) = claims(_agg_of(fits), fits, lit, [15, 30], "caltech101")
+    (c,) = claims(_agg_of(fits), fits, lit, [15, 30], "caltech101", num_classes=CLASSES)
     assert c["seed"]["label"] == "Inception-ResNet v2" and c["seed"]["mean"] == 90.1
     assert c["paper"]["label"] == "Zeiler & Fergus, 2013" and c["paper"]["ref"] == "zeiler2013"
     assert c["decided"] is False                     # one row: nothing to compare it with
@@ -609,12 +616,32 @@ def test_the_closest_level_row_is_never_one_the_top_row_clearly_beats() -> None:
     a = [0.90, 0.91, 0.92, 0.93, 0.94]
     fits = _fits({("a", "logreg"): a, ("b", "logreg"): [v - 0.005 for v in a],
                   ("c", "logreg"): [0.95, 0.85, 0.96, 0.86, 0.93]})
-    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
     assert c["best"] == ["a with logistic regression", "c with logistic regression"]
     assert c["closest"]["title"] == "c with logistic regression" and not c["closest"]["clear"]
 
 
 def test_a_setting_with_one_row_says_so_with_its_splits() -> None:
     fits = _fits({("a", "logreg"): [0.9, 0.91, 0.92, 0.93, 0.94]})
-    (c,) = claims(_agg_of(fits), fits, [], [15], "t")
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
     assert c["only"] and c["k"] == 5 and not c["decided"]
+
+
+def test_a_lead_the_plain_standard_error_calls_clear_is_level_once_corrected() -> None:
+    """Splits that share their images vary less than independent experiments: a 1.1-point lead ahead on
+    5 of 5 splits is 3.7 plain standard errors, but only 1.5 corrected ones (n_test = n_train), under
+    Student's t's 2.78 for 4 degrees of freedom; with far fewer test images than training ones it is clear."""
+    diffs = np.array([1.0, 2.0, 0.3, 1.5, 0.7]) / 100
+    a = pd.Series([0.9] * 5) + diffs
+    b = pd.Series([0.9] * 5)
+    sd = float(np.std(diffs * 100, ddof=1))
+    assert 1.1 / (sd / 5 ** 0.5) > 3.5                                     # the old rule's 2 SE: clear
+    lead = paired_lead(a, b, test_per_train=1.0)
+    assert lead["se"] == pytest.approx(sd * 1.2 ** 0.5) and not lead["clear"]
+    assert lead["t"] == pytest.approx(1.1 / (sd * 1.2 ** 0.5))
+    assert paired_lead(a, b, test_per_train=0.01)["clear"]
+    # the table's ratio comes from its n_test column and its class count
+    fits = _fits({("a", "logreg"): list(a), ("b", "logreg"): list(b)}, n_test=150)
+    assert len(claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)[0]["best"]) == 2
+    fits = _fits({("a", "logreg"): list(a), ("b", "logreg"): list(b)}, n_test=1)
+    assert claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)[0]["best"] == ["a with logistic regression"]

@@ -109,10 +109,10 @@ def test_caltech256_table_renders_from_a_synthetic_stand_in(tmp_path):
             for h, m in (("softmax_sgd", 78.0), ("logreg", 80.0)) for n in (15, 30, 45, 60)]
     pd.DataFrame(rows).to_csv(exp / "aggregate.csv", index=False)
     fits = [{"dataset": "table0", "backbone": "efficientnet_lite0", "head": h, "n_train": 15, "split": s,
-             "mean_per_class_accuracy": m + s / 100, "chosen": c}
+             "mean_per_class_accuracy": m + s / 100, "chosen": c, "n_test": 6425}
             for h, m, c in (("softmax_sgd", 0.79, "l2=0.01"), ("logreg", 0.815, "C=0.1")) for s in range(5)]
     pd.DataFrame(fits).to_csv(exp / "results.csv", index=False)
-    (exp / "tables.json").write_text(json.dumps({"dropped": [[]]}))
+    (exp / "tables.json").write_text(json.dumps({"dropped": [[]], "classes": [257]}))
     (figs / "replication" / "table0.png").write_bytes(b"png")
     (feats / "features.json").write_text(json.dumps({"jobs": []}))
     ctx.outputs.update({"experiments": exp, "figures": figs, "features": feats})
@@ -319,8 +319,8 @@ def test_a_table_run_on_a_seed_dataset_without_literature_is_not_also_shown_as_n
     pd.DataFrame([{"dataset": "table0", "backbone": "efficientnet_lite0", "head": "logreg", "n_train": 15,
                    "mean": 90.0, "std": float("nan"), "n_splits": 1, "accuracy": 90.0}]).to_csv(exp / "aggregate.csv")
     pd.DataFrame([{"dataset": "table0", "backbone": "efficientnet_lite0", "head": "logreg", "n_train": 15,
-                   "split": 0, "mean_per_class_accuracy": 0.9, "chosen": "C=1"}]).to_csv(exp / "results.csv")
-    (exp / "tables.json").write_text(json.dumps({"dropped": [[]]}))
+                   "split": 0, "mean_per_class_accuracy": 0.9, "chosen": "C=1", "n_test": 500}]).to_csv(exp / "results.csv")
+    (exp / "tables.json").write_text(json.dumps({"dropped": [[]], "classes": [257]}))
     (figs / "replication" / "table0.png").write_bytes(b"png")
     (feats / "features.json").write_text(json.dumps({"jobs": []}))
     ctx.outputs.update({"experiments": exp, "figures": figs, "features": feats})

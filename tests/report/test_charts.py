@@ -25,6 +25,7 @@ from tlreport.report.confusion import (
     FULL_MAX_PX,
     _tick_plan,
     confused_pairs,
+    cut_at_a_tie,
     confusion_figure,
     confusion_order,
     full_size_dpi,
@@ -117,6 +118,12 @@ def test_confused_pairs_hand_computed():
     pd.testing.assert_frame_equal(df, expected, check_dtype=False)
     assert len(confused_pairs(y_true, y_pred, names, k=2)) == 2
     assert confused_pairs(y_true, y_true, names).empty
+    # the post's table never cuts through a tie: at 2 it shows the one pair confused twice, then says so
+    shown, left = cut_at_a_tie(df, 2)
+    assert shown["predicted"].tolist() == ["dog"] and left == {"left": 4, "most": 1}
+    assert len(cut_at_a_tie(df, 5)[0]) == 5 and cut_at_a_tie(df, 5)[1] is None
+    shown, left = cut_at_a_tie(df.iloc[1:], 2)                   # all tied: the first by name, counted
+    assert shown["true"].tolist() == ["cat", "dog"] and left == {"left": 2, "most": 1}
 
 
 def test_confusion_order_clusters_interleaved_groups():

@@ -127,7 +127,7 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.util.progress import bar
 
     e = ctx.config.experiments
-    frames, dropped_by_table = [], []
+    frames, dropped_by_table, classes_by_table = [], [], []
     heads = experiments_heads(ctx)
     trained_by_tf = [h.name for h in heads if getattr(h, "uses_tensorflow", False)]
     if trained_by_tf and e.tables:
@@ -147,6 +147,7 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
         labels, classes = m.labels(), list(m.classes)
         keep = np.flatnonzero(~np.isin(labels, [classes.index(name) for name, _ in dropped]))
         kept_classes = [c for c in classes if c not in {name for name, _ in dropped}]
+        classes_by_table.append(len(kept_classes))
         labels = np.searchsorted([classes.index(c) for c in kept_classes], labels[keep])   # 0..C'-1
         feats = {b: feature_sets.table_features(ctx, use, b)[keep] for b in e.backbones}
         flips = ({b: feature_sets.table_features(ctx, use, b, flip=True)[keep] for b in e.backbones}
@@ -179,7 +180,8 @@ def experiments_run(ctx: BuildContext, out: Path) -> None:
     agg.to_csv(out / "aggregate.csv", index=False, float_format="%.4f")
     atomic_write_json(out / "results.json", {"splits": df.drop(columns="seconds").to_dict(orient="records"),
                                              "aggregate": agg.to_dict(orient="records")})
-    atomic_write_json(out / "tables.json", {"dropped": dropped_by_table})
+    # a split trains on n images of each kept class: the post's paired comparisons need that count
+    atomic_write_json(out / "tables.json", {"dropped": dropped_by_table, "classes": classes_by_table})
     atomic_write_json(out / "timing.json", {
         "grid_seconds": round(float(timing.sum()), 2) if timing is not None else 0.0,
         "mean_fit_seconds": agg_seconds.round(3).tolist() if agg_seconds is not None else []})

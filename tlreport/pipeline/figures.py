@@ -33,7 +33,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
         thumbnail,
         top_mistakes,
     )
-    from tlreport.report.confusion import confused_pairs, plot_confusion
+    from tlreport.report.confusion import confused_pairs, cut_at_a_tie, plot_confusion
     from tlreport.report.per_class import per_class_accuracy, plot_per_class
 
     d = ctx.outputs["train"]
@@ -88,7 +88,8 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     labels = m.labels()
     parts = np.load(d / "parts.npy", allow_pickle=False)
     train_rows = np.flatnonzero(parts == 0)
-    for k, row in confused_pairs(y, yhat, names, k=15).iterrows():
+    shown, pairs_left = cut_at_a_tie(confused_pairs(y, yhat, names, k=None), PAIRS_SHOWN)
+    for k, row in shown.iterrows():
         thumbs = {}
         for side, cname in (("true", row["true"]), ("pred", row["predicted"])):
             ci = names.index(cname)
@@ -102,7 +103,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
     n_wrong = int((y != yhat).sum())
     # the numbers the figures' captions quote; the captions themselves are prose, in the templates
     atomic_write_json(out / "transfer.json", {
-        "pairs": pairs, "n_test": len(y), "n_classes": len(names), "n_wrong": n_wrong, "n_grid": len(pick),
+        "pairs": pairs, "pairs_left": pairs_left, "n_test": len(y), "n_classes": len(names), "n_wrong": n_wrong, "n_grid": len(pick),
         "n_grid_wrong": n_grid_wrong, "grid": grid, "misclassified": mistakes, "pred_px": PRED_PX,
         "dim": int(x.shape[1]), "grid_rows": rows, "grid_cols": cols,
         "label_noise": {**{k: v for k, v in noise.items() if k != "flagged"}, "items": noise_items},
@@ -120,6 +121,7 @@ def _transfer_figures(ctx: BuildContext, out: Path) -> None:
 # shown sizes in CSS pixels; the files hold twice as many for high-DPI screens
 EXAMPLE_PX = 240
 PAIR_PX = 64
+PAIRS_SHOWN = 15  # the most confused pairs in the post's table at most (fewer where a tie would be cut)
 PRED_PX = 144     # a prediction gallery's images: two columns on a phone, four or five on a laptop
 LABEL_NOISE_SHOWN = 12    # images most likely mislabelled, shown in their own gallery
 

@@ -242,7 +242,7 @@ SEED_TABLES = (
 def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
     import pandas as pd
 
-    from tlreport.report.tables import LEAD_RULE, chosen_sentence, claims, literature_rows, results_table
+    from tlreport.report.tables import chosen_sentence, claims, lead_rule, literature_rows, results_table
 
     d = ctx.outputs.get("experiments")
     if d is None or "figures" not in ctx.outputs:
@@ -252,7 +252,8 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     splits = pd.read_csv(d / "results.csv")
     fig = _copy_figures(ctx, slug, site_out, "replication")
     fjobs = {j["id"]: j for j in read_json(ctx.outputs["features"] / "features.json")["jobs"]}
-    dropped = read_json(d / "tables.json")["dropped"]
+    tables_meta = read_json(d / "tables.json")
+    dropped, table_classes = tables_meta["dropped"], tables_meta["classes"]
     from tlreport.heads import get_head
     from tlreport.pipeline import data as pipeline_data
 
@@ -273,8 +274,8 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
         tables.append({
             "name": name, "settings": t.settings, "test_cap": t.test_cap, "literature": t.literature, "run": True,
             "summary": job.get("summary", ""),
-            "table": results_table(agg, splits, lit, t.settings, dataset=ds),
-            "claims": claims(agg, splits, lit, t.settings, ds),
+            "table": results_table(agg, splits, lit, t.settings, dataset=ds, num_classes=table_classes[i]),
+            "claims": claims(agg, splits, lit, t.settings, ds, num_classes=table_classes[i]),
             "chosen": chosen_sentence(splits, ds, chosen_grids),
             "figure": fig[f"table{i}"], "has_literature": bool(lit),
             "dropped": [{"name": n, "images": k} for n, k in dropped[i]], "need": max(t.settings) + 1,
@@ -285,13 +286,15 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
             continue
         lit = literature_rows(seed_table["literature"])
         tables.append({**seed_table, "run": False, "artifact": seed_table["literature"],
-                       "table": results_table(agg.iloc[0:0], splits.iloc[0:0], lit, seed_table["settings"]),
+                       # quoted rows only: no split of this build to compare, so no class count enters
+                       "table": results_table(agg.iloc[0:0], splits.iloc[0:0], lit, seed_table["settings"],
+                                              num_classes=0),
                        "claims": [], "has_literature": True})
     from tlreport.report.names import backbone_title, head_title
 
     heads = [{"name": head_title(h), "text": head.description} for h, head in zip(e.heads, head_objs, strict=True)]
     concatenated = [backbone_title(b) for b in dict.fromkeys(agg["backbone"]) if "+" in str(b)]
-    return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip, "lead_rule": LEAD_RULE,
+    return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip, "lead_rule": lead_rule(e.n_splits),
             "config_name": _config_name(ctx), "concatenated": ", ".join(concatenated)}
 
 

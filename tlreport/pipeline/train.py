@@ -96,8 +96,11 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     ctx.count("train.fits")
 
 
-#: folds of the cross-validation that gives every image an out-of-fold probability
+#: folds of the cross-validation that gives every image an out-of-fold probability, and its model: logistic
+#: regression at a fixed C on the standardised features' first principal components (the post says so)
 LABEL_NOISE_FOLDS = 5
+LABEL_NOISE_C = 0.03
+LABEL_NOISE_COMPONENTS = 512
 #: flagged images kept in label_noise.json (the post shows the first few; the count covers all)
 LABEL_NOISE_KEPT = 200
 
@@ -116,7 +119,8 @@ def label_noise(x, y, num_classes: int, *, seed: int, test_idx, test_pred, parts
     from tlreport.heads.label_noise import find_label_issues, out_of_fold_probabilities
 
     try:
-        oof = out_of_fold_probabilities(x, y, num_classes, folds=LABEL_NOISE_FOLDS, seed=seed)
+        oof = out_of_fold_probabilities(x, y, num_classes, folds=LABEL_NOISE_FOLDS, seed=seed, C=LABEL_NOISE_C,
+                                        components=LABEL_NOISE_COMPONENTS)
     except ValueError as e:
         return {"skipped": str(e)}
     issues = find_label_issues(oof, y)
@@ -124,7 +128,12 @@ def label_noise(x, y, num_classes: int, *, seed: int, test_idx, test_pred, parts
     wrong = {int(i) for i in np.asarray(test_idx)[np.asarray(test_pred) != y[test_idx]]}
     part_names = ("train", "validation", "test")
     return {
-        "folds": LABEL_NOISE_FOLDS, "n_images": int(len(y)),
+        "folds": LABEL_NOISE_FOLDS, "C": LABEL_NOISE_C,
+        # projected only where a training fold's features span more dimensions (out_of_fold_probabilities);
+        # scikit-learn's stratified test folds differ in size by at most one image
+        "components": LABEL_NOISE_COMPONENTS
+        if LABEL_NOISE_COMPONENTS < min(x.shape[1], len(y) - -(-len(y) // LABEL_NOISE_FOLDS)) else None,
+        "n_images": int(len(y)),
         "oof_accuracy": float((oof.argmax(axis=1) == y).mean()),
         "n_flagged": len(issues),
         "suggested_counts": {str(k): int(v) for k, v in

@@ -248,9 +248,9 @@ def plot_confusion(
 
 
 def confused_pairs(
-    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], k: int = 15
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], k: int | None = 15
 ) -> pd.DataFrame:
-    """The ``k`` most-confused ordered pairs (true -> predicted), off the diagonal.
+    """The ``k`` most-confused ordered pairs (true -> predicted), off the diagonal (``None``: all).
 
     Columns ``true, predicted, count, rate``; ``rate`` is ``count`` over the
     number of images of the true class.  Sorted by count (descending), then by
@@ -271,4 +271,24 @@ def confused_pairs(
         }
     )
     df = df.sort_values(["count", "true", "predicted"], ascending=[False, True, True], kind="mergesort")
-    return df.head(k).reset_index(drop=True)
+    return (df if k is None else df.head(k)).reset_index(drop=True)
+
+
+def cut_at_a_tie(pairs: pd.DataFrame, k: int) -> tuple[pd.DataFrame, dict | None]:
+    """At most ``k`` of ``pairs`` (sorted by count, as :func:`confused_pairs` gives them), never cutting
+    through pairs confused equally often: those at the cut are all left out.
+
+    Returns the rows to show and ``{"left": n, "most": c}``: the ``n`` pairs not shown, each confused at
+    most ``c`` times (``None`` when every pair is shown).  When every pair is tied at the top, the first
+    ``k`` by name are shown and the rest counted.
+
+    >>> df = pd.DataFrame({"count": [5, 3, 2, 2, 1]})
+    >>> [len(cut_at_a_tie(df, k)[0]) for k in (2, 3, 5)], cut_at_a_tie(df, 3)[1], cut_at_a_tie(df, 4)[1]
+    ([2, 2, 5], {'left': 3, 'most': 2}, {'left': 1, 'most': 1})
+    """
+    pairs = pairs.reset_index(drop=True)
+    if len(pairs) <= k:
+        return pairs, None
+    counts = pairs["count"].to_numpy()
+    shown = k if counts[k] != counts[k - 1] else int((counts > counts[k - 1]).sum()) or k
+    return pairs.head(shown), {"left": len(pairs) - shown, "most": int(counts[shown])}

@@ -81,26 +81,49 @@ def _ours(agg: pd.DataFrame, dataset: str | None) -> list[tuple[tuple[str, str],
 # ------------------------------------------------------------ noise-aware claims
 
 #: the rule for calling one row better than another, over the paired splits: ahead on at least this
-#: share of them, and a mean paired difference above this many standard errors
+#: share of them, and a mean paired difference that Nadeau and Bengio's corrected resampled t-test finds
+#: beyond chance at this two-sided level.  Their correction: the splits share training and test images,
+#: so the per-split differences vary less than independent experiments would, and the plain standard
+#: error (sd / sqrt(k)) calls a lead clear far more often than the level says (Dietterich, 1998); the
+#: corrected one is sd * sqrt(1/k + n_test/n_train).
 LEAD_MIN_SHARE = 0.8
-LEAD_MIN_SE = 2.0
+LEAD_LEVEL = 0.95
 #: with fewer paired splits than this no row is called better than another
 LEAD_MIN_SPLITS = 3
 
-LEAD_RULE = (f"a row is called better than another only when it is ahead on at least {LEAD_MIN_SHARE:.0%} of "
-             f"the paired splits and its mean paired lead exceeds {LEAD_MIN_SE:g} standard errors "
-             "(the standard deviation of the per-split differences over the square root of their number)")
+
+def lead_t(k: int) -> float:
+    """The two-sided :data:`LEAD_LEVEL` quantile of Student's t with ``k - 1`` degrees of freedom.
+
+    >>> round(lead_t(5), 3)
+    2.776
+    """
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + LEAD_LEVEL / 2, k - 1))
 
 
-def paired_lead(a: pd.Series, b: pd.Series) -> dict[str, Any]:
+def lead_rule(k: int) -> str:
+    """:data:`LEAD_MIN_SHARE` and the corrected t-test in words, for ``k`` paired splits."""
+    return (f"a row is called better than another only when it is ahead on at least {LEAD_MIN_SHARE:.0%} of "
+            f"the paired splits and its mean paired lead exceeds {lead_t(k):.2f} (Student's t with {k - 1} "
+            f"degrees of freedom, {LEAD_LEVEL:.0%} two-sided) corrected standard errors. The corrected standard "
+            f"error is the standard deviation of the per-split differences times the square root of 1/{k} + "
+            "n<sub>test</sub>/n<sub>train</sub>, Nadeau and Bengio's correction for splits that share their "
+            "images; the plain standard error, over the square root of the number of splits, calls a lead clear "
+            "far more often than 5% of the time when there is none")
+
+
+def paired_lead(a: pd.Series, b: pd.Series, *, test_per_train: float) -> dict[str, Any]:
     """How far row ``a`` leads row ``b`` over the same splits (accuracies as fractions), in points.
 
-    ``clear`` applies :data:`LEAD_RULE`.
+    ``test_per_train`` is a split's test images over its training images.  ``se`` is the corrected
+    standard error (:data:`LEAD_LEVEL`), ``t`` the lead over it; ``clear`` applies :func:`lead_rule`.
 
-    >>> r = paired_lead(pd.Series([.90, .91, .92, .93, .94]), pd.Series([.89, .90, .91, .92, .93]))
+    >>> r = paired_lead(pd.Series([.90, .91, .92, .93, .94]), pd.Series([.89, .90, .91, .92, .93]), test_per_train=1)
     >>> r["clear"], round(r["mean"], 2), r["ahead"]
     (True, 1.0, 5)
-    >>> paired_lead(pd.Series([.90, .91, .92, .93, .94]), pd.Series([.91, .90, .93, .92, .94]))["clear"]
+    >>> paired_lead(pd.Series([.90, .91, .92, .93, .94]), pd.Series([.91, .90, .93, .92, .94]), test_per_train=1)["clear"]
     False
     """
     diff = (a - b).dropna() * 100.0
@@ -108,10 +131,11 @@ def paired_lead(a: pd.Series, b: pd.Series) -> dict[str, Any]:
     mean = float(diff.mean()) if k else float("nan")
     sd = float(diff.std(ddof=1)) if k > 1 else float("nan")
     ahead = int((diff > 1e-9).sum())
-    se = sd / np.sqrt(k) if k > 1 else float("nan")
+    se = sd * np.sqrt(1 / k + test_per_train) if k > 1 else float("nan")
+    t = mean / se if k > 1 and se > 0 else (float("inf") if k > 1 and mean > 0 else float("nan"))
     clear = bool(k >= LEAD_MIN_SPLITS and ahead >= np.ceil(LEAD_MIN_SHARE * k - 1e-9)
-                 and np.isfinite(se) and mean > LEAD_MIN_SE * se)
-    return {"mean": mean, "sd": sd, "se": se, "ahead": ahead, "k": k, "clear": clear}
+                 and np.isfinite(se) and t > lead_t(k))
+    return {"mean": mean, "sd": sd, "se": se, "t": t, "ahead": ahead, "k": k, "clear": clear}
 
 
 def _by_split(splits: pd.DataFrame, dataset: str | None, n: int) -> pd.DataFrame:
@@ -125,8 +149,11 @@ def _by_split(splits: pd.DataFrame, dataset: str | None, n: int) -> pd.DataFrame
                          sort=False).dropna(axis=1)
 
 
-def verdict(splits: pd.DataFrame, dataset: str | None, n: int) -> dict[str, Any] | None:
-    """Which of this build's rows are best at ``n`` per class, under :data:`LEAD_RULE`.
+def verdict(splits: pd.DataFrame, dataset: str | None, n: int, *, num_classes: int) -> dict[str, Any] | None:
+    """Which of this build's rows are best at ``n`` per class, under :func:`lead_rule`.
+
+    A split trains on ``n`` images of each of ``num_classes`` classes and tests on ``n_test`` images
+    (the column of ``splits``; their mean over the splits enters the correction).
 
     Returns ``{"n", "top", "level", "leads", "decided"}``: ``top`` the (backbone, head) with the highest
     mean; ``level`` every row the top row does not clearly lead (itself included): the rows that share
@@ -139,7 +166,10 @@ def verdict(splits: pd.DataFrame, dataset: str | None, n: int) -> dict[str, Any]
         return None
     means = by_split.mean().sort_values(ascending=False, kind="stable")
     top = means.index[0]
-    leads = {key: paired_lead(by_split[top], by_split[key]) for key in means.index[1:]}
+    rows = splits if dataset is None or "dataset" not in splits else splits[splits["dataset"] == dataset]
+    test_per_train = float(rows.loc[rows["n_train"] == n, "n_test"].mean()) / (n * num_classes)
+    leads = {key: paired_lead(by_split[top], by_split[key], test_per_train=test_per_train)
+             for key in means.index[1:]}
     decided = len(by_split) >= LEAD_MIN_SPLITS
     level = [top] + [key for key, lead in leads.items() if not lead["clear"]] if decided else []
     return {"n": n, "top": top, "means": {k: float(v) * 100 for k, v in means.items()},
@@ -150,7 +180,7 @@ def verdict(splits: pd.DataFrame, dataset: str | None, n: int) -> dict[str, Any]
 
 
 def results_table(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[str, Any]],
-                  settings: Sequence[int], *, dataset: str | None = None) -> dict[str, Any]:
+                  settings: Sequence[int], *, dataset: str | None = None, num_classes: int) -> dict[str, Any]:
     """The results table as groups of rows, with bold cells only where :func:`verdict` allows.
 
     Returns ``{"groups": [{"title", "rows": [{"label", "key", "ref", "cells", "bold"}]}], "verdicts"}``.
@@ -161,7 +191,7 @@ def results_table(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[
     """
     from tlreport.report.names import row_title
 
-    verdicts = {n: verdict(splits, dataset, n) for n in settings}
+    verdicts = {n: verdict(splits, dataset, n, num_classes=num_classes) for n in settings}
     ours = []
     for key, res in _ours(agg, dataset):
         backbone, head = key
@@ -196,7 +226,7 @@ def results_table(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[
 
 
 def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[str, Any]],
-           settings: Sequence[int], dataset: str | None) -> list[dict[str, Any]]:
+           settings: Sequence[int], dataset: str | None, *, num_classes: int) -> list[dict[str, Any]]:
     """For each setting this build has results for, what the post may claim about it.
 
     Each item: ``{"n", "best": [row titles level with the best], "level_rows": [{"title", "mean",
@@ -210,7 +240,7 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
     table = dict(_ours(agg, dataset))
     out = []
     for n in settings:
-        v = verdict(splits, dataset, n)
+        v = verdict(splits, dataset, n, num_classes=num_classes)
         scored = [(res[n]["mean"], key) for key, res in table.items() if n in res]
         if not scored:
             continue
