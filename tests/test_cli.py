@@ -149,3 +149,20 @@ def test_an_interrupted_command_exits_130_or_143_in_one_line(sig, code, word):
         p.kill()
     assert p.returncode == code
     assert err == f"tlreport: {word}; completed work is cached and will be reused\n", err
+
+
+def test_a_build_that_would_quietly_fall_back_to_the_demo_dataset_stops_instead(tmp_path, monkeypatch, capsys):
+    """No config here, or a config whose dataset.path was left out or misspelt: one line, exit 1, nothing
+    built; the demo is one explicit flag away."""
+    monkeypatch.chdir(tmp_path)
+    assert _exit_code(["build", "--dry-run"]) == 1
+    assert capsys.readouterr().err == ("tlreport: no tlreport.toml here: run tlreport init FOLDER to write one for "
+                                       "a folder of class folders, pass --config PATH, or build the demo with "
+                                       "--dataset demo\n")
+    for table in ('[dataset]\npaht = "photos"\n', '[datset]\npath = "photos"\n', ""):
+        write_config(tmp_path, '[post]\ntitle = "Mine"\n' + table)
+        assert _exit_code(["build", "--dry-run"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("tlreport: ") and "dataset.path is not set" in err and err.count("\n") == 1
+        assert ("did you mean" in err) == bool(table)                  # the misspelling is named
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tlreport.toml"]

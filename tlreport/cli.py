@@ -36,13 +36,18 @@ def _debug(args: argparse.Namespace, msg: str) -> None:
         print(f"debug: {msg}", file=sys.stderr, flush=True)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, *, build: bool = False):
     from tlreport.config import load_config
 
     path = args.config
     if path is None and Path(DEFAULT_CONFIG).is_file():
         path = DEFAULT_CONFIG
-    return load_config(path)
+    dataset_given = getattr(args, "dataset", None) is not None
+    if build and path is None and not dataset_given:
+        # the defaults alone build the demo dataset into ./site: a user in the wrong folder would publish it
+        raise UserError(f"no {DEFAULT_CONFIG} here: run tlreport init FOLDER to write one for a folder of "
+                        "class folders, pass --config PATH, or build the demo with --dataset demo")
+    return load_config(path, require_dataset=build and not dataset_given)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -50,7 +55,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UserError("--dataset needs a folder of class folders, 'demo' or 'artifact:NAME'")
     from tlreport.pipeline import build
 
-    cfg = _load(args)
+    cfg = _load(args, build=True)
     if args.ray is not None:
         import dataclasses
 

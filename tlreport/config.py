@@ -601,8 +601,13 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
     return Config(raw=raw, path=path, warnings=tuple(warnings))
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Load and validate a config file (``None``: the defaults, no file)."""
+def load_config(path: str | Path | None, *, require_dataset: bool = False) -> Config:
+    """Load and validate a config file (``None``: the defaults, no file).
+
+    With ``require_dataset`` (``tlreport build`` without ``--dataset``), a config file whose build reads
+    ``dataset.path`` must set it: left out, or lost to a misspelt key or table, it would quietly mean
+    the demo dataset.
+    """
     if path is None:
         return validate({}, source="defaults")
     p = Path(path)
@@ -624,7 +629,21 @@ def load_config(path: str | Path | None) -> Config:
         raise UserError(f"{p}: not valid TOML: a number with too many digits") from None
     except RecursionError:                  # arrays or inline tables nested thousands deep
         raise UserError(f"{p}: not valid TOML: nested too deeply") from None
-    return validate(data, source=str(p), path=p.resolve())
+    cfg = validate(data, source=str(p), path=p.resolve())
+    section = data.get("dataset")
+    if require_dataset and not (isinstance(section, dict) and "path" in section) and _reads_dataset(cfg):
+        said = "".join(f" ({w})" for w in cfg.warnings if w.startswith("dataset") or "'dataset" in w)
+        raise UserError(f"{p}: dataset.path is not set{said}; name a folder of class folders, 'artifact:NAME' "
+                        "or 'demo' (tlreport init FOLDER writes a config for a folder)")
+    return cfg
+
+
+def _reads_dataset(cfg: Config) -> bool:
+    """Whether a build of ``cfg`` reads ``dataset.path``: the transfer section, a table that names it, or a
+    photo taken from it (``dataset:PATH``)."""
+    path = cfg.dataset.path
+    return (cfg.train.enabled or (cfg.experiments.enabled and any(t.dataset == path for t in cfg.experiments.tables))
+            or (cfg.classify.enabled and any(str(i).startswith("dataset:") for i in cfg.classify.images)))
 
 
 if __name__ == "__main__":      # python -m tlreport.config: rewrite the reference page's generated part
