@@ -111,3 +111,25 @@ def test_init_refuses_a_folder_the_build_could_not_run_on(tmp_path: Path) -> Non
         with pytest.raises(UserError, match=message):
             write_starter_config(tmp_path / name, tmp_path / f"{name}.toml", backbone="tiny_random")
         assert not (tmp_path / f"{name}.toml").exists()
+
+
+def test_init_leaves_out_a_class_folder_without_images_and_says_so(tmp_path: Path) -> None:
+    """An empty class folder used to stop init with no remedy; now the config excludes it, in a comment
+    and in the report, and the config's header names the file it is and the command that builds it."""
+    from tlreport.config import load_config
+    from tlreport.starter_config import write_starter_config
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for i in range(12):
+            save_to = tmp_path / "data" / c / f"{i}.png"
+            save_to.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(save_to)
+    (tmp_path / "data" / "empty").mkdir()
+    out = tmp_path / "mine.toml"
+    report = write_starter_config(tmp_path / "data", out, backbone="tiny_random")
+    assert "left out (dataset.exclude), with no usable image: empty" in report
+    text = out.read_text()
+    assert 'exclude = ["empty"]' in text and text.startswith('# mine.toml for "')
+    assert f"Then run `tlreport build --config {out}`." in text
+    assert list(load_config(out).dataset.exclude) == ["empty"]

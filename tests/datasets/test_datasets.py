@@ -429,6 +429,26 @@ def test_a_class_folder_linked_to_another_or_to_the_dataset_is_one_line(tmp_path
         scan_dataset(tmp_path / "data", progress=False)
 
 
+def test_links_back_to_the_dataset_and_loops_beside_the_classes_are_skips_not_errors(tmp_path: Path) -> None:
+    """Inside a class, a link to the dataset folder would bring every other class in (each image then a
+    cross-class duplicate); beside the classes, a loop of links would stop the whole scan.  Both are one
+    skip each; a hidden folder beside the classes is said to be no class, a tool's (.git) is not mentioned."""
+    if not hasattr(os, "symlink"):
+        pytest.skip("no symlinks here")
+    make_dataset(tmp_path, {"cats": 2, "dogs": 2})
+    (tmp_path / "cats" / "up").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "loopA").symlink_to(tmp_path / "loopB")
+    (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
+    make_dataset(tmp_path / ".extra", {"x": 1})
+    (tmp_path / ".git").mkdir()
+    m = scan_dataset(tmp_path, progress=False)
+    assert m.classes == ["cats", "dogs"] and len(m.entries) == 4
+    assert _skips(m) == {"cats/up/": "symlink loop", "loopA": "symlink loop", "loopB": "symlink loop",
+                         ".extra/": "hidden folder"}
+    assert next(s.reason for s in m.skipped if s.relpath == "cats/up/") == \
+        "symlink loop: the folder links to one above it"
+
+
 def test_a_macos_archive_folder_is_not_a_class(tmp_path: Path) -> None:
     make_dataset(tmp_path, {"cats": 2, "dogs": 2})
     (tmp_path / "__MACOSX" / "cats").mkdir(parents=True)

@@ -183,6 +183,19 @@ def _without_copies(entries: list[Entry]) -> tuple[list[Entry], list[Skip]]:
     return kept, skips
 
 
+#: hidden folders that tools keep beside their files: skipped without a word
+TOOL_FOLDERS = frozenset({".git", ".hg", ".svn", ".ipynb_checkpoints", ".tlreport", ".cache", ".thumbnails",
+                          ".Trash", ".Trashes", ".Spotlight-V100", ".fseventsd", ".TemporaryItems"})
+
+
+class EmptyClasses(UserError):
+    """Class folders without a usable image; ``classes`` names them."""
+
+    def __init__(self, message: str, *, classes: list[str]) -> None:
+        super().__init__(message)
+        self.classes = classes
+
+
 def _is_hidden_or_junk(name: str) -> bool:
     return name.startswith(".") or name.lower() in JUNK_NAMES
 
@@ -197,15 +210,20 @@ class _Found:
 
 
 def _walk_class(root: str, label: str, found: list[_Found]) -> None:
-    """Collect every file under ``root/label`` (following dir symlinks, refusing loops)."""
+    """Collect every file under ``root/label`` (following dir symlinks, refusing loops).
+
+    A link back to the dataset folder is a loop too: followed, it would bring every other class's
+    images into this one.
+    """
     top = os.path.join(root, label)
     try:
         top_st = os.stat(top)
+        root_st = os.stat(root)
     except OSError as e:
         found.append(_Found(label, top, label, skip=f"unreadable: {e.strerror}"))
         return
     stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
-        (top, label, frozenset({(top_st.st_dev, top_st.st_ino)}))]
+        (top, label, frozenset({(top_st.st_dev, top_st.st_ino), (root_st.st_dev, root_st.st_ino)}))]
     while stack:
         dpath, drel, ancestors = stack.pop()
         try:
@@ -232,7 +250,7 @@ def _walk_class(root: str, label: str, found: list[_Found]) -> None:
             if stat.S_ISDIR(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
-                    found.append(_Found(rel + "/", d.path, label, skip="symlink loop: folder links to its parent"))
+                    found.append(_Found(rel + "/", d.path, label, skip="symlink loop: the folder links to one above it"))
                 else:
                     stack.append((d.path, rel, ancestors | {key}))
             elif stat.S_ISREG(st.st_mode):
@@ -401,12 +419,25 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
     root_s = os.path.abspath(root_s)
     try:
         with os.scandir(root_s) as it:
-            top = [d for d in it if not _is_hidden_or_junk(d.name)]
-        all_classes = sorted(d.name for d in top if d.is_dir())
-        # images beside the class folders belong to no class: reported, so that none goes missing unseen
-        loose = sorted(d.name for d in top if not d.is_dir() and os.path.splitext(d.name)[1].lower() in IMAGE_EXTS)
+            listed = sorted(it, key=lambda d: d.name)
     except OSError as e:
         raise UserError(f"cannot read dataset folder {display_name(root_s)}: {e.strerror}") from None
+    top, top_skips = [], []
+    for d in listed:
+        try:
+            is_dir = d.is_dir()
+        except OSError as e:                # a symlink loop, an entry deleted while scanning: that entry only
+            top_skips.append(Skip(d.name, "", "symlink loop" if e.errno == errno.ELOOP else f"unreadable: {e.strerror}"))
+            continue
+        if _is_hidden_or_junk(d.name):
+            # a hidden folder is no class, but one holding images is said so, never dropped unseen
+            if is_dir and d.name not in TOOL_FOLDERS and d.name.lower() not in JUNK_NAMES:
+                top_skips.append(Skip(d.name + "/", "", "hidden folder: a name starting with '.' is not a class"))
+            continue
+        top.append((d, is_dir))
+    all_classes = [d.name for d, is_dir in top if is_dir]
+    # images beside the class folders belong to no class: reported, so that none goes missing unseen
+    loose = [d.name for d, is_dir in top if not is_dir and os.path.splitext(d.name)[1].lower() in IMAGE_EXTS]
     if not all_classes:
         raise UserError(f"dataset folder {display_name(root_s)} has no class subfolders")
     classes = _select_classes(all_classes, include, exclude)
@@ -490,10 +521,12 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
             if sk:
                 detail += f", {sum(sk.values())} skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(sk.items()))
             msgs.append(f"class '{display_name(c)}' has no usable images ({detail})")
-        raise UserError("; ".join(msgs))
+        raise EmptyClasses("; ".join(msgs) + "; leave " + ("it" if len(empty) == 1 else "them")
+                           + " out with dataset.exclude, or remove the folder" + ("" if len(empty) == 1 else "s"),
+                           classes=empty)
 
     skipped += [Skip(name, "", "not in a class folder: images go in a folder named after their class")
-                for name in loose]
+                for name in loose] + top_skips
     order = {c: i for i, c in enumerate(classes)}
     entries.sort(key=lambda e: (order[e.label], e.relpath))
     skipped.sort(key=lambda s: s.relpath)
