@@ -44,6 +44,8 @@ def test_types_and_ranges():
         assert field in joined, joined
     with pytest.raises(ConfigError, match="seed: must be an integer"):
         validate({"seed": True})
+    with pytest.raises(ConfigError, match=r"experiments.n_splits: must be at most 100 \(got 100000000000\)"):
+        validate({"experiments": {"n_splits": 100_000_000_000}})
 
 
 def test_values_that_would_fail_later_are_refused_up_front():
@@ -76,6 +78,8 @@ def test_values_that_would_fail_later_are_refused_up_front():
 def test_missing_and_invalid_toml(tmp_path):
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "nope.toml")
+    with pytest.raises(UserError, match="is a folder; name the config file in it"):
+        load_config(tmp_path)
     bad = tmp_path / "bad.toml"
     bad.write_text("[post\n")
     with pytest.raises(UserError, match="not valid TOML"):

@@ -188,7 +188,7 @@ def test_unreadable_config_files_are_one_line(tmp_path):
     (tmp_path / "latin1.toml").write_bytes(b'title = "caf\xe9"\n')
     with pytest.raises(UserError, match="not UTF-8 text"):
         load_config(tmp_path / "latin1.toml")
-    with pytest.raises(UserError, match="config file not found"):
+    with pytest.raises(UserError, match="is a folder; name the config file in it"):
         load_config(tmp_path)                                      # a folder
     with pytest.raises(UserError, match="cannot read"):
         load_config(tmp_path / ("x" * 300 + ".toml"))             # a name too long for the file system

@@ -307,12 +307,15 @@ def make_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_init)
 
     c = sub.add_parser("classify", help="top-k ImageNet classes of photos")
-    c.add_argument("images", nargs="+", metavar="IMAGE")
-    c.add_argument("--backbone", default="efficientnet_lite0")
-    c.add_argument("--model", metavar="PATH", help="an exported .keras classifier (new classes)")
-    c.add_argument("--top", type=int, default=5)
-    c.add_argument("--cache-dir", default=".tlreport")
-    c.add_argument("--data-root", metavar="DIR")
+    c.add_argument("images", nargs="+", metavar="IMAGE", help="photos to classify (JPEG, PNG, ...)")
+    c.add_argument("--backbone", default="efficientnet_lite0",
+                   help="the ImageNet network (default: efficientnet_lite0; see `tlreport backbones`)")
+    c.add_argument("--model", metavar="PATH",
+                   help="an exported .keras classifier instead (its new classes; `tlreport cache path train`)")
+    c.add_argument("--top", type=_positive_int, default=5, metavar="K", help="classes per photo (default: 5)")
+    c.add_argument("--cache-dir", default=".tlreport", metavar="DIR",
+                   help="where converted weights are kept (default: .tlreport)")
+    c.add_argument("--data-root", metavar="DIR", help="where fetched artifacts live")
     c.set_defaults(func=cmd_classify)
 
     k = sub.add_parser("backbones", help="list registered backbones and where their weights come from")
@@ -333,6 +336,17 @@ def make_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():           # `tlreport build -q` as well as `tlreport -q build`
         _add_output_options(command, top=False)
     return p
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (its error is the subcommand's usage line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
 
 
 def _add_output_options(p: argparse.ArgumentParser, *, top: bool) -> None:

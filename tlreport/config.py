@@ -40,6 +40,14 @@ class Field:
     doc: str = ""                     # the reference page's "meaning" (docs/configuration.md)
 
 
+#: more splits than this add nothing a reader could see in a mean ± std, and each costs a grid's fits
+MAX_SPLITS = 100
+
+
+def _splits(v: Any) -> str | None:
+    return _positive(v) or (None if v <= MAX_SPLITS else f"must be at most {MAX_SPLITS}")
+
+
 def _positive(v: Any) -> str | None:
     if isinstance(v, float) and not math.isfinite(v):      # TOML has inf and nan (an int is always finite)
         return "must be a finite number > 0"
@@ -295,7 +303,8 @@ SCHEMA: dict[str, Any] = {
                            doc="a row per entry: a backbone, or `a+b+c` for one row on the concatenated "
                                "features of several (their cached features are reused)"),
         "heads": Field(list, ["softmax_sgd", "logreg"], _heads, item=str, doc="`softmax_sgd`, `logreg`"),
-        "n_splits": Field(int, 5, _positive, doc="random splits per setting (mean ± std over them)"),
+        "n_splits": Field(int, 5, _splits, doc="random splits per setting (mean ± std over them), at most "
+                                                f"{MAX_SPLITS}"),
         "flip": Field(bool, False, doc="true adds a `+flip` row per head (test-time flip averaging; one more "
                                        "pass over the images, and within ±0.15 points on Caltech-101 with "
                                        "EfficientNet-Lite0, so off by default)"),
@@ -616,6 +625,8 @@ def load_config(path: str | Path | None, *, require_dataset: bool = False) -> Co
     except (OSError, ValueError) as e:      # a name too long for the file system, a NUL byte
         raise UserError(f"cannot read {p}: {getattr(e, 'strerror', None) or e}") from None
     if not found:
+        if p.is_dir():
+            raise UserError(f"{p} is a folder; name the config file in it (e.g. {p / 'tlreport.toml'})")
         raise UserError(f"config file not found: {p}")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))

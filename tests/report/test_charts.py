@@ -397,3 +397,23 @@ def test_plot_bottleneck_and_thumbnail(tmp_path):
     wide[:, 50:100, 0] = 255
     px = np.asarray(Image.open(thumbnail(wide, tmp_path / "wide.png", size=32)))
     assert px[:, :, 0].mean() > 240
+
+
+def test_a_glyph_no_font_has_is_collected_for_one_line_not_warned_per_label(tmp_path):
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from tlreport.report import style
+
+    if style._installed_fallbacks():
+        pytest.skip("a fallback font is installed here: it draws the glyph")
+    style.MISSING_GLYPHS.clear()
+    with style.house_style(), warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        fig, ax = plt.subplots()
+        ax.set_title("猫 and cat")
+        style.save_figure(fig, tmp_path / "cat")
+        plt.close(fig)
+    assert style.MISSING_GLYPHS == {"猫"}
+    assert not [w for w in said if "Glyph" in str(w.message)]

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import tlreport
@@ -100,6 +101,10 @@ def _pins_for(art: Artifact, f: Path, adir: Path, rec: dict) -> dict[str, str]:
     return pins
 
 
+#: a verified file's mtime is set at least this far back when recorded (:func:`_record_for`)
+RACY_NS = 2_000_000_000
+
+
 def _fast_ok(art: Artifact, f: Path, adir: Path, rec: dict) -> bool:
     """True when ``f`` is the file the record vouches for and has not changed since."""
     if rec.get("file") != str(f):
@@ -128,6 +133,12 @@ def _verify_file(art: Artifact, f: Path, adir: Path, rec: dict, progress: bool) 
 
 def _record_for(f: Path, sha: str, md5: str, source: str, pinned: bool, **extra) -> dict:
     st = f.stat()
+    now = time.time_ns()
+    if st.st_mtime_ns > now - RACY_NS:
+        # a file rewritten within the clock's granularity keeps its mtime (git's "racily clean" files): the
+        # record would vouch for the new bytes.  Its mtime is set back, so any later write shows
+        os.utime(f, ns=(st.st_atime_ns, now - RACY_NS))
+        st = f.stat()
     return {
         "file": str(f), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha, "md5": md5,
         "source": source, "pinned": pinned, "tlreport": tlreport.__version__,

@@ -186,4 +186,8 @@ def get_artifact(name: str, registry: dict[str, Artifact] | None = None) -> Arti
     try:
         return reg[name]
     except KeyError:
-        raise UserError(f"unknown artifact {name!r} (known: {', '.join(sorted(reg))})") from None
+        import difflib
+
+        close = difflib.get_close_matches(name, reg, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"unknown artifact {name!r}{hint} (known: {', '.join(sorted(reg))})") from None

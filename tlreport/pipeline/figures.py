@@ -141,7 +141,15 @@ def _replication_figures(ctx: BuildContext, out: Path) -> None:
 
 
 def figures_run(ctx: BuildContext, out: Path) -> None:
+    from tlreport.report.style import MISSING_GLYPHS
+
+    MISSING_GLYPHS.clear()
     if "train" in ctx.outputs:
         _transfer_figures(ctx, out)
     if "experiments" in ctx.outputs:
         _replication_figures(ctx, out)
+    if MISSING_GLYPHS:
+        shown = " ".join(f"{c} (U+{ord(c):04X})" for c in sorted(MISSING_GLYPHS)[:5])
+        more = f" and {len(MISSING_GLYPHS) - 5} more" if len(MISSING_GLYPHS) > 5 else ""
+        ctx.log(f"warning: no installed font draws {shown}{more}: the charts show a box for each; "
+                "a font with them (Noto Sans CJK, for one) is used once installed")

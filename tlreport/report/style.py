@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -23,13 +25,27 @@ _SVG_SALT = "tlreport"
 
 matplotlib.use("Agg")   # figures are files; never open a window
 
+#: fonts that draw what DejaVu Sans cannot (CJK and other scripts in class names), used where installed:
+#: matplotlib falls back glyph by glyph along font.family
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans", "Droid Sans Fallback", "WenQuanYi Zen Hei",
+                  "Arial Unicode MS")
+#: characters no font of font.family could draw in a saved figure (a box there), for one line of warning
+MISSING_GLYPHS: set[str] = set()
+
+
+def _installed_fallbacks() -> list[str]:
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    return [f for f in FALLBACK_FONTS if f in names]
+
 HOUSE_RC: dict[str, Any] = {
     "figure.dpi": DPI,
     "savefig.dpi": DPI,
     "figure.facecolor": "white",
     "savefig.facecolor": "white",
     "figure.constrained_layout.use": True,
-    "font.family": "DejaVu Sans",
+    "font.family": ["DejaVu Sans", *_installed_fallbacks()],
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.labelsize": 10,
@@ -178,7 +194,15 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, svg: bool = False, dpi:
 
     def write_png(f: IO[bytes]) -> None:
         raw = io.BytesIO()
-        fig.savefig(raw, format="png", dpi=dpi, metadata={"Software": None})
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            fig.savefig(raw, format="png", dpi=dpi, metadata={"Software": None})
+        for w in said:                  # a glyph no font has: one line from the stage, not one per label
+            m = re.match(r"Glyph (\d+) ", str(w.message))
+            if m and "missing from font" in str(w.message):
+                MISSING_GLYPHS.add(chr(int(m.group(1))))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         raw.seek(0)
         with Image.open(raw) as im:
             rgb = im.convert("RGB")
