@@ -193,7 +193,7 @@ def test_summary_box_states_the_answers_with_their_noise():
     assert md.startswith('<aside class="post-summary" markdown="1">')
     # level rows are named as level; a clear best is bold with its noise
     assert (f"{concat} with softmax (SGD) (92.8 ± 0.5%) and {concat} with logistic regression (92.6 ± 0.7%) are "
-            "level at the top (mean per-class accuracy over 5 splits)") in md
+            "level at the top (mean per-class accuracy, ± its standard deviation over 5 splits)") in md
     # the seed's row with its noise, as printed
     assert "the seed post's best row, Inception-ResNet v2, has 87.8 ± 0.8." in md
     assert f"**94.3 ± 0.6%** mean per-class accuracy: {concat} with logistic regression, ahead of every other row" in md
@@ -290,13 +290,13 @@ def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
 
     def summary(best, decided=True):
         level = [{"title": t, "mean": 94.31 - 0.2 * i, "std": 0.55 + 0.2 * i} for i, t in enumerate(best)]
-        claim = {"n": 30, "top": best[0], "best": best, "decided": decided, "mean": 94.31, "std": 0.55,
+        claim = {"n": 30, "top": best[0], "best": best, "decided": decided, "mean": 94.31, "std": 0.55, "k": 5,
                  "level_rows": level, "seed": {"label": "Inception-ResNet v2", "mean": 90.1, "cell": "90.1 ± 0.5"}}
         return {"tables": [{"name": "Caltech-101", "claims": [claim]}], "transfer": None}
 
     assert _excerpt(summary(["A with logistic regression"]), "Desc.") == (
-        "Caltech-101, 30 training images per class: 94.3 ± 0.6% mean per-class accuracy (A with logistic "
-        "regression), against 90.1 ± 0.5 for the seed post's best row (Inception-ResNet v2). Desc.")
+        "Caltech-101, 30 training images per class: 94.3 ± 0.6% mean per-class accuracy over 5 splits, ± one "
+        "standard deviation (A with logistic regression), against 90.1 ± 0.5 for the seed post's best row (Inception-ResNet v2). Desc.")
     assert "(A, B and C" not in _excerpt(summary(["A", "B", "C"]), "D.")
     assert "(A; 2 other rows level with it)" in _excerpt(summary(["A", "B", "C"]), "D.")
     # two level rows: each with its own number, never one number for both

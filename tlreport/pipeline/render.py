@@ -380,12 +380,12 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
                 if c["decided"] and len(c["best"]) == 2:
                     best = " and ".join(f"{r['title']} ({fmt_mean_std(r)}%)" for r in c["level_rows"])
                     text = (f"{t['name']}, {c['n']} training images per class: {best} are level at the top "
-                            "in mean per-class accuracy")
+                            f"in mean per-class accuracy over {c['k']} splits, ± one standard deviation")
                 else:
                     level = c["decided"] and len(c["best"]) > 2
                     others = f"; {len(c['best']) - 1} other rows level with it" if level else ""
                     text = (f"{t['name']}, {c['n']} training images per class: {fmt_mean_std(c)}% "
-                            f"mean per-class accuracy ({c['top']}{others})")
+                            f"mean per-class accuracy over {c['k']} splits, ± one standard deviation ({c['top']}{others})")
                 if c["seed"]:
                     text += f", against {c['seed']['cell']} for the seed post's best row ({c['seed']['label']})"
                 return text + ". " + fallback
