@@ -24,11 +24,12 @@ def _classify_output(tmp_path, backbone: str, rows: list[dict]):
     return d
 
 
-def _render(*, classify=None, replication=None, prov=None) -> str:
+def _render(*, classify=None, replication=None, prov=None, development_choices=None) -> str:
     """The post for one section context, with placeholder post metadata and provenance."""
     return render_post({"post": {"title": "t", "date": "2026-01-01", "author": "a", "description": "d",
                                  "excerpt": "e", "tags": [], "intro": "i"},
                         "classify": classify, "transfer": None, "replication": replication, "summary": None,
+                        "development_choices": development_choices or [],
                         "seed_post": {"title": "A tutorial", "source": "https://example.org/blog"},
                         "prov": {"version": "0", "git": "", "rendered": {"commit": "", "modified": False}, "config_hash": "0" * 64, "seed": 1, "python": "3",
                                  "tensorflow": "2", "keras": "3", "numpy": "2", "scipy": "1", "sklearn": "1",
@@ -351,3 +352,23 @@ def test_validation_and_test_accuracy_are_compared_by_the_interval_of_their_diff
         pytest.approx(96 / 103 - 0.9)                                        # a peak above a plateau
     same = _val_minus_test({"validation": val, "test": val}, tmp_path / "none.csv")
     assert same["ci"][0] < 0 < same["ci"][1] and "epoch_choice" not in same
+
+
+def test_settings_chosen_on_test_images_are_disclosed_with_their_re_check():
+    """data/development_choices.toml: the resize applies to any build with EfficientNet-Lite features, the
+    single split's settings only where every one of them matches; the post lists each with its re-check."""
+    import tomllib
+
+    from tlreport.pipeline.render import choices_that_apply
+    from tlreport.util.paths import shipped_path
+
+    choices = tomllib.loads(shipped_path("data", "development_choices.toml").read_text())["choice"]
+    caltech = {"learning_rate": 0.1, "l2": 0.001, "epochs": 150, "patience": 30, "momentum": 0.9}
+    both = choices_that_apply(choices, {"efficientnet_lite"}, caltech)
+    assert len(both) == 2 and "whole-image resize" in both[0]["what"]
+    assert len(choices_that_apply(choices, {"efficientnet_lite"}, {**caltech, "learning_rate": 0.01})) == 1
+    assert choices_that_apply(choices, {"inception"}, None) == []
+    md = _render(development_choices=both)
+    assert "**Chosen while looking at test accuracies.** 2 settings of this build were first chosen" in md
+    assert f"- {both[1]['what']}: {both[1]['recheck']}." in md
+    assert "Chosen while looking" not in _render()

@@ -122,6 +122,46 @@ def _seed_post() -> dict:
     return tomllib.loads(shipped_path("data", "seed_post.toml").read_text(encoding="utf-8"))
 
 
+def _development_choices(ctx: BuildContext, sections: dict) -> list[dict]:
+    """The settings of this build that were first chosen while looking at Caltech-101 test accuracies
+    (``data/development_choices.toml``), for a post on Caltech-101: what each is and how it was re-checked
+    without a test image."""
+    import tomllib
+
+    from tlreport.backbones import get_spec
+    from tlreport.pipeline.feature_sets import feature_jobs
+    from tlreport.util.paths import shipped_path
+
+    transfer, replication = sections.get("transfer"), sections.get("replication")
+    on_caltech101 = bool(transfer and transfer["dataset_ref"] == "caltech101") or any(
+        _dataset_reference(f"{t.dataset} {t.literature or ''} {t.name or ''}") == "caltech101"
+        for t in (ctx.config.experiments.tables if replication else ()))
+    if not on_caltech101:
+        return []
+    families = {get_spec(variant.backbone).family for _, variant in feature_jobs(ctx)}
+    choices = tomllib.loads(shipped_path("data", "development_choices.toml").read_text(encoding="utf-8"))["choice"]
+    return choices_that_apply(choices, families, dataclasses.asdict(ctx.config.train) if transfer else None)
+
+
+def choices_that_apply(choices: list[dict], families: set[str], train: dict | None) -> list[dict]:
+    """The entries of ``data/development_choices.toml`` whose ``when`` holds: a backbone family the build
+    uses, and train settings that all match (``train`` is None when the build trains no single split).
+
+    >>> c = [{"what": "w", "recheck": "r", "when": {"train": {"l2": 0.001}}}]
+    >>> choices_that_apply(c, set(), {"l2": 0.001}), choices_that_apply(c, set(), {"l2": 0.0}), choices_that_apply(c, set(), None)
+    ([{'what': 'w', 'recheck': 'r'}], [], [])
+    """
+    chosen = []
+    for c in choices:
+        when = c["when"]
+        if "backbone_family" in when and when["backbone_family"] not in families:
+            continue
+        if "train" in when and (train is None or any(train.get(k) != v for k, v in when["train"].items())):
+            continue
+        chosen.append({"what": c["what"], "recheck": c["recheck"]})
+    return chosen
+
+
 def _val_minus_test(metrics: dict, history: Path) -> dict:
     """Validation minus test accuracy, its 95% interval as a difference of two independent draws, and
     what choosing the epoch on the validation images was worth to them.
@@ -412,7 +452,8 @@ def render_run(ctx: BuildContext, out: Path) -> None:
     summary = _summary_context(sections, prov)
     post["excerpt"] = _excerpt(summary, post["description"])
     context = {"post": post, "prov": prov, "summary": summary, "seed_post": _seed_post()["post"],
-               "reproduce": _reproduce_context(ctx, prov, site_out), **sections}
+               "reproduce": _reproduce_context(ctx, prov, site_out), **sections,
+               "development_choices": _development_choices(ctx, sections)}
     context["figure_meta"] = figure_meta(site_out, slug)     # charts' phone variants and text sizes
     user = _user_templates(ctx)
     md_jekyll = render_post(context, user_dir=user, target="jekyll")
