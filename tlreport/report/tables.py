@@ -261,7 +261,7 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
             "level_rows": [{"title": row_title(*k), "mean": table[k][n]["mean"], "std": table[k][n]["std"]}
                            for k in level],
             "mean": table[top][n]["mean"], "std": table[top][n]["std"], "clear_lead": None, "closest": None,
-            "tie": False, "k": k, "rows": len(v["means"]) if v else len(scored), "only": len(scored) == 1,
+            "tie": False, "all_level": None, "k": k, "rows": len(v["means"]) if v else len(scored), "only": len(scored) == 1,
             "seed": None, "paper": None}
         if leads and decided:
             if len(level) == 1:
@@ -273,6 +273,9 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
             lead = item["clear_lead"] or item["closest"]
             # a lead that prints as 0.00 points is no lead: the post says the means differ by less than that
             item["tie"] = bool(lead) and abs(lead["mean"]) < 0.005
+            if len(level) == len(v["means"]):         # every row level: the span, top over the lowest row
+                lowest = list(leads)[-1]
+                item["all_level"] = {"title": row_title(*lowest), **leads[lowest], "row_mean": v["means"][lowest]}
         for key, rows in (("seed", [r for r in literature if r.get("kind") == "seed post"]),
                           ("paper", [r for r in literature if r.get("kind") != "seed post"])):
             cand = [(r["results"][n]["mean"], r["label"], r.get("ref"), r["results"][n]["std"])
