@@ -668,7 +668,7 @@ def test_when_every_row_is_level_the_post_gives_the_span_from_top_to_lowest() ->
                   ("c", "logreg"): [0.935, 0.90, 0.92, 0.89, 0.915]})
     (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
     assert len(c["best"]) == 3 and c["all_level"]["title"] == "c with logistic regression"
-    assert c["all_level"]["row_mean"] == pytest.approx(91.2) and c["all_level"]["k"] == 5
+    assert c["all_level"]["row"]["mean"] == pytest.approx(91.2) and c["all_level"]["k"] == 5
     fits = _fits({("a", "logreg"): [0.92, 0.93, 0.91, 0.94, 0.92], ("b", "logreg"): [0.90, 0.915, 0.89, 0.925, 0.905]},
                  n_test=1)
     assert claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)[0]["all_level"] is None

@@ -275,7 +275,8 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
             item["tie"] = bool(lead) and abs(lead["mean"]) < 0.005
             if len(level) == len(v["means"]):         # every row level: the span, top over the lowest row
                 lowest = list(leads)[-1]
-                item["all_level"] = {"title": row_title(*lowest), **leads[lowest], "row_mean": v["means"][lowest]}
+                item["all_level"] = {"title": row_title(*lowest), **leads[lowest],
+                                     "row": {"mean": table[lowest][n]["mean"], "std": table[lowest][n]["std"]}}
         for key, rows in (("seed", [r for r in literature if r.get("kind") == "seed post"]),
                           ("paper", [r for r in literature if r.get("kind") != "seed post"])):
             cand = [(r["results"][n]["mean"], r["label"], r.get("ref"), r["results"][n]["std"])
