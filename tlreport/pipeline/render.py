@@ -180,7 +180,8 @@ def _val_minus_test(metrics: dict, history: Path) -> dict:
     if history.is_file():
         curve = pd.read_csv(history)["val_accuracy"].to_numpy()
         half = len(curve) // 2
-        out["epoch_choice"] = {"gain": val["accuracy"] - float(curve[half:].mean()),
+        # in points, to the tenth the post prints (+ 0.0: never "-0.0")
+        out["epoch_choice"] = {"gain": round((val["accuracy"] - float(curve[half:].mean())) * 100, 1) + 0.0,
                                "from": half + 1, "to": len(curve)}
     return out
 
