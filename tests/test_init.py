@@ -128,8 +128,31 @@ def test_init_leaves_out_a_class_folder_without_images_and_says_so(tmp_path: Pat
     (tmp_path / "data" / "empty").mkdir()
     out = tmp_path / "mine.toml"
     report = write_starter_config(tmp_path / "data", out, backbone="tiny_random")
-    assert "left out (dataset.exclude), with no usable image: empty" in report
+    assert "left out (dataset.exclude), with no file in it: empty" in report
     text = out.read_text()
     assert 'exclude = ["empty"]' in text and text.startswith('# mine.toml for "')
     assert f"Then run `tlreport build --config {out}`." in text
     assert list(load_config(out).dataset.exclude) == ["empty"]
+
+
+def test_init_stops_where_a_class_lost_its_files_to_skips_or_nothing_is_left(tmp_path: Path) -> None:
+    """A class whose files were all skipped (here: copies of another class's) is not left out quietly:
+    its reasons are the message; an empty folder beside no other usable class says what it says."""
+    import shutil
+
+    from tlreport.errors import UserError
+    from tlreport.starter_config import write_starter_config
+
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        save_to = tmp_path / "data" / "a" / f"{i}.png"
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(save_to)
+    shutil.copytree(tmp_path / "data" / "a", tmp_path / "data" / "b")
+    with pytest.raises(UserError, match="class 'a' has no usable images .*duplicate"):
+        write_starter_config(tmp_path / "data", tmp_path / "x.toml", backbone="tiny_random")
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "empty").mkdir()
+    with pytest.raises(UserError, match="class 'empty' has no usable images"):
+        write_starter_config(tmp_path / "only", tmp_path / "y.toml", backbone="tiny_random")
+    assert not (tmp_path / "x.toml").exists() and not (tmp_path / "y.toml").exists()

@@ -95,9 +95,16 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     try:
         m = scan_dataset(dataset, progress=True)    # a hash cache is not written: nothing to reuse yet
         empty: list[str] = []
-    except EmptyClasses as e:                       # left out in the config, and said so
-        empty = e.classes
-        m = scan_dataset(dataset, exclude=empty, progress=True)
+    except EmptyClasses as e:
+        # a class folder with no file at all is left out in the config, and said so; one whose files were
+        # all skipped (corrupt, or copies of another class's) is the user's to look at: its reasons stand
+        if e.without_files != e.classes:
+            raise
+        empty = e.without_files
+        try:
+            m = scan_dataset(dataset, exclude=empty, progress=True)
+        except UserError:                           # nothing left beside them: the first message says why
+            raise e from None
     counts = Counter(e.label for e in m.entries)
     sizes = sorted(counts[c] for c in m.classes)
     settings = choose_settings(sizes)
@@ -121,7 +128,7 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
         where = f"weights downloaded once: tlreport fetch {weights.artifact}"
     else:
         where = "weights downloaded by Keras on the first build"
-    exclude = (f"exclude = [{', '.join(_toml(c) for c in empty)}]   # class folders without a usable image\n"
+    exclude = (f"exclude = [{', '.join(_toml(c) for c in empty)}]   # class folders with no file in them\n"
                if empty else "")
     text = f"""# {out.name} for {_toml(str(dataset))}, written by `tlreport init` on {_dt.date.today().isoformat()}.
 # The scan found {m.summary()}.
@@ -159,7 +166,7 @@ drop_short_classes = true
     atomic_write_text(out, text)                    # an unwritable place is one line, not a traceback
     lines = [f"{display_name(str(dataset))}: {m.summary()}"]
     if empty:
-        lines.append("  left out (dataset.exclude), with no usable image: " + ", ".join(display_name(c) for c in empty))
+        lines.append("  left out (dataset.exclude), with no file in it: " + ", ".join(display_name(c) for c in empty))
     if skipped:
         lines.append("  skipped: " + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items())))
     lines.append("  smallest classes: " + ", ".join(f"{display_name(c)} ({counts[c]})" for c in

@@ -441,6 +441,8 @@ def test_links_back_to_the_dataset_and_loops_beside_the_classes_are_skips_not_er
     (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
     make_dataset(tmp_path / ".extra", {"x": 1})
     (tmp_path / ".git").mkdir()
+    (tmp_path / ".vscode").mkdir()                     # hidden, but no image in it: not worth a word
+    (tmp_path / ".vscode" / "settings.json").write_text("{}")
     m = scan_dataset(tmp_path, progress=False)
     assert m.classes == ["cats", "dogs"] and len(m.entries) == 4
     assert _skips(m) == {"cats/up/": "symlink loop", "loopA": "symlink loop", "loopB": "symlink loop",

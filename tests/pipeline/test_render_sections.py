@@ -202,8 +202,10 @@ def test_summary_box_states_the_answers_with_their_noise():
     # the seed's number has its noise too: the difference's interval, the seed counted as all of its 40%
     ci = transfer["test_minus_seed"]["ci_all"]
     assert transfer["test_minus_seed"]["n_all"] == 3658 and ci[0] < 0.013 < ci[1]
+    half = transfer["test_minus_seed"]["ci_half"]
     assert ("with the seed's 40% of all 102 classes held out: 1.30 points above the seed post's 92.47% "
-            f"(95% interval of the difference {ci[0] * 100:+.1f} to {ci[1] * 100:+.1f};") in md
+            f"(95% interval of the difference {ci[0] * 100:+.1f} to {ci[1] * 100:+.1f} if the seed counted all "
+            f"its 40%, {half[0] * 100:+.1f} to {half[1] * 100:+.1f} if half;") in md
     assert "**Caltech-256** (the seed's second table) was not run by this build" in md
     assert "(#caltech-256-not-run-here)" in md
     # answers only: no build time, no machine
@@ -299,7 +301,7 @@ def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
         "Caltech-101, 30 training images per class: 94.3 ± 0.6% mean per-class accuracy over 5 splits, ± one "
         "standard deviation (A with logistic regression), against 90.1 ± 0.5 for the seed post's best row (Inception-ResNet v2). Desc.")
     assert "(A, B and C" not in _excerpt(summary(["A", "B", "C"]), "D.")
-    assert "(A; 2 other rows level with it)" in _excerpt(summary(["A", "B", "C"]), "D.")
+    assert "(A; 2 other rows not shown behind it)" in _excerpt(summary(["A", "B", "C"]), "D.")
     # two level rows: each with its own number, never one number for both
     assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) are level at the top in mean per-class accuracy" in _excerpt(
         summary(["A", "B"]), "D.")

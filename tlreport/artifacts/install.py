@@ -137,8 +137,9 @@ def _record_for(f: Path, sha: str, md5: str, source: str, pinned: bool, **extra)
     if st.st_mtime_ns > now - RACY_NS:
         # a file rewritten within the clock's granularity keeps its mtime (git's "racily clean" files): the
         # record would vouch for the new bytes.  Its mtime is set back, so any later write shows
-        os.utime(f, ns=(st.st_atime_ns, now - RACY_NS))
-        st = f.stat()
+        with contextlib.suppress(OSError):      # a file not ours to touch keeps its mtime (and the race)
+            os.utime(f, ns=(st.st_atime_ns, now - RACY_NS))
+            st = f.stat()
     return {
         "file": str(f), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha, "md5": md5,
         "source": source, "pinned": pinned, "tlreport": tlreport.__version__,

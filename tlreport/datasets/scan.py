@@ -189,11 +189,26 @@ TOOL_FOLDERS = frozenset({".git", ".hg", ".svn", ".ipynb_checkpoints", ".tlrepor
 
 
 class EmptyClasses(UserError):
-    """Class folders without a usable image; ``classes`` names them."""
+    """Class folders without a usable image; ``classes`` names them, ``without_files`` those that hold
+    no file at all (the others' files were skipped, each for a reason)."""
 
-    def __init__(self, message: str, *, classes: list[str]) -> None:
+    def __init__(self, message: str, *, classes: list[str], without_files: list[str]) -> None:
         super().__init__(message)
         self.classes = classes
+        self.without_files = without_files
+
+
+def _holds_an_image(folder: str, look_at: int = 10_000) -> bool:
+    """Whether a file with an image extension lies below ``folder`` (at most ``look_at`` entries read)."""
+    seen = 0
+    for _, _, files in os.walk(folder):
+        for f in files:
+            if os.path.splitext(f)[1].lower() in IMAGE_EXTS:
+                return True
+            seen += 1
+        if seen >= look_at:
+            break
+    return False
 
 
 def _is_hidden_or_junk(name: str) -> bool:
@@ -431,7 +446,8 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
             continue
         if _is_hidden_or_junk(d.name):
             # a hidden folder is no class, but one holding images is said so, never dropped unseen
-            if is_dir and d.name not in TOOL_FOLDERS and d.name.lower() not in JUNK_NAMES:
+            if (is_dir and d.name not in TOOL_FOLDERS and d.name.lower() not in JUNK_NAMES
+                    and _holds_an_image(d.path)):
                 top_skips.append(Skip(d.name + "/", "", "hidden folder: a name starting with '.' is not a class"))
             continue
         top.append((d, is_dir))
@@ -523,7 +539,7 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
             msgs.append(f"class '{display_name(c)}' has no usable images ({detail})")
         raise EmptyClasses("; ".join(msgs) + "; leave " + ("it" if len(empty) == 1 else "them")
                            + " out with dataset.exclude, or remove the folder" + ("" if len(empty) == 1 else "s"),
-                           classes=empty)
+                           classes=empty, without_files=[c for c in empty if per_class_files[c] == 0])
 
     skipped += [Skip(name, "", "not in a class folder: images go in a folder named after their class")
                 for name in loose] + top_skips

@@ -424,7 +424,7 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
                             f"in mean per-class accuracy over {c['k']} splits, ± one standard deviation")
                 else:
                     level = c["decided"] and len(c["best"]) > 2
-                    others = f"; {len(c['best']) - 1} other rows level with it" if level else ""
+                    others = f"; {len(c['best']) - 1} other rows not shown behind it" if level else ""
                     text = (f"{t['name']}, {c['n']} training images per class: {fmt_mean_std(c)}% "
                             f"mean per-class accuracy over {c['k']} splits, ± one standard deviation ({c['top']}{others})")
                 if c["seed"]:

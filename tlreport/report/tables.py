@@ -111,8 +111,7 @@ def lead_rule(k: int) -> str:
             f"error is the standard deviation of the per-split differences times the square root of 1/{k} + "
             "n<sub>test</sub>/n<sub>train</sub>, Nadeau and Bengio's correction for splits that share their "
             "images; the plain standard error, over the square root of the number of splits, calls a lead clear "
-            "far more often than 5% of the time when there is none. A row whose mean is at least that of a row "
-            "level with the best is level too, so bold never skips a row")
+            "far more often than 5% of the time when there is none")
 
 
 def paired_lead(a: pd.Series, b: pd.Series, *, test_per_train: float) -> dict[str, Any]:
@@ -167,17 +166,14 @@ def verdict(splits: pd.DataFrame, dataset: str | None, n: int, *, num_classes: i
         return None
     means = by_split.mean().sort_values(ascending=False, kind="stable")
     top = means.index[0]
+    if num_classes < 1:
+        raise ValueError(f"a table with results needs its number of classes (got {num_classes})")
     rows = splits if dataset is None or "dataset" not in splits else splits[splits["dataset"] == dataset]
     test_per_train = float(rows.loc[rows["n_train"] == n, "n_test"].mean()) / (n * num_classes)
     leads = {key: paired_lead(by_split[top], by_split[key], test_per_train=test_per_train)
              for key in means.index[1:]}
     decided = len(by_split) >= LEAD_MIN_SPLITS
     level = [top] + [key for key, lead in leads.items() if not lead["clear"]] if decided else []
-    if level:
-        # a row can be shown behind the best while one with a lower mean is not (its splits vary less):
-        # every row with a mean at least that of a level row counts as level too, so bold never skips one
-        floor = min(means[key] for key in level)
-        level = [key for key in means.index if means[key] >= floor]
     return {"n": n, "top": top, "means": {k: float(v) * 100 for k, v in means.items()},
             "level": level, "leads": leads, "decided": decided, "k": len(by_split)}
 
