@@ -88,11 +88,12 @@ def test_quiet_prints_only_the_final_line(tmp_path, monkeypatch, capsys):
                    "'features.batch_size'?\n")
     assert _exit_code(["build", "--quiet"]) == 0                                # after the command too
     out, _ = capsys.readouterr()
-    assert out == f"published {tmp_path / 'site' / '_posts' / '2026-11-28-quiet.md'}\n"
+    post = tmp_path / 'site' / '_posts' / '2026-11-28-quiet.md'
+    assert out == f"published {post}\n"
     assert _exit_code(["build", "-q"]) == 0
-    assert capsys.readouterr().out == "nothing to do: every stage is cached and site/ is current\n"
+    assert capsys.readouterr().out == f"nothing to do: every stage is cached and site/ is current: {post}\n"
     assert _exit_code(["build", "-q", "--dry-run"]) == 0
-    assert capsys.readouterr().out == "nothing to do: every stage is cached and site/ is current\n"
+    assert capsys.readouterr().out == f"nothing to do: every stage is cached and site/ is current: {post}\n"
     # a plain build says the same last line after its plan and stage lines
     write_config(tmp_path, RENDER_ONLY.replace('"Quiet"', '"Loud"'))
     assert _exit_code(["build"]) == 0

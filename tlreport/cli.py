@@ -101,7 +101,7 @@ def _final_line(result, dry_run: bool) -> str:
     """What ``-q`` prints: the line a plain build ends with."""
     if dry_run:
         if result.post is not None:         # a dry run returns the post only when nothing is to be done
-            return NOTHING_TO_DO
+            return f"{NOTHING_TO_DO}: {result.post}"
         from tlreport.pipeline import STAGES
 
         publisher = next(s.name for s in STAGES if s.publishes)
@@ -112,7 +112,7 @@ def _final_line(result, dry_run: bool) -> str:
     if result.published:
         return f"published {result.post}"
     if not result.ran:
-        return NOTHING_TO_DO
+        return f"{NOTHING_TO_DO}: {result.post}"
     return f"ran {', '.join(result.ran)}; nothing to publish"
 
 

@@ -110,3 +110,11 @@ def test_cache_path_prints_the_entry_of_this_configs_stage_or_says_why_not(proje
     other = load_config(write_config(project, CONFIG.replace("epochs = 4", "epochs = 5")))
     with pytest.raises(UserError, match="no entry for this config yet"):
         cache_path(other, "train")
+
+
+def test_info_on_an_empty_cache_says_it_is_empty(tmp_path: Path, capsys) -> None:
+    from tlreport.config import validate
+
+    cfg = validate({"cache_dir": str(tmp_path / "cache")}, path=tmp_path / "tlreport.toml")
+    cache_info(cfg)
+    assert capsys.readouterr().out.splitlines()[-1] == "total: 0 B (empty: tlreport build fills it)"

@@ -53,7 +53,7 @@ def run_build(config: Config, stages: list[Stage], *, force: bool = False, only:
             if row.to_run:
                 todo.append(row.stage)
         if not todo and site_ok:
-            ctx.log("nothing to do: every stage is cached and site/ is current")
+            ctx.log(f"nothing to do: every stage is cached and site/ is current: {post_path(config)}")
             if not dry_run:
                 _record(config, summary, [], ctx)
             return BuildResult(summary, [], ctx.counters, post_path(config), False)

@@ -26,7 +26,7 @@ def cache_info(cfg: Config) -> int:
         print(f"  features {meta.get('name', '?'):20s} {info.key[:16]}  {how:20s} {info.images:,} images  "
               f"{human_size(info.bytes)}")
         total += info.bytes
-    print(f"total: {human_size(total)}")
+    print(f"total: {human_size(total)}" if total else "total: 0 B (empty: tlreport build fills it)")
     return 0
 
 
