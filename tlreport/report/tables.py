@@ -111,7 +111,7 @@ def lead_rule(k: int) -> str:
             f"error is the standard deviation of the per-split differences times the square root of 1/{k} + "
             "n<sub>test</sub>/n<sub>train</sub>, Nadeau and Bengio's correction for splits that share their "
             "images; the plain standard error, over the square root of the number of splits, calls a lead clear "
-            "far more often than 5% of the time when there is none")
+            f"far more often than {1 - LEAD_LEVEL:.0%} of the time when there is none")
 
 
 def paired_lead(a: pd.Series, b: pd.Series, *, test_per_train: float) -> dict[str, Any]:
@@ -156,8 +156,8 @@ def verdict(splits: pd.DataFrame, dataset: str | None, n: int, *, num_classes: i
     (the column of ``splits``; their mean over the splits enters the correction).
 
     Returns ``{"n", "top", "level", "leads", "decided"}``: ``top`` the (backbone, head) with the highest
-    mean; ``level`` every row the top row does not clearly lead (itself included): the rows that share
-    the best place; ``leads`` maps each other row to :func:`paired_lead` of the top row over it;
+    mean; ``level`` every row the top row does not clearly lead (itself included): the rows not shown
+    behind the best, each compared with the top row only (not with each other); ``leads`` maps each other row to :func:`paired_lead` of the top row over it;
     ``decided`` is false when there are too few splits to call any row better (then ``level`` is empty).
     ``None`` when fewer than two rows have results.
     """
