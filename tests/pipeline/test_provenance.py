@@ -136,3 +136,20 @@ def test_a_features_stage_that_only_read_the_cache_says_so_beside_its_time():
     md = _render_with_prov(timings=timings, features_extracted=0)
     assert "features 1.1 s (every vector read from the feature cache, extracted by an earlier build), train" in md
     assert "feature cache" not in _render_with_prov(timings=timings, features_extracted=9145)
+
+
+def test_uncommitted_changes_are_part_of_the_render_key(tmp_path, monkeypatch):
+    """A post rendered from uncommitted code is not reused once the code is committed: the render's
+    inputs differ, so it is rendered again and stops saying so."""
+    from tlreport.config import validate
+    from tlreport.engine.stage import BuildContext
+    from tlreport.engine.store import StageStore
+    from tlreport.pipeline.render import render_inputs
+
+    ctx = BuildContext(config=validate({"classify": {"enabled": False}, "train": {"enabled": False}}),
+                       store=StageStore(tmp_path / "s"))
+    monkeypatch.setattr(provenance, "render_git", lambda: {"commit": "a" * 12, "modified": True})
+    dirty = render_inputs(ctx)
+    monkeypatch.setattr(provenance, "render_git", lambda: {"commit": "b" * 12, "modified": False})
+    clean = render_inputs(ctx)
+    assert dirty != clean and {k for k in dirty if dirty[k] != clean[k]} == {"uncommitted"}

@@ -20,12 +20,16 @@ from tlreport.util.paths import shipped_path
 def render_inputs(ctx: BuildContext) -> dict:
     # the whole config: the post's provenance box prints its hash and the backbone list
     from tlreport.pipeline.data import dataset_credit, transfer_use
+    from tlreport.pipeline.provenance import render_git
     from tlreport.report.templating import templates_fingerprint
 
     return {"post": ctx.config.post, "config": ctx.config.hash(),
             "templates": templates_fingerprint(_user_templates(ctx)),
-            "shipped": [ctx.file_hash(shipped_path("data", name))
-                        for name in ("literature.toml", "seed_post.toml", "references.toml")],
+            "shipped": [ctx.file_hash(shipped_path("data", name)) for name in
+                        ("literature.toml", "seed_post.toml", "references.toml", "development_choices.toml")],
+            # a post rendered from uncommitted code says so; once committed, it is rendered again to say not
+            # (the commit itself is no input: a later commit that changes nothing here leaves the post as is)
+            "uncommitted": render_git()["modified"],
             "site_config": _site_repository(ctx), "config_name": _config_name(ctx),
             "credit": dataset_credit(ctx, transfer_use(ctx).ref) if ctx.config.train.enabled else None}
 
