@@ -146,10 +146,12 @@ def test_uncommitted_changes_are_part_of_the_render_key(tmp_path, monkeypatch):
     from tlreport.engine.store import StageStore
     from tlreport.pipeline.render import render_inputs
 
-    ctx = BuildContext(config=validate({"classify": {"enabled": False}, "train": {"enabled": False}}),
-                       store=StageStore(tmp_path / "s"))
+    def build_context():          # one per build: git is asked once per build (ctx.once)
+        return BuildContext(config=validate({"classify": {"enabled": False}, "train": {"enabled": False}}),
+                            store=StageStore(tmp_path / "s"))
+
     monkeypatch.setattr(provenance, "render_git", lambda: {"commit": "a" * 12, "modified": True})
-    dirty = render_inputs(ctx)
+    dirty = render_inputs(build_context())
     monkeypatch.setattr(provenance, "render_git", lambda: {"commit": "b" * 12, "modified": False})
-    clean = render_inputs(ctx)
+    clean = render_inputs(build_context())
     assert dirty != clean and {k for k in dirty if dirty[k] != clean[k]} == {"uncommitted"}

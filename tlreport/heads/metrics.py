@@ -127,10 +127,10 @@ def mean_per_class_interval(hit: np.ndarray, y: np.ndarray, z: float = 1.9599639
     y = np.asarray(y)
     if len(y) == 0:
         return [float("nan"), float("nan")]
-    classes = np.unique(y)
-    right = np.array([hit[y == c].sum() for c in classes])
-    n = np.array([(y == c).sum() for c in classes], dtype=np.float64)
+    _, inverse = np.unique(y, return_inverse=True)
+    n = np.bincount(inverse).astype(np.float64)
+    right = np.bincount(inverse, weights=hit)
     adjusted = (right + 2) / (n + 4)
-    se = float(np.sqrt((adjusted * (1 - adjusted) / (n + 4)).sum())) / len(classes)
+    se = float(np.sqrt((adjusted * (1 - adjusted) / (n + 4)).sum())) / len(n)
     estimate = float((right / n).mean())
     return [max(0.0, estimate - z * se), min(1.0, estimate + z * se)]

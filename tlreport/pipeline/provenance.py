@@ -185,7 +185,8 @@ def _provenance(ctx: BuildContext) -> dict:
         "features_extracted": features_run.get("extracted"),
         **{k: libraries.get(k, "" if k == "git" else "not recorded")
            for k in ("version", "git", "python", "tensorflow", "keras", "numpy", "scipy", "sklearn")},
-        "rendered": render_git(),
+        # asked of git once per build: the render's key and the post must see the same state
+        "rendered": ctx.once("render_git", render_git),
         "config_hash": ctx.config.hash(), "seed": ctx.config.seed,
         "backbones": backbones, "engine": _engine(spec.engine if spec else cfg.features.engine),
         "precision": spec.precision if spec else cfg.features.precision,

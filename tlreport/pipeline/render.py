@@ -29,7 +29,7 @@ def render_inputs(ctx: BuildContext) -> dict:
                         ("literature.toml", "seed_post.toml", "references.toml", "development_choices.toml")],
             # a post rendered from uncommitted code says so; once committed, it is rendered again to say not
             # (the commit itself is no input: a later commit that changes nothing here leaves the post as is)
-            "uncommitted": render_git()["modified"],
+            "uncommitted": ctx.once("render_git", render_git)["modified"],
             "site_config": _site_repository(ctx), "config_name": _config_name(ctx),
             "credit": dataset_credit(ctx, transfer_use(ctx).ref) if ctx.config.train.enabled else None}
 
@@ -200,7 +200,7 @@ def _test_minus_seed(test: dict, seed: dict) -> dict:
 
     hits = round(test["accuracy"] * test["n"])
     n_all = round(seed["held_out"] * seed["images"])
-    return {"n_all": n_all, "n_half": n_all // 2,
+    return {"n_all": n_all,
             "ci_all": difference_interval(hits, test["n"], round(seed["accuracy"] * n_all), n_all),
             "ci_half": difference_interval(hits, test["n"], round(seed["accuracy"] * (n_all // 2)), n_all // 2)}
 
