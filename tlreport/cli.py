@@ -50,9 +50,21 @@ def _load(args: argparse.Namespace, *, build: bool = False):
     return load_config(path, require_dataset=build and not dataset_given)
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    if args.dataset is not None and not args.dataset.strip():      # "" would quietly mean the config's dataset
+def _dataset_arg(args: argparse.Namespace) -> str | None:
+    """``--dataset`` as the build reads it: a folder made absolute from where the user typed it, or as given."""
+    dataset = args.dataset
+    if dataset is not None and not dataset.strip():      # "" would quietly mean the config's dataset
         raise UserError("--dataset needs a folder of class folders, 'demo' or 'artifact:NAME'")
+    if dataset and dataset != "demo" and not dataset.startswith("artifact:"):
+        try:
+            dataset = str(Path(dataset).expanduser().resolve())
+        except RuntimeError:                                        # ~user of an unknown user
+            raise UserError(f"--dataset {dataset}: no such user's home folder") from None
+    return dataset
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    dataset = _dataset_arg(args)         # a bad --dataset is reported before the config is read
     from tlreport.pipeline import build
 
     cfg = _load(args, build=True)
@@ -65,12 +77,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         said = cfg.warnings                      # unknown keys were dropped from raw: keep what was said
         cfg = validate(raw, source=str(cfg.path or "defaults"), path=cfg.path)
         cfg = dataclasses.replace(cfg, warnings=said + cfg.warnings)
-    dataset = args.dataset
-    if dataset and dataset != "demo" and not dataset.startswith("artifact:"):
-        try:
-            dataset = str(Path(dataset).expanduser().resolve())     # relative to where the user typed it
-        except RuntimeError:                                        # ~user of an unknown user
-            raise UserError(f"--dataset {dataset}: no such user's home folder") from None
     _debug(args, f"config: {cfg.path or 'none (the defaults)'}")
     _debug(args, f"cache_dir: {cfg.cache_dir}")
     _debug(args, f"site_dir: {cfg.site_dir}")
@@ -170,10 +176,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "path":
         if not args.stage:
             raise UserError("cache path: name a stage, e.g. tlreport cache path train")
-        return cache_path(cfg, args.stage)
+        return cache_path(cfg, args.stage, dataset=_dataset_arg(args), data_root=args.data_root)
     if args.stage:
         raise UserError(f"cache {args.action}: takes no stage (got {args.stage!r})")
-    return cache_prune(cfg)
+    return cache_prune(cfg, dataset=_dataset_arg(args), data_root=args.data_root)
 
 
 def cmd_check_site(args: argparse.Namespace) -> int:
@@ -325,6 +331,9 @@ def make_parser() -> argparse.ArgumentParser:
     ca.add_argument("action", choices=["info", "prune", "path"])
     ca.add_argument("stage", nargs="?", help="for path: the stage whose cache entry to print (e.g. train)")
     ca.add_argument("--config")
+    ca.add_argument("--dataset", metavar="PATH",
+                    help="for path and prune: the --dataset the build was given (its entries are keyed on it)")
+    ca.add_argument("--data-root", metavar="DIR", help="for path and prune: the --data-root the build was given")
     ca.set_defaults(func=cmd_cache)
 
     cs = sub.add_parser("check-site", help="build site/ with Jekyll and check it in headless Chromium")

@@ -112,6 +112,30 @@ def test_cache_path_prints_the_entry_of_this_configs_stage_or_says_why_not(proje
         cache_path(other, "train")
 
 
+
+def test_a_build_given_dataset_is_found_and_kept_when_the_cache_commands_are_given_it_too(
+        project: Path, tmp_path: Path, capsys) -> None:
+    """The Caltech-101 config names the fetched artifact; built from a local copy with --dataset, its
+    entries are keyed on that copy, which cache path and prune must be told about as build was."""
+    from tlreport.errors import UserError
+    from tlreport.pipeline.cache_commands import cache_path
+
+    cfg = load_config(write_config(project, f'data_root = "{tmp_path / "no-data"}"\n' +
+                                   CONFIG.replace('path = "data"', 'path = "artifact:caltech101"')))
+    local = str(project / "data")
+    build(cfg, quiet=True, dataset_override=local)
+    with pytest.raises(UserError, match=r"cannot find the train stage's entry: its inputs need caltech101 "
+                                        r"\(.* download\); if the build was given --dataset PATH"):
+        cache_path(cfg, "train")
+    assert cache_path(cfg, "train", dataset=local) == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert (folder / "classifier.keras").is_file() and ".." not in folder.parts
+    before = {stage: _entries(project, stage) for stage in ("features", "train", "figures", "render")}
+    assert cache_prune(cfg, dataset=local) == 0
+    assert "pruned 0 stage entries" in capsys.readouterr().out
+    assert {stage: _entries(project, stage) for stage in before} == before
+    assert not (tmp_path / "no-data").exists()
+
 def test_info_on_an_empty_cache_says_it_is_empty(tmp_path: Path, capsys) -> None:
     from tlreport.config import validate
 

@@ -30,43 +30,56 @@ def cache_info(cfg: Config) -> int:
     return 0
 
 
-def cache_path(cfg: Config, stage: str) -> int:
+def _planning_context(cfg: Config, store, dataset: str | None, data_root: str | None):
+    """A read-only build context for ``cfg`` that keys its stages as a build given ``--dataset dataset`` and
+    ``--data-root data_root`` would (the entries of a build given ``--dataset`` are keyed on that folder)."""
+    from tlreport.engine.stage import BuildContext
+    from tlreport.pipeline import data as pipeline_data
+
+    return BuildContext(config=cfg, store=store, quiet=True, dataset_override=dataset,
+                        data_root=pipeline_data.resolve_data_root(cfg, data_root), read_only=True)
+
+
+def cache_path(cfg: Config, stage: str, *, dataset: str | None = None, data_root: str | None = None) -> int:
     """Print the folder of ``stage``'s cache entry for this config (``train``: where ``classifier.keras`` is)."""
     from tlreport.engine.plan import plan
-    from tlreport.engine.stage import BuildContext
     from tlreport.engine.store import StageStore
     from tlreport.errors import UserError
     from tlreport.pipeline import STAGES
-    from tlreport.pipeline import data as pipeline_data
 
     names = [s.name for s in STAGES]
     if stage not in names:
         raise UserError(f"cache path: unknown stage {stage!r}; stages: {', '.join(names)}")
     store = StageStore(cfg.cache_dir / "stages")
-    ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=pipeline_data.resolve_data_root(cfg),
-                       read_only=True)
-    plan(ctx, STAGES)
-    key = ctx.keys.get(stage)
-    path = store.path(stage, key) if key else None
+    ctx = _planning_context(cfg, store, dataset, data_root)
+    rows = plan(ctx, STAGES)
+    row = next(r for r in rows if r.stage.name == stage)
+    if not row.enabled:
+        raise UserError(f"cache path: the {stage} stage is off in this config, so it has no entry")
+    if row.key is None:
+        # its inputs are not on this machine: most often a build that was given --dataset, asked about without it
+        needs = sorted({n for r in rows for n in r.needs})
+        raise UserError(f"cache path: cannot find the {stage} stage's entry: its inputs need "
+                        f"{', '.join(needs) or 'what an earlier stage has not computed'}; if the build was given "
+                        "--dataset PATH (or --data-root DIR), give it here too")
+    path = store.path(stage, row.key)
     if path is None or not path.is_dir():
-        raise UserError(f"cache path: the {stage} stage has no entry for this config yet; run tlreport build first")
-    print(path)
+        raise UserError(f"cache path: the {stage} stage has no entry for this config yet; run tlreport build first"
+                        + ("" if dataset else " (if the build was given --dataset PATH, give it here too)"))
+    print(path.resolve())
     return 0
 
 
-def cache_prune(cfg: Config) -> int:
+def cache_prune(cfg: Config, *, dataset: str | None = None, data_root: str | None = None) -> int:
     """Remove stage entries and feature namespaces that this config no longer references."""
     from tlreport.engine.plan import plan
-    from tlreport.engine.stage import BuildContext
     from tlreport.engine.store import StageStore, cache_lock
     from tlreport.features.cache import FeatureStore
     from tlreport.pipeline import STAGES, feature_sets
-    from tlreport.pipeline import data as pipeline_data
 
     store = StageStore(cfg.cache_dir / "stages")
     with cache_lock(cfg.cache_dir):
-        ctx = BuildContext(config=cfg, store=store, quiet=True, data_root=pipeline_data.resolve_data_root(cfg),
-                           read_only=True)
+        ctx = _planning_context(cfg, store, dataset, data_root)
         rows = plan(ctx, STAGES)
         keep = {(name, store.path(name, key).name) for name, key in ctx.keys.items()}
         # a stage this plan could not key (its inputs need a download) keeps every entry it has
