@@ -122,3 +122,22 @@ def test_threads_do_not_change_the_result():
     X, _, given, _ = clusters(seed=8)
     np.testing.assert_array_equal(out_of_fold_probabilities(X, given, K, seed=1, C=1.0, n_jobs=1),
                                   out_of_fold_probabilities(X, given, K, seed=1, C=1.0, n_jobs=3))
+
+
+def test_every_fold_projects_or_none_does():
+    from tlreport.heads.label_noise import projected_components
+
+    # 101 images in 5 folds: training folds of 80 and 81 images; 80 components fit neither fully
+    assert projected_components(101, 512, folds=5, components=80) is None
+    assert projected_components(101, 512, folds=5, components=79) == 79
+    assert projected_components(101, 60, folds=5, components=79) is None        # fewer features than that
+    assert projected_components(9145, 1280, folds=5, components=512) == 512     # Caltech-101, Lite0
+    assert projected_components(9145, 1280, folds=5, components=None) is None
+    # the model the rule picks is the one fitted: 8 components give other probabilities than none
+    X, _, given, _ = clusters(seed=4)
+    Xw = np.hstack([X, X @ np.random.default_rng(0).normal(size=(16, 48))])
+    n_train_min = given.size - -(-given.size // 5)
+    projected = out_of_fold_probabilities(Xw, given, K, seed=7, components=8)
+    too_many = out_of_fold_probabilities(Xw, given, K, seed=7, components=n_train_min)
+    np.testing.assert_array_equal(too_many, out_of_fold_probabilities(Xw, given, K, seed=7, components=None))
+    assert not np.array_equal(projected, too_many)

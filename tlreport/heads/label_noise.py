@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LabelIssue", "confident_joint", "find_label_issues", "out_of_fold_probabilities"]
+__all__ = ["LabelIssue", "confident_joint", "find_label_issues", "out_of_fold_probabilities",
+           "projected_components"]
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,28 @@ def _check(probs: np.ndarray | None, y: np.ndarray, num_classes: int | None = No
     return y.astype(np.int64)
 
 
+def projected_components(n: int, d: int, *, folds: int, components: int | None) -> int | None:
+    """The principal components :func:`out_of_fold_probabilities` projects ``n`` images of ``d`` features on:
+    ``components`` when every training fold has more images and features than that, else ``None`` (no
+    projection; the same for every fold, so one model is cross-validated).
+
+    Stratified test folds differ in size by at most one image, so the smallest training fold has
+    ``n - ceil(n / folds)`` images.
+    """
+    if components is None or components >= min(d, n - -(-n // folds)):
+        return None
+    return components
+
+
 def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, num_classes: int, *, folds: int = 5, seed: int,
                               C: float = 0.03, components: int | None = 512, max_iter: int = 300,
                               tol: float = 1e-4, n_jobs: int | None = None) -> np.ndarray:
     """(n, num_classes) class probabilities of every image from a model fitted without it.
 
     Stratified ``folds``-fold split (shuffled with ``seed``); on each training part the features
-    are standardised, projected on their first ``components`` principal components (``None``: no
-    projection) and an L2 multinomial logistic regression (lbfgs, inverse penalty ``C``) is fitted;
+    are standardised, projected on their first ``components`` principal components (``None``, or as
+    many as the smallest training fold has images or features: no projection, :func:`projected_components`)
+    and an L2 multinomial logistic regression (lbfgs, inverse penalty ``C``) is fitted;
     the held-out part gets that model's ``predict_proba``.  Classes absent from a training part
     get probability 0 there.  Every class needs at least ``folds`` images.
 
@@ -104,6 +119,7 @@ def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, num_classes: int, *,
         small = int(np.flatnonzero((counts > 0) & (counts < folds))[0])
         raise ValueError(f"class {small} has {counts[small]} images; {folds}-fold cross-validation needs {folds}")
     X = X.astype(np.float32, copy=False)
+    components = projected_components(y.size, X.shape[1], folds=folds, components=components)
     out = np.zeros((y.size, num_classes), dtype=np.float64)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seed) % (2**32))
 
@@ -112,7 +128,7 @@ def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, num_classes: int, *,
         std = X[tr].std(axis=0)
         std[std == 0] = 1.0
         Xtr, Xte = (X[tr] - mean) / std, (X[te] - mean) / std
-        if components is not None and components < min(Xtr.shape):
+        if components is not None:
             pca = PCA(n_components=components, svd_solver="randomized", iterated_power=3,
                       random_state=int(seed) % (2**32))
             Xtr = pca.fit_transform(Xtr).astype(np.float32, copy=False)

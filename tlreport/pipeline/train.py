@@ -116,7 +116,7 @@ def label_noise(x, y, num_classes: int, *, seed: int, test_idx, test_pred, parts
     """
     import numpy as np
 
-    from tlreport.heads.label_noise import find_label_issues, out_of_fold_probabilities
+    from tlreport.heads.label_noise import find_label_issues, out_of_fold_probabilities, projected_components
 
     try:
         oof = out_of_fold_probabilities(x, y, num_classes, folds=LABEL_NOISE_FOLDS, seed=seed, C=LABEL_NOISE_C,
@@ -129,10 +129,8 @@ def label_noise(x, y, num_classes: int, *, seed: int, test_idx, test_pred, parts
     part_names = ("train", "validation", "test")
     return {
         "folds": LABEL_NOISE_FOLDS, "C": LABEL_NOISE_C,
-        # projected only where a training fold's features span more dimensions (out_of_fold_probabilities);
-        # scikit-learn's stratified test folds differ in size by at most one image
-        "components": LABEL_NOISE_COMPONENTS
-        if LABEL_NOISE_COMPONENTS < min(x.shape[1], len(y) - -(-len(y) // LABEL_NOISE_FOLDS)) else None,
+        "components": projected_components(len(y), x.shape[1], folds=LABEL_NOISE_FOLDS,
+                                           components=LABEL_NOISE_COMPONENTS),
         "n_images": int(len(y)),
         "oof_accuracy": float((oof.argmax(axis=1) == y).mean()),
         "n_flagged": len(issues),
