@@ -243,6 +243,28 @@ def test_per_class_figure_labels_the_worst_classes_with_their_wrong_answer(tmp_p
     assert worst["confused_with"] == f"class{(int(worst['class'][5:]) + 1) % c}"
 
 
+
+@pytest.mark.parametrize("classes, named", [(13, (True, True)), (20, (True, False)), (40, (False, False))])
+def test_per_class_figure_names_the_bars_of_a_few_classes(tmp_path, monkeypatch, classes, named):
+    from tlreport.report import per_class
+
+    seen = []
+    save = per_class.save_figure
+
+    def keep_names(fig, path, **kw):
+        seen.append([t.get_text() for t in fig.axes[0].get_xticklabels()])
+        return save(fig, path, **kw)
+
+    monkeypatch.setattr(per_class, "save_figure", keep_names)
+    y = np.repeat(np.arange(classes), 4)
+    y_pred = np.where(np.arange(y.size) % 4 == 0, (y + 1) % classes, y)
+    t = per_class_accuracy(y, y_pred, [f"class {i}" for i in range(classes)])
+    plot_per_class(t, tmp_path / "pc", worst=3)
+    desktop, phone = seen
+    assert (bool(desktop), bool(phone)) == named
+    if named[0]:
+        assert desktop == list(t["class"])          # in the bars' order: worst first
+
 def test_accuracy_figure_tells_rows_apart_without_colour():
     agg = pd.DataFrame([{"dataset": "table0", "backbone": b, "head": h, "n_train": n, "mean": m + n / 10,
                          "std": 0.4, "n_splits": 5, "accuracy": m}

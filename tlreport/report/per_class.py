@@ -82,6 +82,11 @@ def wrong_answer_note(row: pd.Series | dict, width: int, *, compact: bool = Fals
     return f"→ {_short(names[0], width)} +{len(names) - 1}, ×{count} each"
 
 
+#: the top panel names its bars up to this many classes (the phone figure: up to ``NAMED_BARS_PHONE``)
+NAMED_BARS = 30
+NAMED_BARS_PHONE = 16
+
+
 def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int = 12,
                    svg: bool = False, phone: bool = True) -> list[Path]:
     """Two panels: every class's accuracy sorted (the spread), then the ``worst`` classes as labelled bars.
@@ -98,8 +103,11 @@ def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int =
     for small in ((False, True) if phone else (False,)):
         with phone_style() if small else house_style():
             row_in = 0.46 if small else 0.32
-            fig = new_figure(PHONE_WIDTH if small else WIDTH, (2.6 if small else 2.2) + row_in * k)
-            top, bottom = fig.subplots(2, 1, height_ratios=[2.0, row_in * k + 0.4])
+            # few classes: each bar of the top panel is named under it (many would be an unreadable comb)
+            named = 0 < len(acc) <= (NAMED_BARS_PHONE if small else NAMED_BARS)
+            names_in = (1.1 if small else 1.0) if named else 0.0
+            fig = new_figure(PHONE_WIDTH if small else WIDTH, (2.6 if small else 2.2) + row_in * k + names_in)
+            top, bottom = fig.subplots(2, 1, height_ratios=[2.0 + names_in, row_in * k + 0.4])
             order = np.arange(len(acc))
             colors = [WRONG_COLOR if i < k else PALETTE[0] for i in order]
             top.bar(order, acc, width=0.85 if len(acc) < 60 else 1.0, color=colors, linewidth=0)
@@ -113,7 +121,14 @@ def plot_per_class(table: pd.DataFrame, path: str | os.PathLike, *, worst: int =
             top.set_xlim(-0.6, max(len(acc), 1) - 0.4)
             top.set_ylim(0, 1.0)
             top.yaxis.set_major_formatter(PercentFormatter(1.0))
-            top.set_xticks([])
+            if named:
+                top.set_xticks(order, [_short(c, 14 if small else 18) for c in table["class"]],
+                               rotation=90 if small else 45, ha="center" if small else "right",
+                               rotation_mode="default" if small else "anchor")
+                top.tick_params(axis="x", length=0)
+                top.grid(axis="x", visible=False)
+            else:
+                top.set_xticks([])
             top.set_xlabel(f"all {len(acc)} classes, sorted\n(the {k} worst in red)" if small
                            else f"all {len(acc)} classes, sorted by test accuracy (the {k} worst in red)")
             top.set_ylabel("accuracy")
