@@ -291,20 +291,32 @@ def test_a_panda_of_the_dataset_is_shown_beside_the_seeds_quoted_panda(tmp_path)
 def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
     from tlreport.pipeline.render import _excerpt
 
-    def summary(best, decided=True):
+    def summary(best, decided=True, rows=None, tie=False):
         level = [{"title": t, "mean": 94.31 - 0.2 * i, "std": 0.55 + 0.2 * i} for i, t in enumerate(best)]
         claim = {"n": 30, "top": best[0], "best": best, "decided": decided, "mean": 94.31, "std": 0.55, "k": 5,
-                 "level_rows": level, "seed": {"label": "Inception-ResNet v2", "mean": 90.1, "cell": "90.1 ± 0.5"}}
+                 "level_rows": level, "rows": rows or len(best) + 1, "tie": tie,
+                 "closest": {"title": best[1]} if len(best) > 1 else None,
+                 "seed": {"label": "Inception-ResNet v2", "mean": 90.1, "cell": "90.1 ± 0.5"}}
         return {"tables": [{"name": "Caltech-101", "claims": [claim]}], "transfer": None}
 
     assert _excerpt(summary(["A with logistic regression"]), "Desc.") == (
-        "Caltech-101, 30 training images per class: 94.3 ± 0.6% mean per-class accuracy over 5 splits, ± one "
-        "standard deviation (A with logistic regression), against 90.1 ± 0.5 for the seed post's best row (Inception-ResNet v2). Desc.")
-    assert "(A, B and C" not in _excerpt(summary(["A", "B", "C"]), "D.")
-    assert "(A; 2 other rows not shown behind it)" in _excerpt(summary(["A", "B", "C"]), "D.")
-    # two level rows: each with its own number, never one number for both
-    assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) are level at the top in mean per-class accuracy" in _excerpt(
-        summary(["A", "B"]), "D.")
+        "Caltech-101, 30 training images per class: 94.3 ± 0.6% top mean per-class accuracy over 5 splits, ± one "
+        "standard deviation (A with logistic regression; ahead of every other row), against 90.1 ± 0.5 for the "
+        "seed post's best row (Inception-ResNet v2). Desc.")
+    # the top row inside a crowd it is not shown ahead of: the crowd is counted, out of all the rows
+    assert "(A; 2 of the other 7 rows not shown behind it)" in _excerpt(summary(["A", "B", "C"], rows=8), "D.")
+    assert "(A, B and C" not in _excerpt(summary(["A", "B", "C"], rows=8), "D.")
+    # two rows not shown apart: each with its own number, never one number for both
+    assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) lead in mean per-class accuracy over 5 splits, ± one standard " \
+           "deviation, not shown apart; ahead" not in _excerpt(summary(["A", "B"]), "D.")
+    assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) lead in mean per-class accuracy over 5 splits, ± one standard " \
+           "deviation, not shown apart, against" in _excerpt(summary(["A", "B"]), "D.")
+    # a tie at the top names both rows, whatever else is level with them
+    assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) share the top mean per-class accuracy over 5 splits, ± one " \
+           "standard deviation; 5 of the other 6 rows not shown behind them" in _excerpt(
+               summary(["A", "B", "C", "D", "E", "F", "G"], rows=8, tie=True), "D.")
+    # undecided (too few splits): the top row, no claim about the others
+    assert "(A), against" in _excerpt(summary(["A"], decided=False), "D.")
     assert _excerpt(None, "Only the description.") == "Only the description."
 
 

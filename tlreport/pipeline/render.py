@@ -381,7 +381,14 @@ def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
     names = {b["name"] for b in prov["backbones"]}
     registry = load_registry()
     fetch += sorted(n for n in names if n in registry)
+    # settings the machine resolves: another machine may resolve them otherwise, and its numbers differ a little
+    auto = []
+    if ctx.config.features.engine == "auto" and prov.get("engine"):
+        auto.append(f'`features.engine = "auto"` ({prov["engine"]} here)')
+    if ctx.config.experiments.enabled and ctx.config.experiments.precision == "auto" and prov.get("head_precision"):
+        auto.append(f'`experiments.precision = "auto"` ({prov["head_precision"]["precision"]} here)')
     return {"config": _config_name(ctx), "config_hash": prov["config_hash"], "version": prov["version"],
+            "auto": auto,
             "git": prov["rendered"]["commit"] or prov["git"], "modified": prov["rendered"]["modified"],
             "fetch": fetch, "repository": _site_repository(ctx),
             "dataset": dataset, "dataset_name": dataset_name(dataset), "classifier": ctx.config.train.enabled}
@@ -422,15 +429,22 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
         for t in summary["tables"]:
             if t["claims"]:
                 c = t["claims"][-1]
-                if c["decided"] and len(c["best"]) == 2:
-                    best = " and ".join(f"{r['title']} ({fmt_mean_std(r)}%)" for r in c["level_rows"])
-                    text = (f"{t['name']}, {c['n']} training images per class: {best} are level at the top "
-                            f"in mean per-class accuracy over {c['k']} splits, ± one standard deviation")
+                head = f"{t['name']}, {c['n']} training images per class: "
+                spread = f"mean per-class accuracy over {c['k']} splits, ± one standard deviation"
+                level = {r["title"]: r for r in c["level_rows"]}
+                # the rows named are those the excerpt can tell apart from the rest: a tie at the top is two rows
+                named = ([c["top"], c["closest"]["title"]] if c["decided"] and c["tie"] and c["closest"]
+                         else c["best"] if c["decided"] and len(c["best"]) == 2 else [c["top"]])
+                rest = len(c["best"]) - len(named)           # other rows not shown behind the named ones
+                others = (f"; {rest} of the other {c['rows'] - len(named)} rows not shown behind "
+                          f"{'it' if len(named) == 1 else 'them'}" if c["decided"] and rest > 0
+                          else "; ahead of every other row" if c["decided"] and len(named) == 1 else "")
+                if len(named) == 2:
+                    best = " and ".join(f"{r} ({fmt_mean_std(level[r])}%)" for r in named)
+                    text = (f"{head}{best} share the top {spread}{others}" if c["tie"] else
+                            f"{head}{best} lead in {spread}, not shown apart{others}")
                 else:
-                    level = c["decided"] and len(c["best"]) > 2
-                    others = f"; {len(c['best']) - 1} other rows not shown behind it" if level else ""
-                    text = (f"{t['name']}, {c['n']} training images per class: {fmt_mean_std(c)}% "
-                            f"mean per-class accuracy over {c['k']} splits, ± one standard deviation ({c['top']}{others})")
+                    text = f"{head}{fmt_mean_std(c)}% top {spread} ({c['top']}{others})"
                 if c["seed"]:
                     text += f", against {c['seed']['cell']} for the seed post's best row ({c['seed']['label']})"
                 return text + ". " + fallback

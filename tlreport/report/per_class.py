@@ -58,14 +58,17 @@ def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequ
 def wrong_answer_note(row: pd.Series | dict, width: int, *, compact: bool = False) -> str:
     """``→ crayfish ×5``: a class's most frequent wrong answer (its name cut to ``width``) and how often.
 
-    When several wrong answers share the top count, the first is named with how many others share it
-    (``→ crocodile +1, ×2 each``); when no wrong answer came twice, the note says so instead of naming one.
+    When two wrong answers share the top count both are named (``→ crocodile and ibis, ×2 each``), when more
+    share it the first and how many others (``→ crocodile and 2 others, ×2 each``); when no wrong answer
+    came twice, the note says so instead of naming one.
     ``compact`` (the phone variant, where a long label squeezes the chart) names no tied answer.
 
     >>> wrong_answer_note({"confused_with": "lotus", "confused_count": 7}, 12)
     '→ lotus ×7'
-    >>> wrong_answer_note({"confused_with": "BACKGROUND_Google / crocodile", "confused_count": 2}, 12)
-    '→ BACKGROUND… +1, ×2 each'
+    >>> wrong_answer_note({"confused_with": "BACKGROUND_Google / crocodile", "confused_count": 2}, 32)
+    '→ BACKGROUND Google and crocodile, ×2 each'
+    >>> wrong_answer_note({"confused_with": "ant / bee / cat", "confused_count": 3}, 12)
+    '→ ant and 2 others, ×3 each'
     >>> wrong_answer_note({"confused_with": "a / b / c / d", "confused_count": 1}, 12)
     '→ 4 wrong answers, 1× each'
     >>> wrong_answer_note({"confused_with": "BACKGROUND_Google / crocodile", "confused_count": 2}, 12, compact=True)
@@ -79,7 +82,10 @@ def wrong_answer_note(row: pd.Series | dict, width: int, *, compact: bool = Fals
         return f"→ {len(names)} answers, ×{count} each"
     if count == 1:
         return f"→ {len(names)} wrong answers, 1× each"
-    return f"→ {_short(names[0], width)} +{len(names) - 1}, ×{count} each"
+    if len(names) == 2:                        # two names in about the room of one
+        half = max(8, width * 2 // 3)
+        return f"→ {_short(names[0], half)} and {_short(names[1], half)}, ×{count} each"
+    return f"→ {_short(names[0], width)} and {len(names) - 1} others, ×{count} each"
 
 
 #: the top panel names its bars up to this many classes (the phone figure: up to ``NAMED_BARS_PHONE``)

@@ -302,7 +302,7 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None,
     >>> chosen_sentence(pd.DataFrame({"head": ["b"] * 5, "chosen": ["C=0.1", "C=10", "C=1", "C=0.1", "C=3"]}), None)
     "b's C from 0.1 to 10, most often 0.1 (2 of 5 fits)."
     >>> chosen_sentence(df, None, {"a": (0.01, 0.03, 0.1)})
-    "a's l2=0.01 in 2 of 3 fits (the smallest value it tries), l2=0.03 in 1."
+    "a's l2=0.01 in 2 of 3 fits (the smallest value it tries: a smaller one might do better), l2=0.03 in 1."
     """
     if dataset is not None and "dataset" in splits:
         splits = splits[splits["dataset"] == dataset]
@@ -337,7 +337,7 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None,
 
 
 def _grid_edge(value: str, grid: Sequence[float] | None) -> str:
-    """``"the smallest value it tries"`` when ``value`` (``"l2=0.003"``) is the smallest of ``grid``,
+    """``"the smallest value it tries: ..."`` when ``value`` (``"l2=0.003"``) is the smallest of ``grid``,
     ``"the largest ..."`` when the largest, else ``""``."""
     if not grid or len(grid) < 2 or "," in value or "=" not in value:
         return ""
@@ -347,7 +347,7 @@ def _grid_edge(value: str, grid: Sequence[float] | None) -> str:
         return ""
     # ``chosen`` holds 6 significant digits (``:g``): a grid value like 10**-2.5 matches to that
     if np.isclose(x, min(grid), rtol=1e-5, atol=0.0):
-        return "the smallest value it tries"
+        return "the smallest value it tries: a smaller one might do better"
     if np.isclose(x, max(grid), rtol=1e-5, atol=0.0):
-        return "the largest value it tries"
+        return "the largest value it tries: a larger one might do better"
     return ""
