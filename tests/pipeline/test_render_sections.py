@@ -308,12 +308,10 @@ def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
     assert "(A, B and C" not in _excerpt(summary(["A", "B", "C"], rows=8), "D.")
     # two rows not shown apart: each with its own number, never one number for both
     assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) lead in mean per-class accuracy over 5 splits, ± one standard " \
-           "deviation, not shown apart; ahead" not in _excerpt(summary(["A", "B"]), "D.")
-    assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) lead in mean per-class accuracy over 5 splits, ± one standard " \
            "deviation, not shown apart, against" in _excerpt(summary(["A", "B"]), "D.")
     # a tie at the top names both rows, whatever else is level with them
     assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) share the top mean per-class accuracy over 5 splits, ± one " \
-           "standard deviation; 5 of the other 6 rows not shown behind them" in _excerpt(
+           "standard deviation (5 of the other 6 rows not shown behind them), against" in _excerpt(
                summary(["A", "B", "C", "D", "E", "F", "G"], rows=8, tie=True), "D.")
     # undecided (too few splits): the top row, no claim about the others
     assert "(A), against" in _excerpt(summary(["A"], decided=False), "D.")
@@ -386,3 +384,24 @@ def test_settings_chosen_on_test_images_are_disclosed_with_their_re_check():
     assert "**Chosen while looking at test accuracies.** Two settings of this build were first chosen" in md
     assert f"- {both[1]['what']}: {both[1]['recheck']}." in md
     assert "Chosen while looking" not in _render()
+
+
+def test_the_reproduce_box_says_which_auto_settings_this_machine_resolved():
+    """Same config and seed, same tables: on a machine that resolves `auto` the same way, which the box says."""
+    from tlreport.config import validate
+    from tlreport.pipeline.render import resolved_auto_settings
+    from tlreport.report.templating import get_env
+
+    prov = {"engine": "OpenVINO 2026.4.1", "head_precision": {"precision": "bfloat16", "heads": ["softmax_sgd"]}}
+    auto = validate({"features": {"engine": "auto"}, "experiments": {"precision": "auto"}})
+    assert resolved_auto_settings(auto, prov) == ['`features.engine = "auto"` chose OpenVINO 2026.4.1',
+                                                  '`experiments.precision = "auto"` chose bfloat16']
+    assert resolved_auto_settings(validate({}), prov) == []
+    box = get_env(None, target="jekyll").get_template("sections/reproduce.md.j2")
+    base = {"config": "c.toml", "config_hash": "0" * 64, "version": "0", "git": "", "modified": False, "fetch": [],
+            "repository": "", "dataset": "data", "dataset_name": "data", "classifier": False}
+    md = box.render(reproduce={**base, "auto": resolved_auto_settings(auto, prov)})
+    assert ("The same config and seed give the same tables on a machine that resolves the config's `auto` settings "
+            'as this one did (`features.engine = "auto"` chose OpenVINO 2026.4.1; `experiments.precision = "auto"` '
+            "chose bfloat16); where one resolves otherwise") in md
+    assert "The same config and seed give the same tables.\n" in box.render(reproduce={**base, "auto": []})

@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+from tlreport.config import Config
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
 from tlreport.pipeline.provenance import _provenance
@@ -381,17 +382,22 @@ def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
     names = {b["name"] for b in prov["backbones"]}
     registry = load_registry()
     fetch += sorted(n for n in names if n in registry)
-    # settings the machine resolves: another machine may resolve them otherwise, and its numbers differ a little
-    auto = []
-    if ctx.config.features.engine == "auto" and prov.get("engine"):
-        auto.append(f'`features.engine = "auto"` ({prov["engine"]} here)')
-    if ctx.config.experiments.enabled and ctx.config.experiments.precision == "auto" and prov.get("head_precision"):
-        auto.append(f'`experiments.precision = "auto"` ({prov["head_precision"]["precision"]} here)')
     return {"config": _config_name(ctx), "config_hash": prov["config_hash"], "version": prov["version"],
-            "auto": auto,
+            "auto": resolved_auto_settings(ctx.config, prov),
             "git": prov["rendered"]["commit"] or prov["git"], "modified": prov["rendered"]["modified"],
             "fetch": fetch, "repository": _site_repository(ctx),
             "dataset": dataset, "dataset_name": dataset_name(dataset), "classifier": ctx.config.train.enabled}
+
+
+def resolved_auto_settings(config: Config, prov: dict) -> list[str]:
+    """The config's ``auto`` settings and what this machine resolved them to, in words: another machine may
+    resolve them otherwise, and then its features or rows differ in their last digits."""
+    auto = []
+    if config.features.engine == "auto" and prov.get("engine"):
+        auto.append(f'`features.engine = "auto"` chose {prov["engine"]}')
+    if config.experiments.enabled and config.experiments.precision == "auto" and prov.get("head_precision"):
+        auto.append(f'`experiments.precision = "auto"` chose {prov["head_precision"]["precision"]}')
+    return auto
 
 
 def _site_repository(ctx: BuildContext) -> str:
@@ -436,15 +442,15 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
                 named = ([c["top"], c["closest"]["title"]] if c["decided"] and c["tie"] and c["closest"]
                          else c["best"] if c["decided"] and len(c["best"]) == 2 else [c["top"]])
                 rest = len(c["best"]) - len(named)           # other rows not shown behind the named ones
-                others = (f"; {rest} of the other {c['rows'] - len(named)} rows not shown behind "
+                others = (f"{rest} of the other {c['rows'] - len(named)} rows not shown behind "
                           f"{'it' if len(named) == 1 else 'them'}" if c["decided"] and rest > 0
-                          else "; ahead of every other row" if c["decided"] and len(named) == 1 else "")
+                          else "ahead of every other row" if c["decided"] and len(named) == 1 else "")
                 if len(named) == 2:
                     best = " and ".join(f"{r} ({fmt_mean_std(level[r])}%)" for r in named)
-                    text = (f"{head}{best} share the top {spread}{others}" if c["tie"] else
-                            f"{head}{best} lead in {spread}, not shown apart{others}")
+                    text = (f"{head}{best} share the top {spread}" if c["tie"] else
+                            f"{head}{best} lead in {spread}, not shown apart") + (f" ({others})" if others else "")
                 else:
-                    text = f"{head}{fmt_mean_std(c)}% top {spread} ({c['top']}{others})"
+                    text = f"{head}{fmt_mean_std(c)}% top {spread} ({c['top']}{'; ' + others if others else ''})"
                 if c["seed"]:
                     text += f", against {c['seed']['cell']} for the seed post's best row ({c['seed']['label']})"
                 return text + ". " + fallback
