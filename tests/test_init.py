@@ -128,11 +128,41 @@ def test_init_leaves_out_a_class_folder_without_images_and_says_so(tmp_path: Pat
     (tmp_path / "data" / "empty").mkdir()
     out = tmp_path / "mine.toml"
     report = write_starter_config(tmp_path / "data", out, backbone="tiny_random")
-    assert "left out (dataset.exclude), with no file in it: empty" in report
+    assert "left out (dataset.exclude): empty (no file in it)" in report
     text = out.read_text()
     assert 'exclude = ["empty"]' in text and text.startswith('# mine.toml for "')
     assert f"Then run `tlreport build --config {out}`." in text
-    assert list(load_config(out).dataset.exclude) == ["empty"]
+    cfg = load_config(out)
+    # the table scans the same folder: it leaves the same class out, or the build would stop there
+    assert list(cfg.dataset.exclude) == ["empty"] and list(cfg.experiments.tables[0].exclude) == ["empty"]
+
+
+def test_init_leaves_out_a_linked_class_folder_and_one_whose_files_were_all_skipped(tmp_path: Path) -> None:
+    """Each of these would stop the build with 'leave it out with dataset.exclude'; init writes that for
+    the user, with the reason, and the scan of the config's own build then passes."""
+    from tlreport.config import load_config
+    from tlreport.pipeline.data import transfer_use
+    from tlreport.starter_config import write_starter_config
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for i in range(12):
+            save_to = tmp_path / "data" / c / f"{i}.png"
+            save_to.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(save_to)
+    (tmp_path / "data" / "broken").mkdir()
+    (tmp_path / "data" / "broken" / "x.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "data" / "alink").symlink_to(tmp_path / "data" / "a")
+    out = tmp_path / "mine.toml"
+    report = write_starter_config(tmp_path / "data", out, backbone="tiny_random")
+    assert "alink (a link to class folder a)" in report and "broken (every file in it skipped)" in report
+    cfg = load_config(out)
+    assert sorted(cfg.dataset.exclude) == ["alink", "broken"] == sorted(cfg.experiments.tables[0].exclude)
+    assert "# left out by tlreport init: " in out.read_text()
+    from tlreport.datasets.scan import scan_dataset
+
+    use = transfer_use(type("Ctx", (), {"config": cfg, "dataset_override": None})())
+    assert scan_dataset(cfg.resolve(cfg.dataset.path), exclude=use.exclude, progress=False).classes == ["a", "b"]
 
 
 def test_init_stops_where_a_class_lost_its_files_to_skips_or_nothing_is_left(tmp_path: Path) -> None:

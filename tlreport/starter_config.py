@@ -41,6 +41,35 @@ def choose_settings(counts: list[int]) -> list[int]:
     return met[-2:] if met else [1]
 
 
+def _scan_leaving_out(dataset: Path) -> tuple[Manifest, dict[str, str]]:
+    """The folder's scan with the class folders no build could use left out, and why each was.
+
+    A class folder with no file, one whose every file was skipped (corrupt, or copies of another class's
+    images) and a link into another class folder would each stop the build; the config ``init`` writes
+    leaves them out instead, and says so.  Anything else the scan refuses is the user's to fix.
+    """
+    from tlreport.datasets.scan import EmptyClasses, LinkedClassFolder, scan_dataset
+
+    left_out: dict[str, str] = {}
+    first: UserError | None = None
+    while True:
+        try:                                        # a hash cache is not written: nothing to reuse yet
+            return scan_dataset(dataset, exclude=list(left_out) or None, progress=True), left_out
+        except LinkedClassFolder as e:
+            why, refused = {e.link: f"a link to class folder {display_name(e.target)}"}, e
+        except EmptyClasses as e:
+            why = {c: "no file in it" if c in e.without_files else "every file in it skipped" for c in e.classes}
+            refused = e
+        except UserError:
+            if first is None:
+                raise
+            raise first from None                   # nothing usable left beside them: the first message says why
+        if set(why) <= set(left_out):               # each round leaves a new class out, or the scan says why not
+            raise refused
+        first = first or refused
+        left_out.update(why)
+
+
 def _check_buildable(dataset: Path, m: Manifest, enough: int, need: int) -> None:
     """One line, before a config is written, when the build it would start cannot run on this folder:
     a table needs two classes with ``need`` images, the new layer's split a validation and a test image
@@ -79,7 +108,6 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     workflow for the repository holding it are laid too, where missing (:mod:`tlreport.site.scaffold`).
     """
     from tlreport.backbones import get_spec
-    from tlreport.datasets.scan import EmptyClasses, scan_dataset
 
     weights = get_spec(backbone).weights            # an unknown name is one line, before the scan
     dataset = dataset.expanduser().resolve()
@@ -92,19 +120,7 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
                         f"name it; rename the folder") from None
     if out.exists() and not force:
         raise UserError(f"{display_name(str(out))} exists; pass --force to overwrite it")
-    try:
-        m = scan_dataset(dataset, progress=True)    # a hash cache is not written: nothing to reuse yet
-        empty: list[str] = []
-    except EmptyClasses as e:
-        # a class folder with no file at all is left out in the config, and said so; one whose files were
-        # all skipped (corrupt, or copies of another class's) is the user's to look at: its reasons stand
-        if e.without_files != e.classes:
-            raise
-        empty = e.without_files
-        try:
-            m = scan_dataset(dataset, exclude=empty, progress=True)
-        except UserError:                           # nothing left beside them: the first message says why
-            raise e from None
+    m, left_out = _scan_leaving_out(dataset)
     counts = Counter(e.label for e in m.entries)
     sizes = sorted(counts[c] for c in m.classes)
     settings = choose_settings(sizes)
@@ -128,8 +144,10 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
         where = f"weights downloaded once: tlreport fetch {weights.artifact}"
     else:
         where = "weights downloaded by Keras on the first build"
-    exclude = (f"exclude = [{', '.join(_toml(c) for c in empty)}]   # class folders with no file in them\n"
-               if empty else "")
+    # the table scans the same folder with its own exclude: both leave the same classes out
+    exclude = ("# left out by tlreport init: "
+               + "; ".join(f"{display_name(c)} ({why})" for c, why in left_out.items()) + "\n"
+               + f"exclude = [{', '.join(_toml(c) for c in left_out)}]\n" if left_out else "")
     text = f"""# {out.name} for {_toml(str(dataset))}, written by `tlreport init` on {_dt.date.today().isoformat()}.
 # The scan found {m.summary()}.
 # Edit freely: every field is described in docs/configuration.md. Then run `{build}`.
@@ -160,13 +178,14 @@ settings = {json.dumps(settings)}
 test_cap = {test_cap}
 # classes with fewer than {need} images are left out of this table and listed in the post
 drop_short_classes = true
-"""
+{exclude}"""
     from tlreport.util.files import atomic_write_text
 
     atomic_write_text(out, text)                    # an unwritable place is one line, not a traceback
     lines = [f"{display_name(str(dataset))}: {m.summary()}"]
-    if empty:
-        lines.append("  left out (dataset.exclude), with no file in it: " + ", ".join(display_name(c) for c in empty))
+    if left_out:
+        lines.append("  left out (dataset.exclude): " + "; ".join(f"{display_name(c)} ({why})"
+                                                               for c, why in left_out.items()))
     if skipped:
         lines.append("  skipped: " + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items())))
     lines.append("  smallest classes: " + ", ".join(f"{display_name(c)} ({counts[c]})" for c in

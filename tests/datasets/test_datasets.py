@@ -198,8 +198,11 @@ def test_include_exclude_and_did_you_mean(tmp_path: Path) -> None:
     assert scan_dataset(tmp_path, exclude=["cats"], progress=False).classes == ["birds", "dogs"]
     with pytest.raises(UserError, match="did you mean 'dogs'"):
         scan_dataset(tmp_path, include=["dgos"], progress=False)
-    with pytest.raises(UserError, match="unknown class 'fish' in exclude"):
+    with pytest.raises(UserError, match=f"^dataset.exclude names class 'fish', which {tmp_path.name} has no folder for$"):
         scan_dataset(tmp_path, exclude=["fish"], progress=False)
+    # a table's own exclude is named as such
+    with pytest.raises(UserError, match=r"^experiments.tables\[0\].exclude names class 'fish'"):
+        scan_dataset(tmp_path, exclude=["fish"], progress=False, config_field="experiments.tables[0]")
 
 
 def test_missing_root_and_empty_class(tmp_path: Path) -> None:

@@ -130,7 +130,16 @@ def _read_file(path: str) -> bytes:
         return head + fh.read() if sniff(head) is not None else head
 
 
-def _check_class_folders(root: str, classes: Sequence[str]) -> None:
+class LinkedClassFolder(UserError):
+    """A class folder that is a link into another class folder (``link``, ``target``): the same images twice."""
+
+    def __init__(self, message: str, *, link: str, target: str) -> None:
+        super().__init__(message)
+        self.link = link
+        self.target = target
+
+
+def _check_class_folders(root: str, classes: Sequence[str], config_field: str = "dataset") -> None:
     """One line when a class folder is a link to another class folder, to the dataset folder or a folder
     above it: its images would be counted twice, under two labels."""
     real_root = os.path.realpath(root)
@@ -141,7 +150,7 @@ def _check_class_folders(root: str, classes: Sequence[str]) -> None:
     for c in classes:
         if is_within(real_root, real[c]):
             raise UserError(f"class folder '{display_name(c)}' is a link to the dataset folder or a folder "
-                            f"above it; remove the link or leave it out with dataset.exclude")
+                            f"above it; remove the link or leave it out with {config_field}.exclude")
     # a class folder is another's when its real path is that one's or lies below it: its own path and
     # its ancestors are looked up (not every pair of classes: a dataset may have thousands)
     for c in sorted(classes, key=lambda c: not os.path.islink(os.path.join(root, c))):   # links first
@@ -149,8 +158,9 @@ def _check_class_folders(root: str, classes: Sequence[str]) -> None:
         while True:
             other = next((o for o in by_real.get(path, ()) if o != c), None)
             if other is not None:
-                raise UserError(f"class folders '{display_name(c)}' and '{display_name(other)}' hold the same "
-                                f"images (one is a link into the other); leave one out with dataset.exclude")
+                raise LinkedClassFolder(f"class folders '{display_name(c)}' and '{display_name(other)}' hold the "
+                                        f"same images (one is a link into the other); leave one out with "
+                                        f"{config_field}.exclude", link=c, target=other)
             if above == path:
                 break
             path, above = above, os.path.dirname(above)
@@ -280,13 +290,15 @@ def _did_you_mean(name: str, options: Sequence[str]) -> str:
 
 
 def _select_classes(all_classes: list[str], include: Iterable[str] | None,
-                    exclude: Iterable[str] | None) -> list[str]:
+                    exclude: Iterable[str] | None, config_field: str = "dataset", root: str = "") -> list[str]:
     known = set(all_classes)
     problems = []
     for what, names in (("include", include), ("exclude", exclude)):
         for n in names or ():
             if n not in known:
-                problems.append(f"unknown class {n!r} in {what}{_did_you_mean(n, all_classes)}")
+                problems.append(f"{config_field}.{what} names class {n!r}, which "
+                                f"{display_name(os.path.basename(root)) or 'the dataset folder'} has no folder for"
+                                f"{_did_you_mean(n, all_classes)}")
     if problems:
         raise UserError("; ".join(problems))
     chosen = [c for c in all_classes if include is None or c in set(include)]
@@ -418,8 +430,12 @@ def _merged(cache: dict[str, FileRecord], records: dict[str, FileRecord], walked
 def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = None,
                  exclude: Iterable[str] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                  hash_cache_path: str | os.PathLike | None = None, progress: bool = True,
-                 workers: int | None = None, update_hash_cache: bool = True) -> Manifest:
+                 workers: int | None = None, update_hash_cache: bool = True,
+                 config_field: str = "dataset") -> Manifest:
     """Scan an image-folder dataset into a :class:`Manifest`.
+
+    ``config_field`` is the config section whose ``include``/``exclude`` chose the classes: the messages
+    that ask for a class to be left out name it (``"dataset"``, or a table's).
 
     New or changed files are hashed and fully decoded once (in ``workers``
     threads); results are cached at ``hash_cache_path`` keyed by
@@ -456,10 +472,10 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
     loose = [d.name for d, is_dir in top if not is_dir and os.path.splitext(d.name)[1].lower() in IMAGE_EXTS]
     if not all_classes:
         raise UserError(f"dataset folder {display_name(root_s)} has no class subfolders")
-    classes = _select_classes(all_classes, include, exclude)
+    classes = _select_classes(all_classes, include, exclude, config_field, root_s)
     if not classes:
-        raise UserError("include/exclude leave no classes to use")
-    _check_class_folders(root_s, classes)
+        raise UserError(f"{config_field}.include/exclude leave no classes to use")
+    _check_class_folders(root_s, classes, config_field)
 
     found: list[_Found] = []
     for c in classes:
@@ -538,7 +554,7 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
                 detail += f", {sum(sk.values())} skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(sk.items()))
             msgs.append(f"class '{display_name(c)}' has no usable images ({detail})")
         raise EmptyClasses("; ".join(msgs) + "; leave " + ("it" if len(empty) == 1 else "them")
-                           + " out with dataset.exclude, or remove the folder" + ("" if len(empty) == 1 else "s"),
+                           + f" out with {config_field}.exclude, or remove the folder" + ("" if len(empty) == 1 else "s"),
                            classes=empty, without_files=[c for c in empty if per_class_files[c] == 0])
 
     skipped += [Skip(name, "", "not in a class folder: images go in a folder named after their class")

@@ -137,6 +137,16 @@ def scratch_dir(ctx: BuildContext) -> str:
     return ctx.once("scratch", lambda: tempfile.TemporaryDirectory(prefix="tlreport-plan-")).name
 
 
+def _config_field(ctx: BuildContext, use: DatasetUse) -> str:
+    """The config section whose include/exclude chose ``use``'s classes, as its messages name it."""
+    if use == transfer_use(ctx):
+        return "dataset"
+    for i, table in enumerate(ctx.config.experiments.tables):
+        if table_use(ctx, table) == use:
+            return f"experiments.tables[{i}]"
+    return "dataset"
+
+
 def manifest(ctx: BuildContext, use: DatasetUse):
     """The scanned manifest of a dataset, once per build."""
 
@@ -147,7 +157,8 @@ def manifest(ctx: BuildContext, use: DatasetUse):
         cache = ctx.cache_dir / "manifests" / (hashlib.sha256(os.fsencode(str(root.resolve()))).hexdigest()[:16] + ".json")
         m = scan_dataset(root, include=use.include or None, exclude=use.exclude or None,
                          max_pixels=ctx.config.dataset.max_pixels, hash_cache_path=cache,
-                         progress=not ctx.quiet, update_hash_cache=not ctx.read_only)
+                         progress=not ctx.quiet, update_hash_cache=not ctx.read_only,
+                         config_field=_config_field(ctx, use))
         ctx.log(f"dataset {use.ref}: {m.summary()}")
         for s in m.skipped[:20]:
             ctx.log(f"  skipped {display_name(s.relpath)}: {display_name(s.reason)}")
