@@ -167,3 +167,15 @@ def test_a_build_that_would_quietly_fall_back_to_the_demo_dataset_stops_instead(
         assert err.startswith("tlreport: ") and "dataset.path is not set" in err and err.count("\n") == 1
         assert ("did you mean" in err) == bool(table)                  # the misspelling is named
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tlreport.toml"]
+
+
+def test_cache_prune_and_path_need_a_config_and_info_takes_no_stage(tmp_path, monkeypatch, capsys):
+    """Without a config the defaults name none of a user's entries: prune would remove every one of them."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tlreport" / "stages" / "train" / "0123").mkdir(parents=True)
+    for action in (["prune"], ["path", "train"]):
+        assert _exit_code(["cache", *action]) == 1
+        assert capsys.readouterr().err.startswith(f"tlreport: cache {action[0]}: no tlreport.toml here; pass --config")
+    assert (tmp_path / ".tlreport" / "stages" / "train" / "0123").is_dir()
+    assert _exit_code(["cache", "info", "extra"]) == 1
+    assert capsys.readouterr().err == "tlreport: cache info: takes no stage (got 'extra')\n"

@@ -170,8 +170,14 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from tlreport.pipeline.cache_commands import cache_info, cache_path, cache_prune
 
+    if args.action in ("prune", "path") and args.config is None and not Path(DEFAULT_CONFIG).is_file():
+        # the defaults would name none of the user's entries: prune would remove them all
+        raise UserError(f"cache {args.action}: no {DEFAULT_CONFIG} here; pass --config PATH, the config whose "
+                        f"entries to {'keep' if args.action == 'prune' else 'look up'}")
     cfg = _load(args)
     if args.action == "info":
+        if args.stage:
+            raise UserError(f"cache info: takes no stage (got {args.stage!r})")
         return cache_info(cfg)
     if args.action == "path":
         if not args.stage:
@@ -327,17 +333,22 @@ def make_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("backbones", help="list registered backbones and where their weights come from")
     k.set_defaults(func=cmd_backbones)
 
-    ca = sub.add_parser("cache", help="inspect or prune the cache")
+    ca = sub.add_parser("cache", help="inspect or prune the cache",
+                        description="info: list the cache's entries. prune: remove the stage entries and feature "
+                                    "sets the config no longer uses, and what killed builds left behind (copy a "
+                                    "classifier.keras you want out first). path STAGE: print the folder of the "
+                                    "config's entry for STAGE.")
     ca.add_argument("action", choices=["info", "prune", "path"])
     ca.add_argument("stage", nargs="?", help="for path: the stage whose cache entry to print (e.g. train)")
-    ca.add_argument("--config")
+    ca.add_argument("--config", help=f"the config whose cache it is (default: ./{DEFAULT_CONFIG}; prune and "
+                                     "path need one)")
     ca.add_argument("--dataset", metavar="PATH",
                     help="for path and prune: the --dataset the build was given (its entries are keyed on it)")
     ca.add_argument("--data-root", metavar="DIR", help="for path and prune: the --data-root the build was given")
     ca.set_defaults(func=cmd_cache)
 
     cs = sub.add_parser("check-site", help="build site/ with Jekyll and check it in headless Chromium")
-    cs.add_argument("--site", default="site")
+    cs.add_argument("--site", default="site", help="the Jekyll site folder (default: site)")
     cs.set_defaults(func=cmd_check_site)
 
     add_fetch_parser(sub)
