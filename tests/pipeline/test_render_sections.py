@@ -399,9 +399,31 @@ def test_the_reproduce_box_says_which_auto_settings_this_machine_resolved():
     assert resolved_auto_settings(validate({}), prov) == []
     box = get_env(None, target="jekyll").get_template("sections/reproduce.md.j2")
     base = {"config": "c.toml", "config_hash": "0" * 64, "version": "0", "git": "", "modified": False, "fetch": [],
-            "repository": "", "dataset": "data", "dataset_name": "data", "classifier": False}
+            "repository": "", "dataset": "data", "dataset_name": "data", "classifier": False, "override": None}
     md = box.render(reproduce={**base, "auto": resolved_auto_settings(auto, prov)})
     assert ("The same config and seed give the same tables on a machine that resolves the config's `auto` settings "
             'as this one did (`features.engine = "auto"` chose OpenVINO 2026.4.1; `experiments.precision = "auto"` '
             "chose bfloat16); where one resolves otherwise") in md
     assert "The same config and seed give the same tables.\n" in box.render(reproduce={**base, "auto": []})
+
+
+def test_the_reproduce_box_of_a_build_given_dataset_says_so_and_passes_it_on():
+    """The Caltech-101 post is built from a local copy (--dataset) in place of the config's fetched artifact:
+    the box must not claim it fetched the dataset, and its commands must read a copy the same way."""
+    from tlreport.report.templating import get_env
+
+    box = get_env(None, target="jekyll").get_template("sections/reproduce.md.j2")
+    base = {"config": "configs/c.toml", "config_hash": "0" * 64, "version": "0", "git": "", "modified": False,
+            "repository": "", "dataset": "artifact:caltech101", "dataset_name": "caltech101", "classifier": True,
+            "auto": []}
+    plain = box.render(reproduce={**base, "fetch": ["caltech101"], "override": None})
+    assert "dataset caltech101 (fetched from its registry entry, pinned by sha256)" in plain
+    assert ".venv/bin/tlreport fetch caltech101\n.venv/bin/tlreport build --config configs/c.toml\n" \
+           ".venv/bin/tlreport cache path train --config configs/c.toml   #" in plain
+    md = box.render(reproduce={**base, "fetch": [], "override": {
+        "name": "101_ObjectCategories", "arg": "PATH", "instead_of": "caltech101", "config_artifact": "caltech101"}})
+    assert "dataset 101_ObjectCategories, a folder given with `--dataset` in place of the config's caltech101" in md
+    assert "fetched from its registry" not in md and "tlreport fetch caltech101\n" not in md
+    assert (".venv/bin/tlreport build --config configs/c.toml --dataset PATH   # PATH: your copy of "
+            "101_ObjectCategories\n.venv/bin/tlreport cache path train --config configs/c.toml --dataset PATH   #") in md
+    assert "Without `--dataset`, `tlreport fetch caltech101` installs the config's own dataset" in md

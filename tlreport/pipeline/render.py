@@ -374,9 +374,16 @@ def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
     from tlreport.pipeline.data import dataset_name
 
     dataset = ctx.config.dataset.path
+    # a build given --dataset read that in place of the config's dataset (the tables' too, where they name it)
+    given = ctx.dataset_override if ctx.dataset_override and ctx.dataset_override != dataset else None
+    override = None
+    if given:
+        arg = given if given == "demo" or given.startswith("artifact:") else "PATH"
+        override = {"name": dataset_name(given), "arg": arg, "instead_of": dataset_name(dataset),
+                    "config_artifact": dataset.split(":", 1)[1] if dataset.startswith("artifact:") else ""}
     fetch = []
     refs = [dataset] + [t.dataset for t in ctx.config.experiments.tables] if ctx.config.experiments.enabled else [dataset]
-    for ref in dict.fromkeys(refs):
+    for ref in dict.fromkeys(given if given and ref == dataset else ref for ref in refs):
         if ref.startswith("artifact:"):
             fetch.append(ref.split(":", 1)[1])
     names = {b["name"] for b in prov["backbones"]}
@@ -386,7 +393,8 @@ def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
             "auto": resolved_auto_settings(ctx.config, prov),
             "git": prov["rendered"]["commit"] or prov["git"], "modified": prov["rendered"]["modified"],
             "fetch": fetch, "repository": _site_repository(ctx),
-            "dataset": dataset, "dataset_name": dataset_name(dataset), "classifier": ctx.config.train.enabled}
+            "dataset": dataset, "dataset_name": dataset_name(dataset), "override": override,
+            "classifier": ctx.config.train.enabled}
 
 
 def resolved_auto_settings(config: Config, prov: dict) -> list[str]:
