@@ -65,6 +65,23 @@ def test_deleted_site_file_is_republished_without_recomputing(tmp_path):
     assert r.ran == [] and r.published and post.is_file()
 
 
+
+def test_a_post_another_config_wrote_over_is_published_again_and_the_overlap_is_warned_of(tmp_path, capsys):
+    """Two configs with one slug write the same files: the second build warns; the first, rebuilt, sees
+    that site/ holds the other's post (its files' digest differs) and publishes its own again."""
+    cfg = load_config(write_config(tmp_path, RENDER_ONLY))
+    build(cfg)
+    post = tmp_path / "site" / "_posts" / "2026-11-28-render-only.md"
+    mine = post.read_text()
+    other = write_config(tmp_path, RENDER_ONLY.replace("Render only", "Another"), name="other.toml")
+    capsys.readouterr()
+    build(load_config(other))
+    assert "another config published _posts/2026-11-28-render-only.md into this site too" in capsys.readouterr().err
+    assert post.read_text() != mine
+    r = build(cfg)
+    assert r.ran == [] and r.published and post.read_text() == mine
+    assert not build(cfg).published                         # and now it is current
+
 def test_damaged_cache_entry_is_recomputed(tmp_path, capsys):
     cfg = load_config(write_config(tmp_path, RENDER_ONLY))
     build(cfg)

@@ -35,7 +35,7 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) 
                           preexec_fn=_sigint_as_a_terminal_sends_it if os.name == "posix" else None)
 
 
-def write_config(folder: Path, text: str) -> Path:
-    p = folder / "tlreport.toml"
+def write_config(folder: Path, text: str, name: str = "tlreport.toml") -> Path:
+    p = folder / name
     p.write_text(text, encoding="utf-8")
     return p

@@ -35,7 +35,30 @@ def site_is_current(site: Path, render_key: str | None, owner: str) -> bool:
         return False
     if meta.get("render_key") != render_key:
         return False
-    return all(os.path.exists(site / rel) for rel in meta.get("files", []))   # False, not an error, if unreadable
+    files = meta.get("files", [])
+    if not all(os.path.exists(site / rel) for rel in files):               # False, not an error, if unreadable
+        return False
+    # the files are this build's, not another config's with the same slug written over them since
+    return meta.get("digest") == published_digest(site, files)
+
+
+def published_digest(site: Path, files: list[str]) -> str | None:
+    """sha256 over the bytes of what a post published into ``site`` (files, and folders file by file, in
+    order); ``None`` when one cannot be read."""
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        for rel in files:
+            top = site / rel
+            members = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
+            for f in members:
+                h.update(f.relative_to(site).as_posix().encode() + b"\0")
+                h.update(f.read_bytes())
+                h.update(b"\0")
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 PUBLISHED_FOLDERS = ("_posts", "images", "preview")  # where render puts the post, its figures, its preview
@@ -81,8 +104,30 @@ def publish(render_out: Path, site: Path, render_key: str, owner: str) -> list[s
                 shutil.rmtree(p, ignore_errors=True)
             elif p.exists():
                 p.unlink()
-    atomic_write_json(_site_marker(site, owner), {"render_key": render_key, "files": published})
+    atomic_write_json(_site_marker(site, owner), {"render_key": render_key, "files": published,
+                                                  "digest": published_digest(site, published)})
+    _warn_of_shared_files(site, owner, published)
     return published
+
+
+def _warn_of_shared_files(site: Path, owner: str, published: list[str]) -> None:
+    """A line on stderr when another config's post has the same files in ``site`` (the same slug): each
+    build writes over the other's post, and the last one wins."""
+    import sys
+
+    mine = set(published)
+    for marker in sorted(site.glob(".tlreport-build-*.json")):
+        if marker == _site_marker(site, owner):
+            continue
+        try:
+            theirs = set(read_json(marker).get("files", []))
+        except (OSError, ValueError):
+            continue
+        if shared := sorted(mine & theirs):
+            print(f"tlreport: warning: another config published {shared[0]} into this site too (the same "
+                  f"post.slug and date); each build replaces the other's post: give one its own post.slug",
+                  file=sys.stderr)
+            return
 
 
 def _swap_in(item: Path, dest: Path, tmp: Path) -> None:
