@@ -56,3 +56,24 @@ def test_dry_run_of_the_demo_dataset_draws_it_in_a_temporary_folder(tmp_path: Pa
     assert r.returncode == 0, r.stderr
     assert "features: efficientnet_lite0 440 new images" in r.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tlreport.toml"]
+
+
+def test_a_dataset_of_one_class_is_refused_while_planning(tmp_path: Path) -> None:
+    """Not after the features are extracted, in the trainer's words: the plan names the class and the fix."""
+    from helpers import write_config
+    from helpers.drawn import CLASSES, draw
+
+    from tlreport.config import load_config
+    from tlreport.errors import UserError
+    from tlreport.pipeline import build
+
+    for c, rgb in list(CLASSES.items())[:2]:
+        for i in range(4):
+            draw(tmp_path / "data", c, rgb, i)
+    one = list(CLASSES)[0]
+    cfg = load_config(write_config(tmp_path, f'[dataset]\npath = "data"\ninclude = ["{one}"]\n'
+                                             '[train]\nbackbone = "tiny_random"\n[experiments]\nenabled = false\n'))
+    with pytest.raises(UserError, match=rf"^the dataset has 1 class to train on \({one}\); a classifier needs at "
+                                        "least two"):
+        build(cfg, dry_run=True, quiet=True)
+    assert not (tmp_path / ".tlreport" / "features").exists()

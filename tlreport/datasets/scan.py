@@ -97,7 +97,8 @@ class Manifest:
 
     def summary(self) -> str:
         """One line, e.g. ``9,145 images in 102 classes; 0 skipped``."""
-        line = f"{len(self.entries):,} images in {len(self.classes):,} classes; {len(self.skipped):,} skipped"
+        n, k = len(self.entries), len(self.classes)
+        line = f"{n:,} image{'' if n == 1 else 's'} in {k:,} class{'' if k == 1 else 'es'}; {len(self.skipped):,} skipped"
         if self.skipped:
             kinds = Counter(s.kind for s in self.skipped)
             line += " (" + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + ")"

@@ -8,6 +8,7 @@ from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
 from tlreport.pipeline.feature_sets import feature_identity
 from tlreport.util.files import atomic_write_json
+from tlreport.util.text import display_name
 
 # ----------------------------------------------------------------------------- train
 
@@ -17,6 +18,11 @@ def train_inputs(ctx: BuildContext) -> dict:
     from tlreport.pipeline import feature_sets
 
     use = pipeline_data.transfer_use(ctx)
+    classes = pipeline_data.manifest(ctx, use).classes
+    if len(classes) < 2:                        # said while planning, not after the features are extracted
+        raise UserError(f"the dataset has {len(classes)} class{'' if len(classes) == 1 else 'es'} to train on"
+                        f"{' (' + display_name(classes[0]) + ')' if classes else ''}; a classifier needs at least "
+                        f"two: add class folders or widen dataset.include/exclude")
     backbones = feature_sets.table_parts(ctx.config.train.backbone)
     return {"train": ctx.config.train, "seed": ctx.config.seed, "dataset": use.id,
             # covers the skipped files too, which the post lists
@@ -34,7 +40,6 @@ def train_run(ctx: BuildContext, out: Path) -> None:
     from tlreport.heads.softmax import predict_proba, seed_everything, train_softmax
     from tlreport.pipeline import data as pipeline_data
     from tlreport.pipeline import feature_sets
-    from tlreport.util.text import display_name
 
     t = ctx.config.train
     seed = ctx.config.seed
