@@ -41,6 +41,7 @@ def serve(site_dir: str | os.PathLike[str], *, host: str = "127.0.0.1", port: in
     site = site_folder(site_dir)
     jekyll = find_jekyll()
     if jekyll is not None:
+        _check_port_free(host, port)             # Jekyll's own answer to a taken port is a Ruby backtrace
         cmd = [jekyll, "serve", "--source", str(site), "--destination", str(site / "_site")]
         cmd += ["--host", host, "--port", str(port)]
         print(f"jekyll serve: http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
@@ -60,6 +61,24 @@ def serve(site_dir: str | os.PathLike[str], *, host: str = "127.0.0.1", port: in
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """One line when ``host:port`` cannot be listened on (taken, or not this machine's address)."""
+    import socket
+
+    from tlreport.errors import UserError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def screenshot_paths(out_png: str | os.PathLike[str], widths: Sequence[int]) -> list[Path]:
