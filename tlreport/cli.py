@@ -221,7 +221,8 @@ def add_fetch_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help="where artifacts live (default: $TLREPORT_DATA or $XDG_DATA_HOME/tlreport)")
     p.add_argument("--from", dest="from_path", metavar="PATH", type=Path,
                    help="install from a file you downloaded yourself (verified first)")
-    p.add_argument("--list", action="store_true", help="list artifacts, their state, size and licence")
+    p.add_argument("--list", action="store_true",
+                   help="list artifacts (the NAMEs given, else all), their state, size and licence; downloads nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_fetch)
     return p

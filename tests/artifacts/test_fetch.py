@@ -563,6 +563,10 @@ def test_cli_list_and_from(tmp_path, monkeypatch, root, capsys) -> None:
     assert _run(["fetch", "--list", "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "blob" in out and "missing" in out and "CC0-test" in out and "293.0 KiB" in out
+    # --list NAME lists that one and downloads nothing (its only URL is dead: a download would fail)
+    assert _run(["fetch", "--list", "blob", "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "blob" in out and "missing" in out and not (root / "blob").exists()
     src = tmp_path / "blob.bin"
     src.write_bytes(PAYLOAD)
     assert _run(["fetch", "blob", "--from", str(src), "--data-root", str(root), "--no-progress"]) == 0

@@ -389,17 +389,20 @@ def run_fetch(args: argparse.Namespace) -> int:
     root = data_root(getattr(args, "data_root", None))
     names: list[str] = list(getattr(args, "names", []) or [])
     from_path = getattr(args, "from_path", None)
-    if getattr(args, "list", False) or not names:
+    listing = bool(getattr(args, "list", False))
+    if listing or not names:
+        # --list NAME...: those artifacts' states only; a list never downloads
         reg = load_registry()
+        shown = {name: get_artifact(name, reg) for name in names} if listing and names else reg
         print(f"data root: {root}")
         print(f"{'NAME':<22}{'KIND':<15}{'STATE':<18}{'SIZE':>11}  LICENCE")
-        for name, art in reg.items():
+        for name, art in shown.items():
             state = artifact_state(name, root)
             print(f"{name:<22}{art.kind:<15}{state:<18}{human_size(art.size):>11}  {art.licence}")
-        print("shipped with tlreport (no fetch needed): data/caltech101-subset, 13 classes of Caltech-101, "
-              "515 images, CC BY 4.0 (Fei-Fei, Fergus, Perona 2004; CaltechDATA mzrjq-6wc02)")
-        if not names:
-            return 0
+        if shown is reg:
+            print("shipped with tlreport (no fetch needed): data/caltech101-subset, 13 classes of Caltech-101, "
+                  "515 images, CC BY 4.0 (Fei-Fei, Fergus, Perona 2004; CaltechDATA mzrjq-6wc02)")
+        return 0
     if from_path is not None and len(names) != 1:
         raise UserError("--from PATH installs exactly one artifact: tlreport fetch NAME --from PATH")
     reg = load_registry()
