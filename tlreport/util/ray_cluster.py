@@ -30,6 +30,8 @@ def connect(address: str) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        check_reachable(address)
     try:
         # warnings only: Ray's "Started a local Ray instance" would interleave with the build's lines
         if address:
@@ -41,6 +43,27 @@ def connect(address: str) -> bool:
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         raise UserError(f"cannot start or reach {where}: {first_line(e, 200)}") from None
     return True
+
+
+#: seconds to wait for a cluster's head to accept a connection (ray.init itself retries for minutes)
+REACH_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """One line when nothing accepts connections at ``address`` (``host:port`` or ``ray://host:port``):
+    Ray would retry for minutes, printing its own logs; ``auto`` and other forms are left to Ray."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise UserError(f"cannot reach the Ray cluster at {address}: {why} (is its head running, and is "
+                        f"the address host:port of its GCS?)") from None
 
 
 def task_error(e: Exception, what: str) -> UserError | None:
