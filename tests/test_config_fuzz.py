@@ -155,17 +155,32 @@ def test_a_single_problem_is_one_line_and_several_are_listed():
 
 
 def test_unknown_and_misspelled_keys_warn_with_a_suggestion():
-    cfg = validate({"sead": 1, "trian": {}, "post": {"titel": "x"}, "train": {"epoch": 3},
+    cfg = validate({"sead": 1, "post": {"titel": "x"}, "train": {"epoch": 3},
                     "experiments": {"tables": [{"dataset": "demo", "setting": [5]}]}})
     said = "\n".join(cfg.warnings)
-    for hint in ("sead: unknown key, ignored; did you mean 'seed'?", "trian: unknown key, ignored; did you "
-                 "mean 'train'?", "post.titel: unknown key, ignored; did you mean 'post.title'?",
+    for hint in ("sead: unknown key, ignored; did you mean 'seed'?",
+                 "post.titel: unknown key, ignored; did you mean 'post.title'?",
                  "train.epoch: unknown key, ignored; did you mean 'train.epochs'?",
                  "experiments.tables[0].setting: unknown key, ignored; did you mean "
                  "'experiments.tables[0].settings'?"):
         assert hint in said, said
     with pytest.raises(ConfigError, match="'logreg_flip' is now `experiments.flip = true`"):   # a renamed value
         validate({"experiments": {"heads": ["logreg_flip"]}})
+
+
+def test_a_misspelt_section_is_an_error_and_unknown_keys_are_listed_with_other_problems():
+    """A misspelt [[experiments.tables]] used to warn, then build with no table and the experiments off."""
+    with pytest.raises(ConfigError) as e:
+        validate({"trian": {"epochs": 3}})
+    assert str(e.value) == ("config: trian: unknown section; did you mean 'train'? (every setting in it would "
+                            "be ignored)")
+    with pytest.raises(ConfigError, match=r"experiments.table: unknown section; did you mean 'experiments.tables'"):
+        validate({"experiments": {"table": [{"dataset": "demo", "settings": [5]}]}})
+    with pytest.raises(ConfigError) as e:
+        validate({"train": {"epochs": -1, "batchsize": 3}})
+    assert str(e.value).splitlines()[1:] == [
+        "  train.epochs: must be > 0 (got -1)",
+        "  train.batchsize: unknown key, ignored; did you mean 'train.batch_size'?"]
 
 
 BROKEN_TOML = [

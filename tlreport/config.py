@@ -377,7 +377,13 @@ def _validate(data: dict, schema: dict, prefix: str, problems: list[str],
         elif key not in schema:
             close = difflib.get_close_matches(key, schema, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            warnings.append(f"{prefix}{key}: unknown key, ignored{hint}")
+            value = data[key]
+            if close and (isinstance(value, dict) or (isinstance(value, list) and value
+                                                      and all(isinstance(v, dict) for v in value))):
+                # a misspelt section loses every setting in it (a misspelt [[experiments.tables]], the tables)
+                problems.append(f"{prefix}{key}: unknown section{hint} (every setting in it would be ignored)")
+            else:
+                warnings.append(f"{prefix}{key}: unknown key, ignored{hint}")
     for key, spec in schema.items():
         name = prefix + key
         if isinstance(spec, dict):
@@ -606,7 +612,8 @@ def validate(data: dict, *, source: str = "config", path: Path | None = None) ->
         problems.append("classify: no images to classify (images = [] and no out_of_vocabulary); list some, or "
                         "set classify.enabled = false")
     if problems:
-        raise ConfigError(problems, source)
+        # an unknown key beside an invalid field is often the same mistake: both are listed
+        raise ConfigError(problems + warnings, source)
     return Config(raw=raw, path=path, warnings=tuple(warnings))
 
 

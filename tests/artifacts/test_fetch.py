@@ -294,7 +294,7 @@ def test_from_path_installs_after_verification(tmp_path, monkeypatch, root) -> N
     good = tmp_path / "downloaded.bin"
     good.write_bytes(PAYLOAD)
     bad = tmp_path / "bad.bin"
-    bad.write_bytes(PAYLOAD[:-1] + b"!")
+    bad.write_bytes(PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 0xFF]))
     with pytest.raises(IntegrityError, match=sha256(PAYLOAD)):
         ensure("blob", root, from_path=bad, progress=False)
     assert _leftovers(root / "blob") == []
