@@ -182,3 +182,12 @@ def test_cache_prune_and_path_need_a_config_and_info_takes_no_stage(tmp_path, mo
     assert (tmp_path / ".tlreport" / "stages" / "train" / "0123").is_dir()
     assert _exit_code(["cache", "info", "extra"]) == 1
     assert capsys.readouterr().err == "tlreport: cache info: takes no stage (got 'extra')\n"
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert _exit_code(["classify", "x.jpg", "--model", "m.keras", "--backbone", "efficientnet_lite1"]) == 1
+    assert "--backbone and --model exclude each other" in capsys.readouterr().err
+    assert _exit_code(["preview", "--width", "500"]) == 1
+    assert capsys.readouterr().err == ("tlreport: preview: --width sets the width of a --screenshot; give "
+                                       "--screenshot OUT.png too\n")

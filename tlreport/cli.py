@@ -25,6 +25,7 @@ from tlreport.errors import UserError
 from tlreport.util.text import display_name
 
 DEFAULT_CONFIG = "tlreport.toml"
+DEFAULT_BACKBONE = "efficientnet_lite0"   # what classify uses without --backbone or --model
 
 #: Exit codes (docs/getting-started.md, *Commands*): argparse exits with ``EXIT_USAGE`` itself.
 EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -131,6 +132,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    if args.model and args.backbone is not None:
+        raise UserError("classify: --backbone and --model exclude each other: an exported classifier carries "
+                        "its own backbones")
     if args.model:
         from tlreport.heads.export import classify_files
 
@@ -141,7 +145,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from tlreport.datasets.images import check_image_path
     from tlreport.pipeline.classify import classify_images
 
-    spec = get_spec(args.backbone)
+    spec = get_spec(args.backbone or DEFAULT_BACKBONE)
     paths = [Path(p) for p in args.images]
     for p in paths:
         check_image_path(p)
@@ -239,6 +243,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from tlreport.site.jekyll import site_folder
     from tlreport.site.serve import _preview_serve, preview_screenshot
 
+    if args.width and not args.screenshot:
+        raise UserError("preview: --width sets the width of a --screenshot; give --screenshot OUT.png too")
     site = site_folder(args.site)
     if args.screenshot:
         kwargs = {"widths": args.width} if args.width else {}
@@ -321,8 +327,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("classify", help="top-k ImageNet classes of photos")
     c.add_argument("images", nargs="+", metavar="IMAGE", help="photos to classify (JPEG, PNG, ...)")
-    c.add_argument("--backbone", default="efficientnet_lite0",
-                   help="the ImageNet network (default: efficientnet_lite0; see `tlreport backbones`)")
+    c.add_argument("--backbone", help=f"the ImageNet network (default: {DEFAULT_BACKBONE}; see `tlreport backbones`)")
     c.add_argument("--model", metavar="PATH",
                    help="an exported .keras classifier instead (its new classes; `tlreport cache path train`)")
     c.add_argument("--top", type=_positive_int, default=5, metavar="K", help="classes per photo (default: 5)")
