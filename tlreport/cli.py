@@ -120,14 +120,17 @@ def _final_line(result, dry_run: bool) -> str:
         return f"published {result.post}"
     if not result.ran:
         return f"{NOTHING_TO_DO}: {result.post}"
+    if result.post is not None:
+        return f"site/ already holds this post: {result.post}"
     return f"ran {', '.join(result.ran)}; nothing to publish"
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     from tlreport.starter_config import write_starter_config
 
-    print(write_starter_config(Path(args.dataset), Path(args.config), backbone=args.backbone, force=args.force,
-                               site=not args.no_site))
+    report = write_starter_config(Path(args.dataset), Path(args.config), backbone=args.backbone, force=args.force,
+                                  site=not args.no_site)
+    print(report.splitlines()[-1] if args.quiet else report)       # -q: the final line only
     return 0
 
 
@@ -306,8 +309,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="run the stages and render the post into site/")
     b.add_argument("--config", help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
-    b.add_argument("--force", action="store_true", help="recompute every stage")
-    b.add_argument("--only", metavar="SECTION", help="run this stage and what it needs, nothing after")
+    b.add_argument("--force", action="store_true",
+                   help="recompute every stage (extracted features stay in the feature store: it is keyed by "
+                        "network and image, so they would come out the same)")
+    b.add_argument("--only", metavar="STAGE", help="run this stage and what it needs, nothing after")
     b.add_argument("--dry-run", action="store_true", help="print the plan and do nothing")
     b.add_argument("--dataset", metavar="PATH", help="use this folder of class folders as the dataset")
     b.add_argument("--data-root", metavar="DIR", help="where fetched artifacts live")
@@ -423,5 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt as e:
         how = "terminated" if isinstance(e, Terminated) else "interrupted"
-        print(f"tlreport: {how}; completed work is cached and will be reused", file=sys.stderr)
+        # only a build (and fetch, whose download resumes) keeps work for the next run
+        kept = {"build": "; completed work is cached and will be reused",
+                "fetch": "; the download resumes where it stopped"}.get(getattr(args, "command", ""), "")
+        print(f"tlreport: {how}{kept}", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED

@@ -46,6 +46,21 @@ def test_render_only_build_then_nothing_to_do(tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().out
 
 
+
+def test_a_rerun_that_renders_the_same_post_says_the_site_holds_it(tmp_path, capsys):
+    """A fresh clone's first build reruns its stages to the post already in site/: the build ends by
+    naming the post, as a publishing or a no-op build does, and -q says the same."""
+    from tlreport.cli import _final_line
+
+    cfg = load_config(write_config(tmp_path, RENDER_ONLY))
+    build(cfg)
+    capsys.readouterr()
+    r = build(cfg, force=True)
+    assert r.ran == ["render"] and not r.published and r.post is not None
+    post = tmp_path / "site" / "_posts" / "2026-11-28-render-only.md"
+    assert capsys.readouterr().out.splitlines()[-1] == f"site/ already holds this post: {post}"
+    assert _final_line(r, dry_run=False) == f"site/ already holds this post: {post}"
+
 def test_title_change_rerenders_and_removes_stale_files(tmp_path):
     cfg = load_config(write_config(tmp_path, RENDER_ONLY))
     build(cfg)

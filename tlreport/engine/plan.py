@@ -49,7 +49,7 @@ def order(stages: list[Stage], only: str | None) -> list[Stage]:
     if only is None:
         return stages
     if only not in by_name:
-        raise UserError(f"unknown section {only!r} for --only (known: {', '.join(by_name)})")
+        raise UserError(f"unknown stage {only!r} for --only (known: {', '.join(by_name)})")
     needed: set[str] = set()
 
     def visit(n: str) -> None:

@@ -88,8 +88,13 @@ def run_build(config: Config, stages: list[Stage], *, force: bool = False, only:
             publish(ctx.outputs[publisher], config.site_dir, publish_key, owner)
             published = True
             ctx.log(f"published {post_path(config)}")
+        elif publish_key is not None and ran:
+            # the stages reran to the same post (a fresh clone's first build): say where it is, as the others do
+            ctx.log(f"site/ already holds this post: {post_path(config)}")
         _record(config, summary, ran, ctx)
-        return BuildResult(summary, ran, ctx.counters, post_path(config), published)
+        # the post, when this build published it or found site/ holding it (None: it did not reach the site)
+        return BuildResult(summary, ran, ctx.counters, post_path(config) if publish_key is not None else None,
+                           published)
 
 
 def _record(config: Config, summary: list, ran: list[str], ctx: BuildContext) -> None:
