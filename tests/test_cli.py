@@ -191,3 +191,12 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, monkeypatch, capsys
     assert _exit_code(["preview", "--width", "500"]) == 1
     assert capsys.readouterr().err == ("tlreport: preview: --width sets the width of a --screenshot; give "
                                        "--screenshot OUT.png too\n")
+
+
+def test_a_reader_that_leaves_early_gets_no_error_line():
+    """`tlreport backbones | head -1`: the pipe closes under the command; it stops without a word."""
+    p = subprocess.Popen([sys.executable, "-m", "tlreport", "backbones"], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 1 and err == "", err

@@ -15,6 +15,8 @@ progress bars are drawn only on a terminal.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 import threading
@@ -419,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"tlreport: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:             # the reader left (`tlreport cache info | head -1`): nothing to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
         return EXIT_USER_ERROR
     except OSError as e:                # the machine said no: a full disk, a permission, an odd file
         if args.debug:

@@ -118,6 +118,9 @@ def write_starter_config(dataset: Path, out: Path, *, backbone: str = "efficient
     except UnicodeEncodeError:                      # bytes that are not UTF-8: no TOML string can name them
         raise UserError(f"{display_name(str(dataset))}: the path is not valid UTF-8, so a config file cannot "
                         f"name it; rename the folder") from None
+    if out.is_dir():
+        raise UserError(f"{display_name(str(out))} is a folder; --config names the file to write, e.g. "
+                        f"{display_name(str(out / 'tlreport.toml'))}")
     if out.exists() and not force:
         raise UserError(f"{display_name(str(out))} exists; pass --force to overwrite it")
     m, left_out = _scan_leaving_out(dataset)
@@ -161,7 +164,7 @@ description = {_toml(f"A new softmax layer on {backbone} bottleneck features of 
                      "and the Zeiler & Fergus protocol on the same data.")}
 
 [dataset]
-path = {_toml(path)}                 # a folder of class folders, relative to this file
+path = {_toml(path)}                 # a folder of class folders{"" if os.path.isabs(path) else ", relative to this file"}
 {exclude}
 [train]
 backbone = {_toml(backbone)}        # {where}; `tlreport backbones` lists the others

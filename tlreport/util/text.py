@@ -73,8 +73,16 @@ def first_line(message: object, limit: int | None = None) -> str:
     a one-line error quotes of a library's message (tarfile lists every codec it tried, urllib a redirect
     loop in three lines, Ray its whole log).  ``""`` for an empty message.
 
+    A line over ``limit`` is cut at a word, marked by "…".
+
     >>> first_line(ValueError("bad header\nfile could not be opened successfully:\n- method gz")), first_line("")
     ('bad header', '')
+    >>> first_line("Keras 3 only supports V3 .keras files, legacy H5 files too", 40)
+    'Keras 3 only supports V3 .keras files,…'
     """
     lines = str(message).strip().splitlines()
-    return lines[0].strip()[:limit] if lines else ""
+    line = lines[0].strip() if lines else ""
+    if limit is None or len(line) <= limit:
+        return line
+    cut = line[:limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
