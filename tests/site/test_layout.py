@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tlreport.report.escape import html_breakable
 from tlreport.report.templating import embed_images, markdown_to_preview
 from tlreport.site.browser import VIEWPORTS, browser_check, browser_problems, find_chromium
 from tlreport.site.jekyll import find_jekyll, jekyll_build
@@ -65,13 +66,13 @@ def test_each_layout_rule_fails_on_a_page_that_breaks_it(tmp_path: Path) -> None
 # --------------------------------------------------------------------------- a post laid out like ours
 
 PAIRS = [("BACKGROUND_Google", "windsor_chair", 4, "33.3%"), ("crayfish", "lobster", 5, "62.5%"),
-         ("Faces_easy", "Faces", 1, "100.0%")]
+         ("Faces_easy", "Faces", 1, "100.0%"), ("Pyrus_communis_" + "x" * 135, "apple", 2, "10.0%")]
 
 
 def _pairs_table(src: str) -> str:
     """The most-confused-pairs table as templates/sections/transfer.md.j2 emits it (6 columns, 64 px thumbnails)."""
     rows = "\n".join(
-        f'<tr><td data-label="True class">{t}</td><td data-label="Predicted as">{p}</td>'
+        f'<tr><td data-label="True class">{html_breakable(t)}</td><td data-label="Predicted as">{html_breakable(p)}</td>'
         f'<td class="num" data-label="Count">{n}</td><td class="num" data-label="Share of the class">{r}</td>'
         f'<td class="thumb" data-label="Example of true"><img src="{src}" alt="{t}" width="64" height="64" loading="lazy"></td>'
         f'<td class="thumb" data-label="Example of predicted"><img src="{src}" alt="{p}" width="64" height="64" loading="lazy"></td></tr>'

@@ -114,7 +114,7 @@ def get_env(user_dir: Path | None = None, *, target: str = "jekyll"):
         lstrip_blocks=True,
     )
     env.filters.update({
-        "md": escape.md, "html": escape.html_text, "arg": escape.liquid_arg, "yaml": escape.yaml_str,
+        "md": escape.md, "html": escape.html_text, "breakable": escape.html_breakable, "arg": escape.liquid_arg, "yaml": escape.yaml_str,
         "code": lambda s: escape.code(s, liquid=target == "jekyll"), "shell": _shell, "pct": fmt_pct, "prob": fmt_prob, "num": fmt_num,
         "seconds": fmt_seconds, "backbone": backbone_title, "head": head_title, "ms": fmt_mean_std,
         "nbsp_noise": nbsp_noise,
