@@ -426,4 +426,4 @@ def test_the_reproduce_box_of_a_build_given_dataset_says_so_and_passes_it_on():
     assert "fetched from its registry" not in md and "tlreport fetch caltech101\n" not in md
     assert (".venv/bin/tlreport build --config configs/c.toml --dataset PATH   # PATH: your copy of "
             "101_ObjectCategories\n.venv/bin/tlreport cache path train --config configs/c.toml --dataset PATH   #") in md
-    assert "Without `--dataset`, `tlreport fetch caltech101` installs the config's own dataset" in md
+    assert "Without `--dataset`, the build reads the config's own dataset, which `tlreport fetch caltech101` installs." in md
