@@ -182,6 +182,8 @@ def test_cache_prune_and_path_need_a_config_and_info_takes_no_stage(tmp_path, mo
     assert (tmp_path / ".tlreport" / "stages" / "train" / "0123").is_dir()
     assert _exit_code(["cache", "info", "extra"]) == 1
     assert capsys.readouterr().err == "tlreport: cache info: takes no stage (got 'extra')\n"
+    assert _exit_code(["cache", "info", "--dataset", "x"]) == 1
+    assert "--dataset and --data-root are for path and prune" in capsys.readouterr().err
 
 
 def test_options_that_would_be_ignored_are_refused(tmp_path, monkeypatch, capsys):
@@ -200,3 +202,12 @@ def test_a_reader_that_leaves_early_gets_no_error_line():
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 1 and err == "", err
+
+
+def test_a_broken_pipe_that_is_not_standard_output_is_reported(monkeypatch, capsys):
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_backbones", broken)
+    assert _exit_code(["backbones"]) == 1
+    assert capsys.readouterr().err == "tlreport: Broken pipe\n"

@@ -39,12 +39,17 @@ def _debug(args: argparse.Namespace, msg: str) -> None:
         print(f"debug: {msg}", file=sys.stderr, flush=True)
 
 
+def _config_path(args: argparse.Namespace) -> str | None:
+    """``--config``, else ``./tlreport.toml`` where there is one, else ``None`` (the defaults)."""
+    if args.config is None and Path(DEFAULT_CONFIG).is_file():
+        return DEFAULT_CONFIG
+    return args.config
+
+
 def _load(args: argparse.Namespace, *, build: bool = False):
     from tlreport.config import load_config
 
-    path = args.config
-    if path is None and Path(DEFAULT_CONFIG).is_file():
-        path = DEFAULT_CONFIG
+    path = _config_path(args)
     dataset_given = getattr(args, "dataset", None) is not None
     if build and path is None and not dataset_given:
         # the defaults alone build the demo dataset into ./site: a user in the wrong folder would publish it
@@ -58,7 +63,9 @@ def _dataset_arg(args: argparse.Namespace) -> str | None:
     dataset = args.dataset
     if dataset is not None and not dataset.strip():      # "" would quietly mean the config's dataset
         raise UserError("--dataset needs a folder of class folders, 'demo' or 'artifact:NAME'")
-    if dataset and dataset != "demo" and not dataset.startswith("artifact:"):
+    from tlreport.pipeline.data import is_folder_ref
+
+    if dataset and is_folder_ref(dataset):
         try:
             dataset = str(Path(dataset).expanduser().resolve())
         except RuntimeError:                                        # ~user of an unknown user
@@ -179,7 +186,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from tlreport.pipeline.cache_commands import cache_info, cache_path, cache_prune
 
-    if args.action in ("prune", "path") and args.config is None and not Path(DEFAULT_CONFIG).is_file():
+    if args.action in ("prune", "path") and _config_path(args) is None:
         # the defaults would name none of the user's entries: prune would remove them all
         raise UserError(f"cache {args.action}: no {DEFAULT_CONFIG} here; pass --config PATH, the config whose "
                         f"entries to {'keep' if args.action == 'prune' else 'look up'}")
@@ -187,6 +194,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "info":
         if args.stage:
             raise UserError(f"cache info: takes no stage (got {args.stage!r})")
+        if args.dataset is not None or args.data_root is not None:
+            raise UserError("cache info lists every entry; --dataset and --data-root are for path and prune")
         return cache_info(cfg)
     if args.action == "path":
         if not args.stage:
@@ -405,6 +414,18 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _stdout_closed() -> bool:
+    """Whether nobody reads standard output any more (a pipe whose reader exited)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):      # no poll() here, or stdout is no file
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -422,9 +443,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tlreport: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except BrokenPipeError:             # the reader left (`tlreport cache info | head -1`): nothing to say
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+    except BrokenPipeError as e:
+        if args.debug:
+            raise
+        if _stdout_closed():            # the reader left (`tlreport cache info | head -1`): nothing to say
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+            return EXIT_USER_ERROR
+        print(f"tlreport: {e.strerror or e}", file=sys.stderr)      # another pipe (a subprocess, a socket)
         return EXIT_USER_ERROR
     except OSError as e:                # the machine said no: a full disk, a permission, an odd file
         if args.debug:

@@ -567,6 +567,8 @@ def test_cli_list_and_from(tmp_path, monkeypatch, root, capsys) -> None:
     assert _run(["fetch", "--list", "blob", "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "blob" in out and "missing" in out and not (root / "blob").exists()
+    with pytest.raises(UserError, match="--list only lists"):
+        _run(["fetch", "--list", "blob", "--from", str(tmp_path / "x.bin"), "--data-root", str(root)])
     src = tmp_path / "blob.bin"
     src.write_bytes(PAYLOAD)
     assert _run(["fetch", "blob", "--from", str(src), "--data-root", str(root), "--no-progress"]) == 0

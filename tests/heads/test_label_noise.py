@@ -133,11 +133,11 @@ def test_every_fold_projects_or_none_does():
     assert projected_components(101, 60, folds=5, components=79) is None        # fewer features than that
     assert projected_components(9145, 1280, folds=5, components=512) == 512     # Caltech-101, Lite0
     assert projected_components(9145, 1280, folds=5, components=None) is None
-    # the model the rule picks is the one fitted: 8 components give other probabilities than none
-    X, _, given, _ = clusters(seed=4)
-    Xw = np.hstack([X, X @ np.random.default_rng(0).normal(size=(16, 48))])
-    n_train_min = given.size - -(-given.size // 5)
-    projected = out_of_fold_probabilities(Xw, given, K, seed=7, components=8)
-    too_many = out_of_fold_probabilities(Xw, given, K, seed=7, components=n_train_min)
-    np.testing.assert_array_equal(too_many, out_of_fold_probabilities(Xw, given, K, seed=7, components=None))
-    assert not np.array_equal(projected, too_many)
+    # 72 images in 5 folds train on 57 or 58: 57 components fit some folds, not all, so none projects (the
+    # rule once taken per fold projected three folds of five)
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(6), 12)
+    X = (rng.normal(size=(72, 64)) + 2.0 * np.eye(6)[y] @ rng.normal(size=(6, 64))).astype(np.float32)
+    straddling = out_of_fold_probabilities(X, y, 6, seed=7, components=57)
+    np.testing.assert_array_equal(straddling, out_of_fold_probabilities(X, y, 6, seed=7, components=None))
+    assert not np.array_equal(out_of_fold_probabilities(X, y, 6, seed=7, components=8), straddling)

@@ -307,10 +307,10 @@ def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
     assert "(A; 2 of the other 7 rows not shown behind it)" in _excerpt(summary(["A", "B", "C"], rows=8), "D.")
     assert "(A, B and C" not in _excerpt(summary(["A", "B", "C"], rows=8), "D.")
     # two rows not shown apart: each with its own number, never one number for both
-    assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) lead in mean per-class accuracy over 5 splits, ± one standard " \
+    assert "A, 94.3 ± 0.6%, and B, 94.1 ± 0.8%, lead in mean per-class accuracy over 5 splits, ± one standard " \
            "deviation, not shown apart, against" in _excerpt(summary(["A", "B"]), "D.")
     # a tie at the top names both rows, whatever else is level with them
-    assert "A (94.3 ± 0.6%) and B (94.1 ± 0.8%) share the top mean per-class accuracy over 5 splits, ± one " \
+    assert "A, 94.3 ± 0.6%, and B, 94.1 ± 0.8%, share the top mean per-class accuracy over 5 splits, ± one " \
            "standard deviation (5 of the other 6 rows not shown behind them), against" in _excerpt(
                summary(["A", "B", "C", "D", "E", "F", "G"], rows=8, tie=True), "D.")
     # undecided (too few splits): the top row, no claim about the others
@@ -387,24 +387,53 @@ def test_settings_chosen_on_test_images_are_disclosed_with_their_re_check():
 
 
 def test_the_reproduce_box_says_which_auto_settings_this_machine_resolved():
-    """Same config and seed, same tables: on a machine that resolves `auto` the same way, which the box says."""
+    """Same config and seed, same tables: on a machine that resolves `auto` the same way, which the box says,
+    with what moves where another machine resolves a setting otherwise."""
     from tlreport.config import validate
     from tlreport.pipeline.render import resolved_auto_settings
     from tlreport.report.templating import get_env
 
     prov = {"engine": "OpenVINO 2026.4.1", "head_precision": {"precision": "bfloat16", "heads": ["softmax_sgd"]}}
     auto = validate({"features": {"engine": "auto"}, "experiments": {"precision": "auto"}})
-    assert resolved_auto_settings(auto, prov) == ['`features.engine = "auto"` chose OpenVINO 2026.4.1',
-                                                  '`experiments.precision = "auto"` chose bfloat16']
+    assert [a["setting"] for a in resolved_auto_settings(auto, prov)] == [
+        '`features.engine = "auto"` chose OpenVINO 2026.4.1', '`experiments.precision = "auto"` chose bfloat16']
     assert resolved_auto_settings(validate({}), prov) == []
     box = get_env(None, target="jekyll").get_template("sections/reproduce.md.j2")
     base = {"config": "c.toml", "config_hash": "0" * 64, "version": "0", "git": "", "modified": False, "fetch": [],
             "repository": "", "dataset": "data", "dataset_name": "data", "classifier": False, "override": None}
     md = box.render(reproduce={**base, "auto": resolved_auto_settings(auto, prov)})
     assert ("The same config and seed give the same tables on a machine that resolves the config's `auto` settings "
-            'as this one did (`features.engine = "auto"` chose OpenVINO 2026.4.1; `experiments.precision = "auto"` '
-            "chose bfloat16); where one resolves otherwise") in md
+            'as this one did: `features.engine = "auto"` chose OpenVINO 2026.4.1 (elsewhere the features, and so '
+            'every number, can differ slightly); `experiments.precision = "auto"` chose bfloat16 (elsewhere the '
+            "softmax (SGD) rows can differ in their last digits).") in md
     assert "The same config and seed give the same tables.\n" in box.render(reproduce={**base, "auto": []})
+
+
+def test_dataset_naming_the_configs_own_folder_is_no_override(tmp_path):
+    """`build --dataset data` with `path = "data"`: the same folder, so the box says nothing of --dataset."""
+    from types import SimpleNamespace
+
+    from tlreport.config import validate
+    from tlreport.pipeline import render
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "copy").mkdir()
+    cfg = validate({"dataset": {"path": "data"}}, path=tmp_path / "tlreport.toml")
+    prov = {"config_hash": "0" * 64, "version": "0", "git": "", "rendered": {"commit": "", "modified": False},
+            "backbones": []}
+
+    def context(override):
+        ctx = SimpleNamespace(config=cfg, dataset_override=override)
+        return render._reproduce_context(ctx, prov, tmp_path / "out")
+
+    import unittest.mock as mock
+
+    with mock.patch.object(render, "_config_name", return_value="tlreport.toml"):
+        assert context(str(tmp_path / "data"))["override"] is None
+        assert context(None)["override"] is None
+        assert context(str(tmp_path / "copy"))["override"] == {"name": "copy", "arg": "PATH", "instead_of": "data",
+                                                              "config_artifact": ""}
+        assert context("demo")["override"]["arg"] == "demo"
 
 
 def test_the_reproduce_box_of_a_build_given_dataset_says_so_and_passes_it_on():

@@ -390,6 +390,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     names: list[str] = list(getattr(args, "names", []) or [])
     from_path = getattr(args, "from_path", None)
     listing = bool(getattr(args, "list", False))
+    if listing and from_path is not None:
+        raise UserError("fetch: --list only lists; install a file with tlreport fetch NAME --from PATH")
     if listing or not names:
         # --list NAME...: those artifacts' states only; a list never downloads
         reg = load_registry()

@@ -105,7 +105,7 @@ def publish(render_out: Path, site: Path, render_key: str, owner: str) -> list[s
             elif p.exists():
                 p.unlink()
     atomic_write_json(_site_marker(site, owner), {"render_key": render_key, "files": published,
-                                                  "digest": published_digest(site, published)})
+                                                  "digest": published_digest(site, published), "owner": owner})
     _warn_of_shared_files(site, owner, published)
     return published
 
@@ -120,13 +120,16 @@ def _warn_of_shared_files(site: Path, owner: str, published: list[str]) -> None:
         if marker == _site_marker(site, owner):
             continue
         try:
-            theirs = set(read_json(marker).get("files", []))
+            meta = read_json(marker)
         except (OSError, ValueError):
             continue
-        if shared := sorted(mine & theirs):
-            print(f"tlreport: warning: another config published {shared[0]} into this site too (the same "
-                  f"post.slug and date); each build replaces the other's post: give one its own post.slug",
-                  file=sys.stderr)
+        other = meta.get("owner")                  # the config's path relative to the site, or "defaults"
+        if other and other != "defaults" and not (site / other).is_file():
+            continue                               # a config renamed, moved or deleted since: nobody to clash with
+        if shared := sorted(mine & set(meta.get("files", []))):
+            print(f"tlreport: warning: another config ({other or marker.name}) published {shared[0]} into this "
+                  f"site too (the same post.slug); each build replaces the other's post: give one its own "
+                  f"post.slug", file=sys.stderr)
             return
 
 

@@ -67,6 +67,11 @@ def dataset_name(ref: str) -> str:
     return Path(ref.rstrip("/\\")).name or ref
 
 
+def is_folder_ref(ref: str) -> bool:
+    """Whether a dataset reference (``dataset.path``, ``--dataset``) names a folder, not ``demo`` or ``artifact:NAME``."""
+    return ref != "demo" and not ref.startswith("artifact:")
+
+
 def dataset_credit(ctx: BuildContext, ref: str) -> tuple[str, str]:
     """Who made the transfer dataset's images, and under which licence: one line for the post, and a
     link to the dataset's page (``""`` if none).
@@ -75,7 +80,7 @@ def dataset_credit(ctx: BuildContext, ref: str) -> tuple[str, str]:
     (``artifact:caltech101``, even with ``--dataset`` pointing at a copy elsewhere), the registry's
     title, citation and licence, linked to its homepage; else nothing.
     """
-    if ref != "demo" and not ref.startswith("artifact:"):
+    if is_folder_ref(ref):
         credit = ctx.config.resolve(ref) / "CREDIT.txt"
         if credit.is_file():
             try:

@@ -371,14 +371,18 @@ def _repository_top(folder: Path) -> str:
 def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
     """The exact commands that rebuild this post, and where the exported classifier lands."""
     from tlreport.artifacts.registry import load_registry
-    from tlreport.pipeline.data import dataset_name
+    from tlreport.pipeline.data import dataset_name, is_folder_ref
 
     dataset = ctx.config.dataset.path
-    # a build given --dataset read that in place of the config's dataset (the tables' too, where they name it)
-    given = ctx.dataset_override if ctx.dataset_override and ctx.dataset_override != dataset else None
+    # a build given --dataset read that in place of the config's dataset (the tables' too, where they name it);
+    # --dataset naming the config's own folder is no override
+    given = ctx.dataset_override
+    if given and (given == dataset or (is_folder_ref(given) and is_folder_ref(dataset)
+                                       and Path(given).resolve() == ctx.config.resolve(dataset).resolve())):
+        given = None
     override = None
     if given:
-        arg = given if given == "demo" or given.startswith("artifact:") else "PATH"
+        arg = "PATH" if is_folder_ref(given) else given
         override = {"name": dataset_name(given), "arg": arg, "instead_of": dataset_name(dataset),
                     "config_artifact": dataset.split(":", 1)[1] if dataset.startswith("artifact:") else ""}
     fetch = []
@@ -398,13 +402,15 @@ def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
 
 
 def resolved_auto_settings(config: Config, prov: dict) -> list[str]:
-    """The config's ``auto`` settings and what this machine resolved them to, in words: another machine may
-    resolve them otherwise, and then its features or rows differ in their last digits."""
+    """The config's ``auto`` settings, each with what this machine resolved it to and what moves where another
+    machine resolves it otherwise (``{"setting", "moves"}``, in words)."""
     auto = []
     if config.features.engine == "auto" and prov.get("engine"):
-        auto.append(f'`features.engine = "auto"` chose {prov["engine"]}')
+        auto.append({"setting": f'`features.engine = "auto"` chose {prov["engine"]}',
+                     "moves": "the features, and so every number, can differ slightly"})
     if config.experiments.enabled and config.experiments.precision == "auto" and prov.get("head_precision"):
-        auto.append(f'`experiments.precision = "auto"` chose {prov["head_precision"]["precision"]}')
+        auto.append({"setting": f'`experiments.precision = "auto"` chose {prov["head_precision"]["precision"]}',
+                     "moves": "the softmax (SGD) rows can differ in their last digits"})
     return auto
 
 
@@ -454,7 +460,7 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
                           f"{'it' if len(named) == 1 else 'them'}" if c["decided"] and rest > 0
                           else "ahead of every other row" if c["decided"] and len(named) == 1 else "")
                 if len(named) == 2:
-                    best = " and ".join(f"{r} ({fmt_mean_std(level[r])}%)" for r in named)
+                    best = " and ".join(f"{r}, {fmt_mean_std(level[r])}%," for r in named)
                     text = (f"{head}{best} share the top {spread}" if c["tie"] else
                             f"{head}{best} lead in {spread}, not shown apart") + (f" ({others})" if others else "")
                 else:

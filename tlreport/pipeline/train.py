@@ -22,7 +22,7 @@ def train_inputs(ctx: BuildContext) -> dict:
     if len(classes) < 2:                        # said while planning, not after the features are extracted
         raise UserError(f"the dataset has {len(classes)} class{'' if len(classes) == 1 else 'es'} to train on"
                         f"{' (' + display_name(classes[0]) + ')' if classes else ''}; a classifier needs at least "
-                        f"two: add class folders or widen dataset.include/exclude")
+                        f"two: add class folders, or name more classes in dataset.include or fewer in dataset.exclude")
     backbones = feature_sets.table_parts(ctx.config.train.backbone)
     return {"train": ctx.config.train, "seed": ctx.config.seed, "dataset": use.id,
             # covers the skipped files too, which the post lists

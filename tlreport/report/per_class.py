@@ -66,7 +66,7 @@ def wrong_answer_note(row: pd.Series | dict, width: int, *, compact: bool = Fals
     >>> wrong_answer_note({"confused_with": "lotus", "confused_count": 7}, 12)
     '→ lotus ×7'
     >>> wrong_answer_note({"confused_with": "BACKGROUND_Google / crocodile", "confused_count": 2}, 32)
-    '→ BACKGROUND Google and crocodile, ×2 each'
+    '→ BACKGROUND Goog… and crocodile, ×2 each'
     >>> wrong_answer_note({"confused_with": "ant / bee / cat", "confused_count": 3}, 12)
     '→ ant and 2 others, ×3 each'
     >>> wrong_answer_note({"confused_with": "a / b / c / d", "confused_count": 1}, 12)
@@ -82,8 +82,8 @@ def wrong_answer_note(row: pd.Series | dict, width: int, *, compact: bool = Fals
         return f"→ {len(names)} answers, ×{count} each"
     if count == 1:
         return f"→ {len(names)} wrong answers, 1× each"
-    if len(names) == 2:                        # two names in about the room of one
-        half = max(8, width * 2 // 3)
+    if len(names) == 2:                        # two names in the room of one
+        half = max(8, width // 2)
         return f"→ {_short(names[0], half)} and {_short(names[1], half)}, ×{count} each"
     return f"→ {_short(names[0], width)} and {len(names) - 1} others, ×{count} each"
 

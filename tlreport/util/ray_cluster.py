@@ -62,8 +62,9 @@ def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as e:
         why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-        raise UserError(f"cannot reach the Ray cluster at {address}: {why} (is its head running, and is "
-                        f"the address host:port of its GCS?)") from None
+        port_is = "its Ray client server" if address.startswith("ray://") else "its head's GCS"
+        raise UserError(f"cannot reach the Ray cluster at {address}: {why} (is the cluster running, and is "
+                        f"the port {port_is}?)") from None
 
 
 def task_error(e: Exception, what: str) -> UserError | None:

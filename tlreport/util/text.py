@@ -79,10 +79,13 @@ def first_line(message: object, limit: int | None = None) -> str:
     ('bad header', '')
     >>> first_line("Keras 3 only supports V3 .keras files, legacy H5 files too", 40)
     'Keras 3 only supports V3 .keras files,…'
+    >>> first_line("Error: /a/very/long/path/that/goes/on/and/on", 30)
+    'Error: /a/very/long/path/that…'
     """
     lines = str(message).strip().splitlines()
     line = lines[0].strip() if lines else ""
     if limit is None or len(line) <= limit:
         return line
     cut = line[:limit - 1]
-    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
+    at_word = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return (at_word if len(at_word) >= len(cut) // 2 else cut) + "…"     # a word cut that keeps half, or a hard cut
