@@ -113,18 +113,22 @@ def test_init_refuses_a_folder_the_build_could_not_run_on(tmp_path: Path) -> Non
         assert not (tmp_path / f"{name}.toml").exists()
 
 
+def _two_classes(folder: Path) -> None:
+    """Classes a and b of 12 random 16 x 16 images each in ``folder``."""
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for i in range(12):
+            save_to = folder / c / f"{i}.png"
+            save_to.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(save_to)
+
 def test_init_leaves_out_a_class_folder_without_images_and_says_so(tmp_path: Path) -> None:
     """An empty class folder used to stop init with no remedy; now the config excludes it, in a comment
     and in the report, and the config's header names the file it is and the command that builds it."""
     from tlreport.config import load_config
     from tlreport.starter_config import write_starter_config
 
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        for i in range(12):
-            save_to = tmp_path / "data" / c / f"{i}.png"
-            save_to.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(save_to)
+    _two_classes(tmp_path / "data")
     (tmp_path / "data" / "empty").mkdir()
     out = tmp_path / "mine.toml"
     report = write_starter_config(tmp_path / "data", out, backbone="tiny_random")
@@ -144,12 +148,7 @@ def test_init_leaves_out_a_linked_class_folder_and_one_whose_files_were_all_skip
     from tlreport.pipeline.data import transfer_use
     from tlreport.starter_config import write_starter_config
 
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        for i in range(12):
-            save_to = tmp_path / "data" / c / f"{i}.png"
-            save_to.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(save_to)
+    _two_classes(tmp_path / "data")
     (tmp_path / "data" / "broken").mkdir()
     (tmp_path / "data" / "broken" / "x.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "data" / "alink").symlink_to(tmp_path / "data" / "a")
