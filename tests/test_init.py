@@ -154,7 +154,8 @@ def test_init_leaves_out_a_linked_class_folder_and_one_whose_files_were_all_skip
     (tmp_path / "data" / "alink").symlink_to(tmp_path / "data" / "a")
     out = tmp_path / "mine.toml"
     report = write_starter_config(tmp_path / "data", out, backbone="tiny_random")
-    assert "alink (a link to class folder a)" in report and "broken (every file in it skipped)" in report
+    assert "alink (a link to class folder a)" in report
+    assert "broken (every file in it skipped: 1 not an image)" in report, report
     cfg = load_config(out)
     assert sorted(cfg.dataset.exclude) == ["alink", "broken"] == sorted(cfg.experiments.tables[0].exclude)
     assert "# left out by tlreport init: " in out.read_text()

@@ -58,7 +58,8 @@ def _scan_leaving_out(dataset: Path) -> tuple[Manifest, dict[str, str]]:
         except LinkedClassFolder as e:
             why, refused = {e.link: f"a link to class folder {display_name(e.target)}"}, e
         except EmptyClasses as e:
-            why = {c: "no file in it" if c in e.without_files else "every file in it skipped" for c in e.classes}
+            why = {c: "no file in it" if c in e.without_files
+                   else f"every file in it skipped: {e.skips.get(c) or 'unusable'}" for c in e.classes}
             refused = e
         except UserError:
             if first is None:

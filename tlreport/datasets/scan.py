@@ -203,10 +203,12 @@ class EmptyClasses(UserError):
     """Class folders without a usable image; ``classes`` names them, ``without_files`` those that hold
     no file at all (the others' files were skipped, each for a reason)."""
 
-    def __init__(self, message: str, *, classes: list[str], without_files: list[str]) -> None:
+    def __init__(self, message: str, *, classes: list[str], without_files: list[str],
+                 skips: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.classes = classes
         self.without_files = without_files
+        self.skips = skips or {}            # class -> why its files were skipped ("12 duplicate")
 
 
 def _holds_an_image(folder: str, look_at: int = 10_000) -> bool:
@@ -556,7 +558,9 @@ def scan_dataset(root: str | os.PathLike, *, include: Iterable[str] | None = Non
             msgs.append(f"class '{display_name(c)}' has no usable images ({detail})")
         raise EmptyClasses("; ".join(msgs) + "; leave " + ("it" if len(empty) == 1 else "them")
                            + f" out with {config_field}.exclude, or remove the folder" + ("" if len(empty) == 1 else "s"),
-                           classes=empty, without_files=[c for c in empty if per_class_files[c] == 0])
+                           classes=empty, without_files=[c for c in empty if per_class_files[c] == 0],
+                           skips={c: ", ".join(f"{n} {k}" for k, n in sorted(per_class_skips[c].items()))
+                                  for c in empty if per_class_skips[c]})
 
     skipped += [Skip(name, "", "not in a class folder: images go in a folder named after their class")
                 for name in loose] + top_skips
