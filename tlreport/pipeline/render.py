@@ -401,7 +401,7 @@ def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
             "classifier": ctx.config.train.enabled}
 
 
-def resolved_auto_settings(config: Config, prov: dict) -> list[str]:
+def resolved_auto_settings(config: Config, prov: dict) -> list[dict[str, str]]:
     """The config's ``auto`` settings, each with what this machine resolved it to and what moves where another
     machine resolves it otherwise (``{"setting", "moves"}``, in words)."""
     auto = []
