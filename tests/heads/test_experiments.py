@@ -19,7 +19,7 @@ from tlreport.heads.logreg import LogRegHead
 from tlreport.heads.metrics import mean_per_class_accuracy
 from tlreport.heads.penalty import choose, fit_logistic, holdout_split, row_space, scale, scaler, sgd_l2_as_C
 from tlreport.heads.softmax_sgd import SoftmaxSGDHead
-from tlreport.report.charts import plot_accuracy_vs_ntrain
+from tlreport.report.charts import plot_table_accuracy
 from tlreport.report.tables import (
     _literature_path,
     chosen_sentence,
@@ -594,7 +594,7 @@ def test_the_grid_records_what_each_fits_cross_validation_chose() -> None:
 def test_plot_writes_a_png(tmp_path) -> None:  # noqa: ANN001
     agg = _agg("caltech101", {("b", "logreg"): {15: (90.0, 0.3), 30: (91.8, 0.6)}})
     agg.loc[0, "std"] = math.nan  # a single fold has no std; the plot must cope
-    paths = plot_accuracy_vs_ntrain(agg, tmp_path / "acc", literature_rows("caltech101"))
+    paths = plot_table_accuracy(agg, tmp_path / "acc", literature_rows("caltech101"))
     assert [p.name for p in paths] == ["acc.png", "acc.phone.png"]
     assert paths[0].stat().st_size > 5000
 

@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from tlreport.report.charts import (
-    accuracy_figure,
     feature_grid_shape,
     pick_grid,
     plot_bottleneck,
@@ -16,6 +15,7 @@ from tlreport.report.charts import (
     prediction_gallery,
     prediction_label,
     reference_rows,
+    table_accuracy_figure,
     thumbnail,
     top_mistakes,
 )
@@ -265,8 +265,8 @@ def test_per_class_figure_names_the_bars_of_a_few_classes(tmp_path, monkeypatch,
     if named[0]:
         assert desktop == list(t["class"])          # in the bars' order: worst first
 
-def test_accuracy_figure_tells_rows_apart_without_colour():
-    agg = pd.DataFrame([{"dataset": "table0", "backbone": b, "head": h, "n_train": n, "mean": m + n / 10,
+def test_table_accuracy_figure_draws_every_row_in_its_panel_and_line():
+    agg = pd.DataFrame([{"dataset": "table0", "backbone": b, "head": h, "n_train": n, "mean": m + n / 10 + (h == "logreg"),
                          "std": 0.4, "n_splits": 5, "accuracy": m}
                         for b, m in (("efficientnet_lite0", 88.0), ("efficientnet_lite0+efficientnet_lite1", 90.0))
                         for h in ("softmax_sgd", "logreg") for n in (15, 30)])
@@ -274,20 +274,31 @@ def test_accuracy_figure_tells_rows_apart_without_colour():
     refs = reference_rows(lit)
     assert [r["label"] for r in refs] == ["Inception v3", "Inception v4", "Inception-ResNet v2", "Zeiler & Fergus, 2013"]
     assert [r["kind"] for r in refs[:3]] == ["seed post"] * 3
-    with house_style():
-        fig = accuracy_figure(agg, lit, dataset="table0")
-    ax = fig.axes[0]
-    labels = [c.get_label() for c in ax.containers]              # one errorbar container per row
-    lines = [c.lines[0] for c in ax.containers]
-    # display names, as the results table names its rows (tlreport.report.names.row_title)
-    assert labels[:4] == ["EfficientNet-Lite0 with softmax (SGD)", "EfficientNet-Lite0 with logistic regression",
-                          "Lite0 + Lite1 with softmax (SGD)", "Lite0 + Lite1 with logistic regression"]
-    assert labels[4:] == ["Inception v3 (seed post)", "Inception v4 (seed post)", "Inception-ResNet v2 (seed post)",
-                          "Zeiler & Fergus, 2013 (best published row)"]
-    # every row differs from every other in marker or line style, not only in colour
-    looks = {(ln.get_marker(), str(ln.get_linestyle()), ln.get_markerfacecolor() == "white") for ln in lines}
-    assert len(looks) == len(lines)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["15", "30"]
+    for phone in (False, True):
+        with (phone_style() if phone else house_style()):
+            fig = table_accuracy_figure(agg, lit, dataset="table0", phone=phone)
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title(loc="left") for ax in panels] == ["15 training images per class",
+                                                               "30 training images per class"]
+        names = ["EfficientNet-Lite0", "Lite0 + Lite1", "Inception v3 (seed post)", "Inception v4 (seed post)",
+                 "Inception-ResNet v2 (seed post)", "Zeiler & Fergus, 2013 (best published)"]
+        if phone:      # written above each line's points, in every panel
+            assert [t.get_text() for t in panels[0].texts] == names
+        else:          # beside the lines, once
+            assert [t.get_text() for t in panels[0].get_yticklabels()] == names
+        for ax, n in zip(panels, (15, 30), strict=True):
+            points = [(c.lines[0].get_xdata()[0], c.lines[0].get_ydata()[0], c.lines[0].get_marker(),
+                       c.lines[0].get_markerfacecolor()) for c in ax.containers]
+            assert len(points) == 8                    # 4 of this build's rows, 4 quoted
+            # this build's rows: on their feature set's line (0 and 1), the heads told apart by shape and fill
+            ours = points[:4]
+            assert [round(x, 6) for x, *_ in ours] == [88 + n / 10, 89 + n / 10, 90 + n / 10, 91 + n / 10]
+            assert [round(y) for _, y, *_ in ours] == [0, 0, 1, 1]
+            assert ours[0][1] < ours[1][1] and ours[2][1] < ours[3][1]   # softmax above logistic regression
+            assert {(m, f == "white") for *_, m, f in ours[::2]} != {(m, f == "white") for *_, m, f in ours[1::2]}
+            assert [x for x, *_ in points[4:]] == [r["results"][n]["mean"] for r in refs]
+            assert points[-1][2] == "*"
+        assert fig.legends and "± one std over the splits" in fig.legends[0].get_title().get_text()
 
 
 # --------------------------------------------------------------------------- prediction galleries (HTML)
@@ -366,13 +377,13 @@ def test_every_chart_has_a_phone_variant_whose_text_reads_at_11_css_px(tmp_path)
                          "std": 0.4, "n_splits": 5, "accuracy": 80.0}
                         for b in ("efficientnet_lite0", "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2")
                         for h in ("softmax_sgd", "logreg") for n in (5, 10, 20)])
-    from tlreport.report.charts import plot_accuracy_vs_ntrain
+    from tlreport.report.charts import plot_table_accuracy
 
     files = (plot_history(_history(), tmp_path / "h", best_epoch=4)
              + plot_confusion(y, y_pred, names, tmp_path / "cm")
              + plot_per_class(per_class_accuracy(y, y_pred, names), tmp_path / "pc", worst=4)
              + plot_bottleneck(rng.integers(0, 255, (50, 50, 3), dtype=np.uint8), rng.random(1280), tmp_path / "bn")
-             + plot_accuracy_vs_ntrain(agg, tmp_path / "t0", literature_rows("caltech101"), dataset="table0"))
+             + plot_table_accuracy(agg, tmp_path / "t0", literature_rows("caltech101"), dataset="table0"))
     phones = [p for p in files if p.name.endswith(".phone.png")]
     assert len(phones) == 6 and len(files) == 12
     for p in files:

@@ -129,7 +129,7 @@ LABEL_NOISE_SHOWN = 12    # images most likely mislabelled, shown in their own g
 def _replication_figures(ctx: BuildContext, out: Path) -> None:
     import pandas as pd
 
-    from tlreport.report.charts import plot_accuracy_vs_ntrain
+    from tlreport.report.charts import plot_table_accuracy
     from tlreport.report.tables import literature_rows
 
     agg = pd.read_csv(ctx.outputs["experiments"] / "aggregate.csv")
@@ -137,7 +137,7 @@ def _replication_figures(ctx: BuildContext, out: Path) -> None:
     o.mkdir(parents=True, exist_ok=True)
     for i, t in enumerate(ctx.config.experiments.tables):
         lit = literature_rows(t.literature) if t.literature else None
-        plot_accuracy_vs_ntrain(agg, o / f"table{i}", lit, dataset=f"table{i}")
+        plot_table_accuracy(agg, o / f"table{i}", lit, dataset=f"table{i}")
 
 
 def figures_run(ctx: BuildContext, out: Path) -> None:

@@ -251,10 +251,8 @@ def thumbnail(image: np.ndarray, path: str | os.PathLike, size: int = 96) -> Pat
     return _atomic_write(_with_suffix(_stem(path), ".png"), lambda f: img.save(f, format="PNG"))
 
 
-#: markers per feature set, so lines differ without colour (greyscale print, colour-vision deficiency)
-_MARKERS = ["o", "s", "D", "^", "v", "P", "X", "h"]
-#: line styles per head, in the order heads first appear
-_HEAD_STYLES = ["-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2))]
+#: per head, in the order heads first appear: (marker, filled); shape and fill tell heads apart without colour
+_HEAD_MARKS = [("o", True), ("s", False), ("D", True), ("^", False)]
 _REFERENCE_GREYS = ["#4d4d4d", "#7a7a7a", "#a6a6a6"]
 
 
@@ -269,81 +267,118 @@ def reference_rows(literature: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     return seed + ([best] if best else [])
 
 
-def plot_accuracy_vs_ntrain(agg: pd.DataFrame, path: str | Path,
-                            literature: Sequence[dict[str, Any]] | None = None, *,
-                            dataset: str | None = None, svg: bool = False, phone: bool = True) -> list[Path]:
-    """Write :func:`accuracy_figure` as ``<path>.png`` (and its phone variant ``<path>.phone.png``, second)."""
+def plot_table_accuracy(agg: pd.DataFrame, path: str | Path, literature: Sequence[dict[str, Any]] | None = None,
+                        *, dataset: str | None = None, svg: bool = False, phone: bool = True) -> list[Path]:
+    """Write :func:`table_accuracy_figure` as ``<path>.png`` (and its phone variant ``<path>.phone.png``, second)."""
     from tlreport.report.style import house_style, save_figure
 
     with house_style():
-        out = save_figure(accuracy_figure(agg, literature, dataset=dataset), Path(path), svg=svg, palette=True)
+        out = save_figure(table_accuracy_figure(agg, literature, dataset=dataset), Path(path), svg=svg,
+                          palette=True)
     if phone:
         with phone_style():
-            out += save_figure(accuracy_figure(agg, literature, dataset=dataset, phone=True), phone_path(path),
-                               dpi=PHONE_DPI, palette=True)
+            out += save_figure(table_accuracy_figure(agg, literature, dataset=dataset, phone=True),
+                               phone_path(path), dpi=PHONE_DPI, palette=True)
     return out
 
 
-def accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | None = None, *,
-                    dataset: str | None = None, phone: bool = False) -> Figure:
-    """Mean per-class accuracy vs training images per class, error bars = ± one std over splits.
+def table_accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]] | None = None, *,
+                          dataset: str | None = None, phone: bool = False) -> Figure:
+    """A results table as a dot plot: one panel per training-set size, one line per feature set.
 
-    This build's rows: one colour and marker per feature set, one line style
-    per head (solid, dashed, ...), so a row is told apart in greyscale too.
-    Reference rows (see :func:`reference_rows`): the seed post's rows in greys
-    with hollow markers and thin lines, the best published row in black
-    dash-dot.  Points of one setting are spread a little sideways so error
-    bars do not hide each other.  Rows are named as a reader reads them
-    (:func:`tlreport.report.names.row_title`).  Call inside :func:`house_style`,
-    or with ``phone=True`` (narrow, the legend in one column) inside :func:`phone_style`.
+    Each point is a row's mean per-class accuracy, its bar ± one std over the
+    splits.  On a feature set's line its heads sit one above the other, told
+    apart by marker shape and fill (:data:`_HEAD_MARKS`; the colour is the
+    feature set's, as the line's label also says).  Below a rule, the reference
+    rows (:func:`reference_rows`): the seed post's in greys with hollow
+    markers, the best published row as a black star.  The panels share their
+    accuracy axis, so what more training images add reads across them; within
+    a panel, rows whose bars overlap are not told apart by this build (the
+    table's bold says which are, by paired splits).  Dots, not lines across
+    the sizes: rows a point or two apart crossed and hid each other as lines.
+    Call inside :func:`house_style`, or with ``phone=True``
+    (one column of panels) inside :func:`phone_style`.
     """
-    from tlreport.report.names import row_title
+    from matplotlib.lines import Line2D
+
+    from tlreport.report.names import backbone_title, head_title
     from tlreport.report.style import new_figure
 
     ours = _ours(agg, dataset)
     refs = reference_rows(literature or [])
     backbones = list(dict.fromkeys(backbone for (backbone, _), _ in ours))
     heads = list(dict.fromkeys(head for (_, head), _ in ours))
-    ticks = sorted({n for _, res in ours for n in res} | {n for r in refs for n in r["results"]})
-    # sideways spread: a fraction of the smallest gap between settings, over all drawn rows
-    gap = min((b - a for a, b in zip(ticks, ticks[1:], strict=False)), default=1)
-    n_rows = len(ours) + len(refs)
-    dodge = [(i - (n_rows - 1) / 2) * min(0.3, 0.15 * gap / max(1, n_rows - 1)) for i in range(n_rows)]
-    fig = new_figure(PHONE_WIDTH, 3.2 + 0.2 * n_rows) if phone else new_figure(height=5.4)
-    ax = fig.add_subplot()
-    for k, ((backbone, head), res) in enumerate(ours):
-        b, h = backbones.index(backbone), heads.index(head)
-        ns = sorted(res)
-        ax.errorbar([n + dodge[k] for n in ns], [res[n]["mean"] for n in ns],
-                    yerr=[0.0 if np.isnan(res[n]["std"]) else res[n]["std"] for n in ns],
-                    color=PALETTE[b % len(PALETTE)], marker=_MARKERS[b % len(_MARKERS)],
-                    linestyle=_HEAD_STYLES[h % len(_HEAD_STYLES)], markersize=6, capsize=3,
-                    label=row_title(backbone, head))
-    seed_i = 0
-    for k, row in enumerate(refs, start=len(ours)):
-        ns = sorted(row["results"])
-        xs, ys = [n + dodge[k] for n in ns], [row["results"][n]["mean"] for n in ns]
-        errs = [row["results"][n]["std"] or 0.0 for n in ns]
-        if row.get("kind") == "seed post":
-            grey = _REFERENCE_GREYS[seed_i % len(_REFERENCE_GREYS)]
-            ax.errorbar(xs, ys, yerr=errs, color=grey, linestyle=(0, (2, 2)), lw=1.2,
-                        marker=_MARKERS[(seed_i + 3) % len(_MARKERS)], markersize=5,
-                        markerfacecolor="white", capsize=2,
-                        label=row["label"] if "seed" in row["label"] else f"{row['label']} (seed post)")
-            seed_i += 1
-        else:
-            ax.errorbar(xs, ys, yerr=errs, color="black", linestyle=(0, (6, 2, 1, 2)), lw=1.4,
-                        marker="*", markersize=8, capsize=2, label=f"{row['label']} (best published row)")
-    ax.set_xticks(ticks)
-    ax.set_xlabel("training images per class")
-    ax.set_ylabel("mean per-class accuracy (%)")
-    # long handles: the line style is all that tells the heads apart, and a short handle hides it behind
-    # the marker (on the phone variant the dashes vanished)
-    title = "features with head" + ("; references" if refs else "")
+    settings = sorted({n for _, res in ours for n in res} or {n for r in refs for n in r["results"]})
+    labels = [backbone_title(b) for b in backbones] + [_reference_label(r, phone) for r in refs]
+    lines = len(labels)
+    ncols = 1 if phone else (len(settings) if len(settings) <= 3 else 2)
+    nrows = -(-len(settings) // ncols)
+    # on the phone each line's label is written above its points, across the panel: beside them, the
+    # labels took over half its width
+    per_line = 0.45 if phone else 0.3
+    panel_h = 0.55 + per_line * lines
+    fig = new_figure(PHONE_WIDTH if phone else WIDTH, nrows * panel_h + (1.6 if phone else 1.2))
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    # heads of one feature set one above the other on its line, within +-0.22 of it
+    spread = [0.0] if len(heads) == 1 else list(np.linspace(-0.22, 0.22, len(heads)))
     if phone:
-        # a little shorter there: at 4.5 the longest row's label reached the image's edge
-        fig.legend(loc="outside lower center", ncols=1, title=title, handlelength=3.6, handletextpad=0.6)
-    else:
-        fig.legend(loc="outside lower center", ncols=2, fontsize=8.5, title=title, title_fontsize=8.5,
-                   handlelength=4.5)
+        spread = [0.14 + 0.7 * s for s in spread]          # below the label
+    for ax, n in zip(axes, settings, strict=False):
+        for (backbone, head), res in ours:
+            if n not in res:
+                continue
+            b, h = backbones.index(backbone), heads.index(head)
+            marker, filled = _HEAD_MARKS[h % len(_HEAD_MARKS)]
+            color = PALETTE[b % len(PALETTE)]
+            std = res[n]["std"]
+            ax.errorbar(res[n]["mean"], b + spread[h], xerr=0.0 if np.isnan(std) else std, color=color,
+                        marker=marker, markersize=6, capsize=2.5, lw=1.4,
+                        markerfacecolor=color if filled else "white", markeredgewidth=1.4)
+        seed_i = 0
+        for k, row in enumerate(refs, start=len(backbones)):
+            if n not in row["results"]:
+                continue
+            y = k + (0.14 if phone else 0.0)
+            mean, err = row["results"][n]["mean"], row["results"][n]["std"] or 0.0
+            if row.get("kind") == "seed post":
+                grey = _REFERENCE_GREYS[seed_i % len(_REFERENCE_GREYS)]
+                ax.errorbar(mean, y, xerr=err, color=grey, marker="o", markersize=5, markerfacecolor="white",
+                            capsize=2, lw=1.2)
+            else:
+                ax.errorbar(mean, y, xerr=err, color="black", marker="*", markersize=9, capsize=2, lw=1.2)
+            seed_i += row.get("kind") == "seed post"
+        if refs and backbones:
+            ax.axhline(len(backbones) - 0.5, color="#bbbbbb", lw=0.8)
+        # three panels side by side leave no room for the long title (the caption says what n counts)
+        ax.set_title(f"{n} training images per class" if ncols < 3 else f"{n} per class", loc="left")
+        ax.grid(axis="y", visible=False)
+        if phone:
+            for i, label in enumerate(labels):
+                ax.text(0.015, i - 0.44, label, transform=ax.get_yaxis_transform(), ha="left", va="top")
+    for ax in axes[len(settings):]:
+        ax.set_visible(False)
+    axes[0].set_yticks(range(lines), [] if phone else labels)
+    axes[0].set_ylim(lines - 0.5, -0.5)                  # the first feature set at the top
+    for ax in axes[:len(settings)]:
+        ax.tick_params(axis="y", length=0)
+    # the axis is named once per row of panels, under the middle one of three (fig.supxlabel would sit
+    # on the legend)
+    bottom = list(axes[max(0, len(settings) - ncols):len(settings)])
+    for ax in bottom[1:2] if len(bottom) == 3 else bottom:
+        ax.set_xlabel("mean per-class accuracy (%)")
+    key = [Line2D([], [], color="#555555", marker=m, markerfacecolor="#555555" if filled else "white",
+                  markeredgewidth=1.4, linestyle="none", label=head_title(h))
+           for h, (m, filled) in zip(heads, [_HEAD_MARKS[i % len(_HEAD_MARKS)] for i in range(len(heads))],
+                                     strict=True)]
+    if refs:
+        key.append(Line2D([], [], color="#7a7a7a", marker="o", markerfacecolor="white", linestyle="none",
+                          label="the seed post's rows"))
+    fig.legend(handles=key, loc="outside lower center", ncols=1 if phone else min(4, len(key)),
+               title="bars: ± one std over the splits" + ("; quoted rows as printed" if refs else ""))
     return fig
+
+
+def _reference_label(row: dict[str, Any], phone: bool) -> str:
+    if row.get("kind") == "seed post":
+        return row["label"] if "seed" in row["label"] else f"{row['label']} (seed post)"
+    return row["label"] + " (best published)"
