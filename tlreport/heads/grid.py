@@ -285,6 +285,7 @@ def _local_fits(head: Head, fits: list[Fit], data: _GridData, *, in_process: boo
         # rows; each fit is seeded on its own, so the results do not depend on the schedule
         from joblib import Parallel, delayed
 
+        fits = _largest_first(fits, data)
         outs = Parallel(n_jobs=processes, backend="loky", return_as="generator")(
             delayed(_fit_rows)(head, *data.rows(fit)) for fit in fits)
         yield from zip(fits, outs, strict=True)
@@ -367,12 +368,21 @@ def _chosen(predict: Any) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in getattr(predict, "chosen", {}).items())
 
 
+def _largest_first(fits: list[Fit], data: _GridData) -> list[Fit]:
+    """``fits`` by training-matrix size, largest first: handed to worker processes in that order, the last
+    to start are the shortest, so no worker idles long while another finishes a large fit (in config
+    order the concatenated features' fits came last)."""
+    return sorted(fits, key=lambda f: -f.train.size * data.features[f.backbone].shape[1])
+
+
 STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-by-side run
 
 
 def _choose_all(head: Any, fits: list[Fit], data: _GridData, processes: int) -> dict[Fit, Any]:
     """What ``head.choose`` picks for each fit, every fit at once in ``processes`` worker processes
     (single-threaded L-BFGS; each choice seeded on its own, so the schedule changes nothing)."""
+    if processes > 1 and len(fits) > 1:
+        fits = _largest_first(fits, data)
     jobs = [(data.features[f.backbone][f.train], data.labels[f.train], f.seed) for f in fits]
     if processes > 1 and len(fits) > 1:
         from joblib import Parallel, delayed
