@@ -525,6 +525,11 @@ def test_level_rows_carry_their_own_numbers_and_an_equal_mean_is_a_tie_not_a_lea
     (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
     assert not c["tie"] and c["closest"]["se"] == pytest.approx(c["closest"]["sd"] * (1 / 5 + 1) ** 0.5)
     assert [round(r["mean"], 2) for r in c["level_rows"]] == [88.2, 88.0]
+    # a lead of 0.03 points does not show in a table that prints one decimal: a tie
+    fits = _fits({("a", "logreg"): [0.8803, 0.9003, 0.8703, 0.8803, 0.8703],
+                  ("b", "logreg"): [0.890, 0.880, 0.870, 0.890, 0.870]})
+    (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
+    assert c["tie"] and c["tie_points"] == 0.05
 
 
 def test_too_few_splits_call_no_row_best() -> None:
@@ -619,6 +624,9 @@ def test_the_closest_level_row_is_never_one_the_top_row_clearly_beats() -> None:
     (c,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
     assert c["best"] == ["a with logistic regression", "c with logistic regression"]
     assert c["closest"]["title"] == "c with logistic regression" and not c["closest"]["clear"]
+    # the post names the row shown behind the best, with the top row's lead over it
+    assert [b["title"] for b in c["behind"]] == ["b with logistic regression"] and c["behind"][0]["clear"]
+    assert c["behind"][0]["mean"] == pytest.approx(0.5) and c["behind"][0]["ahead"] == 5
 
 
 def test_a_setting_with_one_row_says_so_with_its_splits() -> None:

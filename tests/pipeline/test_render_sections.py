@@ -203,7 +203,7 @@ def test_summary_box_states_the_answers_with_their_noise():
     ci = transfer["test_minus_seed"]["ci_all"]
     assert transfer["test_minus_seed"]["n_all"] == 3658 and ci[0] < 0.013 < ci[1]
     half = transfer["test_minus_seed"]["ci_half"]
-    assert ("with the seed's 40% of all 102 classes held out: 1.30 points above the seed post's 92.47% "
+    assert ("all 102 classes, 40% of the images held out as in the seed (drawn afresh): 1.30 points above the seed post's 92.47% "
             f"(95% interval of the difference {ci[0] * 100:+.1f} to {ci[1] * 100:+.1f} if the seed counted all "
             f"its 40%, {half[0] * 100:+.1f} to {half[1] * 100:+.1f} if half;") in md
     assert "**Caltech-256** (the seed's second table) was not run by this build" in md
@@ -402,11 +402,14 @@ def test_the_reproduce_box_says_which_auto_settings_this_machine_resolved():
     base = {"config": "c.toml", "config_hash": "0" * 64, "version": "0", "git": "", "modified": False, "fetch": [],
             "repository": "", "dataset": "data", "dataset_name": "data", "classifier": False, "override": None}
     md = box.render(reproduce={**base, "auto": resolved_auto_settings(auto, prov)})
-    assert ("The same config and seed give the same tables on a machine that resolves the config's `auto` settings "
+    assert ("The same config and seed give the same tables on a CPU of the kind named under *How this was made*, "
+            "on a machine that resolves the config's `auto` settings "
             'as this one did: `features.engine = "auto"` chose OpenVINO 2026.4.1 (elsewhere the features, and so '
             'every number, can differ slightly); `experiments.precision = "auto"` chose bfloat16 (elsewhere the '
-            "softmax (SGD) rows can differ in their last digits).") in md
-    assert "The same config and seed give the same tables.\n" in box.render(reproduce={**base, "auto": []})
+            "softmax (SGD) rows can differ in their last digits); on another kind of CPU they come out close, "
+            "not equal, since rounding differs.") in md
+    assert ("The same config and seed give the same tables on a CPU of the kind named under *How this was made*; "
+            "on another kind of CPU they come out close, not equal") in box.render(reproduce={**base, "auto": []})
 
 
 def test_dataset_naming_the_configs_own_folder_is_no_override(tmp_path):

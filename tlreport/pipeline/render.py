@@ -81,7 +81,8 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     if panda is None and pandas:
         r = pandas[0]
         own_panda = item(r, f"{r['ref'].split(':', 1)[1]}, a photo of the dataset's panda class")
-        own_panda["seed_top"] = [(n, p) for n, p in _seed_post()["panda"]["top5"]]
+        printed = _seed_post()["panda"].get("printed", {})
+        own_panda["seed_top"] = [(as_printed(n, printed.get(n)), p) for n, p in _seed_post()["panda"]["top5"]]
         rows = [x for x in rows if x is not r]
     images = [item(r, f"{r['name']} ({r['ref']})") for r in rows]
     oov = None
@@ -91,6 +92,7 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     return {"spec": spec, "num_classes": 1000 if spec.num_classes in (1000, 1001, 1008) else spec.num_classes,
             "preprocess": describe_preprocessing(spec), "top_k": res["top_k"],
             "images": images, "oov": oov, "panda": panda, "own_panda": own_panda,
+            "seed_oov": _seed_post()["stegosaurus"]["top2"][0],
             "ref_keys": list(backbone_reference_keys(spec))}
 
 
@@ -117,6 +119,17 @@ def _copy_figures(ctx: BuildContext, slug: str, site_out: Path, sub: str) -> dic
             shutil.copy2(f, dest / rel)
             out[rel.with_suffix("").as_posix()] = f"images/{slug}/{sub}/{rel.as_posix()}"
     return out
+
+
+def as_printed(name: str, printed: str | None) -> str:
+    """A label as a quotation shows it: the letters the source left off in brackets.
+
+    >>> as_printed("earthstar", "earthsta"), as_printed("indri", None)
+    ('earthsta[r]', 'indri')
+    """
+    if not printed or printed == name:
+        return name
+    return f"{printed}[{name[len(printed):]}]" if name.startswith(printed) else f"{printed} [{name}]"
 
 
 def _seed_post() -> dict:

@@ -87,6 +87,9 @@ def _ours(agg: pd.DataFrame, dataset: str | None) -> list[tuple[tuple[str, str],
 #: error (sd / sqrt(k)) calls a lead clear far more often than the level says (Dietterich, 1998); the
 #: corrected one is sd * sqrt(1/k + n_test/n_train).
 LEAD_MIN_SHARE = 0.8
+#: two means closer than this (points) share the top: half the last digit the table prints them to, so a
+#: smaller gap would not show there (on Caltech-101 it is also about one test image of 20,000 predictions)
+TIE_POINTS = 0.05
 LEAD_LEVEL = 0.95
 #: with fewer paired splits than this no row is called better than another
 LEAD_MIN_SPLITS = 3
@@ -234,7 +237,7 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
     Each item: ``{"n", "best": [row titles level with the best], "level_rows": [{"title", "mean",
     "std"}] of those rows, "mean", "std" (of the top row), "decided", "clear_lead": paired lead of the
     single best row over the next (or None), "closest": {"title", "lead"} for the nearest row inside the
-    noise (or None), "tie": the top row's lead prints as 0.00 points, "seed": {"label", "mean", "std",
+    noise (or None), "behind": [{"title", **lead}] the rows shown behind the best, "tie": the top row's lead is below :data:`TIE_POINTS`, "seed": {"label", "mean", "std",
     "cell" (as printed), "diff"} | None, "paper": {...} | None}``.
     """
     from tlreport.report.names import row_title
@@ -257,7 +260,7 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
             "level_rows": [{"title": row_title(*k), "mean": table[k][n]["mean"], "std": table[k][n]["std"]}
                            for k in level],
             "mean": table[top][n]["mean"], "std": table[top][n]["std"], "clear_lead": None, "closest": None,
-            "tie": False, "all_level": None, "k": k, "rows": len(v["means"]) if v else len(scored), "only": len(scored) == 1,
+            "tie": False, "tie_points": TIE_POINTS, "behind": [], "all_level": None, "k": k, "rows": len(v["means"]) if v else len(scored), "only": len(scored) == 1,
             "seed": None, "paper": None}
         if leads and decided:
             if len(level) == 1:
@@ -267,8 +270,11 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
                 runner = next(key for key, lead in leads.items() if not lead["clear"])
                 item["closest"] = {"title": row_title(*runner), **leads[runner]}
             lead = item["clear_lead"] or item["closest"]
-            # a lead that prints as 0.00 points is no lead: the post says the means differ by less than that
-            item["tie"] = bool(lead) and abs(lead["mean"]) < 0.005
+            # a gap the table cannot show is no lead: the post says the means differ by less than that
+            item["tie"] = bool(lead) and abs(lead["mean"]) < TIE_POINTS
+            # the rows shown behind the best, with the top row's lead over each: a lower row can be bold and
+            # a higher one not, and this says which are behind and by how much
+            item["behind"] = [{"title": row_title(*key), **lead} for key, lead in leads.items() if lead["clear"]]
             if len(level) == len(v["means"]):         # every row level: the span, top over the lowest row
                 lowest = list(leads)[-1]
                 item["all_level"] = {"title": row_title(*lowest), **leads[lowest],
@@ -319,7 +325,7 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None,
         counts = values.value_counts(sort=False)
         order = sorted(counts.index, key=lambda v: (-counts[v], v))
         names = {v.split("=", 1)[0] for v in order}
-        edge = _grid_edge(order[0], (grids or {}).get(str(head)))
+        edge = _edge_note(order, counts, (grids or {}).get(str(head)))
         if len(order) > 3 and len(names) == 1 and all("," not in v for v in order):
             name = names.pop()
             numbers = sorted(float(v.split("=", 1)[1]) for v in order)
@@ -336,9 +342,33 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None,
     return "; ".join(parts) + "."
 
 
-def _grid_edge(value: str, grid: Sequence[float] | None) -> str:
-    """``"the smallest value it tries: ..."`` when ``value`` (``"l2=0.003"``) is the smallest of ``grid``,
-    ``"the largest ..."`` when the largest, else ``""``."""
+def _edge_note(order: Sequence[str], counts: pd.Series, grid: Sequence[float] | None) -> str:
+    """What the choices ``order`` (most frequent first, ``"C=0.1"``) say about the ends of ``grid``, ``""`` if
+    nothing: the most frequent at an end, or, in a grid of 4 or more values, every choice at an end (in a
+    grid of 3 every value but one is an end, so there only the most frequent is worth a word).
+
+    >>> c = pd.Series({"C=3": 12, "C=10": 6, "C=0.0001": 1, "C=1": 9})
+    >>> _edge_note(["C=3", "C=1", "C=10", "C=0.0001"], c, (1e-4, 1e-3, 0.1, 1, 3, 10))
+    '0.0001 in 1 fit and 10 in 6 are the ends of the values it tries: a value beyond might do better there'
+    >>> _edge_note(["C=10", "C=3"], c, (0.1, 1, 3, 10))
+    'the largest value it tries: a larger one might do better'
+    """
+    ends = [(v, side) for v in order if (side := _grid_side(v, grid))]
+    if grid is not None and len(grid) < 4:
+        ends = [(v, side) for v, side in ends if v == order[0]]
+    if not ends:
+        return ""
+    if len(ends) == 1 and ends[0][0] == order[0]:
+        return f"the {ends[0][1]} value it tries: a {ends[0][1][:-3]}er one might do better"
+    listed = [f"{v.split('=', 1)[1]} in {counts[v]}" + (" fit" if counts[v] == 1 else " fits") * (i == 0)
+              for i, (v, _) in enumerate(sorted(ends, key=lambda e: e[1] == "largest"))]
+    verb = "is an end" if len(ends) == 1 else "are the ends"
+    return f"{' and '.join(listed)} {verb} of the values it tries: a value beyond might do better there"
+
+
+def _grid_side(value: str, grid: Sequence[float] | None) -> str:
+    """``"smallest"`` when ``value`` (``"l2=0.003"``) is the smallest of ``grid``, ``"largest"`` when the
+    largest, else ``""``."""
     if not grid or len(grid) < 2 or "," in value or "=" not in value:
         return ""
     try:
@@ -347,7 +377,7 @@ def _grid_edge(value: str, grid: Sequence[float] | None) -> str:
         return ""
     # ``chosen`` holds 6 significant digits (``:g``): a grid value like 10**-2.5 matches to that
     if np.isclose(x, min(grid), rtol=1e-5, atol=0.0):
-        return "the smallest value it tries: a smaller one might do better"
+        return "smallest"
     if np.isclose(x, max(grid), rtol=1e-5, atol=0.0):
-        return "the largest value it tries: a larger one might do better"
+        return "largest"
     return ""
