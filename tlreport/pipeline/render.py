@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from tlreport.config import Config
@@ -157,17 +158,36 @@ def _development_choices(ctx: BuildContext, sections: dict) -> list[dict]:
     if not on_caltech101:
         return []
     families = {get_spec(variant.backbone).family for _, variant in feature_jobs(ctx)}
+    grids = _head_grids(ctx.config.experiments.heads) if replication else {}
     choices = tomllib.loads(shipped_path("data", "development_choices.toml").read_text(encoding="utf-8"))["choice"]
-    return choices_that_apply(choices, families, dataclasses.asdict(ctx.config.train) if transfer else None)
+    return choices_that_apply(choices, families, dataclasses.asdict(ctx.config.train) if transfer else None, grids)
 
 
-def choices_that_apply(choices: list[dict], families: set[str], train: dict | None) -> list[dict]:
+def _head_grids(heads: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """Each grid head's candidates for what it chooses on its hold-out (``softmax_sgd`` -> its ``l2_grid``)."""
+    from tlreport.heads import get_head
+
+    grids = {}
+    for head in (get_head(h) for h in heads):
+        for attr in ("l2_grid", "C_grid"):
+            if hasattr(head, attr):
+                grids[head.name] = tuple(getattr(head, attr))
+    return grids
+
+
+def choices_that_apply(choices: list[dict], families: set[str], train: dict | None,
+                       grids: dict[str, Sequence[float]] | None = None) -> list[dict]:
     """The entries of ``data/development_choices.toml`` whose ``when`` holds: a backbone family the build
-    uses, and train settings that all match (``train`` is None when the build trains no single split).
+    uses, train settings that all match (``train`` is None when the build trains no single split), and a
+    grid head choosing from the same values (``grids``: a head's name -> its candidates, for a build with
+    a Zeiler & Fergus table).
 
     >>> c = [{"what": "w", "recheck": "r", "when": {"train": {"l2": 0.001}}}]
     >>> choices_that_apply(c, set(), {"l2": 0.001}), choices_that_apply(c, set(), {"l2": 0.0}), choices_that_apply(c, set(), None)
     ([{'what': 'w', 'recheck': 'r'}], [], [])
+    >>> g = [{"what": "w", "recheck": "r", "when": {"grid": {"head": "h", "values": [0.1, 1.0]}}}]
+    >>> choices_that_apply(g, set(), None, {"h": (1.0, 0.1)}), choices_that_apply(g, set(), None, {"h": (1.0,)})
+    ([{'what': 'w', 'recheck': 'r'}], [])
     """
     chosen = []
     for c in choices:
@@ -176,6 +196,10 @@ def choices_that_apply(choices: list[dict], families: set[str], train: dict | No
             continue
         if "train" in when and (train is None or any(train.get(k) != v for k, v in when["train"].items())):
             continue
+        if "grid" in when:
+            values = (grids or {}).get(when["grid"]["head"])
+            if values is None or sorted(values) != sorted(when["grid"]["values"]):
+                continue
         chosen.append({"what": c["what"], "recheck": c["recheck"]})
     return chosen
 
@@ -319,11 +343,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     head_objs = [get_head(h) for h in e.heads]
     # each head's candidates for what it chooses ("l2=0.003" -> its l2_grid), so the post can say when a
     # choice sits at an end of them
-    chosen_grids = {}
-    for head in head_objs:
-        for attr in ("l2_grid", "C_grid"):
-            if hasattr(head, attr):
-                chosen_grids[head.name] = tuple(getattr(head, attr))
+    chosen_grids = _head_grids(e.heads)
     tables = []
     for i, t in enumerate(e.tables):
         ds = f"table{i}"
