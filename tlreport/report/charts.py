@@ -252,7 +252,7 @@ def thumbnail(image: np.ndarray, path: str | os.PathLike, size: int = 96) -> Pat
 
 
 #: per head, in the order heads first appear: (marker, filled); shape and fill tell heads apart without colour
-_HEAD_MARKS = [("o", True), ("s", False), ("D", True), ("^", False)]
+_HEAD_MARKS = [("o", True), ("s", False), ("D", True), ("^", False), ("v", True), ("P", False)]
 _REFERENCE_GREYS = ["#4d4d4d", "#7a7a7a", "#a6a6a6"]
 
 
@@ -309,7 +309,7 @@ def table_accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]
     backbones = list(dict.fromkeys(backbone for (backbone, _), _ in ours))
     heads = list(dict.fromkeys(head for (_, head), _ in ours))
     settings = sorted({n for _, res in ours for n in res} or {n for r in refs for n in r["results"]})
-    labels = [backbone_title(b) for b in backbones] + [_reference_label(r, phone) for r in refs]
+    labels = [backbone_title(b) for b in backbones] + [_reference_label(r) for r in refs]
     lines = len(labels)
     ncols = 1 if phone else (len(settings) if len(settings) <= 3 else 2)
     nrows = -(-len(settings) // ncols)
@@ -378,7 +378,7 @@ def table_accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]
     return fig
 
 
-def _reference_label(row: dict[str, Any], phone: bool) -> str:
+def _reference_label(row: dict[str, Any]) -> str:
     if row.get("kind") == "seed post":
         return row["label"] if "seed" in row["label"] else f"{row['label']} (seed post)"
     return row["label"] + " (best published)"
