@@ -73,6 +73,10 @@ def test_values_that_would_fail_later_are_refused_up_front():
     assert "classify: no images to classify" in joined, joined
     validate({"classify": {"images": [], "enabled": False}})
     validate({"classify": {"images": []}})                                  # the out-of-vocabulary photo alone
+    # "" is the config's own folder: the site's files were written beside the config
+    with pytest.raises(ConfigError) as e:
+        validate({"site_dir": "", "cache_dir": " "})
+    assert sorted(e.value.problems) == ["cache_dir: must not be empty (got ' ')", "site_dir: must not be empty (got '')"]
 
 
 def test_missing_and_invalid_toml(tmp_path):

@@ -216,8 +216,9 @@ DEMO_IMAGES = [
 SCHEMA: dict[str, Any] = {
     "seed": Field(int, 42, _seed, doc="the one seed for splits, training and sampling (and the synthetic "
                                       "`demo` dataset); 0 to 2³² − 1"),
-    "cache_dir": Field(str, ".tlreport", _path, doc="stage outputs, features, converted weights"),
-    "site_dir": Field(str, "site", _path, doc="the Jekyll site the post is published into"),
+    # not "": that is the config's own folder (site_dir = "" scattered the site's files beside the config)
+    "cache_dir": Field(str, ".tlreport", _both(_nonempty, _path), doc="stage outputs, features, converted weights"),
+    "site_dir": Field(str, "site", _both(_nonempty, _path), doc="the Jekyll site the post is published into"),
     "data_root": Field(str, "", _path, doc="fetched artifacts (else `TLREPORT_DATA`, else "
                                            "`$XDG_DATA_HOME/tlreport`)"),
     "post": {
@@ -665,6 +666,11 @@ def _reads_dataset(cfg: Config) -> bool:
 
 
 if __name__ == "__main__":      # python -m tlreport.config: rewrite the reference page's generated part
+    import argparse
+
+    argparse.ArgumentParser(prog="python -m tlreport.config",
+                            description=f"Rewrite the generated part of {REFERENCE_PAGE} from the config's "
+                                        "declaration (a developer's tool).").parse_args()
     page = Path(__file__).resolve().parents[1] / REFERENCE_PAGE
     page.write_text(reference_page(page.read_text(encoding="utf-8")), encoding="utf-8")
     print(f"wrote {page}")

@@ -363,6 +363,21 @@ def test_preview_screenshot_of_newest_post_at_a_laptop_and_a_phone_width(site_co
     assert one.name == "one.png" and Image.open(one).width == 900
 
 
+@needs_chromium
+def test_a_page_taller_than_a_screenshot_can_be_says_it_was_cut(tmp_path: Path, monkeypatch, capsys) -> None:
+    from tlreport.site import browser
+
+    monkeypatch.setattr(browser, "_MAX_SCREENSHOT_HEIGHT", 1000)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "page.html").write_text('<!DOCTYPE html><html><head><meta charset="utf-8"><title>t</title></head>'
+                                    '<body><div style="height: 3000px"></div></body></html>')
+    with SiteServer(root) as server:
+        out = browser.screenshot(server.page_url("page.html"), tmp_path / "tall.png", width=900)
+    assert Image.open(out).height == 1000
+    assert "the screenshot shows its first 1,000 px" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- serve / preview CLI
 
 

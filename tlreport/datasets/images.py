@@ -80,8 +80,11 @@ def _open(path_or_bytes: str | os.PathLike | bytes, max_pixels: int) -> Image.Im
             img = Image.open(src)
     except Image.DecompressionBombError as e:
         raise BadImage(f"too large: {e}") from None
+    except Image.UnidentifiedImageError:
+        # PIL's message names the stream object by its memory address, which changes from run to run
+        raise BadImage("corrupt: no image header PIL recognises") from None
     except (OSError, SyntaxError, ValueError) as e:  # PIL raises all three for bad headers
-        raise BadImage(f"corrupt: {e}") from None
+        raise BadImage(f"corrupt: {_without_addresses(str(e))}") from None
     if img.format not in IMAGE_FORMATS:
         raise BadImage(f"unsupported format {img.format}")
     w, h = img.size
@@ -92,17 +95,29 @@ def _open(path_or_bytes: str | os.PathLike | bytes, max_pixels: int) -> Image.Im
     return img
 
 
+def _without_addresses(message: str) -> str:
+    """A library's message without object reprs (``<_io.BytesIO object at 0x7f...>``): a skip reason is
+    written into the post and must be the same on every run.
+
+    >>> _without_addresses("cannot read <_io.BytesIO object at 0x7faa2cbb9df0> here")
+    'cannot read the file here'
+    """
+    import re
+
+    return re.sub(r"<[^<>]*? at 0x[0-9a-fA-F]+>", "the file", message)
+
+
 def _load(img: Image.Image) -> None:
     try:
         img.load()
     except Image.DecompressionBombError as e:
         raise BadImage(f"too large: {e}") from None
     except OSError as e:
-        msg = str(e)
+        msg = _without_addresses(str(e))
         kind = "truncated" if "truncated" in msg or "premature" in msg.lower() else "corrupt"
         raise BadImage(f"{kind}: {msg}") from None
     except (SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as e:
-        raise BadImage(f"corrupt: {type(e).__name__}: {e}") from None
+        raise BadImage(f"corrupt: {type(e).__name__}: {_without_addresses(str(e))}") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -483,7 +483,8 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
             if t["claims"]:
                 c = t["claims"][-1]
                 head = f"{t['name']}, {c['n']} training images per class: "
-                spread = f"mean per-class accuracy over {c['k']} splits, ± one standard deviation"
+                spread = (f"mean per-class accuracy over {c['k']} splits, ± one standard deviation" if c["k"] > 1
+                          else "mean per-class accuracy on one split")
                 level = {r["title"]: r for r in c["level_rows"]}
                 # the rows named are those the excerpt can tell apart from the rest: a tie at the top is two rows
                 named = ([c["top"], c["closest"]["title"]] if c["decided"] and c["tie"] and c["closest"]

@@ -107,7 +107,16 @@ def lead_t(k: int) -> float:
 
 
 def lead_rule(k: int) -> str:
-    """:data:`LEAD_MIN_SHARE` and the corrected t-test in words, for ``k`` paired splits."""
+    """:data:`LEAD_MIN_SHARE` and the corrected t-test in words, for ``k`` paired splits.
+
+    >>> lead_rule(1)[:80]
+    'with 1 split per setting no row is called better than another: the rule this po'
+    """
+    if k < LEAD_MIN_SPLITS:
+        return (f"with {k} split{'s' if k != 1 else ''} per setting no row is called better than another: the "
+                f"rule this post uses (ahead on at least {LEAD_MIN_SHARE:.0%} of the paired splits, and a lead "
+                f"beyond chance by the corrected resampled t-test at {LEAD_LEVEL:.0%}) needs at least "
+                f"{LEAD_MIN_SPLITS} paired splits")
     return (f"a row is called better than another only when it is ahead on at least {LEAD_MIN_SHARE:.0%} of "
             f"the paired splits and its mean paired lead exceeds {lead_t(k):.2f} (Student's t with {k - 1} "
             f"degrees of freedom, {LEAD_LEVEL:.0%} two-sided) corrected standard errors. The corrected standard "

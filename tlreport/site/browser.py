@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -354,6 +355,10 @@ def screenshot(
     """
     if height is None:
         height = int(browser_check(url, width=width)["scrollHeight"])
+    if height > _MAX_SCREENSHOT_HEIGHT:
+        # Chromium cannot draw a taller window in one piece: say so rather than hand back a page cut short
+        print(f"warning: the page is {height:,} px tall at {width} px wide; the screenshot shows its first "
+              f"{_MAX_SCREENSHOT_HEIGHT:,} px", file=sys.stderr)
     height = max(200, min(int(height), _MAX_SCREENSHOT_HEIGHT))
     out = Path(out_png).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
