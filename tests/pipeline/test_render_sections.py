@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -406,7 +407,8 @@ def test_the_reproduce_box_says_which_auto_settings_this_machine_resolved():
     assert resolved_auto_settings(validate({}), prov) == []
     box = get_env(None, target="jekyll").get_template("sections/reproduce.md.j2")
     base = {"config": "c.toml", "config_hash": "0" * 64, "version": "0", "git": "", "modified": False, "fetch": [],
-            "repository": "", "dataset": "data", "dataset_name": "data", "classifier": False, "override": None}
+            "repository": "", "dataset": "data", "dataset_name": "data", "classifier": False, "override": None,
+            "in_source": True, "dataset_outside": False}
     md = box.render(reproduce={**base, "auto": resolved_auto_settings(auto, prov)})
     assert ("The same config and seed give the same tables on a CPU of the kind named under *How this was made*, "
             "on a machine that resolves the config's `auto` settings "
@@ -453,7 +455,7 @@ def test_the_reproduce_box_of_a_build_given_dataset_says_so_and_passes_it_on():
     box = get_env(None, target="jekyll").get_template("sections/reproduce.md.j2")
     base = {"config": "configs/c.toml", "config_hash": "0" * 64, "version": "0", "git": "", "modified": False,
             "repository": "", "dataset": "artifact:caltech101", "dataset_name": "caltech101", "classifier": True,
-            "auto": []}
+            "auto": [], "in_source": True, "dataset_outside": False}
     plain = box.render(reproduce={**base, "fetch": ["caltech101"], "override": None})
     assert "dataset caltech101 (fetched from its registry entry, pinned by sha256)" in plain
     assert ".venv/bin/tlreport fetch caltech101\n.venv/bin/tlreport build --config configs/c.toml\n" \
@@ -465,3 +467,36 @@ def test_the_reproduce_box_of_a_build_given_dataset_says_so_and_passes_it_on():
     assert (".venv/bin/tlreport build --config configs/c.toml --dataset PATH   # PATH: your copy of "
             "101_ObjectCategories\n.venv/bin/tlreport cache path train --config configs/c.toml --dataset PATH   #") in md
     assert "Without `--dataset`, the build reads the config's own dataset, which `tlreport fetch caltech101` installs." in md
+
+
+def test_the_reproduce_box_of_a_project_of_ones_own_installs_nothing_from_it_and_says_where_the_images_are(
+        tmp_path):
+    """A config written by `tlreport init` lives outside tlreport's source: its box must not tell the reader
+    to `pip install -e .` there, and a dataset outside the config's repository is not published with it."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from tlreport.config import validate
+    from tlreport.pipeline import render
+    from tlreport.report.templating import get_env
+
+    project, photos = tmp_path / "project", tmp_path / "photos"
+    project.mkdir(), photos.mkdir(), (project / "inside").mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    prov = {"config_hash": "0" * 64, "version": "0", "git": "", "rendered": {"commit": "", "modified": False},
+            "backbones": []}
+    outside = validate({"dataset": {"path": "../photos"}}, path=project / "tlreport.toml")
+    inside = validate({"dataset": {"path": "inside"}}, path=project / "tlreport.toml")
+    render._repository_top.cache_clear()
+    here = render._reproduce_context(SimpleNamespace(config=outside, dataset_override=None), prov, tmp_path / "o")
+    assert here["in_source"] is False and here["dataset_outside"] is True
+    assert render._reproduce_context(SimpleNamespace(config=inside, dataset_override=None), prov,
+                                     tmp_path / "o")["dataset_outside"] is False
+    box = get_env(None, target="jekyll").get_template("sections/reproduce.md.j2")
+    md = box.render(reproduce={**here, "config": "tlreport.toml", "classifier": True, "fetch": []})
+    assert "run in the folder that holds it, with tlreport 0 installed as its README says" in md
+    assert "pip install" not in md and ".venv/bin/" not in md
+    assert "\ntlreport build --config tlreport.toml\ntlreport cache path train --config tlreport.toml" in md
+    assert "outside the config's repository: publishing the repository does not publish the images" in md
+    # the offline default's config lies in tlreport's own tree
+    assert render._in_tlreport_source(Path(render.__file__).resolve().parents[2] / "tlreport.toml")

@@ -427,11 +427,34 @@ def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
     registry = load_registry()
     fetch += sorted(n for n in names if n in registry)
     return {"config": _config_name(ctx), "config_hash": prov["config_hash"], "version": prov["version"],
+            "in_source": _in_tlreport_source(ctx.config.path),
+            "dataset_outside": is_folder_ref(dataset) and not given and _outside_repository(ctx, dataset),
             "auto": resolved_auto_settings(ctx.config, prov),
             "git": prov["rendered"]["commit"] or prov["git"], "modified": prov["rendered"]["modified"],
             "fetch": fetch, "repository": _site_repository(ctx),
             "dataset": dataset, "dataset_name": dataset_name(dataset), "override": override,
             "classifier": ctx.config.train.enabled}
+
+
+def _in_tlreport_source(config_path: Path | None) -> bool:
+    """Whether the config lies in tlreport's own source tree (a clone, installed with ``pip install -e``): there
+    the post's commands install tlreport from that tree; a project of one's own (``tlreport init``) has no
+    ``pyproject.toml`` of tlreport's to install from."""
+    import tlreport
+
+    source = Path(tlreport.__file__).resolve().parents[1]
+    if not (source / "pyproject.toml").is_file():            # an installed tlreport, not a source tree
+        return False
+    return config_path is None or config_path.resolve().is_relative_to(source)
+
+
+def _outside_repository(ctx: BuildContext, dataset: str) -> bool:
+    """Whether the dataset folder lies outside the git repository holding the config (then publishing the
+    repository does not publish the images); False where the config is in no repository (nothing to say)."""
+    if ctx.config.path is None:
+        return False
+    top = _repository_top(ctx.config.path.parent)
+    return bool(top) and not ctx.config.resolve(dataset).resolve().is_relative_to(Path(top).resolve())
 
 
 def resolved_auto_settings(config: Config, prov: dict) -> list[dict[str, str]]:
