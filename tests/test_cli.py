@@ -47,7 +47,13 @@ def test_version(capsys):
     assert capsys.readouterr().out == f"tlreport {tlreport.__version__}\n"
 
 
-@pytest.mark.parametrize("argv", [[], ["nope"], ["build", "--nope"], ["-q", "-v", "backbones"],
+def test_only_names_the_build_stages():
+    from tlreport.pipeline import STAGES
+
+    assert cli.STAGE_NAMES == tuple(s.name for s in STAGES)
+
+
+@pytest.mark.parametrize("argv", [[], ["nope"], ["build", "--nope"], ["build", "--only", "bogus"], ["-q", "-v", "backbones"],
                                   ["backbones", "-q", "--debug"], ["classify", "x.jpg", "--top", "0"]])
 def test_bad_usage_exits_2(argv, capsys):
     assert _exit_code(argv) == 2

@@ -152,8 +152,10 @@ def test_init_leaves_out_a_linked_class_folder_and_one_whose_files_were_all_skip
     (tmp_path / "data" / "broken").mkdir()
     (tmp_path / "data" / "broken" / "x.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "data" / "alink").symlink_to(tmp_path / "data" / "a")
+    (tmp_path / "data" / "a" / "notes.jpg").write_bytes(b"not a jpeg either")
     out = tmp_path / "mine.toml"
     report = write_starter_config(tmp_path / "data", out, backbone="tiny_random")
+    assert "  skipped: 1 not an image\n    a/notes.jpg: not an image" in report, report  # named, as the build does
     assert "alink (a link to class folder a)" in report
     assert "broken (every file in it skipped: 1 not an image)" in report, report
     cfg = load_config(out)

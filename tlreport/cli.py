@@ -26,6 +26,10 @@ from tlreport import __version__
 from tlreport.errors import UserError
 from tlreport.util.text import display_name
 
+#: the build's stages in order, for --only (tlreport.pipeline.STAGES, tested equal; importing it here would
+#: cost every command, --help included, a seventh of a second)
+STAGE_NAMES = ("classify", "features", "train", "experiments", "figures", "render")
+
 DEFAULT_CONFIG = "tlreport.toml"
 DEFAULT_BACKBONE = "efficientnet_lite0"   # what classify uses without --backbone or --model
 
@@ -128,6 +132,10 @@ def _final_line(result, dry_run: bool) -> str:
     if result.published:
         return f"published {result.post}"
     if not result.ran:
+        if result.post is None:                 # --only a stage before the post
+            from tlreport.engine.run import NOTHING_CACHED
+
+            return f"{NOTHING_CACHED}: {', '.join(name for name, _ in result.plan)}"
         return f"{NOTHING_TO_DO}: {result.post}"
     if result.post is not None:
         return f"site/ already holds this post: {result.post}"
@@ -323,7 +331,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true",
                    help="recompute every stage (extracted features stay in the feature store: it is keyed by "
                         "network and image, so they would come out the same)")
-    b.add_argument("--only", metavar="STAGE", help="run this stage and what it needs, nothing after")
+    b.add_argument("--only", metavar="STAGE", choices=STAGE_NAMES,
+                   help=f"run this stage and what it needs, nothing after ({', '.join(STAGE_NAMES)})")
     b.add_argument("--dry-run", action="store_true", help="print the plan and do nothing")
     b.add_argument("--dataset", metavar="PATH", help="use this folder of class folders as the dataset")
     b.add_argument("--data-root", metavar="DIR", help="where fetched artifacts live")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 CANDIDATE_SETTINGS = (1, 2, 3, 5, 10, 15, 20, 30, 45, 60)
 SEED = 42               # the seed the written config names
 COVERAGE = 0.8          # a setting is offered when at least this share of the classes can meet it
+SKIPS_NAMED = 20        # skipped files named one per line in the report, as the build names them
 
 
 def choose_settings(counts: list[int]) -> list[int]:
@@ -191,7 +192,11 @@ drop_short_classes = true
         lines.append("  left out (dataset.exclude): " + "; ".join(f"{display_name(c)} ({why})"
                                                                for c, why in left_out.items()))
     if skipped:
+        # named as the build names them (a user fixes or removes the files before building)
         lines.append("  skipped: " + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items())))
+        lines += [f"    {display_name(s.relpath)}: {display_name(s.reason)}" for s in m.skipped[:SKIPS_NAMED]]
+        if len(m.skipped) > SKIPS_NAMED:
+            lines.append(f"    ... and {len(m.skipped) - SKIPS_NAMED} more (`tlreport build` lists them in the post)")
     lines.append("  smallest classes: " + ", ".join(f"{display_name(c)} ({counts[c]})" for c in
                                                      sorted(m.classes, key=lambda c: (counts[c], c))[:5]))
     lines.append(f"  settings {settings} per class, test images capped at {test_cap}"

@@ -47,6 +47,21 @@ def test_render_only_build_then_nothing_to_do(tmp_path, capsys):
 
 
 
+def test_only_a_stage_before_the_post_says_nothing_of_the_site(tmp_path, capsys):
+    """`--only figures` stops before the post: 'site/ is current' was a claim nobody checked."""
+    from tlreport.cli import _final_line
+    from tlreport.engine.run import NOTHING_CACHED
+
+    cfg = load_config(write_config(tmp_path, RENDER_ONLY))
+    build(cfg)
+    capsys.readouterr()
+    r = build(cfg, only="figures")
+    out = capsys.readouterr().out
+    assert r.ran == [] and r.post is None and "site/" not in out
+    assert out.strip().endswith(f"{NOTHING_CACHED}: " + ", ".join(name for name, _ in r.plan))
+    assert _final_line(r, False) == out.strip().splitlines()[-1]
+
+
 def test_a_rerun_that_renders_the_same_post_says_the_site_holds_it(tmp_path, capsys):
     """A fresh clone's first build reruns its stages to the post already in site/: the build ends by
     naming the post, as a publishing or a no-op build does, and -q says the same."""

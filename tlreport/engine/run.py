@@ -22,6 +22,9 @@ from tlreport.engine.stage import BuildContext, BuildResult, Stage
 from tlreport.engine.store import StageStore, cache_lock
 from tlreport.util.files import atomic_write_json, check_writable
 
+#: what a build limited by --only to stages before the post says when they are all cached
+NOTHING_CACHED = "nothing to do: every stage asked for is cached"
+
 
 def post_path(config: Config) -> Path:
     post = config.post
@@ -53,10 +56,13 @@ def run_build(config: Config, stages: list[Stage], *, force: bool = False, only:
             if row.to_run:
                 todo.append(row.stage)
         if not todo and site_ok:
-            ctx.log(f"nothing to do: every stage is cached and site/ is current: {post_path(config)}")
+            if publisher is None:                     # --only a stage before the post: the site was not asked about
+                ctx.log(f"{NOTHING_CACHED}: {', '.join(s.name for s in stages)}")
+            else:
+                ctx.log(f"nothing to do: every stage is cached and site/ is current: {post_path(config)}")
             if not dry_run:
                 _record(config, summary, [], ctx)
-            return BuildResult(summary, [], ctx.counters, post_path(config), False)
+            return BuildResult(summary, [], ctx.counters, post_path(config) if publisher else None, False)
         ctx.log("plan: " + "; ".join(f"{n}: {w}" for n, w in summary)
                 + ("" if site_ok else "; site: publish"))
         if dry_run:
