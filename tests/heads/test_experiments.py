@@ -481,6 +481,33 @@ def _agg_of(fits: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def test_a_row_clearly_behind_either_of_two_tied_top_rows_is_not_bold() -> None:
+    """Two rows tied at the top (0.02 points apart) are both best: which comes first by that hair must not
+    decide the bold.  c is level with the noisy a but clearly behind b, so it is shown behind the best."""
+    a = [0.90, 0.92, 0.88, 0.91, 0.89]
+    b = [0.9002, 0.9002, 0.9002, 0.8994, 0.8994]
+    c = [v - d for v, d in zip(b, [0.010, 0.011, 0.009, 0.010, 0.012], strict=True)]
+    fits = _fits({("a", "logreg"): a, ("b", "logreg"): b, ("c", "logreg"): c})
+    table = results_table(_agg_of(fits), fits, [], [15], dataset="t", num_classes=CLASSES)
+    bold = {r["label"]: r["bold"][0] for r in table["groups"][0]["rows"]}
+    assert bold == {"a with logistic regression": True, "b with logistic regression": True,
+                    "c with logistic regression": False}
+    (claim,) = claims(_agg_of(fits), fits, [], [15], "t", num_classes=CLASSES)
+    assert claim["tie"] and claim["best"] == ["a with logistic regression", "b with logistic regression"]
+    (behind,) = claim["behind"]
+    assert behind["title"] == "c with logistic regression" and behind["by"] == "b with logistic regression"
+    assert behind["clear"] and behind["ahead"] == 5 and behind["mean"] == pytest.approx(1.04)
+    # a alone does not clearly lead c: the tie-break row would have left c bold
+    assert not claim_lead(fits, ("a", "logreg"), ("c", "logreg"))["clear"]
+
+
+def claim_lead(fits: pd.DataFrame, x: tuple[str, str], y: tuple[str, str]) -> dict:
+    from tlreport.report.tables import _by_split, paired_lead
+
+    by = _by_split(fits, "t", 15)
+    return paired_lead(by[x], by[y], test_per_train=150 / (15 * CLASSES))
+
+
 def test_a_clear_lead_is_bold_alone() -> None:
     """Ahead on 5 of 5 paired splits by far more than twice the standard error: the one best row."""
     fits = _fits({("a", "logreg"): [0.92, 0.93, 0.91, 0.94, 0.92], ("b", "logreg"): [0.90, 0.915, 0.89, 0.925, 0.905]})

@@ -290,7 +290,10 @@ def test_a_panda_of_the_dataset_is_shown_beside_the_seeds_quoted_panda(tmp_path)
 
 
 def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
-    from tlreport.pipeline.render import _excerpt
+    from tlreport.pipeline.render import _excerpt as excerpt_nbsp
+
+    def _excerpt(*args):        # the text, with the no-break spaces around each "±" read as spaces
+        return excerpt_nbsp(*args).replace("\u00a0", " ")
 
     def summary(best, decided=True, rows=None, tie=False):
         level = [{"title": t, "mean": 94.31 - 0.2 * i, "std": 0.55 + 0.2 * i} for i, t in enumerate(best)]
@@ -302,8 +305,10 @@ def test_the_index_excerpt_leads_with_the_headline_number_and_its_noise():
 
     assert _excerpt(summary(["A with logistic regression"]), "Desc.") == (
         "Caltech-101, 30 training images per class: 94.3 ± 0.6% top mean per-class accuracy over 5 splits, ± one "
-        "standard deviation (A with logistic regression; ahead of every other row), against 90.1 ± 0.5 for the "
+        "standard deviation (A with logistic regression; ahead of every other row), against 90.1 ± 0.5% for the "
         "seed post's best row (Inception-ResNet v2). Desc.")
+    # a "±" stays with both its numbers where the index wraps the line
+    assert excerpt_nbsp(summary(["A"]), "D.").count("\u00a0±\u00a0") == 3
     # the top row inside a crowd it is not shown ahead of: the crowd is counted, out of all the rows
     assert "(A; 2 of the other 7 rows not shown behind it)" in _excerpt(summary(["A", "B", "C"], rows=8), "D.")
     assert "(A, B and C" not in _excerpt(summary(["A", "B", "C"], rows=8), "D.")
@@ -386,9 +391,9 @@ def test_settings_chosen_on_test_images_are_disclosed_with_their_re_check():
     assert len(grid) == 3 and "penalty grid" in grid[2]["what"] and "not been re-checked" in grid[2]["recheck"]
     assert len(choices_that_apply(choices, set(), None, {"softmax_sgd": (1e-3, 3e-3, 1e-2, 3e-2)})) == 0
     md = _render(development_choices=both)
-    assert ("**Chosen while looking at test accuracies.** Two settings of this build were first chosen during "
+    assert ("**Chosen while looking at test accuracies.** Two settings of this build were chosen, or kept, during "
             "development while looking at Caltech-101 test accuracies, which can flatter them. What each is, and "
-            "how it was checked") in md
+            "what was checked later") in md
     assert f"- {both[1]['what']}: {both[1]['recheck']}." in md
     assert "Chosen while looking" not in _render()
 

@@ -523,8 +523,9 @@ def _excerpt(summary: dict | None, fallback: str) -> str:
                 else:
                     text = f"{head}{fmt_mean_std(c)}% top {spread} ({c['top']}{'; ' + others if others else ''})"
                 if c["seed"]:
-                    text += f", against {c['seed']['cell']} for the seed post's best row ({c['seed']['label']})"
-                return text + ". " + fallback
+                    text += f", against {c['seed']['cell']}% for the seed post's best row ({c['seed']['label']})"
+                # a "±" kept with both its numbers where the index wraps the line (no-break spaces)
+                return text.replace(" ± ", "\u00a0±\u00a0") + ". " + fallback
         if summary["transfer"] and not summary["transfer"]["demo"]:
             t = summary["transfer"]
             return f"A new softmax layer classifies {percent(t['test']['accuracy'], 2)} of {t['dataset']}'s test images. " + fallback

@@ -253,7 +253,7 @@ def thumbnail(image: np.ndarray, path: str | os.PathLike, size: int = 96) -> Pat
 
 #: per head, in the order heads first appear: (marker, filled); shape and fill tell heads apart without colour
 _HEAD_MARKS = [("o", True), ("s", False), ("D", True), ("^", False), ("v", True), ("P", False)]
-_REFERENCE_GREYS = ["#4d4d4d", "#7a7a7a", "#a6a6a6"]
+SEED_GREY = "#6b6b6b"
 
 
 def reference_rows(literature: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -334,19 +334,16 @@ def table_accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]
             ax.errorbar(res[n]["mean"], b + spread[h], xerr=0.0 if np.isnan(std) else std, color=color,
                         marker=marker, markersize=6, capsize=2.5, lw=1.4,
                         markerfacecolor=color if filled else "white", markeredgewidth=1.4)
-        seed_i = 0
         for k, row in enumerate(refs, start=len(backbones)):
             if n not in row["results"]:
                 continue
             y = k + (0.14 if phone else 0.0)
             mean, err = row["results"][n]["mean"], row["results"][n]["std"] or 0.0
-            if row.get("kind") == "seed post":
-                grey = _REFERENCE_GREYS[seed_i % len(_REFERENCE_GREYS)]
-                ax.errorbar(mean, y, xerr=err, color=grey, marker="o", markersize=5, markerfacecolor="white",
+            if row.get("kind") == "seed post":          # one grey, as the key shows: each row is named
+                ax.errorbar(mean, y, xerr=err, color=SEED_GREY, marker="o", markersize=5, markerfacecolor="white",
                             capsize=2, lw=1.2)
             else:
                 ax.errorbar(mean, y, xerr=err, color="black", marker="*", markersize=9, capsize=2, lw=1.2)
-            seed_i += row.get("kind") == "seed post"
         if refs and backbones:
             ax.axhline(len(backbones) - 0.5, color="#bbbbbb", lw=0.8)
         # three panels side by side leave no room for the long title (the caption says what n counts)
@@ -361,6 +358,8 @@ def table_accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]
     axes[0].set_ylim(lines - 0.5, -0.5)                  # the first feature set at the top
     for ax in axes[:len(settings)]:
         ax.tick_params(axis="y", length=0)
+        if phone:       # panels stacked a screen high: each keeps its own accuracy scale in sight
+            ax.tick_params(axis="x", labelbottom=True)
     # the axis is named once per row of panels, under the middle one of three (fig.supxlabel would sit
     # on the legend)
     bottom = list(axes[max(0, len(settings) - ncols):len(settings)])
@@ -371,7 +370,7 @@ def table_accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]
            for h, (m, filled) in zip(heads, [_HEAD_MARKS[i % len(_HEAD_MARKS)] for i in range(len(heads))],
                                      strict=True)]
     if refs:
-        key.append(Line2D([], [], color="#7a7a7a", marker="o", markerfacecolor="white", linestyle="none",
+        key.append(Line2D([], [], color=SEED_GREY, marker="o", markerfacecolor="white", linestyle="none",
                           label="the seed post's rows"))
     fig.legend(handles=key, loc="outside lower center", ncols=1 if phone else min(4, len(key)),
                title="bars: ± one std over the splits" + ("; quoted rows as printed" if refs else ""))

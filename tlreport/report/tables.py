@@ -109,8 +109,8 @@ def lead_t(k: int) -> float:
 def lead_rule(k: int) -> str:
     """:data:`LEAD_MIN_SHARE` and the corrected t-test in words, for ``k`` paired splits.
 
-    >>> lead_rule(1)[:80]
-    'with 1 split per setting no row is called better than another: the rule this po'
+    >>> lead_rule(1).split(":")[0]
+    'with 1 split per setting no row is called better than another'
     """
     if k < LEAD_MIN_SPLITS:
         return (f"with {k} split{'s' if k != 1 else ''} per setting no row is called better than another: the "
@@ -167,9 +167,11 @@ def verdict(splits: pd.DataFrame, dataset: str | None, n: int, *, num_classes: i
     A split trains on ``n`` images of each of ``num_classes`` classes and tests on ``n_test`` images
     (the column of ``splits``; their mean over the splits enters the correction).
 
-    Returns ``{"n", "top", "level", "leads", "decided"}``: ``top`` the (backbone, head) with the highest
-    mean; ``level`` every row the top row does not clearly lead (itself included): the rows not shown
-    behind the best, each compared with the top row only (not with each other); ``leads`` maps each other row to :func:`paired_lead` of the top row over it;
+    Returns ``{"n", "top", "level", "leads", "behind", "decided"}``: ``top`` the (backbone, head) with the
+    highest mean; ``level`` every row not shown behind the best (itself included): no row tied with the
+    top (:data:`TIE_POINTS`) clearly leads it, each compared with those rows only (not with each other);
+    ``leads`` maps each other row to :func:`paired_lead` of the top row over it; ``behind`` maps each row
+    shown behind the best to ``(leader, lead)``, the tied top row that clearly leads it and by how much;
     ``decided`` is false when there are too few splits to call any row better (then ``level`` is empty).
     ``None`` when fewer than two rows have results.
     """
@@ -185,9 +187,22 @@ def verdict(splits: pd.DataFrame, dataset: str | None, n: int, *, num_classes: i
     leads = {key: paired_lead(by_split[top], by_split[key], test_per_train=test_per_train)
              for key in means.index[1:]}
     decided = len(by_split) >= LEAD_MIN_SPLITS
-    level = [top] + [key for key, lead in leads.items() if not lead["clear"]] if decided else []
+    # rows tied with the top row (means closer than the table can show) are best as much as it is: a row
+    # any of them clearly leads is shown behind the best, whichever of them came first by a hair
+    co_top = [key for key in means.index[1:] if (means[top] - means[key]) * 100 < TIE_POINTS]
+    behind: dict[Any, tuple[Any, dict[str, Any]]] = {}
+    for leader in [top, *co_top] if decided else []:
+        for key in means.index[1:]:
+            if key in behind or key in co_top or key == leader:
+                continue
+            lead = leads[key] if leader == top else paired_lead(by_split[leader], by_split[key],
+                                                                 test_per_train=test_per_train)
+            if lead["clear"]:
+                behind[key] = (leader, lead)
+    level = [top] + [key for key in means.index[1:] if key not in behind] if decided else []
     return {"n": n, "top": top, "means": {k: float(v) * 100 for k, v in means.items()},
-            "level": level, "leads": leads, "decided": decided, "k": len(by_split)}
+            "level": level, "leads": leads, "behind": {k: behind[k] for k in means.index if k in behind},
+            "decided": decided, "k": len(by_split)}
 
 
 # -------------------------------------------------------------------- the table
@@ -276,14 +291,15 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
                 runner = next(iter(leads))
                 item["clear_lead"] = {"over": row_title(*runner), **leads[runner]}
             else:                                     # the nearest row inside the noise, never a beaten one
-                runner = next(key for key, lead in leads.items() if not lead["clear"])
+                runner = next(key for key in leads if key in level)
                 item["closest"] = {"title": row_title(*runner), **leads[runner]}
             lead = item["clear_lead"] or item["closest"]
             # a gap the table cannot show is no lead: the post says the means differ by less than that
             item["tie"] = bool(lead) and abs(lead["mean"]) < TIE_POINTS
             # the rows shown behind the best, with the top row's lead over each: a lower row can be bold and
             # a higher one not, and this says which are behind and by how much
-            item["behind"] = [{"title": row_title(*key), **lead} for key, lead in leads.items() if lead["clear"]]
+            item["behind"] = [{"title": row_title(*key), "by": row_title(*leader), **lead}
+                              for key, (leader, lead) in v["behind"].items()]
             if len(level) == len(v["means"]):         # every row level: the span, top over the lowest row
                 lowest = list(leads)[-1]
                 item["all_level"] = {"title": row_title(*lowest), **leads[lowest],
@@ -353,8 +369,7 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None,
 
 def _edge_note(order: Sequence[str], counts: pd.Series, grid: Sequence[float] | None) -> str:
     """What the choices ``order`` (most frequent first, ``"C=0.1"``) say about the ends of ``grid``, ``""`` if
-    nothing: the most frequent at an end, or, in a grid of 4 or more values, every choice at an end (in a
-    grid of 3 every value but one is an end, so there only the most frequent is worth a word).
+    nothing: every choice at an end, with how often (the best value may lie beyond what was tried).
 
     >>> c = pd.Series({"C=3": 12, "C=10": 6, "C=0.0001": 1, "C=1": 9})
     >>> _edge_note(["C=3", "C=1", "C=10", "C=0.0001"], c, (1e-4, 1e-3, 0.1, 1, 3, 10))
@@ -363,8 +378,6 @@ def _edge_note(order: Sequence[str], counts: pd.Series, grid: Sequence[float] | 
     'the largest value it tries: a larger one might do better'
     """
     ends = [(v, side) for v in order if (side := _grid_side(v, grid))]
-    if grid is not None and len(grid) < 4:
-        ends = [(v, side) for v, side in ends if v == order[0]]
     if not ends:
         return ""
     if len(ends) == 1 and ends[0][0] == order[0]:
