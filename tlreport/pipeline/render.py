@@ -325,7 +325,14 @@ SEED_TABLES = (
 def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
     import pandas as pd
 
-    from tlreport.report.tables import chosen_sentence, claims, lead_rule, literature_rows, results_table
+    from tlreport.report.tables import (
+        TIE_POINTS,
+        chosen_sentence,
+        claims,
+        lead_rule,
+        literature_rows,
+        results_table,
+    )
 
     d = ctx.outputs.get("experiments")
     if d is None or "figures" not in ctx.outputs:
@@ -373,7 +380,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
 
     heads = [{"name": head_title(h), "text": head.description} for h, head in zip(e.heads, head_objs, strict=True)]
     concatenated = [backbone_title(b) for b in dict.fromkeys(agg["backbone"]) if "+" in str(b)]
-    return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip, "lead_rule": lead_rule(e.n_splits),
+    return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip, "lead_rule": lead_rule(e.n_splits), "tie_points": TIE_POINTS,
             "config_name": _config_name(ctx), "concatenated": ", ".join(concatenated)}
 
 

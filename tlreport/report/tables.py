@@ -284,7 +284,7 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
             "level_rows": [{"title": row_title(*k), "mean": table[k][n]["mean"], "std": table[k][n]["std"]}
                            for k in level],
             "mean": table[top][n]["mean"], "std": table[top][n]["std"], "clear_lead": None, "closest": None,
-            "tie": False, "tie_points": TIE_POINTS, "behind": [], "all_level": None, "k": k, "rows": len(v["means"]) if v else len(scored), "only": len(scored) == 1,
+            "tie": False, "tie_points": TIE_POINTS, "behind": [], "behind_groups": [], "all_level": None, "k": k, "rows": len(v["means"]) if v else len(scored), "only": len(scored) == 1,
             "seed": None, "paper": None}
         if leads and decided:
             if len(level) == 1:
@@ -300,6 +300,11 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
             # a higher one not, and this says which are behind and by how much
             item["behind"] = [{"title": row_title(*key), "by": row_title(*leader), **lead}
                               for key, (leader, lead) in v["behind"].items()]
+            # grouped by the tied top row that leads them, the top row's group first
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for b in sorted(item["behind"], key=lambda b: b["by"] != row_title(*top)):
+                groups.setdefault(b["by"], []).append(b)
+            item["behind_groups"] = [{"by": by, "rows": rows} for by, rows in groups.items()]
             if len(level) == len(v["means"]):         # every row level: the span, top over the lowest row
                 lowest = list(leads)[-1]
                 item["all_level"] = {"title": row_title(*lowest), **leads[lowest],
