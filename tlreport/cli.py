@@ -122,6 +122,11 @@ def _final_line(result, dry_run: bool) -> str:
     if dry_run:
         if result.post is not None:         # a dry run returns the post only when nothing is to be done
             return f"{NOTHING_TO_DO}: {result.post}"
+        if result.plan and all(status in ("off", "cached") for _, status in result.plan) and not any(
+                name == "render" for name, _ in result.plan):        # --only a stage before the post
+            from tlreport.engine.run import NOTHING_CACHED
+
+            return f"{NOTHING_CACHED}: {', '.join(name for name, _ in result.plan)}"
         from tlreport.pipeline import STAGES
 
         publisher = next(s.name for s in STAGES if s.publishes)

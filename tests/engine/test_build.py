@@ -60,6 +60,8 @@ def test_only_a_stage_before_the_post_says_nothing_of_the_site(tmp_path, capsys)
     assert r.ran == [] and r.post is None and "site/" not in out
     assert out.strip().endswith(f"{NOTHING_CACHED}: " + ", ".join(name for name, _ in r.plan))
     assert _final_line(r, False) == out.strip().splitlines()[-1]
+    dry = build(cfg, only="figures", dry_run=True)            # -q prints what the plain dry run ends with
+    assert _final_line(dry, True) == capsys.readouterr().out.strip().splitlines()[-1]
 
 
 def test_a_rerun_that_renders_the_same_post_says_the_site_holds_it(tmp_path, capsys):

@@ -498,8 +498,10 @@ def test_the_reproduce_box_of_a_project_of_ones_own_installs_nothing_from_it_and
     assert render._reproduce_context(SimpleNamespace(config=inside, dataset_override=None), prov,
                                      tmp_path / "o")["dataset_outside"] is False
     box = get_env(None, target="jekyll").get_template("sections/reproduce.md.j2")
-    md = box.render(reproduce={**here, "config": "tlreport.toml", "classifier": True, "fetch": []})
-    assert "run in the folder that holds it, with tlreport 0 installed as its README says" in md
+    assert here["config"] == "tlreport.toml"             # by its name in its folder, where the commands run
+    md = box.render(reproduce={**here, "git": "abc123", "classifier": True, "fetch": []})
+    assert "run in the folder that holds it, with tlreport installed as its README says: tlreport 0, " \
+           "tlreport's commit `abc123`" in md
     assert "pip install" not in md and ".venv/bin/" not in md
     assert "\ntlreport build --config tlreport.toml\ntlreport cache path train --config tlreport.toml" in md
     assert "outside the config's repository: publishing the repository does not publish the images" in md

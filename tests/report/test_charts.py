@@ -304,6 +304,26 @@ def test_table_accuracy_figure_draws_every_row_in_its_panel_and_line():
 # --------------------------------------------------------------------------- prediction galleries (HTML)
 
 
+def test_table_accuracy_figure_with_five_settings_one_image_and_no_seed_rows():
+    """Five panels on a 3 x 2 grid: the panel above the hidden sixth keeps its axis numbers; a setting of one
+    image per class is singular; with no seed-post rows the key has no seed entry; no rows, no crash."""
+    agg = pd.DataFrame([{"dataset": "table0", "backbone": "efficientnet_lite0", "head": "logreg", "n_train": n,
+                         "mean": 80 + n, "std": 0.5, "n_splits": 5, "accuracy": 80.0} for n in (1, 2, 3, 5, 10)])
+    paper = [{"label": "Someone, 2020", "kind": "paper", "results": {10: {"mean": 85.0, "std": 1.0}}}]
+    with house_style():
+        fig = table_accuracy_figure(agg, paper, dataset="table0")
+        fig.canvas.draw()
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title(loc="left") for ax in panels][:2] == ["1 training image per class",
+                                                               "2 training images per class"]
+    numbered = [ax.get_title(loc="left") for ax in panels
+                if any(t.get_text() for t in ax.get_xticklabels() if t.get_visible())]
+    assert numbered == ["5 training images per class", "10 training images per class"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["logistic regression"]
+    with house_style():
+        assert table_accuracy_figure(agg.iloc[:0], None, dataset="table0").axes[0].texts[0].get_text() == "no results"
+
+
 def test_prediction_label_marks_wrong_and_never_crowns_a_tie():
     names = ["cat", "dog", "fox"]
     assert prediction_label(np.array([0.9, 0.06, 0.04]), names, 0) == {

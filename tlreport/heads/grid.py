@@ -369,10 +369,19 @@ def _chosen(predict: Any) -> str:
 
 
 def _largest_first(fits: list[Fit], data: _GridData) -> list[Fit]:
-    """``fits`` by training-matrix size, largest first: handed to worker processes in that order, the last
-    to start are the shortest, so no worker idles long while another finishes a large fit (in config
-    order the concatenated features' fits came last)."""
-    return sorted(fits, key=lambda f: -f.train.size * data.features[f.backbone].shape[1])
+    """``fits`` with the largest feature set's first (by training-matrix elements, each backbone x head's
+    fits kept together and in their order): handed to worker processes in that order, the last to start
+    are small, so no worker idles long while another finishes a large fit (in config order the
+    concatenated features' fits came last).  Kept together, a backbone x head still finishes, and is
+    saved for an interrupted build to resume from, one after another."""
+    def size(f: Fit) -> int:
+        return f.train.size * data.features[f.backbone].shape[1]
+
+    pairs: dict[tuple[str, int], list[Fit]] = {}
+    for f in fits:
+        pairs.setdefault((f.backbone, f.head), []).append(f)
+    order = sorted(pairs.values(), key=lambda group: -sum(size(f) for f in group))
+    return [f for group in order for f in group]
 
 
 STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-by-side run

@@ -433,8 +433,11 @@ def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
     names = {b["name"] for b in prov["backbones"]}
     registry = load_registry()
     fetch += sorted(n for n in names if n in registry)
-    return {"config": _config_name(ctx), "config_hash": prov["config_hash"], "version": prov["version"],
-            "in_source": _in_tlreport_source(ctx.config.path),
+    in_source = _in_tlreport_source(ctx.config.path)
+    # a project of one's own runs its commands in the config's folder: the config by its name there
+    config = _config_name(ctx) if in_source or ctx.config.path is None else ctx.config.path.name
+    return {"config": config, "config_hash": prov["config_hash"], "version": prov["version"],
+            "in_source": in_source,
             "dataset_outside": is_folder_ref(dataset) and not given and _outside_repository(ctx, dataset),
             "auto": resolved_auto_settings(ctx.config, prov),
             "git": prov["rendered"]["commit"] or prov["git"], "modified": prov["rendered"]["modified"],

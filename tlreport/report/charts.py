@@ -309,6 +309,10 @@ def table_accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]
     backbones = list(dict.fromkeys(backbone for (backbone, _), _ in ours))
     heads = list(dict.fromkeys(head for (_, head), _ in ours))
     settings = sorted({n for _, res in ours for n in res} or {n for r in refs for n in r["results"]})
+    if not settings:                      # nothing to draw: an empty panel that says so
+        fig = new_figure(PHONE_WIDTH if phone else WIDTH, 1.5)
+        fig.add_subplot().text(0.5, 0.5, "no results", ha="center", va="center")
+        return fig
     labels = [backbone_title(b) for b in backbones] + [_reference_label(r) for r in refs]
     lines = len(labels)
     ncols = 1 if phone else (len(settings) if len(settings) <= 3 else 2)
@@ -347,7 +351,8 @@ def table_accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]
         if refs and backbones:
             ax.axhline(len(backbones) - 0.5, color="#bbbbbb", lw=0.8)
         # three panels side by side leave no room for the long title (the caption says what n counts)
-        ax.set_title(f"{n} training images per class" if ncols < 3 else f"{n} per class", loc="left")
+        images = "image" if n == 1 else "images"
+        ax.set_title(f"{n} training {images} per class" if ncols < 3 else f"{n} per class", loc="left")
         ax.grid(axis="y", visible=False)
         if phone:
             for i, label in enumerate(labels):
@@ -363,13 +368,15 @@ def table_accuracy_figure(agg: pd.DataFrame, literature: Sequence[dict[str, Any]
     # the axis is named once per row of panels, under the middle one of three (fig.supxlabel would sit
     # on the legend)
     bottom = list(axes[max(0, len(settings) - ncols):len(settings)])
+    for ax in bottom:                 # a bottom panel above a hidden one keeps its numbers too
+        ax.tick_params(axis="x", labelbottom=True)
     for ax in bottom[1:2] if len(bottom) == 3 else bottom:
         ax.set_xlabel("mean per-class accuracy (%)")
     key = [Line2D([], [], color="#555555", marker=m, markerfacecolor="#555555" if filled else "white",
                   markeredgewidth=1.4, linestyle="none", label=head_title(h))
            for h, (m, filled) in zip(heads, [_HEAD_MARKS[i % len(_HEAD_MARKS)] for i in range(len(heads))],
                                      strict=True)]
-    if refs:
+    if any(r.get("kind") == "seed post" for r in refs):
         key.append(Line2D([], [], color=SEED_GREY, marker="o", markerfacecolor="white", linestyle="none",
                           label="the seed post's rows"))
     fig.legend(handles=key, loc="outside lower center", ncols=1 if phone else min(4, len(key)),

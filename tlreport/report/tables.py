@@ -109,12 +109,12 @@ def lead_t(k: int) -> float:
 def lead_rule(k: int) -> str:
     """:data:`LEAD_MIN_SHARE` and the corrected t-test in words, for ``k`` paired splits.
 
-    >>> lead_rule(1).split(":")[0]
+    >>> lead_rule(1).split(",")[0]
     'with 1 split per setting no row is called better than another'
     """
     if k < LEAD_MIN_SPLITS:
-        return (f"with {k} split{'s' if k != 1 else ''} per setting no row is called better than another: the "
-                f"rule this post uses (ahead on at least {LEAD_MIN_SHARE:.0%} of the paired splits, and a lead "
+        return (f"with {k} split{'s' if k != 1 else ''} per setting no row is called better than another, since "
+                f"the rule this post uses (ahead on at least {LEAD_MIN_SHARE:.0%} of the paired splits, and a lead "
                 f"beyond chance by the corrected resampled t-test at {LEAD_LEVEL:.0%}) needs at least "
                 f"{LEAD_MIN_SPLITS} paired splits")
     return (f"a row is called better than another only when it is ahead on at least {LEAD_MIN_SHARE:.0%} of "
@@ -168,8 +168,9 @@ def verdict(splits: pd.DataFrame, dataset: str | None, n: int, *, num_classes: i
     (the column of ``splits``; their mean over the splits enters the correction).
 
     Returns ``{"n", "top", "level", "leads", "behind", "decided"}``: ``top`` the (backbone, head) with the
-    highest mean; ``level`` every row not shown behind the best (itself included): no row tied with the
-    top (:data:`TIE_POINTS`) clearly leads it, each compared with those rows only (not with each other);
+    highest mean; ``level`` every row not shown behind the best (itself included): neither the top row nor
+    a row tied with it (:data:`TIE_POINTS`) clearly leads it, each compared with those rows only (not with
+    each other);
     ``leads`` maps each other row to :func:`paired_lead` of the top row over it; ``behind`` maps each row
     shown behind the best to ``(leader, lead)``, the tied top row that clearly leads it and by how much;
     ``decided`` is false when there are too few splits to call any row better (then ``level`` is empty).
@@ -261,7 +262,9 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
     Each item: ``{"n", "best": [row titles level with the best], "level_rows": [{"title", "mean",
     "std"}] of those rows, "mean", "std" (of the top row), "decided", "clear_lead": paired lead of the
     single best row over the next (or None), "closest": {"title", "lead"} for the nearest row inside the
-    noise (or None), "behind": [{"title", **lead}] the rows shown behind the best, "tie": the top row's lead is below :data:`TIE_POINTS`, "seed": {"label", "mean", "std",
+    noise (or None), "behind": [{"title", "by", **lead}] the rows shown behind the best, each with the
+    (tied) top row "by" that clearly leads it, "behind_groups": [{"by", "rows"}] the same grouped by that
+    row (the top row's first), "tie_points": :data:`TIE_POINTS`, "tie": the top row's lead is below :data:`TIE_POINTS`, "seed": {"label", "mean", "std",
     "cell" (as printed), "diff"} | None, "paper": {...} | None}``.
     """
     from tlreport.report.names import row_title
@@ -296,8 +299,8 @@ def claims(agg: pd.DataFrame, splits: pd.DataFrame, literature: Sequence[dict[st
             lead = item["clear_lead"] or item["closest"]
             # a gap the table cannot show is no lead: the post says the means differ by less than that
             item["tie"] = bool(lead) and abs(lead["mean"]) < TIE_POINTS
-            # the rows shown behind the best, with the top row's lead over each: a lower row can be bold and
-            # a higher one not, and this says which are behind and by how much
+            # the rows shown behind the best, each with the lead of the (tied) top row that leads it: a lower
+            # row can be bold and a higher one not, and this says which are behind and by how much
             item["behind"] = [{"title": row_title(*key), "by": row_title(*leader), **lead}
                               for key, (leader, lead) in v["behind"].items()]
             # grouped by the tied top row that leads them, the top row's group first
@@ -373,8 +376,8 @@ def chosen_sentence(splits: pd.DataFrame, dataset: str | None,
 
 
 def _edge_note(order: Sequence[str], counts: pd.Series, grid: Sequence[float] | None) -> str:
-    """What the choices ``order`` (most frequent first, ``"C=0.1"``) say about the ends of ``grid``, ``""`` if
-    nothing: every choice at an end, with how often (the best value may lie beyond what was tried).
+    """Every choice in ``order`` (most frequent first, ``"C=0.1"``) at an end of ``grid``, with how often (the
+    best value may lie beyond what was tried); ``""`` when no choice is at an end.
 
     >>> c = pd.Series({"C=3": 12, "C=10": 6, "C=0.0001": 1, "C=1": 9})
     >>> _edge_note(["C=3", "C=1", "C=10", "C=0.0001"], c, (1e-4, 1e-3, 0.1, 1, 3, 10))
