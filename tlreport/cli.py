@@ -117,20 +117,24 @@ def cmd_build(args: argparse.Namespace) -> int:
 NOTHING_TO_DO = "nothing to do: every stage is cached and site/ is current"
 
 
+def _nothing_cached(result) -> str:
+    """The line of a build limited by --only to stages before the post, every one of them cached."""
+    from tlreport.engine.run import NOTHING_CACHED
+
+    return f"{NOTHING_CACHED}: {', '.join(name for name, _ in result.plan)}"
+
+
 def _final_line(result, dry_run: bool) -> str:
     """What ``-q`` prints: the line a plain build ends with."""
     if dry_run:
         if result.post is not None:         # a dry run returns the post only when nothing is to be done
             return f"{NOTHING_TO_DO}: {result.post}"
-        if result.plan and all(status in ("off", "cached") for _, status in result.plan) and not any(
-                name == "render" for name, _ in result.plan):        # --only a stage before the post
-            from tlreport.engine.run import NOTHING_CACHED
-
-            return f"{NOTHING_CACHED}: {', '.join(name for name, _ in result.plan)}"
         from tlreport.pipeline import STAGES
 
         publisher = next(s.name for s in STAGES if s.publishes)
         idle = all(status in ("off", "cached") for _, status in result.plan)
+        if result.plan and idle and all(n != publisher for n, _ in result.plan):   # --only a stage before it
+            return _nothing_cached(result)
         # the site is out of date when the publishing stage reruns, or (nothing to rerun) was not published
         stale = any(n == publisher and (idle or status != "cached") for n, status in result.plan)
         return "plan: " + "; ".join(f"{n}: {w}" for n, w in result.plan) + ("; site: publish" if stale else "")
@@ -138,9 +142,7 @@ def _final_line(result, dry_run: bool) -> str:
         return f"published {result.post}"
     if not result.ran:
         if result.post is None:                 # --only a stage before the post
-            from tlreport.engine.run import NOTHING_CACHED
-
-            return f"{NOTHING_CACHED}: {', '.join(name for name, _ in result.plan)}"
+            return _nothing_cached(result)
         return f"{NOTHING_TO_DO}: {result.post}"
     if result.post is not None:
         return f"site/ already holds this post: {result.post}"

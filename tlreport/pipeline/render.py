@@ -68,8 +68,9 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
 
     panda = None
     rows = res["images"]
+    seed = _seed_post()
     if res["backbone"] == "inception_2015":       # the seed's own model: show its panda beside the seed's list
-        seed_top = {n: p for n, p in _seed_post()["panda"]["top5"]}
+        seed_top = {n: p for n, p in seed["panda"]["top5"]}
         for r in rows:
             if r["name"] == "cropped_panda":
                 panda = item(r, f"{r['name']} ({r['ref']}), the image that ships with the 2015 graph")
@@ -82,8 +83,8 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     if panda is None and pandas:
         r = pandas[0]
         own_panda = item(r, f"{r['ref'].split(':', 1)[1]}, a photo of the dataset's panda class")
-        printed = _seed_post()["panda"].get("printed", {})
-        own_panda["seed_top"] = [(as_printed(n, printed.get(n)), p) for n, p in _seed_post()["panda"]["top5"]]
+        printed = seed["panda"].get("printed", {})
+        own_panda["seed_top"] = [(as_printed(n, printed.get(n)), p) for n, p in seed["panda"]["top5"]]
         rows = [x for x in rows if x is not r]
     images = [item(r, f"{r['name']} ({r['ref']})") for r in rows]
     oov = None
@@ -93,7 +94,7 @@ def _classify_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     return {"spec": spec, "num_classes": 1000 if spec.num_classes in (1000, 1001, 1008) else spec.num_classes,
             "preprocess": describe_preprocessing(spec), "top_k": res["top_k"],
             "images": images, "oov": oov, "panda": panda, "own_panda": own_panda,
-            "seed_oov": _seed_post()["stegosaurus"]["top2"][0],
+            "seed_oov": seed["stegosaurus"]["top2"][0],
             "ref_keys": list(backbone_reference_keys(spec))}
 
 
