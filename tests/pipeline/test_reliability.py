@@ -304,6 +304,7 @@ def _random_inception_v4(tmp_path: Path, seed: int = 4) -> Path:
     archive = tmp_path / "inception_v4_2016_09_09.tar.gz"
     with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
         tar.add(ckpt, arcname="inception_v4.ckpt")
+    Path(ckpt).unlink()                                                      # 176 MB: only the archive is fetched
     return archive
 
 
@@ -317,6 +318,8 @@ def test_adding_a_backbone_extracts_features_for_it_alone(reference, tmp_path):
     archive = _random_inception_v4(tmp_path)
     r = run_cli("fetch", "inception_v4", "--from", str(archive), "--data-root", str(tmp_path / "data-root"), cwd=p)
     assert r.returncode == 0, r.stderr
+    first_sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    archive.unlink()                                                    # fetched: the test's disk stays small
     (p / "tlreport.toml").write_text(f'data_root = "{tmp_path / "data-root"}"\n' + BACKBONES.replace(
         'backbones = ["tiny_random"]', 'backbones = ["tiny_random", "inception_v4"]'))
     r = run_cli("build", cwd=p)
@@ -330,18 +333,18 @@ def test_adding_a_backbone_extracts_features_for_it_alone(reference, tmp_path):
     results = json.loads(newest.read_text())
     assert {row["backbone"] for row in results["aggregate"]} == {"tiny_random", "inception_v4"}
     post = (p / "site" / "_posts" / "2026-11-28-reliability.md").read_text()
-    first_sha = hashlib.sha256(archive.read_bytes()).hexdigest()
     assert first_sha[:16] in post                                       # the provenance box names the weights
 
     # another unpinned checkpoint under the same name: a new identity, so its features are extracted anew
     other = _random_inception_v4(tmp_path / "other", seed=5)
     r = run_cli("fetch", "inception_v4", "--from", str(other), "--data-root", str(tmp_path / "data-root"), cwd=p)
     assert r.returncode == 0, r.stderr
+    second_sha = hashlib.sha256(other.read_bytes()).hexdigest()
+    other.unlink()
     r = run_cli("build", cwd=p)
     assert r.returncode == 0, r.stderr
     assert "features: inception_v4 24 new images" in r.stdout
     post = (p / "site" / "_posts" / "2026-11-28-reliability.md").read_text()
-    second_sha = hashlib.sha256(other.read_bytes()).hexdigest()
     assert second_sha != first_sha and second_sha[:16] in post and first_sha[:16] not in post
 
 
