@@ -377,7 +377,7 @@ def test_settings_chosen_on_test_images_are_disclosed_with_their_re_check():
     single split's settings only where every one of them matches; the post lists each with its re-check."""
     import tomllib
 
-    from tlreport.pipeline.render import choices_that_apply
+    from tlreport.pipeline.development_choices import choices_that_apply
     from tlreport.util.paths import shipped_path
 
     choices = tomllib.loads(shipped_path("data", "development_choices.toml").read_text())["choice"]
@@ -402,7 +402,7 @@ def test_the_reproduce_box_says_which_auto_settings_this_machine_resolved():
     """Same config and seed, same tables: on a machine that resolves `auto` the same way, which the box says,
     with what moves where another machine resolves a setting otherwise."""
     from tlreport.config import validate
-    from tlreport.pipeline.render import resolved_auto_settings
+    from tlreport.pipeline.reproduce import resolved_auto_settings
     from tlreport.report.templating import get_env
 
     prov = {"engine": "OpenVINO 2026.4.1", "head_precision": {"precision": "bfloat16", "heads": ["softmax_sgd"]}}
@@ -430,7 +430,7 @@ def test_dataset_naming_the_configs_own_folder_is_no_override(tmp_path):
     from types import SimpleNamespace
 
     from tlreport.config import validate
-    from tlreport.pipeline import render
+    from tlreport.pipeline import reproduce
 
     (tmp_path / "data").mkdir()
     (tmp_path / "copy").mkdir()
@@ -440,11 +440,11 @@ def test_dataset_naming_the_configs_own_folder_is_no_override(tmp_path):
 
     def context(override):
         ctx = SimpleNamespace(config=cfg, dataset_override=override)
-        return render._reproduce_context(ctx, prov, tmp_path / "out")
+        return reproduce.reproduce_context(ctx, prov)
 
     import unittest.mock as mock
 
-    with mock.patch.object(render, "_config_name", return_value="tlreport.toml"):
+    with mock.patch.object(reproduce, "config_name", return_value="tlreport.toml"):
         assert context(str(tmp_path / "data"))["override"] is None
         assert context(None)["override"] is None
         assert context(str(tmp_path / "copy"))["override"] == {"name": "copy", "arg": "PATH", "instead_of": "data",
@@ -482,7 +482,7 @@ def test_the_reproduce_box_of_a_project_of_ones_own_installs_nothing_from_it_and
     from types import SimpleNamespace
 
     from tlreport.config import validate
-    from tlreport.pipeline import render
+    from tlreport.pipeline import reproduce
     from tlreport.report.templating import get_env
 
     project, photos = tmp_path / "project", tmp_path / "photos"
@@ -492,11 +492,10 @@ def test_the_reproduce_box_of_a_project_of_ones_own_installs_nothing_from_it_and
             "backbones": []}
     outside = validate({"dataset": {"path": "../photos"}}, path=project / "tlreport.toml")
     inside = validate({"dataset": {"path": "inside"}}, path=project / "tlreport.toml")
-    render._repository_top.cache_clear()
-    here = render._reproduce_context(SimpleNamespace(config=outside, dataset_override=None), prov, tmp_path / "o")
+    reproduce.repository_top.cache_clear()
+    here = reproduce.reproduce_context(SimpleNamespace(config=outside, dataset_override=None), prov)
     assert here["in_source"] is False and here["dataset_outside"] is True
-    assert render._reproduce_context(SimpleNamespace(config=inside, dataset_override=None), prov,
-                                     tmp_path / "o")["dataset_outside"] is False
+    assert reproduce.reproduce_context(SimpleNamespace(config=inside, dataset_override=None), prov)["dataset_outside"] is False
     box = get_env(None, target="jekyll").get_template("sections/reproduce.md.j2")
     assert here["config"] == "tlreport.toml"             # by its name in its folder, where the commands run
     md = box.render(reproduce={**here, "git": "abc123", "classifier": True, "fetch": []})
@@ -506,4 +505,4 @@ def test_the_reproduce_box_of_a_project_of_ones_own_installs_nothing_from_it_and
     assert "\ntlreport build --config tlreport.toml\ntlreport cache path train --config tlreport.toml" in md
     assert "outside the config's repository: publishing the repository does not publish the images" in md
     # the offline default's config lies in tlreport's own tree
-    assert render._in_tlreport_source(Path(render.__file__).resolve().parents[2] / "tlreport.toml")
+    assert reproduce.in_tlreport_source(Path(reproduce.__file__).resolve().parents[2] / "tlreport.toml")

@@ -390,15 +390,15 @@ STACK_BYTES = 1 << 30  # at most this much training data (float32) in one side-b
 def _choose_all(head: Any, fits: list[Fit], data: _GridData, processes: int) -> dict[Fit, Any]:
     """What ``head.choose`` picks for each fit, every fit at once in ``processes`` worker processes
     (single-threaded L-BFGS; each choice seeded on its own, so the schedule changes nothing)."""
-    if processes > 1 and len(fits) > 1:
-        fits = _largest_first(fits, data)
-    jobs = [(data.features[f.backbone][f.train], data.labels[f.train], f.seed) for f in fits]
-    if processes > 1 and len(fits) > 1:
-        from joblib import Parallel, delayed
+    def training(f: Fit) -> tuple[np.ndarray, np.ndarray]:
+        return data.features[f.backbone][f.train], data.labels[f.train]
 
-        values = Parallel(n_jobs=processes, backend="loky")(delayed(head.choose)(X, y, seed=s) for X, y, s in jobs)
-    else:
-        values = [head.choose(X, y, seed=s) for X, y, s in jobs]
+    if processes <= 1 or len(fits) <= 1:
+        return {f: head.choose(*training(f), seed=f.seed) for f in fits}
+    from joblib import Parallel, delayed
+
+    fits = _largest_first(fits, data)
+    values = Parallel(n_jobs=processes, backend="loky")(delayed(head.choose)(*training(f), seed=f.seed) for f in fits)
     return dict(zip(fits, values, strict=True))
 
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
-import re
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
-from tlreport.config import Config
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
+from tlreport.pipeline.data import dataset_reference
+from tlreport.pipeline.development_choices import development_choices
 from tlreport.pipeline.provenance import _provenance
+from tlreport.pipeline.reproduce import config_name, reproduce_context, site_repository
 from tlreport.util.files import atomic_write_text, read_json
 from tlreport.util.paths import shipped_path
 
@@ -32,7 +31,7 @@ def render_inputs(ctx: BuildContext) -> dict:
             # a post rendered from uncommitted code says so; once committed, it is rendered again to say not
             # (the commit itself is no input: a later commit that changes nothing here leaves the post as is)
             "uncommitted": ctx.once("render_git", render_git)["modified"],
-            "site_config": _site_repository(ctx), "config_name": _config_name(ctx),
+            "site_config": site_repository(ctx), "config_name": config_name(ctx),
             "credit": dataset_credit(ctx, transfer_use(ctx).ref) if ctx.config.train.enabled else None}
 
 
@@ -142,69 +141,6 @@ def _seed_post() -> dict:
     return tomllib.loads(shipped_path("data", "seed_post.toml").read_text(encoding="utf-8"))
 
 
-def _development_choices(ctx: BuildContext, sections: dict) -> list[dict]:
-    """The settings of this build that were first chosen while looking at Caltech-101 test accuracies
-    (``data/development_choices.toml``), for a post on Caltech-101: what each is and how it was re-checked
-    without a test image."""
-    import tomllib
-
-    from tlreport.backbones import get_spec
-    from tlreport.pipeline.feature_sets import feature_jobs
-    from tlreport.util.paths import shipped_path
-
-    transfer, replication = sections.get("transfer"), sections.get("replication")
-    on_caltech101 = bool(transfer and transfer["dataset_ref"] == "caltech101") or any(
-        _dataset_reference(f"{t.dataset} {t.literature or ''} {t.name or ''}") == "caltech101"
-        for t in (ctx.config.experiments.tables if replication else ()))
-    if not on_caltech101:
-        return []
-    families = {get_spec(variant.backbone).family for _, variant in feature_jobs(ctx)}
-    grids = _head_grids(ctx.config.experiments.heads) if replication else {}
-    choices = tomllib.loads(shipped_path("data", "development_choices.toml").read_text(encoding="utf-8"))["choice"]
-    return choices_that_apply(choices, families, dataclasses.asdict(ctx.config.train) if transfer else None, grids)
-
-
-def _head_grids(heads: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """Each grid head's candidates for what it chooses on its hold-out (``softmax_sgd`` -> its ``l2_grid``)."""
-    from tlreport.heads import get_head
-
-    grids = {}
-    for head in (get_head(h) for h in heads):
-        for attr in ("l2_grid", "C_grid"):
-            if hasattr(head, attr):
-                grids[head.name] = tuple(getattr(head, attr))
-    return grids
-
-
-def choices_that_apply(choices: list[dict], families: set[str], train: dict | None,
-                       grids: dict[str, Sequence[float]] | None = None) -> list[dict]:
-    """The entries of ``data/development_choices.toml`` whose ``when`` holds: a backbone family the build
-    uses, train settings that all match (``train`` is None when the build trains no single split), and a
-    grid head choosing from the same values (``grids``: a head's name -> its candidates, for a build with
-    a Zeiler & Fergus table).
-
-    >>> c = [{"what": "w", "recheck": "r", "when": {"train": {"l2": 0.001}}}]
-    >>> choices_that_apply(c, set(), {"l2": 0.001}), choices_that_apply(c, set(), {"l2": 0.0}), choices_that_apply(c, set(), None)
-    ([{'what': 'w', 'recheck': 'r'}], [], [])
-    >>> g = [{"what": "w", "recheck": "r", "when": {"grid": {"head": "h", "values": [0.1, 1.0]}}}]
-    >>> choices_that_apply(g, set(), None, {"h": (1.0, 0.1)}), choices_that_apply(g, set(), None, {"h": (1.0,)})
-    ([{'what': 'w', 'recheck': 'r'}], [])
-    """
-    chosen = []
-    for c in choices:
-        when = c["when"]
-        if "backbone_family" in when and when["backbone_family"] not in families:
-            continue
-        if "train" in when and (train is None or any(train.get(k) != v for k, v in when["train"].items())):
-            continue
-        if "grid" in when:
-            values = (grids or {}).get(when["grid"]["head"])
-            if values is None or sorted(values) != sorted(when["grid"]["values"]):
-                continue
-        chosen.append({"what": c["what"], "recheck": c["recheck"]})
-    return chosen
-
-
 def _val_minus_test(metrics: dict, history: Path) -> dict:
     """Validation minus test accuracy, its 95% interval as a difference of two independent draws, and
     what choosing the epoch on the validation images was worth to them.
@@ -264,7 +200,7 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
         demo = {"classes": len(res["classes"]), "per_class": round(total / max(1, len(res["classes"])))}
     seed = _seed_post()["transfer"]
     credit = pipeline_data.dataset_credit(ctx, res["dataset"])
-    dataset_ref = _dataset_reference(res["dataset"] + " " + credit[0])
+    dataset_ref = dataset_reference(res["dataset"] + " " + credit[0])
     # the seed's 92.47% is on all of Caltech-101's classes; like for like also holds out its 40% for testing
     seed_comparable = demo is None and dataset_ref == "caltech101" and len(res["classes"]) == seed["classes"]
     pairs = [{**p, "thumb_true_url": fig[p["thumb_true"]], "thumb_pred_url": fig[p["thumb_pred"]]}
@@ -301,20 +237,6 @@ def _transfer_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | No
     }
 
 
-def _dataset_reference(text: str) -> str | None:
-    """The references.toml key of a Caltech dataset named in ``text`` (its path, artifact or credit line).
-
-    >>> _dataset_reference("artifact:caltech256"), _dataset_reference("x Caltech-101: Li Fei-Fei"), _dataset_reference("flowers")
-    ('caltech256', 'caltech101', None)
-    """
-    t = text.lower().replace("-", "")
-    if "caltech256" in t or "256_objectcategories" in t:
-        return "caltech256"
-    if "caltech101" in t or "101_objectcategories" in t:
-        return "caltech101"
-    return None
-
-
 #: the seed post's two tables: the literature key, the name, the settings and the test cap of each, so that
 #: a post shows both halves of the seed even when its build ran neither (see configs/seed-replication.toml)
 SEED_TABLES = (
@@ -326,6 +248,7 @@ SEED_TABLES = (
 def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
     import pandas as pd
 
+    from tlreport.heads import candidate_grids
     from tlreport.report.tables import (
         TIE_POINTS,
         chosen_sentence,
@@ -351,7 +274,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     head_objs = [get_head(h) for h in e.heads]
     # each head's candidates for what it chooses ("l2=0.003" -> its l2_grid), so the post can say when a
     # choice sits at an end of them
-    chosen_grids = _head_grids(e.heads)
+    chosen_grids = candidate_grids(e.heads)
     tables = []
     for i, t in enumerate(e.tables):
         ds = f"table{i}"
@@ -382,117 +305,7 @@ def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict |
     heads = [{"name": head_title(h), "text": head.description} for h, head in zip(e.heads, head_objs, strict=True)]
     concatenated = [backbone_title(b) for b in dict.fromkeys(agg["backbone"]) if "+" in str(b)]
     return {"tables": tables, "n_splits": e.n_splits, "heads": heads, "flip": e.flip, "lead_rule": lead_rule(e.n_splits), "tie_points": TIE_POINTS,
-            "config_name": _config_name(ctx), "concatenated": ", ".join(concatenated)}
-
-
-def _config_name(ctx: BuildContext) -> str:
-    """The config file as a reader types it: relative to the repository (or folder) it lives in."""
-    path = ctx.config.path
-    if path is None:
-        return "tlreport.toml"
-    top = _repository_top(path.parent)
-    for base in (Path(top) if top else None, Path.cwd()):
-        if base is not None and path.is_relative_to(base.resolve()):
-            return path.relative_to(base.resolve()).as_posix()
-    return path.name
-
-
-@functools.cache
-def _repository_top(folder: Path) -> str:
-    """The top of the git repository holding ``folder`` ("" outside one): asked of git once per folder."""
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], capture_output=True,
-                              text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def _reproduce_context(ctx: BuildContext, prov: dict, site_out: Path) -> dict:
-    """The exact commands that rebuild this post, and where the exported classifier lands."""
-    from tlreport.artifacts.registry import load_registry
-    from tlreport.pipeline.data import dataset_name, is_folder_ref
-
-    dataset = ctx.config.dataset.path
-    # a build given --dataset read that in place of the config's dataset (the tables' too, where they name it);
-    # --dataset naming the config's own folder is no override
-    given = ctx.dataset_override
-    if given and (given == dataset or (is_folder_ref(given) and is_folder_ref(dataset)
-                                       and Path(given).resolve() == ctx.config.resolve(dataset).resolve())):
-        given = None
-    override = None
-    if given:
-        arg = "PATH" if is_folder_ref(given) else given
-        override = {"name": dataset_name(given), "arg": arg, "instead_of": dataset_name(dataset),
-                    "config_artifact": dataset.split(":", 1)[1] if dataset.startswith("artifact:") else ""}
-    fetch = []
-    refs = [dataset] + [t.dataset for t in ctx.config.experiments.tables] if ctx.config.experiments.enabled else [dataset]
-    for ref in dict.fromkeys(given if given and ref == dataset else ref for ref in refs):
-        if ref.startswith("artifact:"):
-            fetch.append(ref.split(":", 1)[1])
-    names = {b["name"] for b in prov["backbones"]}
-    registry = load_registry()
-    fetch += sorted(n for n in names if n in registry)
-    in_source = _in_tlreport_source(ctx.config.path)
-    # a project of one's own runs its commands in the config's folder: the config by its name there
-    config = _config_name(ctx) if in_source or ctx.config.path is None else ctx.config.path.name
-    return {"config": config, "config_hash": prov["config_hash"], "version": prov["version"],
-            "in_source": in_source,
-            "dataset_outside": is_folder_ref(dataset) and not given and _outside_repository(ctx, dataset),
-            "auto": resolved_auto_settings(ctx.config, prov),
-            "git": prov["rendered"]["commit"] or prov["git"], "modified": prov["rendered"]["modified"],
-            "fetch": fetch, "repository": _site_repository(ctx),
-            "dataset": dataset, "dataset_name": dataset_name(dataset), "override": override,
-            "classifier": ctx.config.train.enabled}
-
-
-def _in_tlreport_source(config_path: Path | None) -> bool:
-    """Whether the config lies in tlreport's own source tree (a clone, installed with ``pip install -e``): there
-    the post's commands install tlreport from that tree; a project of one's own (``tlreport init``) has no
-    ``pyproject.toml`` of tlreport's to install from."""
-    import tlreport
-
-    source = Path(tlreport.__file__).resolve().parents[1]
-    if not (source / "pyproject.toml").is_file():            # an installed tlreport, not a source tree
-        return False
-    return config_path is None or config_path.resolve().is_relative_to(source)
-
-
-def _outside_repository(ctx: BuildContext, dataset: str) -> bool:
-    """Whether the dataset folder lies outside the git repository holding the config (then publishing the
-    repository does not publish the images); False where the config is in no repository (nothing to say)."""
-    if ctx.config.path is None:
-        return False
-    top = _repository_top(ctx.config.path.parent)
-    return bool(top) and not ctx.config.resolve(dataset).resolve().is_relative_to(Path(top).resolve())
-
-
-def resolved_auto_settings(config: Config, prov: dict) -> list[dict[str, str]]:
-    """The config's ``auto`` settings, each with what this machine resolved it to and what moves where another
-    machine resolves it otherwise (``{"setting", "moves"}``, in words)."""
-    auto = []
-    if config.features.engine == "auto" and prov.get("engine"):
-        auto.append({"setting": f'`features.engine = "auto"` chose {prov["engine"]}',
-                     "moves": "the features, and so every number, can differ slightly"})
-    if config.experiments.enabled and config.experiments.precision == "auto" and prov.get("head_precision"):
-        auto.append({"setting": f'`experiments.precision = "auto"` chose {prov["head_precision"]["precision"]}',
-                     "moves": "the softmax (SGD) rows can differ in their last digits"})
-    return auto
-
-
-def _site_repository(ctx: BuildContext) -> str:
-    """``repository:`` of the site's ``_config.yml`` (``owner/name`` or a URL), else ``""``."""
-    cfg = ctx.config.resolve(ctx.config.site_dir) / "_config.yml"
-    try:
-        text = cfg.read_text(encoding="utf-8")
-    except OSError:
-        return ""
-    m = re.search(r"^repository:[ \t]*[\"']?([^\"'\s#]+)", text, flags=re.M)
-    if not m:
-        return ""
-    repo = m.group(1)
-    return repo if "://" in repo else f"https://github.com/{repo}"
+            "config_name": config_name(ctx), "concatenated": ", ".join(concatenated)}
 
 
 def _summary_context(sections: dict, prov: dict) -> dict | None:
@@ -560,8 +373,8 @@ def render_run(ctx: BuildContext, out: Path) -> None:
     summary = _summary_context(sections, prov)
     post["excerpt"] = _excerpt(summary, post["description"])
     context = {"post": post, "prov": prov, "summary": summary, "seed_post": _seed_post()["post"],
-               "reproduce": _reproduce_context(ctx, prov, site_out), **sections,
-               "development_choices": _development_choices(ctx, sections)}
+               "reproduce": reproduce_context(ctx, prov), **sections,
+               "development_choices": development_choices(ctx, sections)}
     context["figure_meta"] = figure_meta(site_out, slug)     # charts' phone variants and text sizes
     user = _user_templates(ctx)
     md_jekyll = render_post(context, user_dir=user, target="jekyll")
