@@ -353,9 +353,8 @@ def test_folds_trained_side_by_side_match_folds_trained_one_by_one() -> None:
 @pytest.mark.slow
 def test_a_small_grid_fitted_in_this_process_gives_the_rows_of_worker_processes(monkeypatch) -> None:
     """A small grid runs every fit in this process, the TensorFlow head in this thread and the L-BFGS head in
-    a second one at the same time; a large one sends L-BFGS fits to worker processes, one head at a time, and
-    the TensorFlow head's side-by-side folds too (TensorFlow there on one thread, here on two).  Each fit
-    computes the same either way, so the rows are equal (mirrored test images included)."""
+    a second one at the same time; a large one sends L-BFGS fits to worker processes, one head at a time.
+    Each fit computes the same either way, so the rows are equal."""
     from tlreport.heads import grid
 
     X, y, names = blobs([20, 24, 22], dim=10, spread=1.5)
@@ -369,27 +368,11 @@ def test_a_small_grid_fitted_in_this_process_gives_the_rows_of_worker_processes(
         return fit(self, *args, **kw)
 
     monkeypatch.setattr(LogRegHead, "fit", noting_the_thread)
-    features = {"a": X, "b": X[:, ::-1].copy()}
-    flips = {"a": X + 0.05, "b": X[:, ::-1] - 0.05}
-    small = run_grid(features, y, names, features_flip=flips, **kwargs)
+    small = run_grid({"a": X, "b": X[:, ::-1].copy()}, y, names, **kwargs)
     assert threads and threading.main_thread().name not in threads     # logreg beside TensorFlow, not after it
-    sent: list[list[int]] = []
-    in_workers = grid._together_in_workers
-
-    def noting_what_is_sent(head, together, *args):  # noqa: ANN001
-        sent.append([len(fits) for fits in together])
-        yield from in_workers(head, together, *args)
-
     monkeypatch.setattr(grid, "IN_PROCESS_BELOW", 0)
-    monkeypatch.setattr(grid, "_together_in_workers", noting_what_is_sent)
-    large = run_grid(features, y, names, features_flip=flips, **kwargs)
-    assert sent == [[3, 3]]                                  # two feature sets' 3 folds, each side by side
+    large = run_grid({"a": X, "b": X[:, ::-1].copy()}, y, names, **kwargs)
     pd.testing.assert_frame_equal(small.drop(columns="seconds"), large.drop(columns="seconds"))
-    # where TensorFlow has a GPU, its head trains in this process (workers would each claim the GPU's memory)
-    monkeypatch.setattr(grid, "_tensorflow_sees_no_gpu", lambda: False)
-    on_gpu = run_grid(features, y, names, features_flip=flips, **kwargs)
-    assert sent == [[3, 3]]
-    pd.testing.assert_frame_equal(small.drop(columns="seconds"), on_gpu.drop(columns="seconds"))
 
 
 def test_an_error_in_the_second_thread_of_a_small_grid_stops_the_grid() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -277,15 +276,10 @@ def _local_fits(head: Head, fits: list[Fit], data: _GridData, *, in_process: boo
             groups.setdefault((fit.backbone, fit.train.size), []).append(fit)
         chosen = (_choose_all(head, fits, data, processes) if hasattr(head, "choose") and hasattr(head, "train")
                   else None)
-        together = [members[j:j + per] for (backbone, n), members in groups.items()
-                    for per in [max(1, STACK_BYTES // max(1, 4 * n * data.features[backbone].shape[1]))]
-                    for j in range(0, len(members), per)]
-        if (processes > 1 and len(together) > 1 and getattr(head, "uses_tensorflow", False)
-                and _tensorflow_sees_no_gpu()):
-            yield from _together_in_workers(head, together, data, chosen, processes)
-        else:
-            for fits_together in together:
-                yield from _fit_together(head, fits_together, data, chosen)
+        for (backbone, n), members in groups.items():
+            per = max(1, STACK_BYTES // max(1, 4 * n * data.features[backbone].shape[1]))
+            for j in range(0, len(members), per):
+                yield from _fit_together(head, members[j:j + per], data, chosen)
     elif processes > 1 and len(fits) > 1:
         # single-threaded fits (BLAS held to one thread) spread over processes, each sent only its own
         # rows; each fit is seeded on its own, so the results do not depend on the schedule
@@ -334,19 +328,19 @@ def _fit_one(head: Head, fit: Fit, features: np.ndarray, flip: np.ndarray | None
              num_classes: int) -> FoldResult:
     """A Ray task: one fit, its rows read from the feature set in the object store."""
     if getattr(head, "uses_tensorflow", False):
-        _tensorflow_threads(1)   # a Ray task asks for one CPU
+        _tensorflow_on_one_thread()
     return _fit_rows(head, features[fit.train], labels[fit.train], features[fit.test],
                      None if flip is None else flip[fit.test], num_classes, fit.seed)
 
 
-def _tensorflow_threads(threads: int) -> None:
-    """TensorFlow in this process on ``threads`` threads, not one per core of the machine: a worker process's
-    share (set once per process, before TensorFlow starts; a process where it already runs keeps its own)."""
+def _tensorflow_on_one_thread() -> None:
+    """A Ray task asks for one CPU: TensorFlow in its worker gets one thread, not one per core of the node
+    (set once per worker process, before TensorFlow starts; a worker where it already runs keeps its own)."""
     import tensorflow as tf
 
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
 
@@ -412,58 +406,17 @@ def _fit_together(head: Head, fits: list[Fit], data: _GridData,
                   chosen: dict[Fit, Any] | None = None) -> Iterator[tuple[Fit, FoldResult]]:
     """Same-shaped fits of one head trained side by side by ``head.fit_many`` (or, with what its
     ``choose`` picked for each, by ``head.train``)."""
-    yield from zip(fits, _rows_together(head, *_together_args(fits, data, chosen)), strict=True)
-
-
-def _together_in_workers(head: Head, together: list[list[Fit]], data: _GridData, chosen: dict[Fit, Any] | None,
-                         processes: int) -> Iterator[tuple[Fit, FoldResult]]:
-    """:func:`_fit_together` for each list of ``together``, spread over ``processes`` worker processes
-    (largest first), TensorFlow in each on its share of the cores.
-
-    At two threads TensorFlow's small products leave part of a core idle: two processes of one thread
-    each ran the Caltech-101 grid's SGD faster than one process of two (docs/performance.md).  A fit's
-    numbers are the same either way (checked on 1 and 2 threads); what trains beside it is unchanged.
-    """
-    from joblib import Parallel, delayed
-
-    threads = max(1, (os.cpu_count() or 1) // processes)
-    order = sorted(together, key=lambda fits: -sum(f.train.size * data.features[f.backbone].shape[1] for f in fits))
-    outs = Parallel(n_jobs=processes, backend="loky", return_as="generator")(
-        delayed(_rows_together)(head, *_together_args(fits, data, chosen), tensorflow_threads=threads)
-        for fits in order)
-    for fits, rows in zip(order, outs, strict=True):
-        yield from zip(fits, rows, strict=True)
-
-
-def _tensorflow_sees_no_gpu() -> bool:
-    """Whether TensorFlow trains on the CPU here: worker processes each on a GPU would each claim its memory."""
-    import tensorflow as tf
-
-    return not tf.config.list_physical_devices("GPU")
-
-
-def _together_args(fits: list[Fit], data: _GridData, chosen: dict[Fit, Any] | None) -> tuple:
-    """What :func:`_rows_together` needs of ``fits``: their rows alone, so a worker is sent only those."""
-    return ([data.features[f.backbone][f.train] for f in fits], [data.labels[f.train] for f in fits],
-            None if chosen is None else [chosen[f] for f in fits], [f.seed for f in fits],
-            [data.test_rows(f) for f in fits], data.num_classes)
-
-
-def _rows_together(head: Head, Xs: list[np.ndarray], ys: list[np.ndarray], values: list[Any] | None,
-                   seeds: list[int], tests: list[tuple[np.ndarray, np.ndarray | None]], num_classes: int, *,
-                   tensorflow_threads: int | None = None) -> list[FoldResult]:
-    """Train same-shaped fits side by side (with the values ``choose`` picked, else choosing as it goes)
-    and predict each one's test rows."""
-    if tensorflow_threads is not None:
-        _tensorflow_threads(tensorflow_threads)
     t0 = time.perf_counter()
-    if values is not None:
-        predicts = head.train(Xs, ys, values, num_classes=num_classes, seeds=seeds)
+    Xs, ys = [data.features[f.backbone][f.train] for f in fits], [data.labels[f.train] for f in fits]
+    if chosen is not None:
+        predicts = head.train(Xs, ys, [chosen[f] for f in fits], num_classes=data.num_classes,
+                              seeds=[f.seed for f in fits])
     else:
-        predicts = head.fit_many(Xs, ys, num_classes=num_classes, seeds=seeds)
-    fit_seconds = (time.perf_counter() - t0) / len(Xs)
-    return [_predict(predict, X_test, X_test_flip, fit_seconds)
-            for predict, (X_test, X_test_flip) in zip(predicts, tests, strict=True)]
+        predicts = head.fit_many(Xs, ys, num_classes=data.num_classes, seeds=[f.seed for f in fits])
+    fit_seconds = (time.perf_counter() - t0) / len(fits)
+    for fit, predict in zip(fits, predicts, strict=True):
+        X_test, X_test_flip = data.test_rows(fit)
+        yield fit, _predict(predict, X_test, X_test_flip, fit_seconds)
 
 
 def _row(base: dict[str, Any], head: str, y: np.ndarray, proba: np.ndarray, num_classes: int,
