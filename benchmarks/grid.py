@@ -15,12 +15,15 @@ row's mean under both and the paired per-split differences (holdout - cv3).
     python benchmarks/grid.py                         # small synthetic features (a smoke run)
 
 ``--feature-sets 0,3`` keeps some of a config's feature sets; ``--only holdout``
-skips the baseline (the Caltech-101 cv3 grid takes about 20 minutes on 2 cores).
+skips the baseline (the Caltech-101 cv3 grid takes about 20 minutes on 2 cores); ``--precision
+bfloat16`` runs ``softmax_sgd``'s products as a build with ``precision = "auto"`` does on a CPU with
+bf16 arithmetic (float32 otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import warnings
 from collections.abc import Sequence
@@ -173,7 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", help="with --config: the dataset folder, as for tlreport build --dataset")
     ap.add_argument("--feature-sets", help="comma-separated indices of the config's feature sets to keep")
     ap.add_argument("--only", choices=sorted(SELECTIONS), help="run one selection only")
+    ap.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                    help="softmax_sgd's matrix products (a build's precision = \"auto\" picks bfloat16 on CPUs "
+                         "with AMX or AVX-512 BF16)")
     args = ap.parse_args(argv)
+    for heads in SELECTIONS.values():
+        heads[:] = [dataclasses.replace(h, precision=args.precision) if hasattr(h, "precision") else h
+                    for h in heads]
     if args.config:
         feats, labels, classes, keys, protocol = table_rows(*table_context(args.config, args.dataset))
         grid = {**protocol, "keys": keys}
@@ -191,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         feats = {b: f for i, (b, f) in enumerate(feats.items()) if i in keep}
     print(f"{len(labels)} images, {len(classes)} classes; feature sets: "
           + ", ".join(f"{b} ({f.shape[1]}-d)" for b, f in feats.items()))
+    print("softmax_sgd's products: " + ", ".join(f"{name} {heads[0].precision}" for name, heads in SELECTIONS.items()))
     results = compare(feats, labels, classes, grid, [args.only] if args.only else ["cv3", "holdout"])
     if len(results) == 2:
         paired(results)
