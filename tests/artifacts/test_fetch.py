@@ -577,6 +577,14 @@ def test_cli_list_and_from(tmp_path, monkeypatch, root, capsys) -> None:
     assert "present-verified" in capsys.readouterr().out
     with pytest.raises(UserError, match="exactly one"):
         _run(["fetch", "blob", "blob", "--from", str(src), "--data-root", str(root)])
+    with pytest.raises(UserError, match="exactly one"):       # the name forgotten: not a silent listing
+        _run(["fetch", "--from", str(src), "--data-root", str(root)])
+    # a bare fetch lists, and says it fetched nothing and how to; --list does not add that line
+    assert _run(["fetch", "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "blob" in out and out.endswith("nothing fetched: name what to install, as in tlreport fetch caltech101\n")
+    assert _run(["fetch", "--list", "--data-root", str(root)]) == 0
+    assert "nothing fetched" not in capsys.readouterr().out
     with pytest.raises(UserError, match="unknown artifact"):
         _run(["fetch", "nope", "--data-root", str(root)])
 

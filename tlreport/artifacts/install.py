@@ -392,6 +392,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     listing = bool(getattr(args, "list", False))
     if listing and from_path is not None:
         raise UserError("fetch: --list only lists; install a file with tlreport fetch NAME --from PATH")
+    if from_path is not None and len(names) != 1:
+        raise UserError("--from PATH installs exactly one artifact: tlreport fetch NAME --from PATH")
     if listing or not names:
         # --list NAME...: those artifacts' states only; a list never downloads
         reg = load_registry()
@@ -404,9 +406,9 @@ def run_fetch(args: argparse.Namespace) -> int:
         if shown is reg:
             print("shipped with tlreport (no fetch needed): data/caltech101-subset, 13 classes of Caltech-101, "
                   "515 images, CC BY 4.0 (Fei-Fei, Fergus, Perona 2004; CaltechDATA mzrjq-6wc02)")
+        if not listing:           # a bare `tlreport fetch`: say why nothing downloaded, and how to
+            print("nothing fetched: name what to install, as in tlreport fetch caltech101")
         return 0
-    if from_path is not None and len(names) != 1:
-        raise UserError("--from PATH installs exactly one artifact: tlreport fetch NAME --from PATH")
     reg = load_registry()
     for name in names:
         get_artifact(name, reg)  # unknown names fail before any download
