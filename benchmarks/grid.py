@@ -200,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         feats = {b: f for i, (b, f) in enumerate(feats.items()) if i in keep}
     print(f"{len(labels)} images, {len(classes)} classes; feature sets: "
           + ", ".join(f"{b} ({f.shape[1]}-d)" for b, f in feats.items()))
-    print("softmax_sgd's products: " + ", ".join(f"{name} {heads[0].precision}" for name, heads in SELECTIONS.items()))
-    results = compare(feats, labels, classes, grid, [args.only] if args.only else ["cv3", "holdout"])
+    selections = [args.only] if args.only else ["cv3", "holdout"]
+    print("softmax_sgd's products: " + ", ".join(f"{name} {h.precision}" for name in selections
+                                                 for h in SELECTIONS[name] if hasattr(h, "precision")))
+    results = compare(feats, labels, classes, grid, selections)
     if len(results) == 2:
         paired(results)
     return 0

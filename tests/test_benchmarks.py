@@ -37,7 +37,7 @@ def test_the_grid_benchmark_compares_both_selections_on_tiny_features():
     assert "softmax_sgd's products: cv3 float32, holdout float32" in r.stdout
     r = _run(str(BENCHMARKS / "grid.py"), "--only", "holdout", "--precision", "bfloat16")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "softmax_sgd's products: cv3 bfloat16, holdout bfloat16" in r.stdout and "cv3:" not in r.stdout
+    assert "softmax_sgd's products: holdout bfloat16\n" in r.stdout and "cv3" not in r.stdout
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ and one line in :data:`HEADS`; the config schema and the post read the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from tlreport.errors import UserError
 from tlreport.heads.base import Head
@@ -28,14 +28,3 @@ def get_head(head: str | Head) -> Head:
         return HEADS[head]()
     except KeyError:
         raise UserError(f"Unknown head {head!r}; known heads: {', '.join(sorted(HEADS))}.") from None
-
-
-def candidate_grids(heads: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """Each named head that chooses a value on its hold-out -> the values it tries (``softmax_sgd`` -> its
-    ``l2_grid``, ``logreg`` -> its ``C_grid``)."""
-    grids = {}
-    for head in (get_head(h) for h in heads):
-        for attr in ("l2_grid", "C_grid"):
-            if hasattr(head, attr):
-                grids[head.name] = tuple(getattr(head, attr))
-    return grids

@@ -67,20 +67,6 @@ def dataset_name(ref: str) -> str:
     return Path(ref.rstrip("/\\")).name or ref
 
 
-def dataset_reference(text: str) -> str | None:
-    """The references.toml key of a Caltech dataset named in ``text`` (its path, artifact or credit line).
-
-    >>> dataset_reference("artifact:caltech256"), dataset_reference("x Caltech-101: Li Fei-Fei"), dataset_reference("flowers")
-    ('caltech256', 'caltech101', None)
-    """
-    t = text.lower().replace("-", "")
-    if "caltech256" in t or "256_objectcategories" in t:
-        return "caltech256"
-    if "caltech101" in t or "101_objectcategories" in t:
-        return "caltech101"
-    return None
-
-
 def is_folder_ref(ref: str) -> bool:
     """Whether a dataset reference (``dataset.path``, ``--dataset``) names a folder, not ``demo`` or ``artifact:NAME``."""
     return ref != "demo" and not ref.startswith("artifact:")

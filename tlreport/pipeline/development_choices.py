@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from tlreport.engine.stage import BuildContext
-from tlreport.pipeline.data import dataset_reference
+from tlreport.report.references import dataset_reference
 
 
 def development_choices(ctx: BuildContext, sections: dict) -> list[dict]:
@@ -16,7 +16,6 @@ def development_choices(ctx: BuildContext, sections: dict) -> list[dict]:
     import tomllib
 
     from tlreport.backbones import get_spec
-    from tlreport.heads import candidate_grids
     from tlreport.pipeline.feature_sets import feature_jobs
     from tlreport.util.paths import shipped_path
 
@@ -59,3 +58,16 @@ def choices_that_apply(choices: list[dict], families: set[str], train: dict | No
                 continue
         chosen.append({"what": c["what"], "recheck": c["recheck"]})
     return chosen
+
+
+def candidate_grids(heads: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """Each named head that chooses a value on its hold-out -> the values it tries (``softmax_sgd`` -> its
+    ``l2_grid``, ``logreg`` -> its ``C_grid``)."""
+    from tlreport.heads import get_head
+
+    grids = {}
+    for head in (get_head(h) for h in heads):
+        for attr in ("l2_grid", "C_grid"):
+            if hasattr(head, attr):
+                grids[head.name] = tuple(getattr(head, attr))
+    return grids

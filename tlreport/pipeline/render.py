@@ -8,10 +8,10 @@ from pathlib import Path
 
 from tlreport.engine.stage import BuildContext
 from tlreport.errors import UserError
-from tlreport.pipeline.data import dataset_reference
-from tlreport.pipeline.development_choices import development_choices
+from tlreport.pipeline.development_choices import candidate_grids, development_choices
 from tlreport.pipeline.provenance import _provenance
 from tlreport.pipeline.reproduce import config_name, reproduce_context, site_repository
+from tlreport.report.references import dataset_reference
 from tlreport.util.files import atomic_write_text, read_json
 from tlreport.util.paths import shipped_path
 
@@ -248,7 +248,6 @@ SEED_TABLES = (
 def _replication_context(ctx: BuildContext, slug: str, site_out: Path) -> dict | None:
     import pandas as pd
 
-    from tlreport.heads import candidate_grids
     from tlreport.report.tables import (
         TIE_POINTS,
         chosen_sentence,

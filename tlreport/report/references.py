@@ -65,3 +65,17 @@ class Citations:
     def listed(self) -> list[dict[str, Any]]:
         return [{"number": i + 1, "key": k, "text": self.entries[k]["text"], "url": self.entries[k].get("url")}
                 for i, k in enumerate(self.order)]
+
+
+def dataset_reference(text: str) -> str | None:
+    """The references.toml key of a Caltech dataset named in ``text`` (its path, artifact or credit line).
+
+    >>> dataset_reference("artifact:caltech256"), dataset_reference("x Caltech-101: Li Fei-Fei"), dataset_reference("flowers")
+    ('caltech256', 'caltech101', None)
+    """
+    t = text.lower().replace("-", "")
+    if "caltech256" in t or "256_objectcategories" in t:
+        return "caltech256"
+    if "caltech101" in t or "101_objectcategories" in t:
+        return "caltech101"
+    return None
