@@ -62,19 +62,7 @@ def test_what_only_the_post_reads_is_in_no_computing_stage_s_code() -> None:
     """The post's wording helpers (its Reproduce box, development choices, references) are render's code
     alone: editing them re-renders the post and recomputes no number."""
     stages = ("classify", "features", "train", "experiments", "figures", "render")
-    reads = {s: _closure(f"tlreport.pipeline.{s}") for s in stages}
+    reads = {s: code.module_closure(f"tlreport.pipeline.{s}") for s in stages}
     for module in ("tlreport.pipeline.reproduce", "tlreport.pipeline.development_choices",
                    "tlreport.report.references", "tlreport.report.templating"):
         assert [s for s in stages if module in reads[s]] == ["render"], module
-
-
-def _closure(module: str) -> set[str]:
-    """``module`` and every package module it imports, directly or not (what its code identity covers)."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            todo.extend(code.module_imports(m) - seen)
-    return seen

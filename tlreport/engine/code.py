@@ -60,10 +60,8 @@ def module_imports(module: str) -> frozenset[str]:
     return frozenset(found)
 
 
-@functools.cache
-def code_fingerprint(module: str) -> str:
-    """sha256 over the sources of ``module`` and its transitive package imports."""
-    mods = package_modules(module.split(".")[0])
+def module_closure(module: str) -> frozenset[str]:
+    """``module`` and every package module it imports, directly or not: what its code identity covers."""
     seen: set[str] = set()
     todo = [module]
     while todo:
@@ -71,8 +69,15 @@ def code_fingerprint(module: str) -> str:
         if m not in seen:
             seen.add(m)
             todo.extend(module_imports(m) - seen)
+    return frozenset(seen)
+
+
+@functools.cache
+def code_fingerprint(module: str) -> str:
+    """sha256 over the sources of ``module`` and its transitive package imports."""
+    mods = package_modules(module.split(".")[0])
     h = hashlib.sha256()
-    for m in sorted(seen):
+    for m in sorted(module_closure(module)):
         h.update(f"{m}\0".encode())
         h.update(mods[m].read_bytes())
     return h.hexdigest()
