@@ -114,9 +114,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-NOTHING_TO_DO = "nothing to do: every stage is cached and site/ is current"
-
-
 def _nothing_cached(result) -> str:
     """The line of a build limited by --only to stages before the post, every one of them cached."""
     from tlreport.engine.run import NOTHING_CACHED
@@ -126,6 +123,8 @@ def _nothing_cached(result) -> str:
 
 def _final_line(result, dry_run: bool) -> str:
     """What ``-q`` prints: the line a plain build ends with."""
+    from tlreport.engine.run import NOTHING_TO_DO
+
     if dry_run:
         if result.post is not None:         # a dry run returns the post only when nothing is to be done
             return f"{NOTHING_TO_DO}: {result.post}"

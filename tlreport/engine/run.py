@@ -22,6 +22,8 @@ from tlreport.engine.stage import BuildContext, BuildResult, Stage
 from tlreport.engine.store import StageStore, cache_lock
 from tlreport.util.files import atomic_write_json, check_writable
 
+#: what a build says when it has nothing to recompute or publish (then the post's path)
+NOTHING_TO_DO = "nothing to do: every stage is cached and site/ is current"
 #: what a build limited by --only to stages before the post says when they are all cached
 NOTHING_CACHED = "nothing to do: every stage asked for is cached"
 
@@ -59,7 +61,7 @@ def run_build(config: Config, stages: list[Stage], *, force: bool = False, only:
             if publisher is None:                     # --only a stage before the post: the site was not asked about
                 ctx.log(f"{NOTHING_CACHED}: {', '.join(s.name for s in stages)}")
             else:
-                ctx.log(f"nothing to do: every stage is cached and site/ is current: {post_path(config)}")
+                ctx.log(f"{NOTHING_TO_DO}: {post_path(config)}")
             if not dry_run:
                 _record(config, summary, [], ctx)
             return BuildResult(summary, [], ctx.counters, post_path(config) if publisher else None, False)
