@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -66,3 +67,48 @@ def test_what_only_the_post_reads_is_in_no_computing_stage_s_code() -> None:
     for module in ("tlreport.pipeline.reproduce", "tlreport.pipeline.development_choices",
                    "tlreport.report.references", "tlreport.report.templating"):
         assert [s for s in stages if module in reads[s]] == ["render"], module
+
+
+def test_a_build_with_no_code_changed_parses_nothing(fake_package: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parsed imports are kept in the cache: the next process reads them instead of parsing, to the
+    same fingerprint; an edited source is parsed again, and the file keeps only what was read."""
+    kept = tmp_path / "cache" / "code-imports.json"
+    monkeypatch.setattr(code, "_parsed", {})
+    monkeypatch.setattr(code, "_used", set())
+    with code.remembered_imports(kept):
+        first = _fingerprint()
+    assert len(json.loads(kept.read_text())) == 3          # stage, sub/__init__ and helper; not unrelated.py
+
+    monkeypatch.setattr(code, "_parsed", {})                # a new build process
+    monkeypatch.setattr(code, "_used", set())
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed a source the cache holds")
+
+    monkeypatch.setattr(code.ast, "parse", no_parsing)
+    with code.remembered_imports(kept):
+        assert _fingerprint() == first
+    monkeypatch.undo()
+
+    (fake_package / "sub" / "helper.py").write_text('"""helper"""\nimport fakepkg.unrelated\nVALUE = 2\n')
+    monkeypatch.setattr(code, "_parsed", {})
+    monkeypatch.setattr(code, "_used", set())
+    with code.remembered_imports(kept):
+        edited = _fingerprint()
+    assert edited != first
+    assert "fakepkg.unrelated" in code.module_closure("fakepkg.stage")
+    assert len(json.loads(kept.read_text())) == 4          # the old helper's entry is gone, unrelated.py's came
+
+
+@pytest.mark.parametrize("held", ["{not json", '{"abc": 3}', "[1, 2]"])
+def test_an_unreadable_import_cache_is_parsed_afresh(fake_package: Path, tmp_path: Path, held: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = tmp_path / "code-imports.json"
+    kept.write_text(held)
+    monkeypatch.setattr(code, "_parsed", {})
+    monkeypatch.setattr(code, "_used", set())
+    with code.remembered_imports(kept):
+        fingerprint = _fingerprint()
+    assert fingerprint == _fingerprint()
+    assert len(json.loads(kept.read_text())) == 3

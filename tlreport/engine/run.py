@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from tlreport.config import Config
+from tlreport.engine.code import remembered_imports
 from tlreport.engine.plan import order, plan
 from tlreport.engine.publish import PUBLISHED_FOLDERS, owner_of, publish, site_is_current
 from tlreport.engine.stage import BuildContext, BuildResult, Stage
@@ -26,6 +27,8 @@ from tlreport.util.files import atomic_write_json, check_writable
 NOTHING_TO_DO = "nothing to do: every stage is cached and site/ is current"
 #: what a build limited by --only to stages before the post says when they are all cached
 NOTHING_CACHED = "nothing to do: every stage asked for is cached"
+#: in the cache folder: the import statements of the package's sources, parsed by earlier builds
+IMPORTS_FILE = "code-imports.json"
 
 
 def post_path(config: Config) -> Path:
@@ -47,7 +50,9 @@ def run_build(config: Config, stages: list[Stage], *, force: bool = False, only:
     if not dry_run:
         check_writable(config.cache_dir, "cache_dir")
     with contextlib.nullcontext() if dry_run else cache_lock(config.cache_dir):
-        rows = plan(ctx, stages)
+        # a stage's key covers its code's import closure: the parsed imports are kept beside the stages
+        with remembered_imports(config.cache_dir / IMPORTS_FILE, save=not dry_run):
+            rows = plan(ctx, stages)
         publish_key = ctx.keys.get(publisher) if publisher else None
         owner = owner_of(config)
         site_ok = publisher is None or site_is_current(config.site_dir, publish_key, owner)
